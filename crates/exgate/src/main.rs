@@ -1,0 +1,110 @@
+//! `exgate`: the thin command-line front end.
+//!
+//! Every subcommand lives in its own module under `cmd/` and owns its arguments; this file only
+//! parses the command line, sets up logging and the TLS provider, and maps results to exit codes.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod exit;
+
+/// Unattended access to Microsoft Exchange mailboxes: authenticate, reach, verify, explain.
+#[derive(Debug, Parser)]
+#[command(name = "exgate", version, about, long_about = None, after_help = EXAMPLES)]
+struct Cli {
+    /// More log output on stderr (repeat for more). Secrets are never logged.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+const EXAMPLES: &str = "\
+Examples:
+  exgate demo                                   Run the built-in demonstration on the embedded emulator
+  exgate emulator --scenario scenarios/demo.toml --tls
+                                                Serve the Entra ID and Exchange emulator until stopped
+  exgate explain error.txt                      Name the cause and the fix of a failure
+  exgate token get --profile daemon.toml        Acquire a token and summarise it (never prints it)
+
+Exit codes: 0 success, 1 the check ran and found failures, 2 could not run (bad input or set-up).
+Set NO_COLOR=1 to turn off colour.";
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the demonstration: the embedded emulator, a ready project, a report.
+    Demo(cmd::demo::Args),
+    /// Verify that every mailbox of a migration or sync project can be reached, and explain why not.
+    Verify(cmd::verify::Args),
+    /// Serve the Entra ID and Exchange emulator described by a scenario file.
+    Emulator(cmd::emulator::Args),
+    /// Acquire and inspect access tokens.
+    #[command(subcommand)]
+    Token(cmd::token::Command),
+    /// Create and inspect certificates for app-only authentication.
+    #[command(subcommand)]
+    Cert(cmd::cert::Command),
+    /// Build admin-consent URLs and receive the consent redirect.
+    #[command(subcommand)]
+    Consent(cmd::consent::Command),
+    /// Explain a failure: error text, HTTP response, Entra JSON, SOAP body, JWT or HAR file.
+    Explain(cmd::explain::Args),
+    /// Remove secrets from a HAR file or a raw capture before sharing it.
+    Redact(cmd::redact::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    // One rustls crypto provider, installed before any TLS client or server is built.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return exit::could_not_run();
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Verify(args) => cmd::verify::run(args).await,
+            Command::Emulator(args) => cmd::emulator::run(args).await,
+            Command::Token(command) => cmd::token::run(command).await,
+            Command::Cert(command) => cmd::cert::run(command).await,
+            Command::Consent(command) => cmd::consent::run(command).await,
+            Command::Explain(args) => cmd::explain::run(args).await,
+            Command::Redact(args) => cmd::redact::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            exit::could_not_run()
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_env("EXGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(exit::color_enabled())
+        .try_init();
+}
