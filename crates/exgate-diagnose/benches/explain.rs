@@ -1,0 +1,2 @@
+//! Explain throughput on a generated HAR (filled in below).
+fn main() {}
