@@ -1,1 +1,292 @@
-//! placeholder
+//! Emulator of Entra ID (and, later, Exchange) that real clients accept unchanged.
+//!
+//! A [`Scenario`] (TOML, see `docs/scenarios.md`) declares tenants, applications, consent and
+//! users. [`Emulator::start`] serves it on a loopback port, over HTTP or HTTPS (a private CA
+//! whose PEM [`Emulator::ca_pem`] returns). The router is assembled from per-plane modules
+//! (`entra` for the identity plane); token minting and validation live in [`tokens`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+//! let scenario = Scenario::load(std::path::Path::new("scenarios/demo.toml"))?;
+//! let emulator = Emulator::start(scenario, EmulatorOptions::default()).await?;
+//! println!("token endpoint: {}/contoso.com/oauth2/v2.0/token", emulator.base_url());
+//! emulator.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+pub mod entra;
+pub mod scenario;
+pub mod tls;
+pub mod tokens;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use scenario::{Scenario, ScenarioError};
+pub use tokens::SigningKey;
+
+/// How to run the emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorOptions {
+    /// Address to listen on; default `127.0.0.1:0` (a free port).
+    pub listen: SocketAddr,
+    /// Serve HTTPS with a generated CA; default false.
+    pub tls: bool,
+    /// `expires_in` of access tokens; `None` = the scenario's, else 3599 s.
+    pub token_lifetime: Option<std::time::Duration>,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        EmulatorOptions {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            tls: false,
+            token_lifetime: None,
+        }
+    }
+}
+
+/// Counters of what the emulator served.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests to the token endpoints (v1 and v2).
+    pub token_requests: u64,
+    /// Token requests that were answered with tokens.
+    pub tokens_issued: u64,
+    /// Token requests that were answered with an error.
+    pub token_errors: u64,
+    /// `grant_type=client_credentials` requests.
+    pub client_credentials: u64,
+    /// `grant_type=refresh_token` requests.
+    pub refresh_token: u64,
+    /// Device-code polls.
+    pub device_code: u64,
+    /// `grant_type=authorization_code` requests.
+    pub authorization_code: u64,
+    /// `grant_type=password` requests.
+    pub password: u64,
+    /// OpenID configuration requests.
+    pub discovery_requests: u64,
+}
+
+/// The emulator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// TLS material could not be generated.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The signing key could not be generated.
+    #[error(transparent)]
+    Key(#[from] tokens::TokenError),
+}
+
+/// A running emulator. Dropping it or calling [`Emulator::shutdown`] stops it.
+pub struct Emulator {
+    base_url: String,
+    ca_pem: Option<String>,
+    shared: Arc<entra::Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("base_url", &self.base_url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Binds, and serves the scenario in a background task.
+    pub async fn start(
+        scenario: Scenario,
+        options: EmulatorOptions,
+    ) -> Result<Emulator, EmulatorError> {
+        let key = SigningKey::shared()?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: options.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: options.listen,
+                source,
+            })?;
+        let (tls, ca_pem) = if options.tls {
+            let m = tls::generate()?;
+            (
+                Some(tokio_rustls::TlsAcceptor::from(m.config)),
+                Some(m.ca_pem),
+            )
+        } else {
+            (None, None)
+        };
+        let host = if options.tls {
+            "localhost".to_string()
+        } else if addr.ip().is_ipv6() {
+            format!("[{}]", addr.ip())
+        } else {
+            addr.ip().to_string()
+        };
+        let base_url = format!(
+            "{}://{}:{}",
+            if options.tls { "https" } else { "http" },
+            host,
+            addr.port()
+        );
+        let lifetime = options
+            .token_lifetime
+            .or(scenario.settings.token_lifetime)
+            .map(|d| d.as_secs().max(1))
+            .unwrap_or(3599);
+        let shared = Arc::new(entra::Shared::new(
+            scenario,
+            key,
+            options.tls,
+            base_url.clone(),
+            lifetime,
+        ));
+        let app = build_router(shared.clone());
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(serve(listener, tls, app, stop_rx));
+        tracing::info!(%base_url, "emulator listening");
+        Ok(Emulator {
+            base_url,
+            ca_pem,
+            shared,
+            stop: Some(stop_tx),
+            task: Some(task),
+        })
+    }
+
+    /// e.g. `http://127.0.0.1:41234` or `https://localhost:41234` (no trailing slash). This is
+    /// the authority host: token endpoint = `{base_url}/{tenant}/oauth2/v2.0/token`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// With TLS: the PEM of the CA clients must trust.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.shared.counters.snapshot()
+    }
+
+    /// The scenario being served.
+    pub fn scenario(&self) -> &Scenario {
+        &self.shared.scenario
+    }
+
+    /// The key tokens are signed with (to validate them).
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.shared.key
+    }
+
+    /// Stops serving and waits for the server task to end.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The router of a scenario, without a listener (for in-process use, e.g. benchmarks with
+/// `tower::ServiceExt::oneshot`). `authority` is what requests without a `Host` header see.
+pub fn router(scenario: Scenario, authority: &str, tls: bool) -> Result<Router, EmulatorError> {
+    let key = SigningKey::shared()?;
+    let lifetime = scenario
+        .settings
+        .token_lifetime
+        .map(|d| d.as_secs().max(1))
+        .unwrap_or(3599);
+    let shared = Arc::new(entra::Shared::new(
+        scenario,
+        key,
+        tls,
+        authority.trim_end_matches('/').to_string(),
+        lifetime,
+    ));
+    Ok(build_router(shared))
+}
+
+fn build_router(shared: Arc<entra::Shared>) -> Router {
+    Router::new().merge(entra::router(shared))
+}
+
+async fn serve(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    app: Router,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let app = app.clone();
+                let tls = tls.clone();
+                connections.spawn(async move {
+                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let app = app.clone();
+                        async move {
+                            use tower::ServiceExt as _;
+                            app.oneshot(req.map(axum::body::Body::new)).await
+                        }
+                    });
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                });
+                // Reap finished connections so the set does not grow without bound.
+                while connections.try_join_next().is_some() {}
+            }
+        }
+    }
+    connections.shutdown().await;
+}
