@@ -1,0 +1,511 @@
+//! What a failed request leaves behind, as typed, serialisable data for the diagnosis engine.
+//!
+//! Evidence holds only what the *server* said (status, response headers, parsed fault or error
+//! body, a bounded body excerpt) plus the request line. Request headers and bodies are never
+//! recorded, so credentials cannot leak through it; `Set-Cookie` values are redacted as well.
+
+use serde::Serialize;
+
+use crate::credentials::Protocol;
+
+/// Longest body excerpt kept, in characters.
+pub const BODY_EXCERPT_CHARS: usize = 2048;
+
+/// The broad class of a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// HTTP 401: the credentials were missing or rejected.
+    Unauthorized,
+    /// HTTP 403, or an access-denied code: authenticated but not allowed.
+    Forbidden,
+    /// The server asked us to slow down (429, 503, `ErrorServerBusy`) and retries ran out.
+    Throttled,
+    /// An EWS SOAP fault (HTTP 500 with a `s:Fault` body).
+    SoapFault,
+    /// An EWS response message with `ResponseClass="Error"`.
+    EwsResponse,
+    /// A Graph error body (`{"error":{"code":...}}`).
+    Graph,
+    /// An Autodiscover error (POX `Error`, SOAP `ErrorCode`, JSON `ErrorCode`) or no method worked.
+    Autodiscover,
+    /// Any other unexpected HTTP status.
+    Http,
+    /// The request never got an HTTP answer (DNS, connect, TLS, timeout).
+    Transport,
+    /// The answer could not be understood.
+    InvalidResponse,
+    /// The credential source failed to produce a header.
+    Credentials,
+    /// The caller's input or configuration was unusable.
+    Config,
+}
+
+/// Why a request never got an HTTP answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TransportKind {
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection failed (refused, unreachable).
+    Connect,
+    /// The TLS handshake failed (certificate, protocol).
+    Tls,
+    /// No answer in time.
+    Timeout,
+    /// Sending the request or reading the answer failed.
+    Io,
+    /// The answer exceeded the size limit.
+    TooLarge,
+}
+
+/// A parsed `x-ms-diagnostics` header: `code;reason="...";error_category="..."`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MsDiagnostics {
+    /// The numeric code, e.g. `2000001`.
+    pub code: String,
+    /// The `reason` text.
+    pub reason: Option<String>,
+    /// The `error_category`, e.g. `invalid_token`.
+    pub error_category: Option<String>,
+}
+
+impl MsDiagnostics {
+    /// Parses the header value; `None` if it has no leading code.
+    pub fn parse(raw: &str) -> Option<Self> {
+        let mut parts = split_params(raw, ';');
+        let code = parts.next()?.trim().to_owned();
+        if code.is_empty() {
+            return None;
+        }
+        let mut out = MsDiagnostics {
+            code,
+            reason: None,
+            error_category: None,
+        };
+        for p in parts {
+            if let Some((k, v)) = p.split_once('=') {
+                let v = unquote(v.trim());
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "reason" => out.reason = Some(v),
+                    "error_category" => out.error_category = Some(v),
+                    _ => {}
+                }
+            }
+        }
+        Some(out)
+    }
+}
+
+/// One authentication challenge from `WWW-Authenticate`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Challenge {
+    /// The scheme (`Bearer`, `Basic`, `Negotiate`, ...).
+    pub scheme: String,
+    /// Parameters in order, names lower-cased, values unquoted.
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    /// A parameter value by (case-insensitive) name.
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Parses all challenges of one or more `WWW-Authenticate` values. Exchange Online joins
+    /// `Bearer ...` and `Basic Realm=""` in one header with a comma; on-premises sends two
+    /// headers. Both come out as separate challenges.
+    pub fn parse_all<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Challenge> {
+        let mut out: Vec<Challenge> = Vec::new();
+        for value in values {
+            for piece in split_params(value, ',') {
+                let piece = piece.trim();
+                if piece.is_empty() {
+                    continue;
+                }
+                // A piece is either `name=value` (a parameter of the current challenge) or
+                // `Scheme [name=value]` (a new challenge).
+                let (head, rest) = match piece.find(char::is_whitespace) {
+                    Some(i) => (&piece[..i], piece[i..].trim_start()),
+                    None => (piece, ""),
+                };
+                let starts_challenge = !head.contains('=');
+                if starts_challenge {
+                    let mut c = Challenge {
+                        scheme: head.to_owned(),
+                        params: Vec::new(),
+                    };
+                    if let Some((k, v)) = rest.split_once('=') {
+                        c.params
+                            .push((k.trim().to_ascii_lowercase(), unquote(v.trim())));
+                    }
+                    out.push(c);
+                } else if let Some((k, v)) = piece.split_once('=')
+                    && let Some(cur) = out.last_mut()
+                {
+                    cur.params
+                        .push((k.trim().to_ascii_lowercase(), unquote(v.trim())));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Splits on `sep` outside double quotes (backslash escapes respected).
+fn split_params(s: &str, sep: char) -> impl Iterator<Item = &str> {
+    let mut pieces = Vec::new();
+    let mut start = 0;
+    let mut in_quotes = false;
+    let mut escaped = false;
+    for (i, ch) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match ch {
+            '\\' if in_quotes => escaped = true,
+            '"' => in_quotes = !in_quotes,
+            c if c == sep && !in_quotes => {
+                pieces.push(&s[start..i]);
+                start = i + c.len_utf8();
+            }
+            _ => {}
+        }
+    }
+    pieces.push(&s[start..]);
+    pieces.into_iter()
+}
+
+fn unquote(v: &str) -> String {
+    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(inner) => {
+            let mut out = String::with_capacity(inner.len());
+            let mut chars = inner.chars();
+            while let Some(c) = chars.next() {
+                if c == '\\' {
+                    if let Some(n) = chars.next() {
+                        out.push(n);
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+        None => v.to_owned(),
+    }
+}
+
+/// `ServerVersionInfo` from an EWS or Autodiscover SOAP header.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ServerVersionInfo {
+    /// Major version (15 for Exchange 2013 and later).
+    pub major: Option<u32>,
+    /// Minor version (0 = 2013, 1 = 2016, 2 = 2019, 20 = Exchange Online).
+    pub minor: Option<u32>,
+    /// Major build number.
+    pub major_build: Option<u32>,
+    /// Minor build number.
+    pub minor_build: Option<u32>,
+    /// Schema version string, e.g. `V2018_01_08` or `Exchange2016`.
+    pub version: Option<String>,
+}
+
+/// A parsed EWS SOAP fault (HTTP 500).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct SoapFault {
+    /// `faultcode` as sent, e.g. `a:ErrorServerBusy`.
+    pub faultcode: String,
+    /// `faultstring`.
+    pub faultstring: String,
+    /// `detail/e:ResponseCode`, falling back to the local part of `faultcode`.
+    pub response_code: Option<String>,
+    /// `detail/e:Message`.
+    pub message: Option<String>,
+    /// `MessageXml` values as (name, value): `t:Value Name=...` and named children such as
+    /// `LineNumber`.
+    pub message_xml: Vec<(String, String)>,
+}
+
+/// An EWS response message whose `ResponseClass` is not `Success`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EwsResponseError {
+    /// `Error` or `Warning`.
+    pub response_class: String,
+    /// `ResponseCode`, e.g. `ErrorFolderNotFound`.
+    pub response_code: String,
+    /// `MessageText`.
+    pub message_text: Option<String>,
+    /// `MessageXml` values as (name, value).
+    pub message_xml: Vec<(String, String)>,
+}
+
+/// A Graph error body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GraphError {
+    /// `error.code`, e.g. `ErrorAccessDenied`.
+    pub code: String,
+    /// `error.message`.
+    pub message: String,
+    /// `error.innerError.code`, when present.
+    pub inner_code: Option<String>,
+    /// `error.innerError.request-id`.
+    pub request_id: Option<String>,
+    /// `error.innerError.client-request-id`.
+    pub client_request_id: Option<String>,
+    /// `error.innerError.date`.
+    pub date: Option<String>,
+}
+
+impl GraphError {
+    /// Parses Graph's `{"error":{...}}` shape; `None` for anything else.
+    pub fn parse(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        let e = v.get("error")?;
+        let s =
+            |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+        let inner = e.get("innerError").or_else(|| e.get("innererror"));
+        Some(GraphError {
+            code: s(e, "code")?,
+            message: s(e, "message").unwrap_or_default(),
+            inner_code: inner.and_then(|i| s(i, "code")),
+            request_id: inner.and_then(|i| s(i, "request-id")),
+            client_request_id: inner.and_then(|i| s(i, "client-request-id")),
+            date: inner.and_then(|i| s(i, "date")),
+        })
+    }
+}
+
+/// An Autodiscover error (any of the three forms).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct AutodiscoverError {
+    /// The error code (`600`, `InvalidUser`, `InvalidProtocol`, ...).
+    pub code: String,
+    /// The message text.
+    pub message: Option<String>,
+}
+
+/// Everything known about a failed request.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ErrorEvidence {
+    /// The broad class; `None` only while evidence is being assembled.
+    pub kind: Option<ErrorKind>,
+    /// The protocol of the request.
+    pub protocol: Option<Protocol>,
+    /// The operation (`GetFolder`, `GET /users/{id}`, `autodiscover-json`, ...).
+    pub operation: Option<String>,
+    /// The credential mode used (`bearer`, `basic`, `empty-bearer`, `none`).
+    pub auth_mode: Option<String>,
+    /// HTTP method.
+    pub method: Option<String>,
+    /// Request URL.
+    pub url: Option<String>,
+    /// HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// Every response header in order, repeated names kept; `Set-Cookie` values redacted.
+    pub headers: Vec<(String, String)>,
+    /// Raw `x-ms-diagnostics` header.
+    pub x_ms_diagnostics: Option<String>,
+    /// Parsed `x-ms-diagnostics`.
+    pub diagnostics: Option<MsDiagnostics>,
+    /// Parsed `WWW-Authenticate` challenges (all headers).
+    pub challenges: Vec<Challenge>,
+    /// `ServerVersionInfo`, when the response had one.
+    pub server_version: Option<ServerVersionInfo>,
+    /// The SOAP fault.
+    pub soap_fault: Option<SoapFault>,
+    /// The failing EWS response message.
+    pub ews_response: Option<EwsResponseError>,
+    /// The Graph error body.
+    pub graph_error: Option<GraphError>,
+    /// The Autodiscover error.
+    pub autodiscover_error: Option<AutodiscoverError>,
+    /// The beginning of the response body (at most [`BODY_EXCERPT_CHARS`] characters).
+    pub body_excerpt: Option<String>,
+    /// Why no answer came.
+    pub transport: Option<TransportKind>,
+    /// Transport error text.
+    pub transport_message: Option<String>,
+    /// How many attempts were made (retries included).
+    pub attempts: u32,
+    /// Every Autodiscover step taken, in order (empty for other protocols).
+    pub trail: Vec<TrailEntry>,
+}
+
+/// One Autodiscover step.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct TrailEntry {
+    /// `json`, `soap` or `pox`.
+    pub method: String,
+    /// The URL tried.
+    pub url: String,
+    /// The address looked up.
+    pub email: String,
+    /// HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// What happened (`found`, `redirect-url`, `redirect-address`, `error`, ...).
+    pub outcome: String,
+    /// Detail: the error code, redirect target or found EWS URL.
+    pub detail: Option<String>,
+}
+
+impl ErrorEvidence {
+    /// All values of a response header (case-insensitive name).
+    pub fn header_values<'a, 'n>(
+        &'a self,
+        name: &'n str,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.headers
+            .iter()
+            .filter(move |(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The first value of a response header.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.header_values(name).next()
+    }
+
+    /// The EWS or Graph error code, whichever is present (SOAP fault first).
+    pub fn service_code(&self) -> Option<&str> {
+        self.soap_fault
+            .as_ref()
+            .and_then(|f| f.response_code.as_deref())
+            .or(self.ews_response.as_ref().map(|e| e.response_code.as_str()))
+            .or(self.graph_error.as_ref().map(|g| g.code.as_str()))
+            .or(self.autodiscover_error.as_ref().map(|a| a.code.as_str()))
+    }
+
+    /// A `MessageXml` value by name from the SOAP fault or the response message.
+    pub fn message_xml_value(&self, name: &str) -> Option<&str> {
+        let fault = self.soap_fault.iter().flat_map(|f| f.message_xml.iter());
+        let msg = self.ews_response.iter().flat_map(|e| e.message_xml.iter());
+        fault
+            .chain(msg)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Records the response headers (redacting cookies) and derived fields.
+    pub(crate) fn set_headers(&mut self, headers: &reqwest::header::HeaderMap) {
+        self.headers = headers
+            .iter()
+            .map(|(k, v)| {
+                let name = k.as_str().to_owned();
+                let value = if name.eq_ignore_ascii_case("set-cookie") {
+                    match v.to_str().ok().and_then(|s| s.split_once('=')) {
+                        Some((cookie, _)) => format!("{cookie}=[REDACTED]"),
+                        None => "[REDACTED]".to_owned(),
+                    }
+                } else {
+                    String::from_utf8_lossy(v.as_bytes()).into_owned()
+                };
+                (name, value)
+            })
+            .collect();
+        self.x_ms_diagnostics = self.header("x-ms-diagnostics").map(str::to_owned);
+        self.diagnostics = self
+            .x_ms_diagnostics
+            .as_deref()
+            .and_then(MsDiagnostics::parse);
+        self.challenges = Challenge::parse_all(self.header_values("www-authenticate"));
+    }
+
+    /// Stores a bounded excerpt of the body.
+    pub(crate) fn set_body(&mut self, body: &[u8]) {
+        if body.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(body);
+        self.body_excerpt = Some(text.chars().take(BODY_EXCERPT_CHARS).collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn parses_exchange_online_combined_challenge() {
+        let v = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="invalid_token",Basic Realm="""#;
+        let c = Challenge::parse_all([v]);
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].scheme, "Bearer");
+        assert_eq!(
+            c[0].param("client_id"),
+            Some("00000002-0000-0ff1-ce00-000000000000")
+        );
+        assert_eq!(
+            c[0].param("token_types"),
+            Some("app_asserted_user_v1 service_asserted_app_v1")
+        );
+        assert_eq!(c[0].param("error"), Some("invalid_token"));
+        assert_eq!(c[1].scheme, "Basic");
+        assert_eq!(c[1].param("realm"), Some(""));
+    }
+
+    #[test]
+    fn parses_onprem_two_headers_with_comma_inside_quotes() {
+        let b = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@5de110f8-2e0f-4d45-891d-bcf2218e253d,00000004-0000-0ff1-ce00-000000000000@contoso.com", token_types="app_asserted_user_v1 service_asserted_app_v1""#;
+        let c = Challenge::parse_all([b, r#"Basic realm="mail.contoso.com""#]);
+        assert_eq!(c.len(), 2);
+        assert!(
+            c[0].param("trusted_issuers")
+                .unwrap()
+                .contains("@contoso.com")
+        );
+        assert_eq!(c[0].param("authorization_uri"), None);
+        assert_eq!(c[1].param("realm"), Some("mail.contoso.com"));
+    }
+
+    #[test]
+    fn parses_x_ms_diagnostics() {
+        let d = MsDiagnostics::parse(
+            r#"2000003;reason="The hostname component of the audience claim value is invalid. Expected 'https://mail.contoso.com'. Actual 'http://mail.contoso.com'.";error_category="invalid_resource""#,
+        )
+        .unwrap();
+        assert_eq!(d.code, "2000003");
+        assert!(d.reason.unwrap().starts_with("The hostname component"));
+        assert_eq!(d.error_category.as_deref(), Some("invalid_resource"));
+        assert_eq!(MsDiagnostics::parse(""), None);
+    }
+
+    #[test]
+    fn parses_graph_error_with_inner_error() {
+        let g = GraphError::parse(br#"{"error":{"code":"TooManyRequests","innerError":{"code":"429","date":"2024-01-01T10:00:00","message":"Please retry after","request-id":"rid","status":"429"},"message":"Please retry again later."}}"#).unwrap();
+        assert_eq!(g.code, "TooManyRequests");
+        assert_eq!(g.inner_code.as_deref(), Some("429"));
+        assert_eq!(g.request_id.as_deref(), Some("rid"));
+        assert_eq!(g.date.as_deref(), Some("2024-01-01T10:00:00"));
+        assert_eq!(GraphError::parse(b"{\"value\":[]}"), None);
+        assert_eq!(GraphError::parse(b"not json"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn header_parsers_never_panic(s in ".{0,200}") {
+            let _ = Challenge::parse_all([s.as_str()]);
+            let _ = MsDiagnostics::parse(&s);
+            let _ = GraphError::parse(s.as_bytes());
+        }
+
+        #[test]
+        fn challenge_params_round_trip(
+            scheme in "[A-Za-z]{1,10}",
+            params in proptest::collection::vec(("[a-z_]{1,10}", "[ !#-\\[\\]-~]{0,20}"), 0..5),
+        ) {
+            let rendered: Vec<String> = params.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let header = format!("{scheme} {}", rendered.join(", "));
+            let c = Challenge::parse_all([header.as_str()]);
+            prop_assert_eq!(c.len(), 1);
+            prop_assert_eq!(&c[0].scheme, &scheme);
+            prop_assert_eq!(&c[0].params, &params);
+        }
+    }
+}

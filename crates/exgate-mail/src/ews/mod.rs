@@ -1,0 +1,442 @@
+//! The EWS client (`POST /EWS/Exchange.asmx`).
+//!
+//! Requests mirror what real Exchange clients send: SOAP 1.1, `Content-Type: text/xml;
+//! charset=utf-8`, no `SOAPAction`, `RequestServerVersion` in every header, and for
+//! impersonation both the `ExchangeImpersonation` SOAP header and the `X-AnchorMailbox` HTTP
+//! header naming the target mailbox. Faults (HTTP 500), per-item errors and HTTP failures
+//! become [`MailError`]s with the parsed fault, response message and headers as evidence.
+
+pub mod envelope;
+pub mod ops;
+pub mod response;
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, HeaderName};
+use url::Url;
+
+use crate::credentials::{Credentials, Protocol, Target};
+use crate::error::MailError;
+use crate::evidence::{ErrorKind, ServerVersionInfo};
+use crate::http::{Answer, HttpClient, Prepared, kind_for_status};
+use crate::xml::Element;
+
+pub use envelope::{ConnectingSid, DEFAULT_SERVER_VERSION};
+pub use ops::{Folder, FolderRef, HierarchySync, ItemId, ItemSync, Paging, Resolution, Traversal};
+pub use response::ResponseMessage;
+
+/// Per-call mailbox context.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallOptions<'a> {
+    /// `ExchangeImpersonation/ConnectingSID` (app-only tokens must send it).
+    pub impersonation: Option<&'a ConnectingSid>,
+    /// `X-AnchorMailbox`; when absent, the impersonated SMTP address or UPN is used.
+    pub anchor: Option<&'a str>,
+}
+
+impl<'a> CallOptions<'a> {
+    fn anchor(&self) -> Option<&'a str> {
+        self.anchor.or(match self.impersonation {
+            Some(ConnectingSid::Sid(_)) | None => None,
+            Some(other) => Some(other.value()),
+        })
+    }
+}
+
+/// A successful EWS answer.
+#[derive(Debug, Clone)]
+pub struct EwsReply {
+    /// `ServerVersionInfo` from the SOAP header.
+    pub server_version: Option<ServerVersionInfo>,
+    /// The operation response element (`m:GetFolderResponse`, ...).
+    pub response: Element,
+    /// Its response messages, in request order.
+    pub messages: Vec<ResponseMessage>,
+}
+
+/// An EWS endpoint with credentials.
+#[derive(Debug, Clone)]
+pub struct EwsClient {
+    http: HttpClient,
+    url: Url,
+    credentials: Arc<dyn Credentials>,
+    version: String,
+    time_zone: Option<String>,
+}
+
+const X_ANCHOR_MAILBOX: HeaderName = HeaderName::from_static("x-anchormailbox");
+
+impl EwsClient {
+    /// A client for `url` (e.g. `https://outlook.office365.com/EWS/Exchange.asmx`).
+    pub fn new(http: HttpClient, url: Url, credentials: Arc<dyn Credentials>) -> Self {
+        EwsClient {
+            http,
+            url,
+            credentials,
+            version: DEFAULT_SERVER_VERSION.to_owned(),
+            time_zone: None,
+        }
+    }
+
+    /// Sends this `RequestServerVersion` instead of `Exchange2016`.
+    pub fn with_server_version(mut self, version: impl Into<String>) -> Self {
+        self.version = version.into();
+        self
+    }
+
+    /// Adds `TimeZoneContext` with this Windows time-zone id (e.g. `UTC`).
+    pub fn with_time_zone(mut self, tz: impl Into<String>) -> Self {
+        self.time_zone = Some(tz.into());
+        self
+    }
+
+    /// The endpoint URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// Sends one operation (retrying per policy) and returns the parsed answer. Per-item errors
+    /// are left in [`EwsReply::messages`].
+    pub async fn call(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<EwsReply, MailError> {
+        let req = self.prepare(operation, body, opts);
+        self.http
+            .with_retry(|| async {
+                let a = self.http.send_once(&req, self.credentials.as_ref()).await?;
+                self.interpret(&req, a)
+            })
+            .await
+    }
+
+    /// Sends one operation and requires its first response message to succeed. A failing
+    /// message becomes an [`ErrorKind::EwsResponse`] error (retried when transient, e.g.
+    /// `ErrorServerBusy` with `BackOffMilliseconds`).
+    pub async fn call_one(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<(ResponseMessage, EwsReply), MailError> {
+        let req = self.prepare(operation, body, opts);
+        self.http
+            .with_retry(|| async {
+                let a = self.http.send_once(&req, self.credentials.as_ref()).await?;
+                let mut ev = HttpClient::answer_evidence(&req, self.credentials.as_ref(), &a);
+                let reply = self.interpret(&req, a)?;
+                let Some(first) = reply.messages.first().cloned() else {
+                    ev.server_version = reply.server_version.clone();
+                    return Err(MailError::with_message(
+                        ErrorKind::InvalidResponse,
+                        format!("{operation}: the answer holds no ResponseMessage"),
+                        ev,
+                    ));
+                };
+                if !first.is_success() {
+                    ev.server_version = reply.server_version.clone();
+                    ev.ews_response = Some(first.to_error());
+                    let kind = if first.code == "ErrorServerBusy" {
+                        ErrorKind::Throttled
+                    } else if first.code == "ErrorAccessDenied" {
+                        ErrorKind::Forbidden
+                    } else {
+                        ErrorKind::EwsResponse
+                    };
+                    return Err(MailError::from_evidence(kind, ev));
+                }
+                Ok((first, reply))
+            })
+            .await
+    }
+
+    fn prepare(&self, operation: &str, body: &str, opts: &CallOptions<'_>) -> Prepared {
+        let header = envelope::Header {
+            version: &self.version,
+            impersonation: opts.impersonation,
+            time_zone: self.time_zone.as_deref(),
+        };
+        let xml = envelope::envelope(&header, body);
+        let anchor = opts.anchor();
+        let mut headers = vec![(CONTENT_TYPE, "text/xml; charset=utf-8".to_owned())];
+        if let Some(a) = anchor {
+            headers.push((X_ANCHOR_MAILBOX, a.to_owned()));
+        }
+        Prepared {
+            method: Method::POST,
+            url: self.url.clone(),
+            headers,
+            body: Some(xml.into_bytes()),
+            target: Target {
+                protocol: Protocol::Ews,
+                origin: self.url.origin().ascii_serialization(),
+                mailbox: anchor.map(str::to_owned),
+            },
+            operation: operation.to_owned(),
+        }
+    }
+
+    fn interpret(&self, req: &Prepared, a: Answer) -> Result<EwsReply, MailError> {
+        let creds = self.credentials.as_ref();
+        let mut ev = HttpClient::answer_evidence(req, creds, &a);
+        let status = a.status.as_u16();
+        let text = String::from_utf8_lossy(&a.body);
+        let parsed = response::parse_response(&text);
+        if let Ok(r) = &parsed {
+            ev.server_version = r.server_version.clone();
+        }
+        match (status, parsed) {
+            (
+                _,
+                Ok(response::SoapResponse {
+                    body: response::SoapBody::Fault(f),
+                    ..
+                }),
+            ) => {
+                let kind = match (status, f.response_code.as_deref()) {
+                    (401, _) => ErrorKind::Unauthorized,
+                    (403, _) => ErrorKind::Forbidden,
+                    (_, Some("ErrorServerBusy")) => ErrorKind::Throttled,
+                    _ => ErrorKind::SoapFault,
+                };
+                ev.soap_fault = Some(f);
+                Err(MailError::from_evidence(kind, ev))
+            }
+            (
+                200,
+                Ok(response::SoapResponse {
+                    body: response::SoapBody::Response(el),
+                    server_version,
+                }),
+            ) => {
+                let messages = response::response_messages(&el);
+                Ok(EwsReply {
+                    server_version,
+                    response: el,
+                    messages,
+                })
+            }
+            (200, Err(e)) => Err(MailError::with_message(
+                ErrorKind::InvalidResponse,
+                format!("{}: the answer is not a SOAP envelope ({e})", req.operation),
+                ev,
+            )),
+            (s, _) => Err(MailError::from_evidence(kind_for_status(s), ev)),
+        }
+    }
+
+    /// GetFolder for one folder.
+    pub async fn get_folder(
+        &self,
+        folder: &FolderRef,
+        opts: &CallOptions<'_>,
+    ) -> Result<Folder, MailError> {
+        let (m, _) = self
+            .call_one(
+                "GetFolder",
+                &ops::get_folder(std::slice::from_ref(folder)),
+                opts,
+            )
+            .await?;
+        ops::read_get_folder(&m.element)
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.invalid("GetFolder", "the answer holds no folder"))
+    }
+
+    /// FindFolder: one page of subfolders.
+    pub async fn find_folder(
+        &self,
+        parent: &FolderRef,
+        traversal: Traversal,
+        offset: u32,
+        max: u32,
+        opts: &CallOptions<'_>,
+    ) -> Result<(Vec<Folder>, Paging), MailError> {
+        let (m, _) = self
+            .call_one(
+                "FindFolder",
+                &ops::find_folder(parent, traversal, offset, max),
+                opts,
+            )
+            .await?;
+        Ok(ops::read_find_folder(&m.element))
+    }
+
+    /// FindItem: one page of item ids, newest first.
+    pub async fn find_item(
+        &self,
+        parent: &FolderRef,
+        offset: u32,
+        max: u32,
+        opts: &CallOptions<'_>,
+    ) -> Result<(Vec<ItemId>, Paging), MailError> {
+        let (m, _) = self
+            .call_one("FindItem", &ops::find_item(parent, offset, max), opts)
+            .await?;
+        Ok(ops::read_find_item(&m.element))
+    }
+
+    /// GetItem with MIME content; returns the decoded RFC 5322 bytes.
+    pub async fn get_item_mime(
+        &self,
+        id: &ItemId,
+        opts: &CallOptions<'_>,
+    ) -> Result<Vec<u8>, MailError> {
+        let (m, _) = self
+            .call_one(
+                "GetItem",
+                &ops::get_item_mime(std::slice::from_ref(id)),
+                opts,
+            )
+            .await?;
+        ops::read_get_item_mime(&m.element).map_err(|why| self.invalid("GetItem", why))
+    }
+
+    /// SyncFolderHierarchy from `state` (none = initial sync).
+    pub async fn sync_folder_hierarchy(
+        &self,
+        state: Option<&str>,
+        opts: &CallOptions<'_>,
+    ) -> Result<HierarchySync, MailError> {
+        let (m, _) = self
+            .call_one(
+                "SyncFolderHierarchy",
+                &ops::sync_folder_hierarchy(state),
+                opts,
+            )
+            .await?;
+        Ok(ops::read_sync_folder_hierarchy(&m.element))
+    }
+
+    /// SyncFolderItems from `state` (none = initial sync). An invalid state gives an
+    /// `ErrorInvalidSyncStateData` error.
+    pub async fn sync_folder_items(
+        &self,
+        folder: &FolderRef,
+        state: Option<&str>,
+        max: u32,
+        opts: &CallOptions<'_>,
+    ) -> Result<ItemSync, MailError> {
+        let (m, _) = self
+            .call_one(
+                "SyncFolderItems",
+                &ops::sync_folder_items(folder, state, max),
+                opts,
+            )
+            .await?;
+        Ok(ops::read_sync_folder_items(&m.element))
+    }
+
+    /// CreateItem: saves a plain-text message in `folder` and returns its id.
+    pub async fn create_item(
+        &self,
+        folder: &FolderRef,
+        subject: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<ItemId, MailError> {
+        let (m, _) = self
+            .call_one("CreateItem", &ops::create_item(folder, subject, body), opts)
+            .await?;
+        ops::read_create_item(&m.element)
+            .into_iter()
+            .next()
+            .ok_or_else(|| self.invalid("CreateItem", "the answer holds no item id"))
+    }
+
+    /// DeleteItem (hard delete).
+    pub async fn delete_item(&self, id: &ItemId, opts: &CallOptions<'_>) -> Result<(), MailError> {
+        self.call_one(
+            "DeleteItem",
+            &ops::delete_item(std::slice::from_ref(id)),
+            opts,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// ConvertId; returns the converted id.
+    pub async fn convert_id(
+        &self,
+        id: &str,
+        format: &str,
+        mailbox: &str,
+        destination: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<String, MailError> {
+        let (m, _) = self
+            .call_one(
+                "ConvertId",
+                &ops::convert_id(id, format, mailbox, destination),
+                opts,
+            )
+            .await?;
+        ops::read_convert_id(&m.element)
+            .ok_or_else(|| self.invalid("ConvertId", "the answer holds no AlternateId"))
+    }
+
+    /// exchangelib's version probe: ConvertId of a dummy id. A per-item error is expected;
+    /// what matters is the `ServerVersionInfo` header, which is returned.
+    pub async fn probe_version(
+        &self,
+        opts: &CallOptions<'_>,
+    ) -> Result<Option<ServerVersionInfo>, MailError> {
+        let reply = self
+            .call(
+                "ConvertId",
+                &ops::convert_id("DUMMY", "EwsId", "DUMMY", "EntryId"),
+                opts,
+            )
+            .await?;
+        Ok(reply.server_version)
+    }
+
+    /// ResolveNames; several matches (`ErrorNameResolutionMultipleResults`, class `Warning`)
+    /// are returned, no match gives an `ErrorNameResolutionNoResults` error.
+    pub async fn resolve_names(
+        &self,
+        entry: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<Vec<Resolution>, MailError> {
+        let reply = self
+            .call("ResolveNames", &ops::resolve_names(entry), opts)
+            .await?;
+        let Some(first) = reply.messages.first() else {
+            return Err(self.invalid("ResolveNames", "the answer holds no ResponseMessage"));
+        };
+        if first.class == "Error" {
+            let mut ev = crate::evidence::ErrorEvidence {
+                protocol: Some(Protocol::Ews),
+                operation: Some("ResolveNames".into()),
+                method: Some("POST".into()),
+                url: Some(self.url.to_string()),
+                status: Some(200),
+                auth_mode: Some(self.credentials.mode().into()),
+                server_version: reply.server_version.clone(),
+                ..Default::default()
+            };
+            ev.ews_response = Some(first.to_error());
+            return Err(MailError::from_evidence(ErrorKind::EwsResponse, ev));
+        }
+        Ok(ops::read_resolve_names(&first.element))
+    }
+
+    fn invalid(&self, operation: &str, why: &str) -> MailError {
+        let ev = crate::evidence::ErrorEvidence {
+            protocol: Some(Protocol::Ews),
+            operation: Some(operation.into()),
+            method: Some("POST".into()),
+            url: Some(self.url.to_string()),
+            ..Default::default()
+        };
+        MailError::with_message(
+            ErrorKind::InvalidResponse,
+            format!("{operation}: {why}"),
+            ev,
+        )
+    }
+}
