@@ -1,1 +1,323 @@
-//! placeholder
+//! The Exchange plane of the exgate emulator: EWS, Microsoft Graph mail and Autodiscover for
+//! Exchange Online and on-premises servers, with Exchange's own authentication answers
+//! (`WWW-Authenticate` challenges, `x-ms-diagnostics`), access scoping, impersonation rights,
+//! licences and throttling.
+//!
+//! The seam is narrow: an [`ExchangeConfig`] (the `[exchange]` part of a scenario), a
+//! [`Directory`] (what the identity side knows), a [`TokenVerifier`] (the emulator's signing
+//! keys), an [`ExchangeState`] and [`router`]. See `docs/exchange-emulator.md`.
+
+mod auth;
+mod autodiscover;
+pub mod config;
+pub mod directory;
+mod ews;
+mod graph;
+mod state;
+mod store;
+mod token;
+mod xml;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+
+pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
+pub use config::{ConfigError, ExchangeConfig};
+pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
+pub use state::{ExchangeState, ExchangeStats};
+pub use token::{CLOCK_SKEW_SECONDS, TokenVerifier};
+
+use state::Site;
+
+/// The scheme the emulator serves on. Insert it as a request extension when serving TLS
+/// (`axum::Extension(ServedScheme::Https)`); without it the plane assumes plain http unless an
+/// `X-Forwarded-Proto` header says otherwise. URLs handed out (Autodiscover, `@odata.nextLink`)
+/// use this scheme and the request's `Host`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServedScheme {
+    /// Plain HTTP.
+    Http,
+    /// HTTPS.
+    Https,
+}
+
+fn origin(headers: &HeaderMap, scheme: Option<ServedScheme>) -> String {
+    let scheme = match scheme {
+        Some(ServedScheme::Https) => "https",
+        Some(ServedScheme::Http) => "http",
+        None => match headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(p) if p.eq_ignore_ascii_case("https") => "https",
+            _ => "http",
+        },
+    };
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("127.0.0.1");
+    format!("{scheme}://{host}")
+}
+
+fn scheme_of(ext: &axum::http::Extensions) -> Option<ServedScheme> {
+    ext.get::<ServedScheme>().copied()
+}
+
+fn onprem_site(st: &state::Inner, name: &str) -> Option<Site> {
+    st.servers
+        .iter()
+        .position(|s| s.cfg.name.eq_ignore_ascii_case(name))
+        .map(Site::OnPrem)
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "").into_response()
+}
+
+async fn ews_online(State(s): State<ExchangeState>, headers: HeaderMap, body: Bytes) -> Response {
+    ews::handle(&s.inner, Site::Online, &headers, &body)
+}
+
+async fn ews_onprem(
+    State(s): State<ExchangeState>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match onprem_site(&s.inner, &server) {
+        Some(site) => ews::handle(&s.inner, site, &headers, &body),
+        None => not_found(),
+    }
+}
+
+/// Autodiscover flavours.
+#[derive(Clone, Copy)]
+enum Ad {
+    Pox,
+    Soap,
+}
+
+fn autodiscover(
+    s: &ExchangeState,
+    site: Site,
+    kind: Ad,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+    body: &[u8],
+) -> Response {
+    let o = origin(headers, scheme_of(ext));
+    match kind {
+        Ad::Pox => autodiscover::pox(&s.inner, site, &o, headers, body),
+        Ad::Soap => autodiscover::soap(&s.inner, site, &o, headers, body),
+    }
+}
+
+async fn handle_request(
+    s: ExchangeState,
+    server: Option<String>,
+    kind: Ad,
+    req: axum::extract::Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 * 1024 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response();
+    };
+    let site = match server {
+        None => Site::Online,
+        Some(name) => match onprem_site(&s.inner, &name) {
+            Some(site) => site,
+            None => return not_found(),
+        },
+    };
+    autodiscover(&s, site, kind, &parts.headers, &parts.extensions, &bytes)
+}
+
+async fn pox_online(State(s): State<ExchangeState>, req: axum::extract::Request) -> Response {
+    handle_request(s, None, Ad::Pox, req).await
+}
+async fn soap_online(State(s): State<ExchangeState>, req: axum::extract::Request) -> Response {
+    handle_request(s, None, Ad::Soap, req).await
+}
+async fn pox_onprem(
+    State(s): State<ExchangeState>,
+    Path(server): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    handle_request(s, Some(server), Ad::Pox, req).await
+}
+async fn soap_onprem(
+    State(s): State<ExchangeState>,
+    Path(server): Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    handle_request(s, Some(server), Ad::Soap, req).await
+}
+
+fn json_common(
+    s: &ExchangeState,
+    server: Option<&str>,
+    email: Option<&str>,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    ext: &axum::http::Extensions,
+) -> Response {
+    let site = match server {
+        None => Site::Online,
+        Some(name) => match onprem_site(&s.inner, name) {
+            Some(site) => site,
+            None => return not_found(),
+        },
+    };
+    autodiscover::json_v2(
+        &s.inner,
+        site,
+        &origin(headers, scheme_of(ext)),
+        email,
+        query,
+    )
+}
+
+async fn json_query(
+    State(s): State<ExchangeState>,
+    RawQuery(q): RawQuery,
+    req: axum::extract::Request,
+) -> Response {
+    json_common(
+        &s,
+        None,
+        None,
+        q.as_deref(),
+        req.headers(),
+        req.extensions(),
+    )
+}
+async fn json_path(
+    State(s): State<ExchangeState>,
+    Path(email): Path<String>,
+    RawQuery(q): RawQuery,
+    req: axum::extract::Request,
+) -> Response {
+    json_common(
+        &s,
+        None,
+        Some(&email),
+        q.as_deref(),
+        req.headers(),
+        req.extensions(),
+    )
+}
+async fn json_query_onprem(
+    State(s): State<ExchangeState>,
+    Path(server): Path<String>,
+    RawQuery(q): RawQuery,
+    req: axum::extract::Request,
+) -> Response {
+    json_common(
+        &s,
+        Some(&server),
+        None,
+        q.as_deref(),
+        req.headers(),
+        req.extensions(),
+    )
+}
+async fn json_path_onprem(
+    State(s): State<ExchangeState>,
+    Path((server, email)): Path<(String, String)>,
+    RawQuery(q): RawQuery,
+    req: axum::extract::Request,
+) -> Response {
+    json_common(
+        &s,
+        Some(&server),
+        Some(&email),
+        q.as_deref(),
+        req.headers(),
+        req.extensions(),
+    )
+}
+
+async fn graph_handler(
+    State(s): State<ExchangeState>,
+    Path(path): Path<String>,
+    RawQuery(q): RawQuery,
+    method: Method,
+    req: axum::extract::Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 4 * 1024 * 1024).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response();
+    };
+    let o = origin(&parts.headers, scheme_of(&parts.extensions));
+    graph::handle(
+        &s.inner,
+        &o,
+        &method,
+        &path,
+        q.as_deref(),
+        &parts.headers,
+        &bytes,
+    )
+}
+
+/// All Exchange routes, relative to the emulator's base URL:
+///
+/// - `POST /EWS/Exchange.asmx` (Exchange Online) and `/onprem/{server}/EWS/Exchange.asmx`
+/// - `POST /autodiscover/autodiscover.xml` (POX), `POST /autodiscover/autodiscover.svc` (SOAP),
+///   `GET /autodiscover/autodiscover.json[/v1.0/{email}]` (JSON v2), also under `/onprem/{server}`
+/// - `/v1.0/...` (Microsoft Graph mail)
+pub fn router(state: ExchangeState) -> Router {
+    let mut r = Router::new();
+    for p in [
+        "/EWS/Exchange.asmx",
+        "/ews/exchange.asmx",
+        "/EWS/exchange.asmx",
+    ] {
+        r = r.route(p, post(ews_online));
+        r = r.route(&format!("/onprem/{{server}}{p}"), post(ews_onprem));
+    }
+    for base in ["/autodiscover", "/Autodiscover"] {
+        for (file, pox) in [
+            ("autodiscover.xml", true),
+            ("Autodiscover.xml", true),
+            ("autodiscover.svc", false),
+            ("Autodiscover.svc", false),
+        ] {
+            let online = format!("{base}/{file}");
+            let onprem = format!("/onprem/{{server}}{base}/{file}");
+            if pox {
+                r = r.route(&online, post(pox_online));
+                r = r.route(&onprem, post(pox_onprem));
+            } else {
+                r = r.route(&online, post(soap_online));
+                r = r.route(&onprem, post(soap_onprem));
+            }
+        }
+        r = r.route(&format!("{base}/autodiscover.json"), get(json_query));
+        r = r.route(
+            &format!("{base}/autodiscover.json/v1.0/{{email}}"),
+            get(json_path),
+        );
+        r = r.route(
+            &format!("/onprem/{{server}}{base}/autodiscover.json"),
+            get(json_query_onprem),
+        );
+        r = r.route(
+            &format!("/onprem/{{server}}{base}/autodiscover.json/v1.0/{{email}}"),
+            get(json_path_onprem),
+        );
+    }
+    r.route("/v1.0/{*path}", any(graph_handler))
+        .with_state(state)
+}

@@ -1,0 +1,1414 @@
+//! EWS (`POST /EWS/Exchange.asmx`): SOAP 1.1 envelopes, `ServerVersionInfo` on every response,
+//! faults as HTTP 500, and the operations GetFolder, FindFolder, FindItem, GetItem,
+//! SyncFolderHierarchy, SyncFolderItems, CreateItem, ConvertId and ResolveNames.
+
+use std::fmt::Write as _;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use time::OffsetDateTime;
+
+use crate::auth::{self, Principal, Vdir};
+use crate::state::{Counters, Inner, Plane, Site};
+use crate::store::{
+    Folder, Mailbox, Message, Person, change_key, decode_id, decode_state, encode_id, encode_state,
+    iso,
+};
+use crate::xml::{self, Element, esc};
+
+const NS_SOAP: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+const NS_M: &str = "http://schemas.microsoft.com/exchange/services/2006/messages";
+const NS_T: &str = "http://schemas.microsoft.com/exchange/services/2006/types";
+const NS_E: &str = "http://schemas.microsoft.com/exchange/services/2006/errors";
+
+/// Request server versions EWS accepts.
+const VERSIONS: &[&str] = &[
+    "Exchange2007",
+    "Exchange2007_SP1",
+    "Exchange2010",
+    "Exchange2010_SP1",
+    "Exchange2010_SP2",
+    "Exchange2013",
+    "Exchange2013_SP1",
+    "Exchange2015",
+    "Exchange2016",
+    "V2015_10_05",
+    "V2016_01_06",
+    "V2016_04_13",
+    "V2016_07_13",
+    "V2016_10_10",
+    "V2017_01_07",
+    "V2017_04_14",
+    "V2017_07_11",
+    "V2017_10_09",
+    "V2018_01_08",
+];
+
+/// Page size limit of FindItem/FindFolder.
+const MAX_PAGE: usize = 1000;
+
+fn server_version_info(site: Site) -> String {
+    let (minor, major_build, minor_build, version) = match site {
+        Site::Online => (20, 8466, 32, "V2018_01_08"),
+        Site::OnPrem(_) => (2, 1544, 4, "V2017_07_11"),
+    };
+    format!(
+        "<h:ServerVersionInfo MajorVersion=\"15\" MinorVersion=\"{minor}\" MajorBuildNumber=\"{major_build}\" MinorBuildNumber=\"{minor_build}\" Version=\"{version}\" xmlns:h=\"{NS_T}\" xmlns=\"{NS_T}\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"/>"
+    )
+}
+
+fn envelope(site: Site, body: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><s:Envelope xmlns:s=\"{NS_SOAP}\"><s:Header>{}</s:Header><s:Body xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" xmlns:xsd=\"http://www.w3.org/2001/XMLSchema\">{body}</s:Body></s:Envelope>",
+        server_version_info(site)
+    )
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml; charset=utf-8"),
+    );
+    r.headers_mut().insert(
+        "request-id",
+        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+            .unwrap_or_else(|_| HeaderValue::from_static("0")),
+    );
+    r
+}
+
+/// A request-level failure answered as a SOAP fault (HTTP 500).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Fault {
+    pub code: &'static str,
+    pub message: String,
+    /// Inner `t:Value`/`t:LineNumber`... elements of `t:MessageXml`.
+    pub message_xml: Option<String>,
+}
+
+impl Fault {
+    fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            message_xml: None,
+        }
+    }
+}
+
+fn fault_response(site: Site, f: &Fault) -> Response {
+    let mx = f
+        .message_xml
+        .as_ref()
+        .map(|x| format!("<t:MessageXml xmlns:t=\"{NS_T}\">{x}</t:MessageXml>"))
+        .unwrap_or_default();
+    let body = format!(
+        "<s:Fault><faultcode xmlns:a=\"{NS_T}\">a:{code}</faultcode><faultstring xml:lang=\"en-US\">{msg}</faultstring><detail><e:ResponseCode xmlns:e=\"{NS_E}\">{code}</e:ResponseCode><e:Message xmlns:e=\"{NS_E}\">{msg}</e:Message>{mx}</detail></s:Fault>",
+        code = f.code,
+        msg = esc(&f.message),
+    );
+    xml_response(StatusCode::INTERNAL_SERVER_ERROR, envelope(site, &body))
+}
+
+/// One response message.
+enum Msg {
+    Ok(String),
+    Err {
+        code: &'static str,
+        text: String,
+        /// Content that must appear even on errors (e.g. an empty `m:SyncState`).
+        tail: String,
+    },
+    Warn {
+        code: &'static str,
+        text: String,
+        content: String,
+    },
+}
+
+fn err(code: &'static str, text: impl Into<String>) -> Msg {
+    Msg::Err {
+        code,
+        text: text.into(),
+        tail: String::new(),
+    }
+}
+
+fn operation_response(op: &str, msgs: Vec<Msg>) -> String {
+    let mut out =
+        format!("<m:{op}Response xmlns:m=\"{NS_M}\" xmlns:t=\"{NS_T}\"><m:ResponseMessages>");
+    for m in msgs {
+        match m {
+            Msg::Ok(content) => {
+                let _ = write!(
+                    out,
+                    "<m:{op}ResponseMessage ResponseClass=\"Success\"><m:ResponseCode>NoError</m:ResponseCode>{content}</m:{op}ResponseMessage>"
+                );
+            }
+            Msg::Err { code, text, tail } => {
+                let _ = write!(
+                    out,
+                    "<m:{op}ResponseMessage ResponseClass=\"Error\"><m:MessageText>{}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>{tail}</m:{op}ResponseMessage>",
+                    esc(&text)
+                );
+            }
+            Msg::Warn {
+                code,
+                text,
+                content,
+            } => {
+                let _ = write!(
+                    out,
+                    "<m:{op}ResponseMessage ResponseClass=\"Warning\"><m:MessageText>{}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>{content}</m:{op}ResponseMessage>",
+                    esc(&text)
+                );
+            }
+        }
+    }
+    let _ = write!(out, "</m:ResponseMessages></m:{op}Response>");
+    out
+}
+
+/// The mailbox a request acts on, after impersonation.
+struct Ctx<'a> {
+    st: &'a Inner,
+    /// Acting mailbox, if the caller has one.
+    mbx: Option<u32>,
+    principal: &'a Principal,
+}
+
+impl Ctx<'_> {
+    fn mailbox(&self) -> Option<(u32, &Mailbox)> {
+        let i = self.mbx?;
+        Some((i, self.st.mailbox(i)?))
+    }
+}
+
+/// Handles one EWS request for a site.
+pub(crate) fn handle(st: &Inner, site: Site, headers: &HeaderMap, body: &Bytes) -> Response {
+    Counters::bump(&st.counters.ews);
+    let principal = match auth::authenticate(st, site, Vdir::Ews, headers) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    // Organisation gates: EWSEnabled and the EWS application allow list.
+    let org = st.org(principal.tenant_id());
+    if !org.ews_enabled {
+        return auth::forbidden(st);
+    }
+    if let (Some(list), Some(app)) = (&org.ews_allowed_apps, principal.app_id())
+        && !list.iter().any(|a| a == app)
+    {
+        return auth::forbidden(st);
+    }
+    let budget = st.budget(Plane::Ews, principal.budget_key());
+    if let Err(wait) = st.throttle.take(Plane::Ews, principal.budget_key(), budget) {
+        Counters::bump(&st.counters.throttled);
+        let mut f = Fault::new(
+            "ErrorServerBusy",
+            "The server cannot service this request right now. Try again later.",
+        );
+        f.message_xml = Some(format!(
+            "<t:Value Name=\"BackOffMilliseconds\">{}</t:Value>",
+            wait.as_millis().max(1)
+        ));
+        return fault_response(site, &f);
+    }
+    match dispatch(st, site, &principal, body) {
+        Ok(Outcome::Body(b)) => xml_response(StatusCode::OK, envelope(site, &b)),
+        Ok(Outcome::Forbidden) => auth::forbidden(st),
+        Err(f) => fault_response(site, &f),
+    }
+}
+
+enum Outcome {
+    Body(String),
+    Forbidden,
+}
+
+/// Parses the envelope, resolves impersonation and runs the operation.
+fn dispatch(st: &Inner, site: Site, principal: &Principal, body: &[u8]) -> Result<Outcome, Fault> {
+    let root = xml::parse(body).map_err(|e| {
+        let mut f = Fault::new(
+            "ErrorSchemaValidation",
+            "The request failed schema validation.",
+        );
+        f.message_xml = Some(format!(
+            "<t:LineNumber>{}</t:LineNumber><t:LinePosition>{}</t:LinePosition><t:Violation>{}</t:Violation>",
+            e.line,
+            e.column,
+            esc(&e.message)
+        ));
+        f
+    })?;
+    if root.name != "Envelope" {
+        return Err(schema_fault("The root element must be a SOAP Envelope."));
+    }
+    let hdr = root.child("Header");
+    if let Some(v) = hdr
+        .and_then(|h| h.child("RequestServerVersion"))
+        .and_then(|r| r.attr("Version"))
+        && !VERSIONS.contains(&v)
+    {
+        return Err(Fault::new(
+            "ErrorInvalidServerVersion",
+            "The specified server version is invalid.",
+        ));
+    }
+    let op = root
+        .child("Body")
+        .and_then(|b| b.children.first())
+        .ok_or_else(|| schema_fault("The SOAP Body has no operation element."))?;
+    let imp = hdr.and_then(|h| h.child("ExchangeImpersonation"));
+    let mbx = match resolve_actor(st, site, principal, imp)? {
+        Actor::Mailbox(i) => Some(i),
+        Actor::None => None,
+        Actor::Forbidden => return Ok(Outcome::Forbidden),
+    };
+    let ctx = Ctx { st, mbx, principal };
+    let out = match op.name.as_str() {
+        "GetFolder" => get_folder(&ctx, op),
+        "FindFolder" => find_folder(&ctx, op),
+        "FindItem" => find_item(&ctx, op),
+        "GetItem" => get_item(&ctx, op),
+        "SyncFolderHierarchy" => sync_folder_hierarchy(&ctx, op),
+        "SyncFolderItems" => sync_folder_items(&ctx, op)?,
+        "CreateItem" => create_item(&ctx, op),
+        "ConvertId" => convert_id(&ctx, op),
+        "ResolveNames" => resolve_names(&ctx, op),
+        other => {
+            return Err(Fault::new(
+                "ErrorInvalidRequest",
+                format!("The request is invalid: operation '{other}' is not supported."),
+            ));
+        }
+    };
+    Ok(Outcome::Body(out))
+}
+
+fn schema_fault(violation: &str) -> Fault {
+    let mut f = Fault::new(
+        "ErrorSchemaValidation",
+        "The request failed schema validation.",
+    );
+    f.message_xml = Some(format!(
+        "<t:LineNumber>1</t:LineNumber><t:LinePosition>1</t:LinePosition><t:Violation>{}</t:Violation>",
+        esc(violation)
+    ));
+    f
+}
+
+enum Actor {
+    Mailbox(u32),
+    None,
+    Forbidden,
+}
+
+const IMP_MISSING: &str =
+    "ExchangeImpersonation SOAP header must be present for this type of OAuth token.";
+const IMP_NOT_ALLOWED: &str =
+    "ExchangeImpersonation SOAP header must not exist for this type of OAuth token.";
+const NO_MAILBOX: &str = "The SMTP address has no mailbox associated with it.";
+const IMP_DENIED: &str = "The account does not have permission to impersonate the requested user.";
+
+/// Works out which mailbox the request acts as.
+fn resolve_actor(
+    st: &Inner,
+    site: Site,
+    principal: &Principal,
+    imp: Option<&Element>,
+) -> Result<Actor, Fault> {
+    let target = match imp {
+        None => None,
+        Some(imp) => {
+            if let Principal::User {
+                app_id: Some(_), ..
+            } = principal
+            {
+                return Err(Fault::new(
+                    "ErrorInvalidExchangeImpersonationHeaderData",
+                    IMP_NOT_ALLOWED,
+                ));
+            }
+            let sid = imp.child("ConnectingSID").ok_or_else(|| {
+                Fault::new(
+                    "ErrorInvalidExchangeImpersonationHeaderData",
+                    "The impersonation header must name a user by SID, UPN or SMTP address.",
+                )
+            })?;
+            let mut named = None;
+            for (el, code) in [
+                ("PrimarySmtpAddress", "ErrorNonExistentMailbox"),
+                ("SmtpAddress", "ErrorNonExistentMailbox"),
+                ("PrincipalName", "ErrorInvalidUserPrincipalName"),
+                ("SID", "ErrorInvalidUserSid"),
+            ] {
+                if let Some(v) = sid.child_text(el) {
+                    named = Some((el, v.to_owned(), code));
+                }
+            }
+            let Some((kind, value, missing_code)) = named.filter(|(_, v, _)| !v.is_empty()) else {
+                return Err(Fault::new(
+                    "ErrorInvalidExchangeImpersonationHeaderData",
+                    "The impersonation header must name a user by SID, UPN or SMTP address.",
+                ));
+            };
+            let found = if kind == "SID" {
+                st.mailboxes
+                    .iter()
+                    .position(|m| sid_of(m) == value)
+                    .and_then(|i| u32::try_from(i).ok())
+            } else {
+                st.find(&value)
+            };
+            let message = if missing_code == "ErrorNonExistentMailbox" {
+                NO_MAILBOX.to_owned()
+            } else if kind == "SID" {
+                "The SID is invalid or does not map to a user.".to_owned()
+            } else {
+                "The user principal name is invalid.".to_owned()
+            };
+            Some(found.ok_or(Fault {
+                code: missing_code,
+                message: message.clone(),
+                message_xml: None,
+            })?)
+        }
+    };
+    match (principal, target) {
+        (Principal::App { .. }, None) => Err(Fault::new(
+            "ErrorInvalidExchangeImpersonationHeaderData",
+            IMP_MISSING,
+        )),
+        (
+            Principal::App {
+                app_id, tenant_id, ..
+            },
+            Some(i),
+        ) => {
+            let m = serve_check(st, site, tenant_id, i)?;
+            if st.app_may_reach(app_id, m).is_err() {
+                return Err(Fault::new("ErrorImpersonateUserDenied", IMP_DENIED));
+            }
+            mailbox_gates(m)
+                .map(|()| Actor::Mailbox(i))
+                .or_else(gate_to_actor)
+        }
+        (Principal::User { upn, tenant_id, .. }, Some(i)) => {
+            let m = serve_check(st, site, tenant_id, i)?;
+            if !m.has_address(upn) && !st.may_impersonate(upn, m) {
+                return Err(Fault::new("ErrorImpersonateUserDenied", IMP_DENIED));
+            }
+            mailbox_gates(m)
+                .map(|()| Actor::Mailbox(i))
+                .or_else(gate_to_actor)
+        }
+        (Principal::User { upn, tenant_id, .. }, None) => match st.find(upn) {
+            Some(i) => {
+                let m = serve_check(st, site, tenant_id, i)?;
+                mailbox_gates(m)
+                    .map(|()| Actor::Mailbox(i))
+                    .or_else(gate_to_actor)
+            }
+            None => Ok(Actor::None),
+        },
+    }
+}
+
+enum Gate {
+    Fault(Fault),
+    Forbidden,
+}
+
+fn gate_to_actor(g: Gate) -> Result<Actor, Fault> {
+    match g {
+        Gate::Fault(f) => Err(f),
+        Gate::Forbidden => Ok(Actor::Forbidden),
+    }
+}
+
+/// Licence and per-mailbox EWS checks.
+fn mailbox_gates(m: &Mailbox) -> Result<(), Gate> {
+    if !m.licensed || !m.license.allows_api_access() {
+        return Err(Gate::Fault(Fault::new(
+            "ErrorInvalidLicense",
+            "The mailbox does not have a valid license for this operation.",
+        )));
+    }
+    if !m.ews_enabled {
+        return Err(Gate::Forbidden);
+    }
+    Ok(())
+}
+
+/// The mailbox must exist on this site, in the caller's tenant, and be provisioned.
+fn serve_check<'a>(
+    st: &'a Inner,
+    site: Site,
+    tenant_id: &str,
+    i: u32,
+) -> Result<&'a Mailbox, Fault> {
+    let missing = || Fault::new("ErrorNonExistentMailbox", NO_MAILBOX);
+    let m = st.mailbox(i).ok_or_else(missing)?;
+    if m.tenant_id != tenant_id || st.site_of(m) != site || !m.provisioned {
+        return Err(missing());
+    }
+    Ok(m)
+}
+
+/// A deterministic SID for a mailbox user.
+pub(crate) fn sid_of(m: &Mailbox) -> String {
+    let h = crate::store::fnv(&[b"sid", m.address.as_bytes()]);
+    let t = crate::store::fnv(&[b"sid-domain", m.tenant_id.as_bytes()]);
+    format!(
+        "S-1-5-21-{}-{}-{}-{}",
+        (t >> 32) as u32,
+        t as u32 & 0x7fff_ffff,
+        (t >> 16) as u32 & 0x3fff_ffff,
+        1000 + (h % 1_000_000) as u32
+    )
+}
+
+/// Which mailbox a folder reference points at and which folder.
+enum FolderRef {
+    Found(u32, Folder),
+    Error(&'static str, String),
+}
+
+fn folder_ref(ctx: &Ctx<'_>, el: &Element) -> FolderRef {
+    let not_found = || {
+        FolderRef::Error(
+            "ErrorFolderNotFound",
+            "The specified folder could not be found in the store.".into(),
+        )
+    };
+    match el.name.as_str() {
+        "DistinguishedFolderId" => {
+            let Some(folder) = el.attr("Id").and_then(Folder::from_name) else {
+                return not_found();
+            };
+            let addr = el
+                .child("Mailbox")
+                .and_then(|m| m.child_text("EmailAddress"))
+                .filter(|a| !a.is_empty());
+            match (addr, ctx.mailbox()) {
+                (Some(a), Some((i, m))) if m.has_address(a) => FolderRef::Found(i, folder),
+                (Some(a), _) => match ctx.st.find(a) {
+                    Some(_) => FolderRef::Error(
+                        "ErrorAccessDenied",
+                        "Access is denied. Check credentials and try again.".into(),
+                    ),
+                    None => FolderRef::Error("ErrorNonExistentMailbox", NO_MAILBOX.into()),
+                },
+                (None, Some((i, _))) => FolderRef::Found(i, folder),
+                (None, None) => FolderRef::Error("ErrorNonExistentMailbox", NO_MAILBOX.into()),
+            }
+        }
+        "FolderId" => {
+            let Some(id) = el.attr("Id") else {
+                return FolderRef::Error("ErrorInvalidIdMalformed", "Id is malformed.".into());
+            };
+            match resolve_id(ctx, id, b'F') {
+                Ok((i, f, _)) => FolderRef::Found(i, f),
+                Err((code, text)) => FolderRef::Error(code, text),
+            }
+        }
+        _ => FolderRef::Error("ErrorInvalidRequest", "The request is invalid.".into()),
+    }
+}
+
+/// Decodes an id and checks it belongs to the acting mailbox.
+fn resolve_id(
+    ctx: &Ctx<'_>,
+    id: &str,
+    kind: u8,
+) -> Result<(u32, Folder, u32), (&'static str, String)> {
+    let raw = decode_id(id)
+        .filter(|r| r.kind == kind)
+        .ok_or(("ErrorInvalidIdMalformed", "Id is malformed.".to_owned()))?;
+    let m = ctx
+        .st
+        .mailbox(raw.mailbox)
+        .filter(|m| raw.verify(&m.address))
+        .ok_or(("ErrorInvalidIdMalformed", "Id is malformed.".to_owned()))?;
+    if ctx.mbx != Some(raw.mailbox) {
+        let _ = m;
+        return Err((
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again.".to_owned(),
+        ));
+    }
+    Ok((raw.mailbox, raw.folder, raw.n))
+}
+
+fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
+    let Some(m) = ctx.st.mailbox(i) else {
+        return String::new();
+    };
+    let mut out = String::with_capacity(512);
+    let el = f.element();
+    let _ = write!(
+        out,
+        "<t:{el}><t:FolderId Id=\"{}\" ChangeKey=\"{}\"/>",
+        encode_id(b'F', i, f, 0, &m.address),
+        change_key(&m.address, f, u32::MAX)
+    );
+    if let Some(p) = f.parent() {
+        let _ = write!(
+            out,
+            "<t:ParentFolderId Id=\"{}\" ChangeKey=\"{}\"/>",
+            encode_id(b'F', i, p, 0, &m.address),
+            change_key(&m.address, p, u32::MAX)
+        );
+    }
+    if let Some(c) = f.class() {
+        let _ = write!(out, "<t:FolderClass>{c}</t:FolderClass>");
+    }
+    let _ = write!(
+        out,
+        "<t:DisplayName>{}</t:DisplayName><t:TotalCount>{}</t:TotalCount><t:ChildFolderCount>{}</t:ChildFolderCount>",
+        f.display_name(),
+        ctx.st.count(i, f),
+        f.children().count()
+    );
+    let _ = write!(
+        out,
+        "<t:EffectiveRights><t:CreateAssociated>true</t:CreateAssociated><t:CreateContents>true</t:CreateContents><t:CreateHierarchy>true</t:CreateHierarchy><t:Delete>true</t:Delete><t:Modify>true</t:Modify><t:Read>true</t:Read><t:ViewPrivateItems>true</t:ViewPrivateItems></t:EffectiveRights>"
+    );
+    let _ = write!(
+        out,
+        "<t:DistinguishedFolderId>{}</t:DistinguishedFolderId>",
+        f.distinguished()
+    );
+    if el == "Folder" {
+        let _ = write!(
+            out,
+            "<t:UnreadCount>{}</t:UnreadCount>",
+            ctx.st.unread(i, f)
+        );
+    }
+    let _ = write!(out, "</t:{el}>");
+    out
+}
+
+fn get_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let mut msgs = Vec::new();
+    if let Some(ids) = op.child("FolderIds") {
+        for el in &ids.children {
+            msgs.push(match folder_ref(ctx, el) {
+                FolderRef::Found(i, f) => {
+                    Msg::Ok(format!("<m:Folders>{}</m:Folders>", folder_xml(ctx, i, f)))
+                }
+                FolderRef::Error(code, text) => err(code, text),
+            });
+        }
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no FolderIds.",
+        ));
+    }
+    operation_response("GetFolder", msgs)
+}
+
+fn paging(view: Option<&Element>, total: usize) -> Result<(usize, usize), &'static str> {
+    let Some(v) = view else {
+        return Ok((0, total.min(MAX_PAGE)));
+    };
+    let max = match v.attr("MaxEntriesReturned") {
+        Some(s) => s
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| "MaxEntriesReturned")?,
+        None => MAX_PAGE,
+    }
+    .min(MAX_PAGE);
+    let offset = match v.attr("Offset") {
+        Some(s) => s.trim().parse::<usize>().map_err(|_| "Offset")?,
+        None => 0,
+    };
+    let start = if v.attr("BasePoint") == Some("End") {
+        total.saturating_sub(offset.saturating_add(max))
+    } else {
+        offset
+    };
+    Ok((start, max))
+}
+
+fn find_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let deep = op.attr("Traversal") == Some("Deep");
+    let mut msgs = Vec::new();
+    for el in op
+        .child("ParentFolderIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        msgs.push(match folder_ref(ctx, el) {
+            FolderRef::Found(i, f) => {
+                let mut all = Vec::new();
+                let mut stack: Vec<Folder> = f.children().collect();
+                stack.reverse();
+                while let Some(c) = stack.pop() {
+                    all.push(c);
+                    if deep {
+                        let mut kids: Vec<Folder> = c.children().collect();
+                        kids.reverse();
+                        stack.extend(kids);
+                    }
+                }
+                match paging(op.child("IndexedPageFolderView"), all.len()) {
+                    Ok((start, max)) => {
+                        let page: Vec<&Folder> = all.iter().skip(start).take(max).collect();
+                        let end = start + page.len();
+                        let mut x = format!(
+                            "<m:RootFolder IndexedPagingOffset=\"{end}\" TotalItemsInView=\"{}\" IncludesLastItemInRange=\"{}\"><t:Folders>",
+                            all.len(),
+                            end >= all.len()
+                        );
+                        for c in page {
+                            x.push_str(&folder_xml(ctx, i, *c));
+                        }
+                        x.push_str("</t:Folders></m:RootFolder>");
+                        Msg::Ok(x)
+                    }
+                    Err(a) => err("ErrorInvalidRequest", format!("The request is invalid: bad {a}.")),
+                }
+            }
+            FolderRef::Error(code, text) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no ParentFolderIds.",
+        ));
+    }
+    operation_response("FindFolder", msgs)
+}
+
+/// Which item properties to write.
+struct Shape {
+    all: bool,
+    props: Vec<String>,
+    mime: bool,
+    body_text: bool,
+}
+
+impl Shape {
+    fn from(op: &Element, shape_name: &str) -> Shape {
+        let shape = op.child(shape_name);
+        let base = shape
+            .and_then(|s| s.child_text("BaseShape"))
+            .unwrap_or("IdOnly");
+        let props: Vec<String> = shape
+            .and_then(|s| s.child("AdditionalProperties"))
+            .map(|a| {
+                a.children
+                    .iter()
+                    .filter_map(|p| p.attr("FieldURI").map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mime = props.iter().any(|p| p == "item:MimeContent")
+            || shape
+                .and_then(|s| s.child_text("IncludeMimeContent"))
+                .is_some_and(|v| v == "true" || v == "1");
+        let body_text = shape.and_then(|s| s.child_text("BodyType")) == Some("Text");
+        Shape {
+            all: base == "Default" || base == "AllProperties",
+            props,
+            mime,
+            body_text,
+        }
+    }
+
+    fn want(&self, p: &str) -> bool {
+        self.all || self.props.iter().any(|x| x == p)
+    }
+}
+
+fn mailbox_xml(tag: &str, p: &Person) -> String {
+    format!(
+        "<t:{tag}><t:Mailbox><t:Name>{}</t:Name><t:EmailAddress>{}</t:EmailAddress><t:RoutingType>SMTP</t:RoutingType><t:MailboxType>OneOff</t:MailboxType></t:Mailbox></t:{tag}>",
+        esc(&p.name),
+        esc(&p.address)
+    )
+}
+
+fn people_xml(tag: &str, v: &[Person]) -> String {
+    if v.is_empty() {
+        return String::new();
+    }
+    let mut out = format!("<t:{tag}>");
+    for p in v {
+        let _ = write!(
+            out,
+            "<t:Mailbox><t:Name>{}</t:Name><t:EmailAddress>{}</t:EmailAddress><t:RoutingType>SMTP</t:RoutingType><t:MailboxType>OneOff</t:MailboxType></t:Mailbox>",
+            esc(&p.name),
+            esc(&p.address)
+        );
+    }
+    let _ = write!(out, "</t:{tag}>");
+    out
+}
+
+/// Writes a `t:Message` in schema order with the properties the shape asks for.
+fn message_xml(m: &Message, mbx: &Mailbox, shape: &Shape) -> String {
+    let mut o = String::with_capacity(1024);
+    o.push_str("<t:Message>");
+    if shape.mime {
+        let _ = write!(
+            o,
+            "<t:MimeContent CharacterSet=\"UTF-8\">{}</t:MimeContent>",
+            STANDARD.encode(m.mime().as_bytes())
+        );
+    }
+    let _ = write!(
+        o,
+        "<t:ItemId Id=\"{}\" ChangeKey=\"{}\"/>",
+        m.item_id(mbx),
+        m.change_key(mbx)
+    );
+    if shape.want("item:ParentFolderId") {
+        let _ = write!(
+            o,
+            "<t:ParentFolderId Id=\"{}\" ChangeKey=\"{}\"/>",
+            encode_id(b'F', m.mailbox, m.folder, 0, &mbx.address),
+            change_key(&mbx.address, m.folder, u32::MAX)
+        );
+    }
+    if shape.want("item:ItemClass") {
+        o.push_str("<t:ItemClass>IPM.Note</t:ItemClass>");
+    }
+    if shape.want("item:Subject") {
+        let _ = write!(o, "<t:Subject>{}</t:Subject>", esc(&m.subject));
+    }
+    if shape.want("item:Sensitivity") {
+        o.push_str("<t:Sensitivity>Normal</t:Sensitivity>");
+    }
+    if shape.want("item:Body") {
+        if shape.body_text {
+            let _ = write!(
+                o,
+                "<t:Body BodyType=\"Text\">{}</t:Body>",
+                esc(&m.body_text())
+            );
+        } else {
+            let _ = write!(
+                o,
+                "<t:Body BodyType=\"HTML\">{}</t:Body>",
+                esc(&m.body_html())
+            );
+        }
+    }
+    if shape.want("item:DateTimeReceived") {
+        let _ = write!(
+            o,
+            "<t:DateTimeReceived>{}</t:DateTimeReceived>",
+            iso(m.received)
+        );
+    }
+    if shape.want("item:Size") {
+        let _ = write!(o, "<t:Size>{}</t:Size>", m.size());
+    }
+    if shape.want("item:Importance") {
+        o.push_str("<t:Importance>Normal</t:Importance>");
+    }
+    if shape.want("item:IsSubmitted") {
+        let _ = write!(
+            o,
+            "<t:IsSubmitted>{}</t:IsSubmitted>",
+            m.folder == Folder::SentItems
+        );
+    }
+    if shape.want("item:IsDraft") {
+        let _ = write!(o, "<t:IsDraft>{}</t:IsDraft>", m.is_draft);
+    }
+    if shape.want("item:IsFromMe") {
+        let _ = write!(
+            o,
+            "<t:IsFromMe>{}</t:IsFromMe>",
+            mbx.has_address(&m.from.address)
+        );
+    }
+    if shape.want("item:DateTimeSent") {
+        let _ = write!(o, "<t:DateTimeSent>{}</t:DateTimeSent>", iso(m.sent));
+    }
+    if shape.want("item:DateTimeCreated") {
+        let _ = write!(
+            o,
+            "<t:DateTimeCreated>{}</t:DateTimeCreated>",
+            iso(m.received)
+        );
+    }
+    if shape.want("item:DisplayCc") {
+        let _ = write!(
+            o,
+            "<t:DisplayCc>{}</t:DisplayCc>",
+            esc(&m
+                .cc
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join("; "))
+        );
+    }
+    if shape.want("item:DisplayTo") {
+        let _ = write!(
+            o,
+            "<t:DisplayTo>{}</t:DisplayTo>",
+            esc(&m
+                .to
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>()
+                .join("; "))
+        );
+    }
+    if shape.want("item:HasAttachments") {
+        o.push_str("<t:HasAttachments>false</t:HasAttachments>");
+    }
+    if shape.want("item:Culture") {
+        o.push_str("<t:Culture>en-US</t:Culture>");
+    }
+    if shape.want("item:LastModifiedTime") {
+        let _ = write!(
+            o,
+            "<t:LastModifiedTime>{}</t:LastModifiedTime>",
+            iso(m.received)
+        );
+    }
+    if shape.want("item:IsAssociated") {
+        o.push_str("<t:IsAssociated>false</t:IsAssociated>");
+    }
+    if shape.want("item:ConversationId") {
+        let cid =
+            STANDARD.encode(crate::store::fnv(&[b"conv", m.subject.as_bytes()]).to_be_bytes());
+        let _ = write!(o, "<t:ConversationId Id=\"{cid}\"/>");
+    }
+    if shape.props.iter().any(|p| p == "item:TextBody") {
+        let _ = write!(
+            o,
+            "<t:TextBody BodyType=\"Text\">{}</t:TextBody>",
+            esc(&m.body_text())
+        );
+    }
+    if shape.want("message:Sender") {
+        o.push_str(&mailbox_xml("Sender", &m.from));
+    }
+    if shape.want("message:ToRecipients") {
+        o.push_str(&people_xml("ToRecipients", &m.to));
+    }
+    if shape.want("message:CcRecipients") {
+        o.push_str(&people_xml("CcRecipients", &m.cc));
+    }
+    if shape.want("message:IsReadReceiptRequested") {
+        o.push_str("<t:IsReadReceiptRequested>false</t:IsReadReceiptRequested>");
+    }
+    if shape.want("message:IsDeliveryReceiptRequested") {
+        o.push_str("<t:IsDeliveryReceiptRequested>false</t:IsDeliveryReceiptRequested>");
+    }
+    if shape.want("message:ConversationTopic") {
+        let _ = write!(
+            o,
+            "<t:ConversationTopic>{}</t:ConversationTopic>",
+            esc(&m.subject)
+        );
+    }
+    if shape.want("message:From") {
+        o.push_str(&mailbox_xml("From", &m.from));
+    }
+    if shape.want("message:InternetMessageId") {
+        let _ = write!(
+            o,
+            "<t:InternetMessageId>{}</t:InternetMessageId>",
+            esc(&m.internet_message_id)
+        );
+    }
+    if shape.want("message:IsRead") {
+        let _ = write!(o, "<t:IsRead>{}</t:IsRead>", m.is_read);
+    }
+    o.push_str("</t:Message>");
+    o
+}
+
+fn find_item(ctx: &Ctx<'_>, op: &Element) -> String {
+    let shape = Shape::from(op, "ItemShape");
+    let descending = op
+        .path(&["SortOrder", "FieldOrder"])
+        .and_then(|f| f.attr("Order"))
+        .is_none_or(|o| o != "Ascending");
+    let mut msgs = Vec::new();
+    for el in op
+        .child("ParentFolderIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        if op.child("Restriction").is_some() || op.child("QueryString").is_some() {
+            msgs.push(err(
+                "ErrorUnsupportedQueryFilter",
+                "Restrictions and query strings are not supported by this server.",
+            ));
+            continue;
+        }
+        msgs.push(match folder_ref(ctx, el) {
+            FolderRef::Found(i, f) => {
+                let total = ctx.st.count(i, f) as usize;
+                match paging(op.child("IndexedPageItemView"), total) {
+                    Ok((start, max)) => {
+                        let end = start.saturating_add(max).min(total);
+                        let mut x = String::new();
+                        let mut returned = 0usize;
+                        if let Some(mbx) = ctx.st.mailbox(i) {
+                            for pos in start..end {
+                                // Received order follows creation order; descending = newest first.
+                                let n = if descending { total - 1 - pos } else { pos };
+                                if let Some(m) = ctx.st.message(i, f, n as u32) {
+                                    x.push_str(&message_xml(&m, mbx, &shape));
+                                    returned += 1;
+                                }
+                            }
+                        }
+                        let next = start + returned;
+                        Msg::Ok(format!(
+                            "<m:RootFolder IndexedPagingOffset=\"{next}\" TotalItemsInView=\"{total}\" IncludesLastItemInRange=\"{}\"><t:Items>{x}</t:Items></m:RootFolder>",
+                            next >= total
+                        ))
+                    }
+                    Err(a) => err("ErrorInvalidRequest", format!("The request is invalid: bad {a}.")),
+                }
+            }
+            FolderRef::Error(code, text) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no ParentFolderIds.",
+        ));
+    }
+    operation_response("FindItem", msgs)
+}
+
+fn get_item(ctx: &Ctx<'_>, op: &Element) -> String {
+    let shape = Shape::from(op, "ItemShape");
+    let mut msgs = Vec::new();
+    for el in op
+        .child("ItemIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        let Some(id) = el.attr("Id") else {
+            msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
+            continue;
+        };
+        msgs.push(match resolve_id(ctx, id, b'I') {
+            Ok((i, f, n)) => match (ctx.st.message(i, f, n), ctx.st.mailbox(i)) {
+                (Some(m), Some(mbx)) => Msg::Ok(format!(
+                    "<m:Items>{}</m:Items>",
+                    message_xml(&m, mbx, &shape)
+                )),
+                _ => err(
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                ),
+            },
+            Err((code, text)) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no ItemIds.",
+        ));
+    }
+    operation_response("GetItem", msgs)
+}
+
+fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
+    let Some((i, m)) = ctx.mailbox() else {
+        return operation_response(
+            "SyncFolderHierarchy",
+            vec![err("ErrorNonExistentMailbox", NO_MAILBOX)],
+        );
+    };
+    let state_text = op.child_text("SyncState").filter(|s| !s.is_empty());
+    let fresh = format!("h|{}|1", m.address);
+    let start_over = match state_text {
+        None => true,
+        Some(s) => match decode_state(s) {
+            Some(p) if p == fresh => false,
+            _ => {
+                return operation_response(
+                    "SyncFolderHierarchy",
+                    vec![Msg::Err {
+                        code: "ErrorInvalidSyncStateData",
+                        text: "Synchronization state data is corrupt or otherwise invalid.".into(),
+                        tail: "<m:SyncState/><m:IncludesLastFolderInRange>true</m:IncludesLastFolderInRange>".into(),
+                    }],
+                );
+            }
+        },
+    };
+    let mut changes = String::new();
+    if start_over {
+        for f in Folder::ALL.iter().filter(|f| **f != Folder::Root) {
+            let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, *f));
+        }
+    }
+    operation_response(
+        "SyncFolderHierarchy",
+        vec![Msg::Ok(format!(
+            "<m:SyncState>{}</m:SyncState><m:IncludesLastFolderInRange>true</m:IncludesLastFolderInRange><m:Changes>{changes}</m:Changes>",
+            encode_state(&fresh)
+        ))],
+    )
+}
+
+fn sync_folder_items(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
+    let max: usize = op
+        .child_text("MaxChangesReturned")
+        .and_then(|s| s.parse().ok())
+        .filter(|n| (1..=512).contains(n))
+        .ok_or_else(|| schema_fault("MaxChangesReturned must be an integer from 1 to 512."))?;
+    let shape = Shape::from(op, "ItemShape");
+    let bad_state = || {
+        operation_response(
+            "SyncFolderItems",
+            vec![Msg::Err {
+                code: "ErrorInvalidSyncStateData",
+                text: "Synchronization state data is corrupt or otherwise invalid.".into(),
+                tail: "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
+                    .into(),
+            }],
+        )
+    };
+    let Some(fid) = op.child("SyncFolderId").and_then(|s| s.children.first()) else {
+        return Err(schema_fault("SyncFolderId is required."));
+    };
+    let (i, f) = match folder_ref(ctx, fid) {
+        FolderRef::Found(i, f) => (i, f),
+        FolderRef::Error(code, text) => {
+            return Ok(operation_response(
+                "SyncFolderItems",
+                vec![Msg::Err {
+                    code,
+                    text,
+                    tail:
+                        "<m:SyncState/><m:IncludesLastItemInRange>true</m:IncludesLastItemInRange>"
+                            .into(),
+                }],
+            ));
+        }
+    };
+    let Some(mbx) = ctx.st.mailbox(i) else {
+        return Ok(bad_state());
+    };
+    let prefix = format!("i|{}|{}|", mbx.address, f.code());
+    let pos: u32 = match op.child_text("SyncState").filter(|s| !s.is_empty()) {
+        None => 0,
+        Some(s) => match decode_state(s)
+            .and_then(|p| p.strip_prefix(&prefix).and_then(|n| n.parse().ok()))
+        {
+            Some(n) => n,
+            None => return Ok(bad_state()),
+        },
+    };
+    let total = ctx.st.count(i, f);
+    if pos > total {
+        return Ok(bad_state());
+    }
+    let end = pos.saturating_add(max as u32).min(total);
+    let mut changes = String::new();
+    for n in pos..end {
+        if let Some(m) = ctx.st.message(i, f, n) {
+            let _ = write!(
+                changes,
+                "<t:Create>{}</t:Create>",
+                message_xml(&m, mbx, &shape)
+            );
+        }
+    }
+    Ok(operation_response(
+        "SyncFolderItems",
+        vec![Msg::Ok(format!(
+            "<m:SyncState>{}</m:SyncState><m:IncludesLastItemInRange>{}</m:IncludesLastItemInRange><m:Changes>{changes}</m:Changes>",
+            encode_state(&format!("{prefix}{end}")),
+            end >= total
+        ))],
+    ))
+}
+
+fn persons(el: Option<&Element>) -> Vec<Person> {
+    el.map(|e| {
+        e.children_named("Mailbox")
+            .filter_map(|m| {
+                let address = m.child_text("EmailAddress")?.to_owned();
+                let name = m
+                    .child_text("Name")
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| address.clone());
+                Some(Person { name, address })
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// Delivers a copy of `msg` to every local recipient's Inbox.
+pub(crate) fn deliver(st: &Inner, msg: &Message) {
+    let mut seen = Vec::new();
+    for p in msg.to.iter().chain(msg.cc.iter()) {
+        if let Some(i) = st.find(&p.address)
+            && !seen.contains(&i)
+            && st.mailbox(i).is_some_and(|m| m.provisioned)
+        {
+            seen.push(i);
+            let mut copy = msg.clone();
+            copy.mailbox = i;
+            copy.folder = Folder::Inbox;
+            copy.is_read = false;
+            copy.is_draft = false;
+            let _ = st.store(copy);
+        }
+    }
+}
+
+fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
+    let Some((i, mbx)) = ctx.mailbox() else {
+        return operation_response(
+            "CreateItem",
+            vec![err("ErrorNonExistentMailbox", NO_MAILBOX)],
+        );
+    };
+    let disposition = op.attr("MessageDisposition").unwrap_or("SaveOnly");
+    let saved_folder = op
+        .child("SavedItemFolderId")
+        .and_then(|s| s.children.first())
+        .map(|el| folder_ref(ctx, el));
+    let mut msgs = Vec::new();
+    for item in op
+        .child("Items")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        if item.name != "Message" {
+            msgs.push(err(
+                "ErrorInvalidItemForOperationCreateItem",
+                "Only messages can be created on this server.",
+            ));
+            continue;
+        }
+        let now = OffsetDateTime::now_utc();
+        let body_el = item.child("Body");
+        let msg = Message {
+            mailbox: i,
+            folder: Folder::Drafts,
+            n: 0,
+            subject: item.child_text("Subject").unwrap_or_default().to_owned(),
+            body: body_el.map(|b| b.text.clone()).unwrap_or_default(),
+            body_is_html: body_el.and_then(|b| b.attr("BodyType")) == Some("HTML"),
+            from: Person {
+                name: mbx.display_name.clone(),
+                address: mbx.address.clone(),
+            },
+            to: persons(item.child("ToRecipients")),
+            cc: persons(item.child("CcRecipients")),
+            received: now,
+            sent: now,
+            is_read: true,
+            is_draft: disposition == "SaveOnly",
+            internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
+        };
+        let target = match &saved_folder {
+            Some(FolderRef::Found(j, f)) if *j == i => Some(*f),
+            Some(FolderRef::Found(..)) => {
+                msgs.push(err(
+                    "ErrorAccessDenied",
+                    "Access is denied. Check credentials and try again.",
+                ));
+                continue;
+            }
+            Some(FolderRef::Error(code, text)) => {
+                msgs.push(Msg::Err {
+                    code,
+                    text: text.clone(),
+                    tail: "<m:Items/>".into(),
+                });
+                continue;
+            }
+            None => None,
+        };
+        match disposition {
+            "SendOnly" | "SendAndSaveCopy" => {
+                if msg.to.is_empty() && msg.cc.is_empty() {
+                    msgs.push(Msg::Err {
+                        code: "ErrorInvalidRecipients",
+                        text: "At least one recipient isn't valid.".into(),
+                        tail: "<m:Items/>".into(),
+                    });
+                    continue;
+                }
+                deliver(ctx.st, &msg);
+                if disposition == "SendAndSaveCopy" {
+                    let mut copy = msg.clone();
+                    copy.folder = target.unwrap_or(Folder::SentItems);
+                    let _ = ctx.st.store(copy);
+                }
+                msgs.push(Msg::Ok("<m:Items/>".into()));
+            }
+            "SaveOnly" => {
+                let mut copy = msg;
+                copy.folder = target.unwrap_or(Folder::Drafts);
+                match ctx.st.store(copy) {
+                    Some(stored) => msgs.push(Msg::Ok(format!(
+                        "<m:Items><t:Message><t:ItemId Id=\"{}\" ChangeKey=\"{}\"/></t:Message></m:Items>",
+                        stored.item_id(mbx),
+                        stored.change_key(mbx)
+                    ))),
+                    None => msgs.push(err("ErrorInternalServerError", "The item could not be saved.")),
+                }
+            }
+            _ => msgs.push(err(
+                "ErrorInvalidRequest",
+                "The request is invalid: bad MessageDisposition.",
+            )),
+        }
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no Items.",
+        ));
+    }
+    operation_response("CreateItem", msgs)
+}
+
+fn convert_id(ctx: &Ctx<'_>, op: &Element) -> String {
+    let dest = op.attr("DestinationFormat").unwrap_or("EwsId");
+    let mut msgs = Vec::new();
+    for el in op
+        .child("SourceIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        let id = el.attr("Id").unwrap_or_default();
+        let format = el.attr("Format").unwrap_or("EwsId");
+        let raw_id = match format {
+            "EwsId" | "EwsLegacyId" => Some(id.to_owned()),
+            "EntryId" => STANDARD
+                .decode(id.as_bytes())
+                .ok()
+                .map(|b| STANDARD.encode(b)),
+            "HexEntryId" => hex_decode(id).map(|b| STANDARD.encode(b)),
+            _ => None,
+        };
+        let decoded = raw_id.as_deref().and_then(decode_id).and_then(|r| {
+            ctx.st
+                .mailbox(r.mailbox)
+                .filter(|m| r.verify(&m.address))
+                .map(|m| (r, m))
+        });
+        msgs.push(match decoded {
+            Some((r, m)) if ctx.mbx == Some(r.mailbox) => {
+                let ews = encode_id(r.kind, r.mailbox, r.folder, r.n, &m.address);
+                let out = match dest {
+                    "HexEntryId" => STANDARD
+                        .decode(ews.as_bytes())
+                        .map(|b| b.iter().map(|x| format!("{x:02X}")).collect::<String>())
+                        .unwrap_or_default(),
+                    _ => ews,
+                };
+                Msg::Ok(format!(
+                    "<m:AlternateId xsi:type=\"t:AlternateIdType\" Format=\"{}\" Id=\"{}\" Mailbox=\"{}\"/>",
+                    esc(dest),
+                    esc(&out),
+                    esc(&m.address)
+                ))
+            }
+            Some(_) => err("ErrorAccessDenied", "Access is denied. Check credentials and try again."),
+            None => err("ErrorInvalidIdMalformed", "Id is malformed."),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no SourceIds.",
+        ));
+    }
+    operation_response("ConvertId", msgs)
+}
+
+fn hex_decode(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+        .collect()
+}
+
+fn resolve_names(ctx: &Ctx<'_>, op: &Element) -> String {
+    let entry = op
+        .child_text("UnresolvedEntry")
+        .unwrap_or_default()
+        .trim_start_matches("smtp:")
+        .trim_start_matches("SMTP:")
+        .to_ascii_lowercase();
+    if entry.is_empty() {
+        return operation_response(
+            "ResolveNames",
+            vec![err(
+                "ErrorNameResolutionNoResults",
+                "No results were found.",
+            )],
+        );
+    }
+    let tenant = ctx.principal.tenant_id();
+    let matches: Vec<&Mailbox> = ctx
+        .st
+        .mailboxes
+        .iter()
+        .filter(|m| m.tenant_id == tenant && m.provisioned)
+        .filter(|m| {
+            m.has_address(&entry)
+                || m.address.starts_with(&entry)
+                || m.display_name.to_ascii_lowercase().contains(&entry)
+        })
+        .take(100)
+        .collect();
+    let set = |ms: &[&Mailbox]| {
+        let mut x = format!(
+            "<m:ResolutionSet TotalItemsInView=\"{}\" IncludesLastItemInRange=\"true\">",
+            ms.len()
+        );
+        for m in ms {
+            let _ = write!(
+                x,
+                "<t:Resolution><t:Mailbox><t:Name>{}</t:Name><t:EmailAddress>{}</t:EmailAddress><t:RoutingType>SMTP</t:RoutingType><t:MailboxType>Mailbox</t:MailboxType></t:Mailbox><t:Contact><t:DisplayName>{}</t:DisplayName><t:EmailAddresses><t:Entry Key=\"EmailAddress1\">SMTP:{}</t:Entry></t:EmailAddresses><t:ContactSource>ActiveDirectory</t:ContactSource></t:Contact></t:Resolution>",
+                esc(&m.display_name),
+                esc(&m.address),
+                esc(&m.display_name),
+                esc(&m.address)
+            );
+        }
+        x.push_str("</m:ResolutionSet>");
+        x
+    };
+    let msg = match matches.len() {
+        0 => err("ErrorNameResolutionNoResults", "No results were found."),
+        1 => Msg::Ok(set(&matches)),
+        _ => Msg::Warn {
+            code: "ErrorNameResolutionMultipleResults",
+            text: "Multiple results were found.".into(),
+            content: set(&matches),
+        },
+    };
+    operation_response("ResolveNames", vec![msg])
+}

@@ -1,0 +1,902 @@
+//! Microsoft Graph mail subset under `/v1.0`: users, mailFolders, messages with `$top`,
+//! `$skip`, `$select` and `@odata.nextLink`, `messages/delta`, `$value` (MIME) and `sendMail`.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::auth::{self, GraphAuthError, Principal};
+use crate::config::AppAccessKind;
+use crate::state::{Counters, Inner, Plane};
+use crate::store::{
+    Folder, Mailbox, Message, Person, decode_id, decode_state, encode_id, encode_state, graph_id,
+    iso,
+};
+
+const CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata";
+const JSON_CT: &str = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8";
+const DEFAULT_PAGE: usize = 10;
+const MAX_PAGE: usize = 1000;
+
+/// A Graph error to answer.
+#[derive(Debug)]
+pub(crate) struct GraphError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+fn gerr(status: StatusCode, code: &'static str, message: impl Into<String>) -> GraphError {
+    GraphError {
+        status,
+        code,
+        message: message.into(),
+        retry_after: None,
+    }
+}
+
+fn request_ids(headers: &HeaderMap) -> (String, String) {
+    let rid = uuid::Uuid::new_v4().to_string();
+    let cid = headers
+        .get("client-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| rid.clone());
+    (rid, cid)
+}
+
+fn finish(mut r: Response, headers: &HeaderMap) -> Response {
+    let (rid, cid) = request_ids(headers);
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&rid) {
+        h.insert("request-id", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&cid) {
+        h.insert("client-request-id", v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
+    h.insert(
+        "x-ms-ags-diagnostic",
+        HeaderValue::from_static(
+            "{\"ServerInfo\":{\"DataCenter\":\"Emulator\",\"Slice\":\"E\",\"Ring\":\"1\",\"ScaleUnit\":\"000\",\"RoleInstance\":\"EXGATE01\"}}",
+        ),
+    );
+    r
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response {
+    let mut r = (status, v.to_string()).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
+    r
+}
+
+impl GraphError {
+    fn into_response(self, headers: &HeaderMap) -> Response {
+        let (rid, cid) = request_ids(headers);
+        let date = OffsetDateTime::now_utc();
+        let date = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day(),
+            date.hour(),
+            date.minute(),
+            date.second()
+        );
+        let mut inner = json!({"date": date, "request-id": rid, "client-request-id": cid});
+        if self.status == StatusCode::TOO_MANY_REQUESTS {
+            inner["code"] = json!("429");
+            inner["status"] = json!("429");
+            inner["message"] = json!("Please retry after");
+        }
+        let body =
+            json!({"error": {"code": self.code, "message": self.message, "innerError": inner}});
+        let mut r = finish(json_response(self.status, &body), headers);
+        if let Some(s) = self.retry_after
+            && let Ok(v) = HeaderValue::from_str(&s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, auth::graph_challenge());
+        }
+        r
+    }
+}
+
+/// Handles one Graph request (`path` is what follows `/v1.0/`).
+pub(crate) fn handle(
+    st: &Inner,
+    origin: &str,
+    method: &axum::http::Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    Counters::bump(&st.counters.graph);
+    match route(st, origin, method, path, query, headers, body) {
+        Ok(r) => finish(r, headers),
+        Err(e) => e.into_response(headers),
+    }
+}
+
+fn has_any(list: &[String], wanted: &[&str]) -> bool {
+    list.iter()
+        .any(|r| wanted.iter().any(|w| r.eq_ignore_ascii_case(w)))
+}
+
+const READ_ROLES: &[&str] = &[
+    "Mail.Read",
+    "Mail.ReadWrite",
+    "Mail.ReadBasic.All",
+    "Mail.ReadBasic",
+];
+const DELEGATED_READ: &[&str] = &[
+    "Mail.Read",
+    "Mail.ReadWrite",
+    "Mail.ReadBasic",
+    "Mail.Read.Shared",
+];
+const USER_ROLES: &[&str] = &[
+    "User.Read.All",
+    "User.ReadBasic.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+];
+
+fn access_denied() -> GraphError {
+    gerr(
+        StatusCode::FORBIDDEN,
+        "ErrorAccessDenied",
+        "Access is denied. Check credentials and try again.",
+    )
+}
+
+/// Path segment: `name`, or `name('key')` / `name(key)`.
+fn split_key(seg: &str) -> (String, Option<String>) {
+    if let Some((name, rest)) = seg.split_once('(') {
+        let key = rest.trim_end_matches(')').trim_matches('\'').to_owned();
+        (name.to_ascii_lowercase(), Some(key))
+    } else {
+        (seg.to_ascii_lowercase(), None)
+    }
+}
+
+fn decode_seg(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+#[allow(clippy::too_many_arguments)]
+fn route(
+    st: &Inner,
+    origin: &str,
+    method: &axum::http::Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, GraphError> {
+    let principal = match auth::authenticate_graph(st, headers) {
+        Ok(p) => p,
+        Err(e) => {
+            auth::count_failure(st);
+            return Err(match e {
+                GraphAuthError::Invalid(m) => {
+                    gerr(StatusCode::UNAUTHORIZED, "InvalidAuthenticationToken", m)
+                }
+                GraphAuthError::NoPermissions => gerr(
+                    StatusCode::UNAUTHORIZED,
+                    "NoPermissionsInAccessToken",
+                    "The token contains no permissions, or permissions can not be understood.",
+                ),
+            });
+        }
+    };
+    let budget = st.budget(Plane::Graph, principal.budget_key());
+    if let Err(wait) = st
+        .throttle
+        .take(Plane::Graph, principal.budget_key(), budget)
+    {
+        Counters::bump(&st.counters.throttled);
+        let mut e = gerr(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "Please retry again later.",
+        );
+        e.retry_after = Some(wait.as_secs().max(1) + u64::from(wait.subsec_nanos() > 0));
+        return Err(e);
+    }
+    let q = Query(
+        query
+            .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default(),
+    );
+    let param = |k: &str| q.get(k);
+    let raw_segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(decode_seg)
+        .collect();
+    let segs: Vec<(String, Option<String>)> = raw_segs.iter().map(|s| split_key(s)).collect();
+    let not_found = || {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "Resource not found for the segment '{}'.",
+                raw_segs.last().map(String::as_str).unwrap_or("")
+            ),
+        )
+    };
+    // Resolve the user segment.
+    let (user_key, rest, user_path): (String, &[(String, Option<String>)], String) =
+        match segs.first() {
+            Some((n, None)) if n == "me" => {
+                let Principal::User { upn, .. } = &principal else {
+                    return Err(gerr(
+                        StatusCode::BAD_REQUEST,
+                        "BadRequest",
+                        "/me request is only valid with delegated authentication flow.",
+                    ));
+                };
+                (
+                    upn.clone(),
+                    segs.get(1..).unwrap_or_default(),
+                    "me".to_owned(),
+                )
+            }
+            Some((n, Some(k))) if n == "users" => (
+                k.clone(),
+                segs.get(1..).unwrap_or_default(),
+                format!("users/{}", enc(k)),
+            ),
+            Some((n, None)) if n == "users" => match raw_segs.get(1) {
+                Some(k) => (
+                    k.clone(),
+                    segs.get(2..).unwrap_or_default(),
+                    format!("users/{}", enc(k)),
+                ),
+                None => return Err(not_found()),
+            },
+            _ => return Err(not_found()),
+        };
+    let found = st
+        .find_any(&user_key)
+        .and_then(|i| st.mailbox(i).map(|m| (i, m)))
+        .filter(|(_, m)| m.tenant_id == principal.tenant_id());
+    if let Principal::User { upn, .. } = &principal
+        && !found.is_some_and(|(_, m)| m.has_address(upn))
+    {
+        if found.is_none() && rest.is_empty() {
+            return Err(user_not_found(&user_key));
+        }
+        return Err(access_denied());
+    }
+    if rest.is_empty() {
+        if *method != axum::http::Method::GET {
+            return Err(gerr(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BadRequest",
+                "Method not allowed.",
+            ));
+        }
+        let allowed = match &principal {
+            Principal::App { roles, .. } => has_any(roles, USER_ROLES),
+            Principal::User { .. } => true,
+        };
+        if !allowed {
+            return Err(gerr(
+                StatusCode::FORBIDDEN,
+                "Authorization_RequestDenied",
+                "Insufficient privileges to complete the operation.",
+            ));
+        }
+        let Some((_, m)) = found else {
+            return Err(user_not_found(&user_key));
+        };
+        return Ok(json_response(StatusCode::OK, &user_json(m)));
+    }
+    let Some((i, m)) = found else {
+        return Err(gerr(
+            StatusCode::NOT_FOUND,
+            "ResourceNotFound",
+            "Resource could not be discovered.",
+        ));
+    };
+    let is_send = rest.first().is_some_and(|(n, _)| n == "sendmail");
+    // Permission for mail.
+    let permitted = match &principal {
+        Principal::App { roles, .. } if is_send => has_any(roles, &["Mail.Send"]),
+        Principal::App { roles, .. } => has_any(roles, READ_ROLES),
+        Principal::User { scopes, .. } if is_send => has_any(scopes, &["Mail.Send"]),
+        Principal::User { scopes, .. } => has_any(scopes, DELEGATED_READ),
+    };
+    if !permitted {
+        return Err(access_denied());
+    }
+    if let Principal::App { app_id, .. } = &principal
+        && let Err(kind) = st.app_may_reach(app_id, m)
+    {
+        return Err(match kind {
+            AppAccessKind::AccessPolicy => gerr(
+                StatusCode::FORBIDDEN,
+                "ErrorAccessDenied",
+                "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings.",
+            ),
+            AppAccessKind::Rbac => access_denied(),
+        });
+    }
+    if !m.provisioned || m.server.is_some() {
+        return Err(gerr(
+            StatusCode::NOT_FOUND,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        ));
+    }
+    if !m.licensed || !m.license.allows_api_access() {
+        return Err(gerr(
+            StatusCode::FORBIDDEN,
+            "ErrorInvalidLicense",
+            "The mailbox does not have a valid license for this operation.",
+        ));
+    }
+    let get = *method == axum::http::Method::GET;
+    let select = param("$select").map(|s| {
+        s.split(',')
+            .map(|x| x.trim().to_owned())
+            .filter(|x| !x.is_empty())
+            .collect::<Vec<_>>()
+    });
+    let names: Vec<&str> = rest.iter().map(|(n, _)| n.as_str()).collect();
+    match names.as_slice() {
+        ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
+        ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
+            let value: Vec<Value> = Folder::ALL
+                .iter()
+                .filter(|f| f.is_mail_folder())
+                .map(|f| folder_json(st, i, m, *f))
+                .collect();
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders", ctx_user(&user_key)), "value": value}),
+            ))
+        }
+        ["mailfolders", rest2 @ ..] if get => {
+            let (key, tail) = match (&rest[0].1, rest2) {
+                (Some(k), t) => (k.clone(), t),
+                (None, [_, t @ ..]) => (
+                    raw_segs
+                        .get(raw_segs.len() - rest.len() + 1)
+                        .cloned()
+                        .unwrap_or_default(),
+                    t,
+                ),
+                (None, []) => return Err(not_found()),
+            };
+            let folder = folder_by_key(st, i, m, &key)?;
+            let base = format!("{origin}/v1.0/{user_path}/mailFolders/{}", enc(&key));
+            match tail {
+                [] => {
+                    let mut v = folder_json(st, i, m, folder);
+                    v["@odata.context"] = json!(format!(
+                        "{CONTEXT}#{}/mailFolders/$entity",
+                        ctx_user(&user_key)
+                    ));
+                    Ok(json_response(StatusCode::OK, &v))
+                }
+                ["messages"] => {
+                    list_messages(st, i, m, &[folder], &base, &user_key, &q, select.as_deref())
+                }
+                ["messages", "delta"] => delta(st, i, m, folder, &base, &q, headers, select),
+                _ => Err(not_found()),
+            }
+        }
+        ["messages"] if get && rest[0].1.is_none() => {
+            let base = format!("{origin}/v1.0/{user_path}");
+            let folders: Vec<Folder> = Folder::ALL
+                .iter()
+                .copied()
+                .filter(|f| f.is_mail_folder())
+                .collect();
+            list_messages(st, i, m, &folders, &base, &user_key, &q, select.as_deref())
+        }
+        ["messages", tail @ ..] if get => {
+            let (id, tail) = match (&rest[0].1, tail) {
+                (Some(k), t) => (k.clone(), t),
+                (None, [_, t @ ..]) => (
+                    raw_segs
+                        .get(raw_segs.len() - rest.len() + 1)
+                        .cloned()
+                        .unwrap_or_default(),
+                    t,
+                ),
+                (None, []) => return Err(not_found()),
+            };
+            let msg = message_by_id(st, i, m, &id)?;
+            match tail {
+                [] => {
+                    let mut v = message_json(&msg, m, select.as_deref());
+                    if let Value::Object(o) = &mut v {
+                        o.insert(
+                            "@odata.context".into(),
+                            json!(format!(
+                                "{CONTEXT}#{}/messages/$entity",
+                                ctx_user(&user_key)
+                            )),
+                        );
+                    }
+                    Ok(json_response(StatusCode::OK, &v))
+                }
+                ["$value"] => {
+                    let mut r = (StatusCode::OK, msg.mime()).into_response();
+                    r.headers_mut()
+                        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+                    Ok(r)
+                }
+                _ => Err(not_found()),
+            }
+        }
+        _ => Err(not_found()),
+    }
+}
+
+/// Query parameters (names case-insensitive).
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+        .to_string()
+        .replace("%40", "@")
+        .replace("%2E", ".")
+        .replace("%2D", "-")
+        .replace("%5F", "_")
+}
+
+fn ctx_user(key: &str) -> String {
+    format!("users('{}')", key.replace('@', "%40"))
+}
+
+fn user_not_found(key: &str) -> GraphError {
+    gerr(
+        StatusCode::NOT_FOUND,
+        "Request_ResourceNotFound",
+        format!(
+            "Resource '{key}' does not exist or one of its queried reference-property objects are not present."
+        ),
+    )
+}
+
+fn user_json(m: &Mailbox) -> Value {
+    let mut parts = m.display_name.splitn(2, ' ');
+    let given = parts.next().unwrap_or_default();
+    let sur = parts.next();
+    json!({
+        "@odata.context": format!("{CONTEXT}#users/$entity"),
+        "businessPhones": [],
+        "displayName": m.display_name,
+        "givenName": given,
+        "jobTitle": null,
+        "mail": m.address,
+        "mobilePhone": null,
+        "officeLocation": null,
+        "preferredLanguage": "en-US",
+        "surname": sur,
+        "userPrincipalName": m.address,
+        "id": m.object_id().to_string(),
+    })
+}
+
+fn folder_gid(i: u32, m: &Mailbox, f: Folder) -> String {
+    graph_id(&encode_id(b'F', i, f, 0, &m.address))
+}
+
+fn folder_json(st: &Inner, i: u32, m: &Mailbox, f: Folder) -> Value {
+    let parent = f.parent().map(|p| folder_gid(i, m, p)).unwrap_or_default();
+    json!({
+        "id": folder_gid(i, m, f),
+        "displayName": f.display_name(),
+        "parentFolderId": parent,
+        "childFolderCount": f.children().filter(|c| c.is_mail_folder()).count(),
+        "unreadItemCount": st.unread(i, f),
+        "totalItemCount": st.count(i, f),
+        "sizeInBytes": 0,
+        "isHidden": false,
+    })
+}
+
+fn folder_by_key(st: &Inner, i: u32, m: &Mailbox, key: &str) -> Result<Folder, GraphError> {
+    if let Some(f) = Folder::from_name(key) {
+        return Ok(f);
+    }
+    let raw = decode_id(key).ok_or_else(|| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidIdMalformed",
+            "Id is malformed.",
+        )
+    })?;
+    if raw.kind != b'F'
+        || !st
+            .mailbox(raw.mailbox)
+            .is_some_and(|x| raw.verify(&x.address))
+    {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidIdMalformed",
+            "Id is malformed.",
+        ));
+    }
+    if raw.mailbox != i || !raw.verify(&m.address) {
+        return Err(gerr(
+            StatusCode::NOT_FOUND,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        ));
+    }
+    Ok(raw.folder)
+}
+
+fn message_by_id(st: &Inner, i: u32, m: &Mailbox, id: &str) -> Result<Message, GraphError> {
+    let raw = decode_id(id).filter(|r| r.kind == b'I').ok_or_else(|| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidIdMalformed",
+            "Id is malformed.",
+        )
+    })?;
+    let missing = || {
+        gerr(
+            StatusCode::NOT_FOUND,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        )
+    };
+    if raw.mailbox != i || !raw.verify(&m.address) {
+        return Err(missing());
+    }
+    st.message(i, raw.folder, raw.n).ok_or_else(missing)
+}
+
+fn person_json(p: &Person) -> Value {
+    json!({"emailAddress": {"name": p.name, "address": p.address}})
+}
+
+fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>) -> Value {
+    let id = graph_id(&msg.item_id(m));
+    let ck = msg.change_key(m);
+    let full = json!({
+        "@odata.etag": format!("W/\"{ck}\""),
+        "id": id,
+        "createdDateTime": iso(msg.received),
+        "lastModifiedDateTime": iso(msg.received),
+        "changeKey": ck,
+        "categories": [],
+        "receivedDateTime": iso(msg.received),
+        "sentDateTime": iso(msg.sent),
+        "hasAttachments": false,
+        "internetMessageId": msg.internet_message_id,
+        "subject": msg.subject,
+        "bodyPreview": msg.preview(),
+        "importance": "normal",
+        "parentFolderId": graph_id(&encode_id(b'F', msg.mailbox, msg.folder, 0, &m.address)),
+        "conversationId": graph_id(&crate::store::encode_id(b'F', msg.mailbox, msg.folder, u32::MAX, &msg.subject)),
+        "isReadReceiptRequested": false,
+        "isRead": msg.is_read,
+        "isDraft": msg.is_draft,
+        "webLink": format!("https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem", enc(&msg.item_id(m))),
+        "inferenceClassification": "focused",
+        "body": {"contentType": if msg.body_is_html { "html" } else { "text" }, "content": msg.body},
+        "sender": person_json(&msg.from),
+        "from": person_json(&msg.from),
+        "toRecipients": msg.to.iter().map(person_json).collect::<Vec<_>>(),
+        "ccRecipients": msg.cc.iter().map(person_json).collect::<Vec<_>>(),
+        "bccRecipients": [],
+        "replyTo": [],
+        "flag": {"flagStatus": "notFlagged"},
+    });
+    match (select, full) {
+        (Some(sel), Value::Object(all)) => {
+            let mut out = Map::new();
+            for (k, v) in all {
+                if k == "@odata.etag" || k == "id" || sel.iter().any(|s| s.eq_ignore_ascii_case(&k))
+                {
+                    out.insert(k, v);
+                }
+            }
+            Value::Object(out)
+        }
+        (_, v) => v,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn list_messages(
+    st: &Inner,
+    i: u32,
+    m: &Mailbox,
+    folders: &[Folder],
+    base: &str,
+    user_key: &str,
+    q: &Query,
+    select: Option<&[String]>,
+) -> Result<Response, GraphError> {
+    let top = match q.get("$top") {
+        Some(t) => t
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| {
+                gerr(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("Invalid $top value '{t}'."),
+                )
+            })?
+            .min(MAX_PAGE),
+        None => DEFAULT_PAGE,
+    };
+    let skip = match q.get("$skip") {
+        Some(s) => s.parse::<usize>().map_err(|_| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!("Invalid $skip value '{s}'."),
+            )
+        })?,
+        None => 0,
+    };
+    if q.get("$filter").is_some() || q.get("$search").is_some() || q.get("$orderby").is_some() {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRestriction",
+            "$filter, $search and $orderby are not supported by this server.",
+        ));
+    }
+    // Newest first, folder by folder.
+    let counts: Vec<(Folder, usize)> = folders
+        .iter()
+        .map(|f| (*f, st.count(i, *f) as usize))
+        .collect();
+    let total: usize = counts.iter().map(|(_, c)| *c).sum();
+    let mut value = Vec::new();
+    let mut pos = skip;
+    let end = skip.saturating_add(top).min(total);
+    while pos < end {
+        let mut k = pos;
+        for (f, c) in &counts {
+            if k < *c {
+                if let Some(msg) = st.message(i, *f, (*c - 1 - k) as u32) {
+                    value.push(message_json(&msg, m, select));
+                }
+                break;
+            }
+            k -= c;
+        }
+        pos += 1;
+    }
+    let folder_ctx = if folders.len() == 1 {
+        format!(
+            "/mailFolders('{}')",
+            folders.first().map(|f| f.distinguished()).unwrap_or("")
+        )
+    } else {
+        String::new()
+    };
+    let sel_ctx = select
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    let mut body = json!({
+        "@odata.context": format!("{CONTEXT}#{}{folder_ctx}/messages{sel_ctx}", ctx_user(user_key)),
+        "value": value,
+    });
+    if end < total {
+        let mut link = format!("{base}/messages?%24top={top}&%24skip={end}");
+        if let Some(s) = select {
+            link.push_str(&format!("&%24select={}", enc(&s.join(","))));
+        }
+        body["@odata.nextLink"] = json!(link);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn delta(
+    st: &Inner,
+    i: u32,
+    m: &Mailbox,
+    folder: Folder,
+    base: &str,
+    q: &Query,
+    headers: &HeaderMap,
+    select: Option<Vec<String>>,
+) -> Result<Response, GraphError> {
+    let gone = || {
+        gerr(
+            StatusCode::GONE,
+            "syncStateNotFound",
+            "The sync state is invalid or has expired. Synchronize again without a token.",
+        )
+    };
+    let prefer = headers
+        .get("prefer")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|p| {
+            p.split(',')
+                .filter_map(|x| x.trim().strip_prefix("odata.maxpagesize="))
+                .next()
+                .and_then(|n| n.trim().parse::<usize>().ok())
+        });
+    let (pos, page, select) = if let Some(tok) = q.get("$skiptoken").or(q.get("$deltatoken")) {
+        let payload = decode_state(tok).ok_or_else(gone)?;
+        let parts: Vec<&str> = payload.split('|').collect();
+        match parts.as_slice() {
+            ["d", addr, code, pos, page, sel]
+                if *addr == m.address && *code == folder.code().to_string() =>
+            {
+                let pos: usize = pos.parse().map_err(|_| gone())?;
+                let page: usize = page.parse().map_err(|_| gone())?;
+                let sel = (!sel.is_empty())
+                    .then(|| sel.split(',').map(str::to_owned).collect::<Vec<_>>());
+                (pos, page.clamp(1, MAX_PAGE), sel)
+            }
+            _ => return Err(gone()),
+        }
+    } else {
+        let page = prefer
+            .or_else(|| q.get("$top").and_then(|t| t.parse().ok()))
+            .unwrap_or(DEFAULT_PAGE)
+            .clamp(1, MAX_PAGE);
+        (0, page, select)
+    };
+    let total = st.count(i, folder) as usize;
+    if pos > total {
+        return Err(gone());
+    }
+    let end = pos.saturating_add(page).min(total);
+    let mut value = Vec::new();
+    for n in pos..end {
+        if let Some(msg) = st.message(i, folder, n as u32) {
+            let mut v = message_json(&msg, m, select.as_deref());
+            if let Value::Object(o) = &mut v {
+                o.insert("@odata.type".into(), json!("#microsoft.graph.message"));
+            }
+            value.push(v);
+        }
+    }
+    let sel_text: String = select
+        .as_ref()
+        .map(|s| {
+            s.iter()
+                .map(|x| {
+                    x.chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || *c == '.')
+                        .collect::<String>()
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default();
+    let token = encode_state(&format!(
+        "d|{}|{}|{end}|{page}|{sel_text}",
+        m.address,
+        folder.code()
+    ));
+    let mut body = json!({
+        "@odata.context": format!("{CONTEXT}#Collection(message)"),
+        "value": value,
+    });
+    if end < total {
+        body["@odata.nextLink"] = json!(format!("{base}/messages/delta?%24skiptoken={token}"));
+    } else {
+        body["@odata.deltaLink"] = json!(format!("{base}/messages/delta?%24deltatoken={token}"));
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn people(v: Option<&Value>) -> Vec<Person> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| {
+                    let e = r.get("emailAddress")?;
+                    let address = e.get("address")?.as_str()?.to_owned();
+                    let name = e
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| address.clone());
+                    Some(Person { name, address })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, GraphError> {
+    let v: Value = serde_json::from_slice(body).map_err(|e| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })?;
+    let msg = v.get("message").ok_or_else(|| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            "The 'message' property is required.",
+        )
+    })?;
+    let to = people(msg.get("toRecipients"));
+    let cc = people(msg.get("ccRecipients"));
+    if to.is_empty() && cc.is_empty()
+        || to
+            .iter()
+            .chain(cc.iter())
+            .any(|p| !crate::config::valid_address(&p.address))
+    {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+            "At least one recipient isn't valid., A message can't be sent because it contains no recipients.",
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let body_v = msg.get("body");
+    let message = Message {
+        mailbox: i,
+        folder: Folder::SentItems,
+        n: 0,
+        subject: msg
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        body: body_v
+            .and_then(|b| b.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        body_is_html: body_v
+            .and_then(|b| b.get("contentType"))
+            .and_then(Value::as_str)
+            .is_some_and(|c| c.eq_ignore_ascii_case("html")),
+        from: Person {
+            name: m.display_name.clone(),
+            address: m.address.clone(),
+        },
+        to,
+        cc,
+        received: now,
+        sent: now,
+        is_read: true,
+        is_draft: false,
+        internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
+    };
+    crate::ews::deliver(st, &message);
+    if v.get("saveToSentItems")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+    {
+        let _ = st.store(message);
+    }
+    Ok(StatusCode::ACCEPTED.into_response())
+}

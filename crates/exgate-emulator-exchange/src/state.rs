@@ -1,0 +1,490 @@
+//! The shared state of the Exchange plane: configuration, indexes, created items, counters,
+//! throttling budgets.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::{AccessRight, AppAccessKind, ConfigError, ExchangeConfig, ServerConfig};
+use crate::directory::Directory;
+use crate::store::{Folder, Mailbox, Message, Overlay, generated_message};
+use crate::token::TokenVerifier;
+
+/// Where a request landed: Exchange Online or an on-premises server (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Site {
+    Online,
+    OnPrem(usize),
+}
+
+/// An on-premises server with resolved references.
+#[derive(Debug, Clone)]
+pub(crate) struct Server {
+    pub cfg: ServerConfig,
+    pub tenant_id: String,
+    /// Host of the public URL.
+    pub host: String,
+    /// Scheme and host of the public URL, e.g. `https://mail.contoso.com`.
+    pub origin: String,
+    /// Scheme and host of the Autodiscover URL.
+    pub autodiscover_origin: String,
+}
+
+/// Organisation settings of a tenant.
+#[derive(Debug, Clone)]
+pub(crate) struct Org {
+    pub ews_enabled: bool,
+    pub ews_allowed_apps: Option<Vec<String>>,
+}
+
+/// A resolved application access scope.
+#[derive(Debug, Clone)]
+pub(crate) struct AppScope {
+    pub tenant_id: String,
+    pub app_id: String,
+    pub group: String,
+    pub kind: AppAccessKind,
+    pub access: AccessRight,
+}
+
+/// Counters reported by [`ExchangeStats`].
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub ews: AtomicU64,
+    pub graph: AtomicU64,
+    pub autodiscover: AtomicU64,
+    pub auth_failures: AtomicU64,
+    pub throttled: AtomicU64,
+    pub created: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Request counts and sizes of the Exchange plane.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ExchangeStats {
+    /// Mailboxes loaded.
+    pub mailboxes: usize,
+    /// On-premises servers.
+    pub servers: usize,
+    /// EWS requests answered (any outcome).
+    pub ews_requests: u64,
+    /// Graph requests answered (any outcome).
+    pub graph_requests: u64,
+    /// Autodiscover requests answered (any outcome).
+    pub autodiscover_requests: u64,
+    /// Requests rejected at authentication (401/403 before the operation).
+    pub auth_failures: u64,
+    /// Requests refused by throttling.
+    pub throttled: u64,
+    /// Items created (CreateItem, sendMail, deliveries).
+    pub items_created: u64,
+}
+
+/// Which budget a request draws on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Plane {
+    Ews,
+    Graph,
+}
+
+/// Per-principal request budgets per window.
+#[derive(Debug)]
+pub(crate) struct Throttle {
+    window: Duration,
+    used: Mutex<HashMap<(Plane, String), (Instant, u64)>>,
+}
+
+impl Throttle {
+    /// Takes one request from the budget; `Err(remaining)` when the budget is spent.
+    pub fn take(&self, plane: Plane, principal: &str, budget: u64) -> Result<(), Duration> {
+        let now = Instant::now();
+        let Ok(mut map) = self.used.lock() else {
+            return Ok(());
+        };
+        let entry = map
+            .entry((plane, principal.to_ascii_lowercase()))
+            .or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        if entry.1 >= budget {
+            return Err(self.window.saturating_sub(now.duration_since(entry.0)));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+pub(crate) struct Inner {
+    pub config: ExchangeConfig,
+    pub directory: Arc<dyn Directory>,
+    pub verifier: TokenVerifier,
+    pub mailboxes: Vec<Mailbox>,
+    pub by_address: HashMap<String, u32>,
+    pub by_oid: HashMap<String, u32>,
+    pub servers: Vec<Server>,
+    pub orgs: HashMap<String, Org>,
+    pub scopes: Vec<AppScope>,
+    pub overlay: Overlay,
+    pub throttle: Throttle,
+    pub counters: Counters,
+}
+
+/// The Exchange plane's state; cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct ExchangeState {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for ExchangeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeState")
+            .field("mailboxes", &self.inner.mailboxes.len())
+            .field("servers", &self.inner.servers.len())
+            .finish()
+    }
+}
+
+fn origin_of(u: &str, field: &str) -> Result<(String, String), ConfigError> {
+    let url = url::Url::parse(u).map_err(|e| ConfigError::Invalid {
+        field: field.to_owned(),
+        message: e.to_string(),
+    })?;
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let origin = match url.port() {
+        Some(p) => format!("{}://{host}:{p}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    Ok((host, origin))
+}
+
+impl ExchangeState {
+    /// Validates the configuration against the directory and builds the state (mailbox contents
+    /// are generated on demand, so this is fast even for many mailboxes).
+    pub fn new(
+        config: ExchangeConfig,
+        directory: Arc<dyn Directory>,
+        verifier: TokenVerifier,
+    ) -> Result<Self, ConfigError> {
+        config.validate(directory.as_ref())?;
+        let tenant_id = |t: &str| {
+            directory
+                .tenant(t)
+                .map(|t| t.id.to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        let mut servers = Vec::new();
+        for (i, s) in config.servers.iter().enumerate() {
+            let (host, origin) =
+                origin_of(&s.public_url, &format!("exchange.servers[{i}].public_url"))?;
+            let autodiscover_origin = match &s.autodiscover_url {
+                Some(a) => origin_of(a, &format!("exchange.servers[{i}].autodiscover_url"))?.1,
+                None => origin.clone(),
+            };
+            servers.push(Server {
+                cfg: s.clone(),
+                tenant_id: tenant_id(&s.tenant),
+                host,
+                origin,
+                autodiscover_origin,
+            });
+        }
+        let server_index = |name: &Option<String>| {
+            name.as_ref().and_then(|n| {
+                servers
+                    .iter()
+                    .position(|s| s.cfg.name.eq_ignore_ascii_case(n))
+            })
+        };
+        let total = config.mailboxes.len()
+            + config
+                .mailbox_sets
+                .iter()
+                .map(|s| s.count as usize)
+                .sum::<usize>();
+        let mut mailboxes = Vec::with_capacity(total);
+        let mut by_address = HashMap::with_capacity(total * 2);
+        let mut tenant_cache: HashMap<String, String> = HashMap::new();
+        let mut cached_tenant = |t: &str| {
+            tenant_cache
+                .entry(t.to_ascii_lowercase())
+                .or_insert_with(|| tenant_id(t))
+                .clone()
+        };
+        for m in &config.mailboxes {
+            let address = m.address.to_ascii_lowercase();
+            let domain = address.rsplit('@').next().unwrap_or_default().to_owned();
+            let local = address.split('@').next().unwrap_or_default();
+            mailboxes.push(Mailbox {
+                display_name: m.display_name.clone().unwrap_or_else(|| title(local)),
+                tenant_id: cached_tenant(m.tenant.as_deref().unwrap_or(&domain)),
+                aliases: m.aliases.iter().map(|a| a.to_ascii_lowercase()).collect(),
+                provisioned: m.provisioned,
+                licensed: m.licensed,
+                license: m.license,
+                ews_enabled: m.ews_enabled,
+                server: server_index(&m.server),
+                groups: m.groups.iter().map(|g| g.to_ascii_lowercase()).collect(),
+                inbox: m.inbox_messages.unwrap_or(config.default_inbox_messages),
+                sent: m.sent_messages.unwrap_or(config.default_sent_messages),
+                routing_address: m.routing_address.clone(),
+                address,
+            });
+        }
+        for s in &config.mailbox_sets {
+            let tenant = cached_tenant(s.tenant.as_deref().unwrap_or(&s.domain));
+            let groups: Vec<String> = s.groups.iter().map(|g| g.to_ascii_lowercase()).collect();
+            let server = server_index(&s.server);
+            let domain = s.domain.to_ascii_lowercase();
+            for n in s.first..s.first.saturating_add(s.count) {
+                mailboxes.push(Mailbox {
+                    address: format!("{}{n}@{domain}", s.prefix.to_ascii_lowercase()),
+                    display_name: format!("{} {n}", title(&s.prefix)),
+                    tenant_id: tenant.clone(),
+                    aliases: Vec::new(),
+                    provisioned: s.provisioned,
+                    licensed: s.licensed,
+                    license: s.license,
+                    ews_enabled: s.ews_enabled,
+                    server,
+                    groups: groups.clone(),
+                    inbox: s.inbox_messages.unwrap_or(config.default_inbox_messages),
+                    sent: s.sent_messages.unwrap_or(config.default_sent_messages),
+                    routing_address: None,
+                });
+            }
+        }
+        let mut by_oid = HashMap::with_capacity(total);
+        for (i, m) in mailboxes.iter().enumerate() {
+            let i = u32::try_from(i).map_err(|_| ConfigError::Invalid {
+                field: "exchange.mailbox_sets".into(),
+                message: "too many mailboxes".into(),
+            })?;
+            for a in std::iter::once(&m.address).chain(m.aliases.iter()) {
+                if by_address.insert(a.clone(), i).is_some() {
+                    return Err(ConfigError::Invalid {
+                        field: "exchange.mailboxes".into(),
+                        message: format!(
+                            "address '{a}' is used by two mailboxes (check mailbox_sets against mailboxes)"
+                        ),
+                    });
+                }
+            }
+            by_oid.insert(m.object_id().to_string(), i);
+        }
+        let mut orgs = HashMap::new();
+        for o in &config.organizations {
+            orgs.insert(
+                tenant_id(&o.tenant),
+                Org {
+                    ews_enabled: o.ews_enabled,
+                    ews_allowed_apps: o
+                        .ews_allowed_apps
+                        .as_ref()
+                        .map(|v| v.iter().map(|a| a.to_ascii_lowercase()).collect()),
+                },
+            );
+        }
+        let scopes = config
+            .app_access
+            .iter()
+            .map(|a| AppScope {
+                tenant_id: tenant_id(&a.tenant),
+                app_id: a.app_id.to_ascii_lowercase(),
+                group: a.group.to_ascii_lowercase(),
+                kind: a.kind,
+                access: a.access,
+            })
+            .collect();
+        let window = Duration::from_secs(config.throttling.window_seconds);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                directory,
+                verifier,
+                mailboxes,
+                by_address,
+                by_oid,
+                servers,
+                orgs,
+                scopes,
+                overlay: Overlay::default(),
+                throttle: Throttle {
+                    window,
+                    used: Mutex::new(HashMap::new()),
+                },
+                counters: Counters::default(),
+                config,
+            }),
+        })
+    }
+
+    /// Request counters and sizes.
+    pub fn stats(&self) -> ExchangeStats {
+        let c = &self.inner.counters;
+        ExchangeStats {
+            mailboxes: self.inner.mailboxes.len(),
+            servers: self.inner.servers.len(),
+            ews_requests: c.ews.load(Ordering::Relaxed),
+            graph_requests: c.graph.load(Ordering::Relaxed),
+            autodiscover_requests: c.autodiscover.load(Ordering::Relaxed),
+            auth_failures: c.auth_failures.load(Ordering::Relaxed),
+            throttled: c.throttled.load(Ordering::Relaxed),
+            items_created: c.created.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Service principal names configured for on-premises servers, per server name (for the
+    /// identity side, which answers AADSTS500011 for a resource that is not registered).
+    pub fn onprem_spns(&self) -> Vec<(String, Vec<String>)> {
+        self.inner
+            .servers
+            .iter()
+            .map(|s| (s.cfg.name.clone(), s.cfg.spns.clone()))
+            .collect()
+    }
+}
+
+fn title(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut up = true;
+    for c in s.chars() {
+        if c == '.' || c == '_' || c == '-' {
+            out.push(' ');
+            up = true;
+        } else if up {
+            out.extend(c.to_uppercase());
+            up = false;
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Inner {
+    pub fn mailbox(&self, i: u32) -> Option<&Mailbox> {
+        self.mailboxes.get(i as usize)
+    }
+
+    /// Mailbox by address or alias.
+    pub fn find(&self, address: &str) -> Option<u32> {
+        self.by_address
+            .get(&address.trim().to_ascii_lowercase())
+            .copied()
+    }
+
+    /// Mailbox by address, alias or object id.
+    pub fn find_any(&self, id: &str) -> Option<u32> {
+        self.find(id)
+            .or_else(|| self.by_oid.get(&id.trim().to_ascii_lowercase()).copied())
+    }
+
+    pub fn generated_count(&self, m: &Mailbox, folder: Folder) -> u32 {
+        match folder {
+            Folder::Inbox => m.inbox,
+            Folder::SentItems => m.sent,
+            _ => 0,
+        }
+    }
+
+    pub fn count(&self, i: u32, folder: Folder) -> u32 {
+        let Some(m) = self.mailbox(i) else { return 0 };
+        self.generated_count(m, folder)
+            .saturating_add(self.overlay.count(i, folder))
+    }
+
+    pub fn unread(&self, i: u32, folder: Folder) -> u32 {
+        let n = self.count(i, folder);
+        (0..n)
+            .filter_map(|k| self.message(i, folder, k))
+            .filter(|m| !m.is_read)
+            .count() as u32
+    }
+
+    /// Message number `n` (creation order) of a folder.
+    pub fn message(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
+        let m = self.mailbox(i)?;
+        let g = self.generated_count(m, folder);
+        if n < g {
+            Some(generated_message(i, m, folder, n))
+        } else {
+            self.overlay.get(i, folder, n - g)
+        }
+    }
+
+    /// Stores a new message in a folder.
+    pub fn store(&self, msg: Message) -> Option<Message> {
+        let m = self.mailbox(msg.mailbox)?;
+        let base = self.generated_count(m, msg.folder);
+        let stored = self.overlay.push(base, msg)?;
+        Counters::bump(&self.counters.created);
+        Some(stored)
+    }
+
+    pub fn site_of(&self, m: &Mailbox) -> Site {
+        match m.server {
+            Some(s) => Site::OnPrem(s),
+            None => Site::Online,
+        }
+    }
+
+    pub fn budget(&self, plane: Plane, principal: &str) -> u64 {
+        let t = &self.config.throttling;
+        let o = t
+            .overrides
+            .iter()
+            .find(|o| o.principal.eq_ignore_ascii_case(principal));
+        match plane {
+            Plane::Ews => o.and_then(|o| o.ews_budget).unwrap_or(t.ews_budget),
+            Plane::Graph => o.and_then(|o| o.graph_budget).unwrap_or(t.graph_budget),
+        }
+    }
+
+    /// Whether app scoping lets `app_id` reach mailbox `m`; `Err(kind)` names the mechanism that
+    /// blocked it.
+    pub fn app_may_reach(&self, app_id: &str, m: &Mailbox) -> Result<(), AppAccessKind> {
+        for s in self
+            .scopes
+            .iter()
+            .filter(|s| s.app_id == app_id && s.tenant_id == m.tenant_id)
+        {
+            let inside = m.in_group(&s.group);
+            let blocked = match s.access {
+                AccessRight::Restrict => !inside,
+                AccessRight::Deny => inside,
+            };
+            if blocked {
+                return Err(s.kind);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether service account `upn` holds the impersonation right over mailbox `m`.
+    pub fn may_impersonate(&self, upn: &str, m: &Mailbox) -> bool {
+        let upn_domain = upn.rsplit('@').next().unwrap_or_default();
+        let same_tenant = self
+            .directory
+            .tenant(upn_domain)
+            .is_some_and(|t| t.id.eq_ignore_ascii_case(&m.tenant_id));
+        same_tenant
+            && self.config.impersonation.iter().any(|r| {
+                r.account.eq_ignore_ascii_case(upn)
+                    && r.group.as_ref().is_none_or(|g| m.in_group(g))
+            })
+    }
+
+    pub fn org(&self, tenant_id: &str) -> Org {
+        self.orgs.get(tenant_id).cloned().unwrap_or(Org {
+            ews_enabled: true,
+            ews_allowed_apps: None,
+        })
+    }
+}

@@ -1,0 +1,620 @@
+//! Mailbox contents: well-known folders, deterministic generated messages computed on demand,
+//! items created at run time, and the opaque ids and sync states that point into them.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use time::OffsetDateTime;
+use time::format_description::well_known::{Rfc2822, Rfc3339};
+
+use crate::config::LicenseKind;
+
+/// FNV-1a over several byte strings (with separators), used for seeds and id check values.
+pub(crate) fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(std::iter::once(&0xffu8)) {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// A mailbox as loaded from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Mailbox {
+    /// Primary SMTP address, lower case.
+    pub address: String,
+    pub display_name: String,
+    /// Tenant GUID.
+    pub tenant_id: String,
+    pub aliases: Vec<String>,
+    pub provisioned: bool,
+    pub licensed: bool,
+    pub license: LicenseKind,
+    pub ews_enabled: bool,
+    /// Index of the on-premises server, if hosted on-premises.
+    pub server: Option<usize>,
+    /// Lower-case group names.
+    pub groups: Vec<String>,
+    pub inbox: u32,
+    pub sent: u32,
+    pub routing_address: Option<String>,
+}
+
+impl Mailbox {
+    /// The user's object id (deterministic from the address).
+    pub fn object_id(&self) -> uuid::Uuid {
+        let a = fnv(&[b"oid", self.address.as_bytes()]);
+        let b = fnv(&[b"oid2", self.address.as_bytes()]);
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&a.to_be_bytes());
+        bytes[8..].copy_from_slice(&b.to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+
+    /// Whether `addr` is the primary address or an alias (case-insensitive).
+    pub fn has_address(&self, addr: &str) -> bool {
+        self.address.eq_ignore_ascii_case(addr)
+            || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(addr))
+    }
+
+    /// Whether the mailbox is in a group.
+    pub fn in_group(&self, group: &str) -> bool {
+        self.groups.iter().any(|g| g.eq_ignore_ascii_case(group))
+    }
+}
+
+/// The well-known folders every mailbox has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Folder {
+    Root,
+    MsgFolderRoot,
+    Inbox,
+    SentItems,
+    DeletedItems,
+    Drafts,
+    Outbox,
+    JunkEmail,
+    Archive,
+    Calendar,
+    Contacts,
+    Tasks,
+}
+
+impl Folder {
+    pub const ALL: [Folder; 12] = [
+        Folder::Root,
+        Folder::MsgFolderRoot,
+        Folder::Inbox,
+        Folder::SentItems,
+        Folder::DeletedItems,
+        Folder::Drafts,
+        Folder::Outbox,
+        Folder::JunkEmail,
+        Folder::Archive,
+        Folder::Calendar,
+        Folder::Contacts,
+        Folder::Tasks,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(c: u8) -> Option<Folder> {
+        Folder::ALL.get(usize::from(c)).copied()
+    }
+
+    /// EWS distinguished folder id.
+    pub fn distinguished(self) -> &'static str {
+        match self {
+            Folder::Root => "root",
+            Folder::MsgFolderRoot => "msgfolderroot",
+            Folder::Inbox => "inbox",
+            Folder::SentItems => "sentitems",
+            Folder::DeletedItems => "deleteditems",
+            Folder::Drafts => "drafts",
+            Folder::Outbox => "outbox",
+            Folder::JunkEmail => "junkemail",
+            Folder::Archive => "archive",
+            Folder::Calendar => "calendar",
+            Folder::Contacts => "contacts",
+            Folder::Tasks => "tasks",
+        }
+    }
+
+    /// By EWS distinguished id or Graph well-known name (case-insensitive).
+    pub fn from_name(name: &str) -> Option<Folder> {
+        let n = name.to_ascii_lowercase();
+        Folder::ALL
+            .iter()
+            .copied()
+            .find(|f| f.distinguished() == n)
+            .or(match n.as_str() {
+                "deleted" => Some(Folder::DeletedItems),
+                "junk" => Some(Folder::JunkEmail),
+                _ => None,
+            })
+    }
+
+    pub fn display_name(self) -> &'static str {
+        match self {
+            Folder::Root => "Root",
+            Folder::MsgFolderRoot => "Top of Information Store",
+            Folder::Inbox => "Inbox",
+            Folder::SentItems => "Sent Items",
+            Folder::DeletedItems => "Deleted Items",
+            Folder::Drafts => "Drafts",
+            Folder::Outbox => "Outbox",
+            Folder::JunkEmail => "Junk Email",
+            Folder::Archive => "Archive",
+            Folder::Calendar => "Calendar",
+            Folder::Contacts => "Contacts",
+            Folder::Tasks => "Tasks",
+        }
+    }
+
+    /// EWS folder class (`None` for the root).
+    pub fn class(self) -> Option<&'static str> {
+        match self {
+            Folder::Root => None,
+            Folder::Calendar => Some("IPF.Appointment"),
+            Folder::Contacts => Some("IPF.Contact"),
+            Folder::Tasks => Some("IPF.Task"),
+            _ => Some("IPF.Note"),
+        }
+    }
+
+    /// The EWS element name for this folder.
+    pub fn element(self) -> &'static str {
+        match self {
+            Folder::Calendar => "CalendarFolder",
+            Folder::Contacts => "ContactsFolder",
+            Folder::Tasks => "TasksFolder",
+            _ => "Folder",
+        }
+    }
+
+    pub fn parent(self) -> Option<Folder> {
+        match self {
+            Folder::Root => None,
+            Folder::MsgFolderRoot => Some(Folder::Root),
+            _ => Some(Folder::MsgFolderRoot),
+        }
+    }
+
+    pub fn children(self) -> impl Iterator<Item = Folder> {
+        Folder::ALL
+            .into_iter()
+            .filter(move |f| f.parent() == Some(self))
+    }
+
+    /// Whether Graph lists it among `mailFolders` (mail folders only).
+    pub fn is_mail_folder(self) -> bool {
+        !matches!(
+            self,
+            Folder::Root
+                | Folder::MsgFolderRoot
+                | Folder::Calendar
+                | Folder::Contacts
+                | Folder::Tasks
+        )
+    }
+}
+
+/// A person on a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Person {
+    pub name: String,
+    pub address: String,
+}
+
+/// A message, generated or created.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    pub mailbox: u32,
+    pub folder: Folder,
+    /// Position in creation order within the folder (0 = oldest).
+    pub n: u32,
+    pub subject: String,
+    pub body: String,
+    pub body_is_html: bool,
+    pub from: Person,
+    pub to: Vec<Person>,
+    pub cc: Vec<Person>,
+    pub received: OffsetDateTime,
+    pub sent: OffsetDateTime,
+    pub is_read: bool,
+    pub is_draft: bool,
+    pub internet_message_id: String,
+}
+
+impl Message {
+    pub fn item_id(&self, mbx: &Mailbox) -> String {
+        encode_id(b'I', self.mailbox, self.folder, self.n, &mbx.address)
+    }
+
+    pub fn change_key(&self, mbx: &Mailbox) -> String {
+        change_key(&mbx.address, self.folder, self.n)
+    }
+
+    pub fn size(&self) -> usize {
+        self.mime().len()
+    }
+
+    /// Plain-text preview (first 255 characters).
+    pub fn preview(&self) -> String {
+        self.body.chars().take(255).collect()
+    }
+
+    /// The RFC 5322 message.
+    pub fn mime(&self) -> String {
+        let mut out = String::with_capacity(512 + self.body.len());
+        let people = |v: &[Person]| {
+            v.iter()
+                .map(|p| format!("{} <{}>", header_word(&p.name), p.address))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push_str(&format!(
+            "From: {} <{}>\r\n",
+            header_word(&self.from.name),
+            self.from.address
+        ));
+        if !self.to.is_empty() {
+            out.push_str(&format!("To: {}\r\n", people(&self.to)));
+        }
+        if !self.cc.is_empty() {
+            out.push_str(&format!("Cc: {}\r\n", people(&self.cc)));
+        }
+        out.push_str(&format!("Subject: {}\r\n", header_word(&self.subject)));
+        out.push_str(&format!(
+            "Date: {}\r\n",
+            self.sent.format(&Rfc2822).unwrap_or_default()
+        ));
+        out.push_str(&format!("Message-ID: {}\r\n", self.internet_message_id));
+        out.push_str("MIME-Version: 1.0\r\n");
+        let ctype = if self.body_is_html { "html" } else { "plain" };
+        out.push_str(&format!(
+            "Content-Type: text/{ctype}; charset=\"utf-8\"\r\n"
+        ));
+        if self.body.is_ascii() {
+            out.push_str("Content-Transfer-Encoding: 7bit\r\n\r\n");
+            for line in self.body.lines() {
+                out.push_str(line);
+                out.push_str("\r\n");
+            }
+        } else {
+            out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
+            let enc = STANDARD.encode(self.body.as_bytes());
+            for chunk in enc.as_bytes().chunks(76) {
+                out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+                out.push_str("\r\n");
+            }
+        }
+        out
+    }
+
+    pub fn body_text(&self) -> String {
+        if self.body_is_html {
+            strip_tags(&self.body)
+        } else {
+            self.body.clone()
+        }
+    }
+
+    pub fn body_html(&self) -> String {
+        if self.body_is_html {
+            self.body.clone()
+        } else {
+            format!(
+                "<html><head><meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\"></head><body><div>{}</div></body></html>",
+                quick_xml::escape::escape(self.body.as_str())
+            )
+        }
+    }
+}
+
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// RFC 2047 encoded word when needed.
+fn header_word(s: &str) -> String {
+    if s.is_ascii() && !s.contains(['\r', '\n']) {
+        s.to_owned()
+    } else {
+        format!("=?utf-8?B?{}?=", STANDARD.encode(s.as_bytes()))
+    }
+}
+
+/// Prefix bytes that make ids start with `AAMk`, like real Exchange ids.
+const ID_PREFIX: [u8; 3] = [0x00, 0x03, 0x24];
+
+/// Encodes an item (`kind` b'I') or folder (`kind` b'F') id.
+pub(crate) fn encode_id(kind: u8, mailbox: u32, folder: Folder, n: u32, address: &str) -> String {
+    let mut b = Vec::with_capacity(17);
+    b.extend_from_slice(&ID_PREFIX);
+    b.push(kind);
+    b.extend_from_slice(&mailbox.to_be_bytes());
+    b.push(folder.code());
+    b.extend_from_slice(&n.to_be_bytes());
+    let check = fnv(&[
+        b"id",
+        &[kind, folder.code()],
+        &n.to_be_bytes(),
+        address.as_bytes(),
+    ]);
+    b.extend_from_slice(&check.to_be_bytes()[..4]);
+    STANDARD.encode(b)
+}
+
+/// A decoded id, not yet checked against the mailbox address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RawId {
+    pub kind: u8,
+    pub mailbox: u32,
+    pub folder: Folder,
+    pub n: u32,
+    check: [u8; 4],
+}
+
+impl RawId {
+    /// Whether the id's check value matches the mailbox's address.
+    pub fn verify(&self, address: &str) -> bool {
+        let check = fnv(&[
+            b"id",
+            &[self.kind, self.folder.code()],
+            &self.n.to_be_bytes(),
+            address.as_bytes(),
+        ]);
+        check.to_be_bytes()[..4] == self.check
+    }
+}
+
+/// Decodes an EWS (standard base64) or Graph (URL-safe base64) id.
+pub(crate) fn decode_id(id: &str) -> Option<RawId> {
+    let normal: String = id
+        .chars()
+        .map(|c| match c {
+            '-' => '+',
+            '_' => '/',
+            c => c,
+        })
+        .collect();
+    let bytes = STANDARD.decode(normal.as_bytes()).ok()?;
+    if bytes.len() != 17 || bytes.get(..3)? != ID_PREFIX {
+        return None;
+    }
+    let kind = *bytes.get(3)?;
+    if kind != b'I' && kind != b'F' {
+        return None;
+    }
+    let mailbox = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
+    let folder = Folder::from_code(*bytes.get(8)?)?;
+    let n = u32::from_be_bytes(bytes.get(9..13)?.try_into().ok()?);
+    let check: [u8; 4] = bytes.get(13..17)?.try_into().ok()?;
+    Some(RawId {
+        kind,
+        mailbox,
+        folder,
+        n,
+        check,
+    })
+}
+
+/// Graph form of an id (URL-safe alphabet, padding kept, as Graph does).
+pub(crate) fn graph_id(ews_id: &str) -> String {
+    ews_id.replace('+', "-").replace('/', "_")
+}
+
+pub(crate) fn change_key(address: &str, folder: Folder, n: u32) -> String {
+    let mut b = vec![0x09, 0, 0, 0, 0x16, 0, 0, 0];
+    b.extend_from_slice(
+        &fnv(&[
+            b"ck",
+            address.as_bytes(),
+            &[folder.code()],
+            &n.to_be_bytes(),
+        ])
+        .to_be_bytes(),
+    );
+    STANDARD.encode(b)
+}
+
+/// Encodes an opaque state (sync state, delta token): text payload plus a check value.
+pub(crate) fn encode_state(payload: &str) -> String {
+    let check = fnv(&[b"state", payload.as_bytes()]);
+    URL_SAFE_NO_PAD.encode(format!("{payload}|{check:016x}"))
+}
+
+/// Decodes a state made by [`encode_state`]; `None` when it is corrupt.
+pub(crate) fn decode_state(token: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(token.trim().as_bytes()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (payload, check) = text.rsplit_once('|')?;
+    let expect = format!("{:016x}", fnv(&[b"state", payload.as_bytes()]));
+    (check == expect).then(|| payload.to_owned())
+}
+
+const FIRST: &[&str] = &[
+    "Megan",
+    "Alex",
+    "Lynne",
+    "Diego",
+    "Isaiah",
+    "Joni",
+    "Lee",
+    "Miriam",
+    "Nestor",
+    "Patti",
+    "Pradeep",
+    "Grady",
+    "Johanna",
+    "Henrietta",
+    "Irvin",
+    "Lidia",
+];
+const LAST: &[&str] = &[
+    "Bowen",
+    "Wilber",
+    "Robbins",
+    "Siciliani",
+    "Langer",
+    "Sherman",
+    "Gu",
+    "Graham",
+    "Wilke",
+    "Fernandez",
+    "Gupta",
+    "Archie",
+    "Lorenz",
+    "Mueller",
+    "Sink",
+    "Holloway",
+];
+const SENDER_DOMAINS: &[&str] = &[
+    "fabrikam.com",
+    "northwindtraders.com",
+    "adatum.com",
+    "litware.com",
+];
+const TOPICS: &[&str] = &[
+    "Quarterly report",
+    "Project Falcon status",
+    "Invoice",
+    "Meeting notes",
+    "Travel plans",
+    "Budget review",
+    "Customer feedback",
+    "Release schedule",
+    "Team offsite",
+    "Contract renewal",
+    "Security update",
+    "Onboarding checklist",
+];
+
+/// Start of generated time: messages are spread after this instant.
+fn epoch() -> OffsetDateTime {
+    // 2025-01-06T08:00:00Z
+    OffsetDateTime::from_unix_timestamp(1_736_150_400).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// Deterministic message number `n` of `folder` in the mailbox.
+pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n: u32) -> Message {
+    let seed = fnv(&[mbx.address.as_bytes(), &[folder.code()], &n.to_be_bytes()]);
+    let pick = |list: &[&'static str], shift: u32| -> &'static str {
+        let len = list.len().max(1) as u64;
+        list.get(((seed >> shift) % len) as usize)
+            .copied()
+            .unwrap_or("x")
+    };
+    let first = pick(FIRST, 0);
+    let last = pick(LAST, 8);
+    let domain = pick(SENDER_DOMAINS, 16);
+    let topic = pick(TOPICS, 24);
+    let other = Person {
+        name: format!("{first} {last}"),
+        address: format!(
+            "{}.{}@{domain}",
+            first.to_ascii_lowercase(),
+            last.to_ascii_lowercase()
+        ),
+    };
+    let me = Person {
+        name: mbx.display_name.clone(),
+        address: mbx.address.clone(),
+    };
+    let (from, to) = if folder == Folder::SentItems {
+        (me, vec![other])
+    } else {
+        (other, vec![me])
+    };
+    let received = epoch() + time::Duration::minutes(i64::from(n) * 37 + (seed % 30) as i64);
+    let sent = received - time::Duration::seconds(2 + (seed % 50) as i64);
+    let subject = format!("{topic} #{}", n + 1);
+    let body = format!(
+        "Hello {},\r\n\r\nThis is message {} in {} about {}.\r\nReference {:016x}.\r\n\r\nRegards,\r\n{}",
+        to.first().map(|p| p.name.as_str()).unwrap_or(""),
+        n + 1,
+        folder.display_name(),
+        topic.to_ascii_lowercase(),
+        seed,
+        from.name
+    );
+    Message {
+        mailbox: mbx_index,
+        folder,
+        n,
+        subject,
+        body,
+        body_is_html: false,
+        internet_message_id: format!(
+            "<{seed:016x}.{n}@{}>",
+            from.address.rsplit('@').next().unwrap_or("x")
+        ),
+        from,
+        to,
+        cc: Vec::new(),
+        received,
+        sent,
+        is_read: !seed.is_multiple_of(3),
+        is_draft: false,
+    }
+}
+
+/// Items created at run time, per (mailbox, folder), in creation order.
+#[derive(Debug, Default)]
+pub(crate) struct Overlay {
+    items: Mutex<HashMap<(u32, Folder), Vec<Message>>>,
+}
+
+impl Overlay {
+    pub fn count(&self, mailbox: u32, folder: Folder) -> u32 {
+        self.items
+            .lock()
+            .map(|m| m.get(&(mailbox, folder)).map_or(0, |v| v.len() as u32))
+            .unwrap_or(0)
+    }
+
+    pub fn get(&self, mailbox: u32, folder: Folder, k: u32) -> Option<Message> {
+        self.items
+            .lock()
+            .ok()?
+            .get(&(mailbox, folder))?
+            .get(k as usize)
+            .cloned()
+    }
+
+    /// Appends a message; `base` is the number of generated messages in the folder. Returns the
+    /// stored message with its position set.
+    pub fn push(&self, base: u32, mut msg: Message) -> Option<Message> {
+        let mut map = self.items.lock().ok()?;
+        let list = map.entry((msg.mailbox, msg.folder)).or_default();
+        msg.n = base.checked_add(list.len() as u32)?;
+        list.push(msg.clone());
+        Some(msg)
+    }
+}
+
+/// Formats an instant as EWS/Graph want it (`2025-01-06T08:00:00Z`).
+pub(crate) fn iso(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}

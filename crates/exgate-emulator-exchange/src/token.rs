@@ -1,0 +1,147 @@
+//! Bearer token verification against the emulator's signing keys (RS256, by `kid`).
+
+use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
+use serde::Deserialize;
+
+/// Verifies bearer tokens signed by the emulator: RS256 public keys by `kid`.
+pub struct TokenVerifier {
+    keys: Vec<(String, DecodingKey)>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenVerifier")
+            .field(
+                "kids",
+                &self.keys.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// Clock skew allowed on `exp` and `nbf`, in seconds (as Exchange: about five minutes).
+pub const CLOCK_SKEW_SECONDS: u64 = 300;
+
+/// Claims the Exchange plane reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct Claims {
+    #[serde(default)]
+    pub aud: Option<serde_json::Value>,
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub tid: Option<String>,
+    #[serde(default)]
+    pub appid: Option<String>,
+    #[serde(default)]
+    pub azp: Option<String>,
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+    #[serde(default)]
+    pub scp: Option<String>,
+    #[serde(default)]
+    pub upn: Option<String>,
+    #[serde(default)]
+    pub unique_name: Option<String>,
+    #[serde(default)]
+    pub preferred_username: Option<String>,
+}
+
+impl Claims {
+    /// The audience as a single string (first entry of an array).
+    pub fn audience(&self) -> String {
+        match &self.aud {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(a)) => a
+                .first()
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned(),
+            _ => String::new(),
+        }
+    }
+
+    /// The client application id (`appid` in v1 tokens, `azp` in v2).
+    pub fn app_id(&self) -> String {
+        self.appid
+            .clone()
+            .or_else(|| self.azp.clone())
+            .unwrap_or_default()
+            .to_ascii_lowercase()
+    }
+
+    /// Delegated scopes, if the token is a delegated one.
+    pub fn scopes(&self) -> Option<Vec<String>> {
+        self.scp
+            .as_ref()
+            .map(|s| s.split_whitespace().map(str::to_owned).collect())
+    }
+
+    /// Application roles (empty when absent).
+    pub fn roles(&self) -> Vec<String> {
+        self.roles.clone().unwrap_or_default()
+    }
+
+    /// The signed-in user's name, for delegated tokens.
+    pub fn user_name(&self) -> Option<String> {
+        self.upn
+            .clone()
+            .or_else(|| self.unique_name.clone())
+            .or_else(|| self.preferred_username.clone())
+            .map(|u| u.to_ascii_lowercase())
+    }
+}
+
+/// Why a token was not accepted by signature or time checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TokenError {
+    /// Not a JWT at all.
+    Malformed,
+    /// Signed with an unknown key or a bad signature, or not RS256.
+    BadSignature,
+    /// `exp` is past.
+    Expired,
+    /// `nbf` is in the future.
+    NotYetValid,
+}
+
+impl TokenVerifier {
+    /// A verifier for RS256 tokens signed by any of these keys (`kid`, key).
+    pub fn new(keys: Vec<(String, DecodingKey)>) -> Self {
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_aud = false;
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_SKEW_SECONDS;
+        validation.set_required_spec_claims(&["exp"]);
+        Self { keys, validation }
+    }
+
+    pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Malformed)?;
+        if header.alg != Algorithm::RS256 {
+            return Err(TokenError::BadSignature);
+        }
+        let kid = header.kid.or(header.x5t).unwrap_or_default();
+        let key = self
+            .keys
+            .iter()
+            .find(|(k, _)| *k == kid)
+            .map(|(_, key)| key)
+            .ok_or(TokenError::BadSignature)?;
+        match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(e) => Err(match e.kind() {
+                ErrorKind::ExpiredSignature => TokenError::Expired,
+                ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+                ErrorKind::InvalidToken
+                | ErrorKind::Base64(_)
+                | ErrorKind::Json(_)
+                | ErrorKind::Utf8(_)
+                | ErrorKind::MissingRequiredClaim(_)
+                | ErrorKind::InvalidClaimFormat(_) => TokenError::Malformed,
+                _ => TokenError::BadSignature,
+            }),
+        }
+    }
+}
