@@ -1,1 +1,65 @@
-//! placeholder
+//! `exgate-auth`: everything an unattended process needs to get and keep a token for Exchange.
+//!
+//! - [`Authority`] names the Entra host, tenant and endpoint version.
+//! - [`Credential`] names the flow: client secret, certificate (RS256 + `x5t` or PS256 +
+//!   `x5t#S256`, optional `x5c`), refresh token, password (ROPC), device code, or authorization code
+//!   + PKCE with a loopback listener.
+//! - [`TokenProvider`] is the shareable token source: a single-flight cache that renews ahead of
+//!   expiry, keeps rotated refresh tokens, and optionally persists them in an encrypted
+//!   [`TokenStore`].
+//! - [`AuthError`] keeps the raw Entra error body ([`EntraError`]) as typed fields.
+//! - [`AuthSettings`] loads a TOML profile, the Azure SDK environment variables and flags.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), exgate_auth::AuthError> {
+//! use exgate_auth::{Authority, Credential, ProviderConfig, TokenProvider, TokenRequest};
+//! let authority = Authority::public_cloud("contoso.onmicrosoft.com")?;
+//! let credential = Credential::ClientSecret(secrecy::SecretString::from("secret"));
+//! let provider = TokenProvider::new(ProviderConfig::new(authority, "client-id", credential))?;
+//! let token = provider.token(&TokenRequest::exchange_online()).await?;
+//! let _header = token.authorization_header();
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod assertion;
+mod authority;
+mod cache;
+mod certificate;
+mod client;
+mod config;
+mod consent;
+mod error;
+mod flows;
+mod hma;
+mod loopback;
+mod provider;
+mod store;
+mod token;
+
+pub use assertion::{AssertionAlgorithm, AssertionClaims, AssertionOptions, build_assertion};
+pub use authority::{Authority, EndpointVersion, OpenIdConfiguration, PUBLIC_CLOUD_HOST};
+pub use cache::{CacheKey, CachePolicy, Clock, TokenCache, system_clock};
+pub use certificate::{
+    CertificateInfo, ClientCertificate, GeneratedCertificate, generate_self_signed, write_pfx,
+};
+pub use client::{
+    ClientAuth, DEVICE_CODE_GRANT, DeviceCodeInfo, Grant, HttpOptions, JWT_BEARER, RetryPolicy,
+    Target, TokenClient, TokenResponse, build_http_client, parse_token_response,
+};
+pub use config::{AuthSettings, FlowKind, StoreSettings};
+pub use consent::{ConsentOutcome, admin_consent_url, consent_outcome, jwt_claim};
+pub use error::{
+    AuthError, ConfigError, CredentialError, EntraError, StoreError, TransportKind, aadsts_codes_in,
+};
+pub use flows::{
+    AuthCodeOptions, BASIC_WARNING, BasicCredential, DeviceCodeOptions, DevicePrompt, OpenUrl,
+    Pkce, auth_code_flow, authorize_url, device_code_flow,
+};
+pub use hma::{Challenge, HmaChallenge, on_prem_request, parse_www_authenticate, probe};
+pub use loopback::{RedirectListener, RedirectParams};
+pub use provider::{Credential, ProviderConfig, TokenProvider, TokenSource, is_guid};
+pub use store::{STORE_KEY_ENV, StoreKey, StoredToken, TokenStore, write_atomic_private};
+pub use token::{AccessToken, TokenRequest, unix_now};
