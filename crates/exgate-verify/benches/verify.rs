@@ -1,0 +1,202 @@
+//! Benchmarks of the verify engine without network: the runner over 2,000 mailboxes with an
+//! instant prober, SQLite recording, the project loader, and the three report renderings.
+//!
+//! Run with `cargo bench -p exgate-verify`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use exgate_verify::report::{render_html, render_text};
+use exgate_verify::{
+    NoProgress, Prober, Project, Resolved, RunOptions, StepFailure, StepOutput, Target, TokenKey,
+    VerifyOptions, verify_project,
+};
+use tokio::sync::{mpsc, watch};
+
+const MAILBOXES: usize = 2_000;
+
+struct Instant;
+
+impl Prober for Instant {
+    type Token = Arc<str>;
+    async fn resolve(&self, t: &Target) -> Result<Resolved, StepFailure> {
+        Ok(Resolved {
+            url: format!("https://{}.example/ews", t.side),
+        })
+    }
+    fn token_key(&self, t: &Target, r: &Resolved) -> TokenKey {
+        TokenKey {
+            side: t.side,
+            tenant: t.endpoint.tenant_key(),
+            resource: r.url.clone(),
+            principal: None,
+        }
+    }
+    async fn acquire_token(&self, _: &Target, _: &TokenKey) -> Result<Arc<str>, StepFailure> {
+        Ok(Arc::from("token"))
+    }
+    async fn open(
+        &self,
+        _: &Target,
+        _: &Resolved,
+        _: &Arc<str>,
+    ) -> Result<StepOutput, StepFailure> {
+        Ok(StepOutput::default())
+    }
+    async fn inbox_count(
+        &self,
+        _: &Target,
+        _: &Resolved,
+        _: &Arc<str>,
+    ) -> Result<StepOutput, StepFailure> {
+        Ok(StepOutput {
+            detail: None,
+            item_count: Some(1),
+        })
+    }
+    async fn write_probe(
+        &self,
+        _: &Target,
+        _: &Resolved,
+        _: &Arc<str>,
+    ) -> Result<StepOutput, StepFailure> {
+        Ok(StepOutput::default())
+    }
+}
+
+fn project_text(n: usize) -> String {
+    let mut text = String::from(
+        r#"name = "bench"
+[source]
+kind = "exchange-onprem"
+url = "https://mail.contoso.com/EWS/Exchange.asmx"
+[source.auth]
+mode = "basic"
+username = "svc@contoso.com"
+password = "pw"
+impersonation = true
+[destination]
+kind = "exchange-online"
+tenant = "fabrikam.onmicrosoft.com"
+[destination.auth]
+mode = "app-secret"
+client_id = "11111111-2222-3333-4444-555555555555"
+secret = "s"
+"#,
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"user{i}@contoso.com\"\ndestination = \"user{i}@fabrikam.com\"\n"
+        ));
+    }
+    text
+}
+
+fn project(n: usize) -> Project {
+    exgate_verify::project::parse(
+        &project_text(n),
+        Path::new("bench.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .expect("bench project")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let project = project(MAILBOXES);
+
+    let mut g = c.benchmark_group("verify");
+    g.throughput(Throughput::Elements(MAILBOXES as u64));
+    g.sample_size(10);
+    g.bench_function("runner_2000_mailboxes", |b| {
+        b.to_async(&rt).iter(|| async {
+            let (_tx, cancel) = watch::channel(false);
+            let (rtx, mut rrx) = mpsc::unbounded_channel();
+            let options = RunOptions {
+                concurrency: 64,
+                per_tenant: 32,
+                ..RunOptions::default()
+            };
+            let out = exgate_verify::run(
+                Arc::new(Instant),
+                &project,
+                project.mailboxes.clone(),
+                options,
+                cancel,
+                rtx,
+            )
+            .await;
+            rrx.close();
+            out.completed
+        })
+    });
+    g.bench_function("verify_project_sqlite_2000_mailboxes", |b| {
+        b.to_async(&rt).iter(|| async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+                &dir.path().join("b.sqlite"),
+            ))
+            .await
+            .expect("store");
+            let (_tx, cancel) = watch::channel(false);
+            let r = verify_project(
+                Arc::new(Instant),
+                &project,
+                &store,
+                &VerifyOptions::default(),
+                cancel,
+                &mut NoProgress,
+            )
+            .await
+            .expect("verify");
+            store.close().await;
+            r.summary.ok
+        })
+    });
+    g.bench_function("load_project_2000_mailboxes", |b| {
+        let text = project_text(MAILBOXES);
+        b.iter(|| {
+            exgate_verify::project::parse(
+                &text,
+                Path::new("bench.toml"),
+                &HashMap::<String, String>::new(),
+            )
+            .map(|p| p.mailboxes.len())
+        })
+    });
+    let report = rt.block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+            &dir.path().join("r.sqlite"),
+        ))
+        .await
+        .expect("store");
+        let (_tx, cancel) = watch::channel(false);
+        verify_project(
+            Arc::new(Instant),
+            &project,
+            &store,
+            &VerifyOptions::default(),
+            cancel,
+            &mut NoProgress,
+        )
+        .await
+        .expect("verify")
+    });
+    g.bench_function("render_json_2000", |b| b.iter(|| report.to_json().len()));
+    g.bench_function("render_html_2000", |b| {
+        b.iter(|| render_html(&report).len())
+    });
+    g.bench_function("render_text_2000", |b| {
+        b.iter(|| render_text(&report).len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,360 @@
+//! Project loader tests: good files, every error naming file, line, field and fix, secrets never
+//! echoed, and property tests on arbitrary input.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use proptest::prelude::*;
+
+use super::*;
+
+const GOOD: &str = r#"
+name = "contoso-to-fabrikam"
+
+[source]
+kind = "exchange-onprem"
+autodiscover = true
+[source.auth]
+mode = "basic"
+username = "svc-migrate@contoso.com"
+password = { env = "CONTOSO_PW" }
+impersonation = true
+
+[destination]
+kind = "exchange-online"
+api = "graph"
+tenant = "fabrikam.onmicrosoft.com"
+[destination.auth]
+mode = "app-secret"
+client_id = "11111111-2222-3333-4444-555555555555"
+secret = "CANARY-SECRET-1f2e"
+
+[[mailboxes]]
+source = "alice@contoso.com"
+destination = "alice@fabrikam.com"
+
+[[mailboxes]]
+source = "bob@contoso.com"
+"#;
+
+fn env() -> HashMap<String, String> {
+    HashMap::from([("CONTOSO_PW".to_owned(), "CANARY-PW-9a8b".to_owned())])
+}
+
+fn parse_str(text: &str) -> Result<Project, ProjectError> {
+    parse(text, Path::new("/p/project.toml"), &env())
+}
+
+#[track_caller]
+fn check_err(text: &str, line: usize, field: &str, needle: &str) {
+    match parse_str(text) {
+        Ok(_) => panic!("expected an error"),
+        Err(ProjectError::Invalid {
+            file,
+            line: l,
+            field: f,
+            message,
+            fix,
+        }) => {
+            assert_eq!(file, Path::new("/p/project.toml"));
+            assert_eq!((l, f.as_str()), (line, field), "message: {message}");
+            let shown = format!("{message} {fix:?}");
+            assert!(shown.contains(needle), "{shown}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn loads_a_good_project() {
+    let p = parse_str(GOOD).unwrap();
+    assert_eq!(p.name, "contoso-to-fabrikam");
+    assert_eq!(p.source.kind, EndpointKind::ExchangeOnprem);
+    assert_eq!(p.source.api, Api::Ews);
+    assert_eq!(p.source.discovery, Discovery::Autodiscover(None));
+    assert_eq!(p.destination.api, Api::Graph);
+    assert_eq!(
+        p.destination.discovery,
+        Discovery::Explicit("https://graph.microsoft.com/v1.0".into())
+    );
+    match &p.source.auth {
+        AuthProfile::Basic {
+            password,
+            impersonation,
+            ..
+        } => {
+            assert_eq!(password.expose(), "CANARY-PW-9a8b");
+            assert!(impersonation);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.mailboxes.len(), 2);
+    assert_eq!(p.mailboxes[1].destination, "bob@contoso.com");
+    assert_eq!(p.mailboxes[0].origin, "/p/project.toml:23");
+    assert_ne!(p.mailboxes[0].id, p.mailboxes[1].id);
+}
+
+#[test]
+fn secrets_never_appear_in_debug_output() {
+    let p = parse_str(GOOD).unwrap();
+    let dbg = format!("{p:?}");
+    assert!(!dbg.contains("CANARY-SECRET-1f2e"), "{dbg}");
+    assert!(!dbg.contains("CANARY-PW-9a8b"), "{dbg}");
+    assert!(dbg.contains("REDACTED"));
+}
+
+#[test]
+fn errors_never_echo_secrets() {
+    // A bad client id next to a secret: the error names the field, not the secret.
+    let text = GOOD.replace("11111111-2222-3333-4444-555555555555", "CANARY-SECRET-1f2e");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("destination.auth.client_id"), "{err}");
+    // The client id is not a secret, but the secret value itself must never show up when the
+    // env variable is missing.
+    let err = parse(GOOD, Path::new("/p/project.toml"), &HashMap::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("CONTOSO_PW is not set"), "{err}");
+    assert!(!err.contains("CANARY"), "{err}");
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    check_err(
+        &GOOD.replace("impersonation = true", "impersonation = "),
+        11,
+        "(syntax)",
+        "",
+    );
+}
+
+#[test]
+fn missing_field_names_it() {
+    check_err(
+        &GOOD.replace("kind = \"exchange-online\"\n", ""),
+        13,
+        "kind",
+        "missing field",
+    );
+}
+
+#[test]
+fn unknown_field_names_it_with_a_fix() {
+    check_err(
+        &GOOD.replace("autodiscover = true", "autodiscovery = true"),
+        6,
+        "autodiscovery",
+        "check the spelling",
+    );
+}
+
+#[test]
+fn unknown_auth_mode_lists_the_modes() {
+    check_err(
+        &GOOD.replace("mode = \"app-secret\"", "mode = \"secret\""),
+        18,
+        "destination.auth.mode",
+        "app-secret",
+    );
+}
+
+#[test]
+fn client_id_must_be_a_guid() {
+    check_err(
+        &GOOD.replace("11111111-2222-3333-4444-555555555555", "my-app"),
+        19,
+        "destination.auth.client_id",
+        "Application (client) ID",
+    );
+}
+
+#[test]
+fn oauth_modes_need_a_specific_tenant() {
+    check_err(
+        &GOOD.replace(
+            "tenant = \"fabrikam.onmicrosoft.com\"",
+            "tenant = \"common\"",
+        ),
+        16,
+        "destination.tenant",
+        "specific tenant",
+    );
+    check_err(
+        &GOOD.replace("tenant = \"fabrikam.onmicrosoft.com\"\n", ""),
+        13,
+        "destination.tenant",
+        "needs the tenant",
+    );
+}
+
+#[test]
+fn graph_cannot_reach_onprem() {
+    check_err(
+        &GOOD.replace(
+            "autodiscover = true",
+            "autodiscover = true\napi = \"graph\"",
+        ),
+        7,
+        "source.api",
+        "exchange-onprem",
+    );
+}
+
+#[test]
+fn bad_addresses_are_named() {
+    check_err(
+        &GOOD.replace("alice@fabrikam.com", "alice at fabrikam"),
+        24,
+        "mailboxes[0].destination",
+        "primary SMTP address",
+    );
+}
+
+#[test]
+fn duplicate_lines_are_refused() {
+    let text = format!(
+        "{GOOD}\n[[mailboxes]]\nsource = \"ALICE@contoso.com\"\ndestination = \"alice@fabrikam.com\"\n"
+    );
+    check_err(&text, 30, "source", "first defined at /p/project.toml:23");
+}
+
+#[test]
+fn no_mailboxes_is_an_error() {
+    let text = GOOD.split("[[mailboxes]]").next().unwrap();
+    check_err(text, 0, "mailboxes", "mailboxes_csv");
+}
+
+#[test]
+fn csv_mailboxes_with_per_user_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = dir.path().join("users.csv");
+    std::fs::write(
+        &csv_path,
+        "source,destination,source_username,source_password\n\
+         carol@contoso.com,carol@fabrikam.com,CONTOSO\\carol,CANARY-CSV-77\n\
+         dave@contoso.com,,,\n\
+         erin@contoso.com,erin@fabrikam.com,erin,env:CONTOSO_PW\n",
+    )
+    .unwrap();
+    let head = GOOD.split("[[mailboxes]]").next().unwrap();
+    let text = format!("mailboxes_csv = \"users.csv\"\n{head}");
+    let path = dir.path().join("p.toml");
+    std::fs::write(&path, &text).unwrap();
+    let p = load_with_env(&path, &env()).unwrap();
+    assert_eq!(p.mailboxes.len(), 3);
+    let carol = &p.mailboxes[0];
+    let creds = carol.source_credentials.as_ref().unwrap();
+    assert_eq!(creds.username, "CONTOSO\\carol");
+    assert_eq!(creds.password.expose(), "CANARY-CSV-77");
+    assert!(carol.origin.ends_with("users.csv:2"), "{}", carol.origin);
+    assert_eq!(p.mailboxes[1].destination, "dave@contoso.com");
+    assert!(p.mailboxes[1].source_credentials.is_none());
+    assert_eq!(
+        p.mailboxes[2]
+            .source_credentials
+            .as_ref()
+            .unwrap()
+            .password
+            .expose(),
+        "CANARY-PW-9a8b"
+    );
+    assert!(!format!("{p:?}").contains("CANARY-CSV-77"));
+}
+
+#[track_caller]
+fn check_csv_err(csv: &str, line: usize, field: &str, needle: &str) {
+    match parse_csv(csv.as_bytes(), Path::new("u.csv"), &env()) {
+        Err(ProjectError::Invalid {
+            line: l,
+            field: f,
+            message,
+            fix,
+            ..
+        }) => {
+            assert_eq!((l, f.as_str()), (line, field), "{message}");
+            let shown = format!("{message} {fix:?}");
+            assert!(shown.contains(needle), "{shown}");
+            assert!(!shown.contains("CANARY"), "{shown}");
+        }
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+#[test]
+fn csv_errors_name_line_and_column() {
+    check_csv_err("src,dst\na@b.c,d@e.f\n", 1, "src", "columns are");
+    check_csv_err("destination\na@b.c\n", 1, "source", "no source column");
+    check_csv_err(
+        "source,destination\na@b.c,d@e.f\nbad,x@y.z\n",
+        3,
+        "source",
+        "has no @",
+    );
+    check_csv_err(
+        "source,destination\na@b.c,d@e.f,extra\n",
+        2,
+        "row",
+        "3 cells",
+    );
+    check_csv_err(
+        "source,source_username,source_password\na@b.c,,CANARY-X\n",
+        2,
+        "source_username",
+        "without a username",
+    );
+    check_csv_err(
+        "source,source_username,source_password\na@b.c,u,env:MISSING\n",
+        2,
+        "source_password",
+        "MISSING is not set",
+    );
+}
+
+#[test]
+fn fingerprint_ignores_secrets_and_case_but_not_users() {
+    let p = parse_str(GOOD).unwrap();
+    let mut a = p.mailboxes[0].clone();
+    let f0 = a.fingerprint();
+    a.source = a.source.to_uppercase();
+    assert_eq!(a.fingerprint(), f0);
+    a.source_credentials = Some(UserCredentials {
+        username: "u".into(),
+        password: Secret::new("one"),
+    });
+    let f1 = a.fingerprint();
+    assert_ne!(f1, f0);
+    a.source_credentials = Some(UserCredentials {
+        username: "u".into(),
+        password: Secret::new("two"),
+    });
+    assert_eq!(a.fingerprint(), f1);
+}
+
+proptest! {
+    #[test]
+    fn project_parser_never_panics(text in "\\PC{0,400}") {
+        let _ = parse(&text, Path::new("x.toml"), &HashMap::new());
+    }
+
+    #[test]
+    fn project_parser_never_panics_on_near_valid_input(cut in 0usize..700, junk in "[\\[\\]=\"a-z@. \n{}]{0,12}") {
+        let mut text = GOOD.to_owned();
+        let at = cut.min(text.len());
+        if text.is_char_boundary(at) {
+            text.insert_str(at, &junk);
+        }
+        let _ = parse(&text, Path::new("x.toml"), &env());
+    }
+
+    #[test]
+    fn csv_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let mut input = b"source,destination,source_username,source_password\n".to_vec();
+        input.extend(bytes);
+        let _ = parse_csv(&input, Path::new("u.csv"), &HashMap::new());
+    }
+
+    #[test]
+    fn address_check_never_panics(s in "\\PC{0,80}") {
+        let _ = check_address(&s);
+    }
+}

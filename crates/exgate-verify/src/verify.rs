@@ -1,0 +1,179 @@
+//! One verification run end to end: select from the state store, run, record, report.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::model::{MailboxResult, Status, now_ms};
+use crate::probe::Prober;
+use crate::project::{LineItem, Project};
+use crate::report::{Report, RunInfo};
+use crate::runner::{RunOptions, run};
+use crate::store::{RunTotals, Store, StoreError};
+
+/// Receives progress events; the command line draws a bar or prints lines from them.
+pub trait Progress: Send {
+    /// The run starts: `selected` mailboxes to verify, `skipped` already verified.
+    fn start(&mut self, selected: usize, skipped: usize);
+    /// A mailbox finished.
+    fn mailbox(&mut self, result: &MailboxResult);
+    /// The run ended (finished or stopped).
+    fn finish(&mut self);
+}
+
+/// A [`Progress`] that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&mut self, _: usize, _: usize) {}
+    fn mailbox(&mut self, _: &MailboxResult) {}
+    fn finish(&mut self) {}
+}
+
+/// What to verify and how.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Verify every line item, not only failed, changed and new ones.
+    pub all: bool,
+    /// Runner settings (concurrency, write check, throttling).
+    pub run: RunOptions,
+}
+
+/// Results are written to the store in batches of this size (or after [`FLUSH_EVERY`]).
+const BATCH: usize = 256;
+/// Longest time a finished result waits before being written.
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+/// Verifies a project: selects the line items to check from `store`, runs them with `prober`,
+/// records every result as it arrives (so a stopped run keeps what it verified) and returns the
+/// report of this run.
+pub async fn verify_project<P: Prober>(
+    prober: Arc<P>,
+    project: &Project,
+    store: &Store,
+    options: &VerifyOptions,
+    cancel: watch::Receiver<bool>,
+    progress: &mut dyn Progress,
+) -> Result<Report, StoreError> {
+    let started_at_ms = now_ms();
+    let clock = tokio::time::Instant::now();
+    let selection = store
+        .select(project, options.all, options.run.write_check)
+        .await?;
+    let selected = selection.verify.len();
+    let skipped = selection.skipped.len();
+    let run_id = store
+        .begin_run(
+            &project.name,
+            options.all,
+            options.run.write_check,
+            selected,
+        )
+        .await?;
+    progress.start(selected, skipped);
+
+    let items: Vec<LineItem> = selection.verify.into_iter().map(|(i, _)| i).collect();
+    let by_id: HashMap<String, LineItem> =
+        items.iter().map(|i| (i.id.clone(), i.clone())).collect();
+    let (tx, mut rx) = mpsc::unbounded_channel::<MailboxResult>();
+    let runner = run(prober, project, items, options.run.clone(), cancel, tx);
+
+    let write_check = options.run.write_check;
+    let consumer = async {
+        let mut all: Vec<MailboxResult> = Vec::with_capacity(selected);
+        let mut pending = 0usize;
+        let mut tick = tokio::time::interval(FLUSH_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut first_error: Option<StoreError> = None;
+        loop {
+            let flush = tokio::select! {
+                r = rx.recv() => match r {
+                    Some(r) => {
+                        progress.mailbox(&r);
+                        all.push(r);
+                        pending += 1;
+                        pending >= BATCH
+                    }
+                    None => break,
+                },
+                _ = tick.tick() => pending > 0,
+            };
+            if flush {
+                if let Err(e) = record(
+                    store,
+                    project,
+                    &run_id,
+                    write_check,
+                    &by_id,
+                    &all[all.len() - pending..],
+                )
+                .await
+                {
+                    first_error.get_or_insert(e);
+                }
+                pending = 0;
+            }
+        }
+        if pending > 0
+            && let Err(e) = record(
+                store,
+                project,
+                &run_id,
+                write_check,
+                &by_id,
+                &all[all.len() - pending..],
+            )
+            .await
+        {
+            first_error.get_or_insert(e);
+        }
+        (all, first_error)
+    };
+    let (outcome, (results, store_error)) = tokio::join!(runner, consumer);
+    progress.finish();
+    if let Some(e) = store_error {
+        return Err(e);
+    }
+    let count = |s: Status| results.iter().filter(|m| m.status == s).count() as u64;
+    let totals = RunTotals {
+        ok: count(Status::Ok),
+        failed: count(Status::Failed),
+        blocked: count(Status::Blocked),
+        cancelled: outcome.cancelled,
+    };
+    store.finish_run(&run_id, &totals, &outcome.faults).await?;
+    Ok(Report::build(
+        RunInfo {
+            project: project.name.clone(),
+            run_id,
+            started_at_ms,
+            project_items: project.mailboxes.len() as u64,
+            skipped: skipped as u64,
+            selected: selected as u64,
+            cancelled: outcome.cancelled,
+            duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
+        },
+        results,
+        outcome.faults,
+    ))
+}
+
+async fn record(
+    store: &Store,
+    project: &Project,
+    run_id: &str,
+    write_check: bool,
+    by_id: &HashMap<String, LineItem>,
+    results: &[MailboxResult],
+) -> Result<(), StoreError> {
+    let batch: Vec<(&LineItem, &MailboxResult)> = results
+        .iter()
+        .filter_map(|r| by_id.get(&r.id).map(|i| (i, r)))
+        .collect();
+    store
+        .record(&project.name, run_id, write_check, &batch)
+        .await
+}

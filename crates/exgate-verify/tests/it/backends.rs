@@ -1,0 +1,104 @@
+//! The databases every store test runs on: a temporary SQLite file, and PostgreSQL when
+//! `EXGATE_TEST_DATABASE_URL` names a server that answers (in a schema of its own, dropped after).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use exgate_verify::store::{Store, sqlite_url};
+
+/// A store under test and what to clean up afterwards.
+pub struct Backend {
+    pub name: &'static str,
+    pub store: Store,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    /// Closes the store and removes what the test created.
+    pub async fn cleanup(self) {
+        self.store.close().await;
+        if let Some((url, schema)) = self.pg {
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&url)
+                .await
+                .expect("reconnect to drop the test schema");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE"
+            )))
+            .execute(&pool)
+            .await
+            .expect("drop the test schema");
+            pool.close().await;
+        }
+    }
+}
+
+pub async fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("state dir?#%").join("p.exgate.sqlite");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    let store = Store::open(&sqlite_url(&path)).await.expect("open sqlite");
+    assert_eq!(store.backend(), exgate_verify::store::Backend::Sqlite);
+    Backend {
+        name: "sqlite",
+        store,
+        _dir: Some(dir),
+        pg: None,
+    }
+}
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// PostgreSQL, or `None` (with a loud message) when no server is configured or answers.
+pub async fn postgres() -> Option<Backend> {
+    sqlx::any::install_default_drivers();
+    let url = match std::env::var("EXGATE_TEST_DATABASE_URL") {
+        Ok(u) if !u.trim().is_empty() => u,
+        _ => {
+            eprintln!(
+                "\n!!!!! PostgreSQL tests did NOT run: EXGATE_TEST_DATABASE_URL is not set \
+                 (e.g. postgres://postgres@127.0.0.1:5432/test) !!!!!\n"
+            );
+            return None;
+        }
+    };
+    let schema = format!(
+        "exgate_verify_test_{}_{}_{}",
+        std::process::id(),
+        exgate_verify::now_ms(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    );
+    match Store::open_in_schema(&url, Some(&schema)).await {
+        Ok(store) => {
+            assert_eq!(store.backend(), exgate_verify::store::Backend::Postgres);
+            Some(Backend {
+                name: "postgres",
+                store,
+                _dir: None,
+                pg: Some((url, schema)),
+            })
+        }
+        Err(e) => {
+            eprintln!(
+                "\n!!!!! PostgreSQL tests did NOT run: {} does not answer: {e} !!!!!\n",
+                exgate_verify::store::redact_url(&url)
+            );
+            None
+        }
+    }
+}
+
+/// Runs `suite` on every available backend.
+#[macro_export]
+macro_rules! on_every_backend {
+    ($suite:ident) => {{
+        let b = $crate::backends::sqlite().await;
+        $suite(&b).await;
+        b.cleanup().await;
+        if let Some(b) = $crate::backends::postgres().await {
+            $suite(&b).await;
+            b.cleanup().await;
+        }
+    }};
+}
