@@ -70,19 +70,22 @@ fn resolve_app<'s>(
     client_id: Option<&str>,
 ) -> Result<(Option<&'s Tenant>, &'s Application), AadError> {
     let client_id = client_id.ok_or_else(|| error::missing_parameter("client_id"))?;
-    match shared.tenant(tenant, false)? {
-        TenantRef::Tenant(t) => Ok((Some(t), shared.app_in_tenant(client_id, t)?)),
-        TenantRef::Common(_) => {
-            let app = shared
-                .scenario
-                .application(client_id)
-                .ok_or_else(|| error::app_not_found(client_id, tenant))?;
-            if !app.enabled {
-                return Err(error::app_disabled(client_id, &app.name));
-            }
-            Ok((None, app))
-        }
+    // A multi-tenant application can be signed in to (and consented to) in any tenant; whether
+    // it may get tokens there is checked after sign-in.
+    let tenant_ref = shared.tenant(tenant, false)?;
+    let (tenant_opt, label) = match tenant_ref {
+        TenantRef::Tenant(t) => (Some(t), t.id.to_string()),
+        TenantRef::Common(name) => (None, name.to_string()),
+    };
+    let app = shared
+        .scenario
+        .application(client_id)
+        .filter(|a| tenant_opt.is_none_or(|t| a.home_tenant == t.id || a.multi_tenant))
+        .ok_or_else(|| error::app_not_found(client_id, &label))?;
+    if !app.enabled {
+        return Err(error::app_disabled(client_id, &app.name));
     }
+    Ok((tenant_opt, app))
 }
 
 fn redirect_checked(app: &Application, form: &Form) -> Result<String, AadError> {
