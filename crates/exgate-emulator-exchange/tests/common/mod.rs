@@ -50,6 +50,7 @@ address = "adele@contoso.com"
 aliases = ["a.vance@contoso.com"]
 display_name = "Adele Vance"
 groups = ["sales"]
+routing_address = "adele@contoso.mail.onmicrosoft.com"
 
 [[mailboxes]]
 address = "bob@contoso.com"
@@ -77,7 +78,6 @@ provisioned = false
 address = "onprem@contoso.com"
 server = "ex01"
 groups = ["sales"]
-routing_address = "onprem@contoso.mail.onmicrosoft.com"
 
 [[mailboxes]]
 address = "onprem2@contoso.com"
@@ -117,6 +117,14 @@ name = "nohma"
 tenant = "contoso.com"
 public_url = "https://nohma.contoso.com"
 hma = false
+
+[[servers]]
+name = "oauthonly"
+tenant = "contoso.com"
+public_url = "https://oauth.contoso.com"
+hma = true
+[servers.ews]
+auth = ["oauth"]
 
 [[servers]]
 name = "legacy"
@@ -278,12 +286,7 @@ impl Harness {
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
         Resp {
             status,
             headers,
