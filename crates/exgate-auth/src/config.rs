@@ -428,10 +428,7 @@ impl AuthSettings {
             },
             FlowKind::DeviceCode => Credential::DeviceCode {
                 client: self.client_auth(false)?,
-                options: DeviceCodeOptions {
-                    prompt: device_prompt,
-                    poll_interval: None,
-                },
+                options: DeviceCodeOptions::new(device_prompt),
             },
             FlowKind::AuthCode => Credential::AuthorizationCode {
                 client: self.client_auth(false)?,

@@ -29,6 +29,19 @@ pub struct DeviceCodeOptions {
     /// Overrides the server's polling interval (tests against an emulator); `None` follows the
     /// server.
     pub poll_interval: Option<Duration>,
+    /// How much a `slow_down` answer adds to the interval (RFC 8628: 5 s).
+    pub slow_down_increment: Duration,
+}
+
+impl DeviceCodeOptions {
+    /// Options that follow the server's interval and RFC 8628's 5 s `slow_down` step.
+    pub fn new(prompt: DevicePrompt) -> Self {
+        DeviceCodeOptions {
+            prompt,
+            poll_interval: None,
+            slow_down_increment: Duration::from_secs(5),
+        }
+    }
 }
 
 impl std::fmt::Debug for DeviceCodeOptions {
@@ -104,7 +117,7 @@ pub async fn device_code_flow(
             Ok(r) => return Ok(r),
             Err(AuthError::Entra { body, .. }) if body.error == "authorization_pending" => {}
             Err(AuthError::Entra { body, .. }) if body.error == "slow_down" => {
-                interval += Duration::from_secs(5);
+                interval += options.slow_down_increment;
             }
             Err(e) => return Err(e),
         }
