@@ -24,13 +24,18 @@ struct Cli {
 
 const EXAMPLES: &str = "\
 Examples:
-  exgate demo                                   Run the built-in demonstration on the embedded emulator
-  exgate emulator --scenario scenarios/demo.toml --tls
-                                                Serve the Entra ID and Exchange emulator until stopped
-  exgate explain error.txt                      Name the cause and the fix of a failure
-  exgate token get --profile daemon.toml        Acquire a token and summarise it (never prints it)
+  Run the built-in demonstration on the embedded emulator:
+    exgate demo
+  Verify every mailbox of a migration project and write an HTML report:
+    exgate verify project.toml --html report.html
+  Serve the Entra ID and Exchange emulator until stopped:
+    exgate emulator --scenario scenarios/demo.toml --tls
+  Name the cause and the fix of a failure (error text, HTTP response, HAR, JWT):
+    exgate explain error.txt
+  Acquire a token with the Azure SDK variables and summarise it (never prints it):
+    exgate token get
 
-Exit codes: 0 success, 1 the check ran and found failures, 2 could not run (bad input or set-up).
+Exit codes: 0 success, 1 the command ran and found failures, 2 could not run.
 Set NO_COLOR=1 to turn off colour.";
 
 #[derive(Debug, Subcommand)]
