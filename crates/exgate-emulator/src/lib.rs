@@ -148,12 +148,12 @@ impl Emulator {
         } else {
             addr.ip().to_string()
         };
-        let base_url = format!(
-            "{}://{}:{}",
-            if options.tls { "https" } else { "http" },
-            host,
-            addr.port()
-        );
+        // The default port is left out, as clients leave it out of `Host`.
+        let scheme = if options.tls { "https" } else { "http" };
+        let base_url = match (options.tls, addr.port()) {
+            (true, 443) | (false, 80) => format!("{scheme}://{host}"),
+            (_, port) => format!("{scheme}://{host}:{port}"),
+        };
         let lifetime = options
             .token_lifetime
             .or(scenario.settings.token_lifetime)
