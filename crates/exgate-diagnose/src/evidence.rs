@@ -450,24 +450,14 @@ pub fn protocol_of_url(u: &str) -> Option<Protocol> {
     }
 }
 
+/// A protocol named unambiguously in free text. Text mentions are weak evidence, so only
+/// endpoint paths count; everything else is left unknown.
 fn protocol_of_text(t: &str) -> Option<Protocol> {
     let l = t.to_ascii_lowercase();
-    if l.contains("autodiscover") {
-        Some(Protocol::Autodiscover)
-    } else if l.contains("exchange.asmx")
-        || l.contains(" ews")
-        || l.contains("ews ")
-        || l.contains("soap")
-    {
+    if l.contains("/ews/exchange.asmx") {
         Some(Protocol::Ews)
-    } else if l.contains("graph.microsoft.com") || l.contains("odata") {
-        Some(Protocol::Graph)
-    } else if l.contains("aadsts") || l.contains("/oauth2/") {
+    } else if l.contains("/oauth2/token") || l.contains("/oauth2/v2.0/token") {
         Some(Protocol::TokenEndpoint)
-    } else if l.contains("smtp") || l.contains("5.7.") {
-        Some(Protocol::Smtp)
-    } else if l.contains("imap") || l.contains("authenticate failed") {
-        Some(Protocol::Imap)
     } else {
         None
     }

@@ -24,7 +24,10 @@ pub mod parse;
 mod rank;
 pub mod redact;
 
-pub use catalog::{Catalog, CatalogError, CauseDef, Entry, builtin as builtin_catalog};
+pub use catalog::{
+    CAUSES_SOURCE, Catalog, CatalogError, CauseDef, Entry, SOURCES as CATALOG_SOURCES,
+    builtin as builtin_catalog,
+};
 pub use evidence::{
     Attempt, AuthMode, Environment, Evidence, HttpHeader, HttpResponse, Parsed, Protocol,
     protocol_of_url,

@@ -93,14 +93,33 @@ impl<'a> Facts<'a> {
             limited.body = head(&r.body, BLOB_LIMIT).to_owned();
             p.merge(Parsed::from_response(&limited));
         }
-        if !ev.text.is_empty() {
-            p.merge(Parsed::from_text(head(&ev.text, BLOB_LIMIT)));
+        let text = head(&ev.text, BLOB_LIMIT);
+        // Redirect URLs and form bodies pasted as text are percent-encoded.
+        let decoded = if text.contains('%')
+            && (text.contains("%3a")
+                || text.contains("%3A")
+                || text.contains("%2f")
+                || text.contains("%2F"))
+        {
+            Some(crate::evidence::percent_decode(text))
+        } else {
+            None
+        };
+        if !text.is_empty() {
+            p.merge(Parsed::from_body(text));
+        }
+        if let Some(d) = &decoded {
+            p.merge(Parsed::from_text(d));
         }
         if status.is_none() {
             status = p.status_hints.first().copied();
         }
         let mut blob = String::new();
-        blob.push_str(head(&ev.text, BLOB_LIMIT));
+        blob.push_str(text);
+        if let Some(d) = &decoded {
+            blob.push('\n');
+            blob.push_str(d);
+        }
         if let Some(r) = &ev.response {
             blob.push('\n');
             blob.push_str(head(&r.body, BLOB_LIMIT));
@@ -332,13 +351,12 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
         ev.push(format!("token: {}", l.message));
     }
     if let Some(ps) = &m.protocol {
-        match f.protocol {
-            Some(p) if ps.contains(&p) => {
-                pts += 0.5;
-            }
-            Some(_) => return None,
-            None => {}
+        // Strict: a matcher that names a protocol needs it known.
+        let p = f.protocol?;
+        if !ps.contains(&p) {
+            return None;
         }
+        pts += 0.5;
     }
     if let Some(auths) = &m.auth {
         let a = f.ev.attempt.auth?;
@@ -581,6 +599,10 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
             );
             suppress(acc, "resource_not_found", 0.4);
         }
+    }
+    // A policy that scopes the app out explains an access denied better than a missing role.
+    if acc.contains_key("application_access_policy_denied") {
+        suppress(acc, "missing_application_permission", 0.4);
     }
     // Throttling signals dominate generic server errors.
     if acc.contains_key("throttled") {

@@ -143,8 +143,10 @@ static FORM_PARAM: LazyLock<Option<Regex>> = LazyLock::new(|| {
     )
 });
 static JSON_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    // `code` is left out on purpose: in JSON it is almost always an error code (Graph), while
+    // authorization codes travel in URLs and form bodies (see FORM_PARAM).
     re(
-        r#"(?i)("(?:client_secret|client_assertion|refresh_token|access_token|id_token|code|device_code|code_verifier|password|passwd|pwd|assertion)"\s*:\s*)"((?:[^"\\]|\\.)*)""#,
+        r#"(?i)("(?:client_secret|client_assertion|refresh_token|access_token|id_token|device_code|code_verifier|password|passwd|pwd|assertion)"\s*:\s*)"((?:[^"\\]|\\.)*)""#,
     )
 });
 static XML_PASSWORD: LazyLock<Option<Regex>> =

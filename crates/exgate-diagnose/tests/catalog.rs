@@ -1,0 +1,165 @@
+//! The catalog validates, covers every cause, and rejects broken entries.
+
+use exgate_diagnose::{CATALOG_SOURCES, Catalog, builtin_catalog};
+
+/// The cause ids of the shared causes list (copied; the list never renames or drops ids).
+const SHARED_CAUSE_IDS: &[&str] = &[
+    "wrong_client_id",
+    "app_not_in_tenant",
+    "wrong_service_principal_object_id",
+    "app_disabled",
+    "invalid_client_secret",
+    "expired_client_secret",
+    "certificate_not_registered",
+    "thumbprint_header_mismatch",
+    "assertion_invalid",
+    "clock_skew",
+    "secret_instead_of_certificate",
+    "client_not_authenticating",
+    "public_client_flows_disabled",
+    "redirect_uri_mismatch",
+    "tenant_not_specified",
+    "tenant_not_found",
+    "malformed_authority_url",
+    "personal_account_unsupported_endpoint",
+    "invalid_scope",
+    "resource_not_found",
+    "missing_admin_consent",
+    "wrong_credentials",
+    "user_not_found",
+    "account_locked",
+    "account_disabled",
+    "password_expired",
+    "mfa_required",
+    "sspr_registration_interrupt",
+    "conditional_access_blocked",
+    "federated_user_ropc",
+    "grant_revoked_password_changed",
+    "signin_frequency_expired",
+    "refresh_token_expired",
+    "token_user_mismatch",
+    "basic_auth_disabled",
+    "smtp_auth_disabled",
+    "missing_application_permission",
+    "missing_permission",
+    "delegated_instead_of_application",
+    "graph_permission_instead_of_ews",
+    "wrong_audience",
+    "ssl_offloading",
+    "spn_missing",
+    "user_not_in_aad",
+    "oauth_not_enabled_onprem",
+    "partner_app_apponly_permissions_missing",
+    "tenant_restrictions_blocked",
+    "token_expired",
+    "token_near_expiry",
+    "token_malformed",
+    "missing_impersonation_header",
+    "missing_x_anchormailbox",
+    "impersonation_right_missing",
+    "application_access_policy_denied",
+    "ews_blocked",
+    "ews_useragent_allowlist_block",
+    "mailbox_not_found",
+    "mailbox_not_provisioned",
+    "mailbox_not_licensed",
+    "send_as_permission_missing",
+    "malformed_from_header",
+    "throttled",
+    "service_side_transient",
+    "autodiscover_failed",
+    "tls_untrusted",
+    "network_unreachable",
+    "local_token_store_key_mismatch",
+    "library_regression",
+];
+
+#[test]
+fn builtin_catalog_is_valid_and_covers_every_cause() {
+    let cat = builtin_catalog().unwrap_or_else(|e| panic!("{e}"));
+    for id in SHARED_CAUSE_IDS {
+        assert!(cat.cause(id).is_some(), "causes.toml lacks {id}");
+    }
+    assert_eq!(cat.uncovered_causes(), Vec::<&str>::new());
+    assert!(cat.primary_entry("library_regression").is_none());
+}
+
+#[test]
+fn shared_list_matches_when_present() {
+    // The copy above must follow the shared list; checked when the shared file is available.
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/causes.md");
+    let Ok(md) = std::fs::read_to_string(path) else {
+        return;
+    };
+    for line in md.lines() {
+        if let Some(rest) = line.strip_prefix("| ")
+            && let Some(id) = rest.split(' ').next()
+            && id.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            && !id.is_empty()
+            && id != "id"
+        {
+            assert!(
+                SHARED_CAUSE_IDS.contains(&id),
+                "causes.md has {id}, not in the copy"
+            );
+        }
+    }
+}
+
+#[test]
+fn every_catalog_file_is_compiled_in() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../catalog");
+    let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+        .expect("catalog dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".toml") && n != "causes.toml")
+        .collect();
+    on_disk.sort();
+    let mut compiled: Vec<String> = CATALOG_SOURCES
+        .iter()
+        .map(|(n, _)| (*n).to_owned())
+        .collect();
+    compiled.sort();
+    assert_eq!(on_disk, compiled);
+    let cat = builtin_catalog().unwrap_or_else(|e| panic!("{e}"));
+    assert!(cat.entries.len() > 60);
+}
+
+const CAUSES: &str = "[[cause]]\nid = \"a\"\ntitle = \"A\"\n";
+
+fn err(entries: &str) -> String {
+    match Catalog::from_sources(CAUSES, &[("t.toml", entries)]) {
+        Ok(_) => panic!("accepted an invalid catalog"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn invalid_catalogs_are_rejected_with_location() {
+    let ok = "[[entry]]\nid = \"x\"\ncause = \"a\"\ntitle = \"t\"\nexplanation = \"e\"\nfix = [\"f\"]\n[[entry.match]]\naadsts = [1]\n";
+    assert!(Catalog::from_sources(CAUSES, &[("t.toml", ok)]).is_ok());
+
+    let e = err(&ok.replace("cause = \"a\"", "cause = \"nope\""));
+    assert!(
+        e.contains("unknown cause id \"nope\"") && e.contains("entry \"x\""),
+        "{e}"
+    );
+
+    let e = err(&ok.replace("aadsts = [1]", "text = \"(unclosed\""));
+    assert!(
+        e.contains("invalid regular expression") && e.contains("field \"text\""),
+        "{e}"
+    );
+
+    let e = err(&format!("{ok}{ok}"));
+    assert!(e.contains("duplicate entry id"), "{e}");
+
+    let e = err(&ok.replace("[[entry.match]]\naadsts = [1]\n", ""));
+    assert!(e.contains("no [[entry.match]]"), "{e}");
+
+    let e = err(&ok.replace("aadsts = [1]", "status = [401]"));
+    assert!(e.contains("no signal condition"), "{e}");
+
+    let e = err(&ok.replace("aadsts = [1]", "colour = \"red\""));
+    assert!(e.contains("t.toml") && e.contains("line"), "{e}");
+}
