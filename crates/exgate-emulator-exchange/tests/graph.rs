@@ -1,0 +1,527 @@
+//! Microsoft Graph mail: users, folders, paging, delta, MIME, sendMail and Graph's errors.
+
+mod common;
+
+use std::collections::HashSet;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+fn reader() -> String {
+    bearer(&app_token(GRAPH, &["Mail.Read", "User.Read.All"]))
+}
+
+fn path_of(link: &str) -> String {
+    link.strip_prefix("http://127.0.0.1:8443")
+        .unwrap_or(link)
+        .to_owned()
+}
+
+fn error_code(r: &Resp) -> String {
+    r.json()["error"]["code"].as_str().unwrap_or("").to_owned()
+}
+
+#[tokio::test]
+async fn user_by_upn_and_by_object_id() {
+    let h = Harness::new();
+    let r = h
+        .get("/v1.0/users/adele@contoso.com", Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["userPrincipalName"], "adele@contoso.com");
+    assert_eq!(v["displayName"], "Adele Vance");
+    assert!(
+        r.header("content-type")
+            .starts_with("application/json; odata.metadata=minimal")
+    );
+    assert!(!r.header("request-id").is_empty());
+    let id = v["id"].as_str().expect("id").to_owned();
+    let r = h.get(&format!("/v1.0/users/{id}"), Some(&reader())).await;
+    assert_eq!(r.json()["mail"], "adele@contoso.com");
+    let r = h
+        .get("/v1.0/users('a.vance@contoso.com')", Some(&reader()))
+        .await;
+    assert_eq!(r.json()["id"], json!(id));
+}
+
+#[tokio::test]
+async fn unknown_user_is_request_resource_not_found_and_mail_paths_resource_not_found() {
+    let h = Harness::new();
+    let r = h
+        .get("/v1.0/users/ghost@contoso.com", Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&r), "Request_ResourceNotFound");
+    let e = &r.json()["error"]["innerError"];
+    assert!(e["request-id"].is_string() && e["date"].is_string());
+    let r = h
+        .get(
+            "/v1.0/users/ghost@contoso.com/mailFolders/inbox/messages",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&r), "ResourceNotFound");
+    // Users of another tenant are invisible.
+    let r = h
+        .get("/v1.0/users/fred@fabrikam.com", Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn reading_users_needs_a_user_read_permission() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com",
+            Some(&bearer(&app_token(GRAPH, &["Mail.Read"]))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&r), "Authorization_RequestDenied");
+}
+
+#[tokio::test]
+async fn mail_folders_and_inbox_counts() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["totalItemCount"], 12);
+    assert_eq!(r.json()["displayName"], "Inbox");
+    let r = h
+        .get("/v1.0/users/adele@contoso.com/mailFolders", Some(&reader()))
+        .await;
+    let names: Vec<String> = r.json()["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|f| f["displayName"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(
+        names.contains(&"Sent Items".to_owned()) && names.contains(&"Inbox".to_owned()),
+        "{names:?}"
+    );
+    let id = r.json()["value"]
+        .as_array()
+        .and_then(|a| a.iter().find(|f| f["displayName"] == "Sent Items"))
+        .map(|f| f["id"].as_str().unwrap_or("").to_owned())
+        .expect("id");
+    let r = h
+        .get(
+            &format!("/v1.0/users/adele@contoso.com/mailFolders/{id}"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["totalItemCount"], 3);
+}
+
+#[tokio::test]
+async fn messages_page_with_top_and_next_link_until_the_end() {
+    let h = Harness::new();
+    let mut link = "/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?$top=40".to_owned();
+    let mut ids = HashSet::new();
+    let mut pages = 0;
+    loop {
+        let r = h.get(&link, Some(&reader())).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        let v = r.json();
+        let page = v["value"].as_array().expect("value");
+        assert!(page.len() <= 40);
+        for m in page {
+            assert!(ids.insert(m["id"].as_str().expect("id").to_owned()));
+        }
+        pages += 1;
+        match v["@odata.nextLink"].as_str() {
+            Some(n) => link = path_of(n),
+            None => break,
+        }
+        assert!(pages < 20);
+    }
+    assert_eq!(ids.len(), 250);
+    assert_eq!(pages, 7);
+    let r = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/inbox/messages",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(
+        r.json()["value"].as_array().map(Vec::len),
+        Some(10),
+        "default page size is 10"
+    );
+}
+
+#[tokio::test]
+async fn select_limits_the_properties_but_keeps_id_and_etag() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$select=subject,from&$top=2",
+            Some(&reader()),
+        )
+        .await;
+    let v = r.json();
+    assert!(
+        v["@odata.context"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("/messages(subject,from)")
+    );
+    let first = v["value"][0].as_object().expect("object");
+    let keys: HashSet<&str> = first.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        HashSet::from(["@odata.etag", "id", "subject", "from"])
+    );
+    assert!(
+        v["@odata.nextLink"]
+            .as_str()
+            .unwrap_or("")
+            .contains("%24select=subject%2Cfrom")
+    );
+}
+
+#[tokio::test]
+async fn message_by_id_and_its_mime_value() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages?$top=1",
+            Some(&reader()),
+        )
+        .await;
+    let m = r.json()["value"][0].clone();
+    let id = m["id"].as_str().expect("id");
+    let r = h
+        .get(
+            &format!("/v1.0/users/adele@contoso.com/messages/{id}"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["subject"], m["subject"]);
+    let r = h
+        .get(
+            &format!("/v1.0/users/adele@contoso.com/messages/{id}/$value"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.body.contains(&format!(
+            "Subject: {}\r\n",
+            m["subject"].as_str().unwrap_or("")
+        )),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("MIME-Version: 1.0"));
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages/not-an-id",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&r), "ErrorInvalidIdMalformed");
+    let r = h
+        .get(
+            &format!("/v1.0/users/bob@contoso.com/messages/{id}"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(error_code(&r), "ErrorItemNotFound");
+}
+
+#[tokio::test]
+async fn delta_pages_then_gives_a_delta_link_that_returns_only_changes() {
+    let h = Harness::new();
+    let auth = reader();
+    let req = |p: &str| {
+        Request::get(p.to_owned())
+            .header("host", "127.0.0.1:8443")
+            .header("authorization", auth.clone())
+            .header("prefer", "odata.maxpagesize=5")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let mut link = "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages/delta".to_owned();
+    let mut seen = 0;
+    let delta_link = loop {
+        let r = h.send(req(&link)).await;
+        let v = r.json();
+        let page = v["value"].as_array().expect("value");
+        assert!(
+            page.iter()
+                .all(|m| m["@odata.type"] == "#microsoft.graph.message")
+        );
+        seen += page.len();
+        if let Some(n) = v["@odata.nextLink"].as_str() {
+            assert!(n.contains("$skiptoken=") || n.contains("%24skiptoken="));
+            link = path_of(n);
+        } else {
+            break path_of(v["@odata.deltaLink"].as_str().expect("deltaLink"));
+        }
+    };
+    assert_eq!(seen, 12);
+    let r = h.send(req(&delta_link)).await;
+    assert_eq!(r.json()["value"].as_array().map(Vec::len), Some(0));
+    let sender = bearer(&app_token(GRAPH, &["Mail.Send"]));
+    let mail = json!({"message": {"subject": "Delta me", "body": {"contentType": "Text", "content": "x"}, "toRecipients": [{"emailAddress": {"address": "adele@contoso.com"}}]}});
+    assert_eq!(
+        h.graph_post("/v1.0/users/bob@contoso.com/sendMail", &sender, &mail)
+            .await
+            .status,
+        StatusCode::ACCEPTED
+    );
+    let r = h.send(req(&delta_link)).await;
+    let v = r.json();
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(1));
+    assert_eq!(v["value"][0]["subject"], "Delta me");
+    let r = h
+        .send(req(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages/delta?$deltatoken=bogus",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::GONE);
+}
+
+#[tokio::test]
+async fn send_mail_needs_mail_send_and_delivers_with_a_sent_copy() {
+    let h = Harness::new();
+    let mail = json!({"message": {"subject": "Hi", "body": {"contentType": "HTML", "content": "<p>x</p>"}, "toRecipients": [{"emailAddress": {"address": "adele@contoso.com", "name": "Adele"}}]}});
+    let r = h
+        .graph_post("/v1.0/users/bob@contoso.com/sendMail", &reader(), &mail)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&r), "ErrorAccessDenied");
+    let sender = bearer(&app_token(GRAPH, &["Mail.Send", "Mail.Read"]));
+    let r = h
+        .graph_post("/v1.0/users/bob@contoso.com/sendMail", &sender, &mail)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["totalItemCount"], 13);
+    let r = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/sentitems",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["totalItemCount"], 4);
+    let r = h
+        .graph_post(
+            "/v1.0/users/bob@contoso.com/sendMail",
+            &sender,
+            &json!({"message": {"subject": "none"}}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&r), "ErrorInvalidRecipients");
+    let r = h
+        .send(
+            Request::post("/v1.0/users/bob@contoso.com/sendMail")
+                .header("authorization", sender.clone())
+                .body(Body::from("{not json"))
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn access_policy_blocks_mailboxes_outside_the_group() {
+    let h = Harness::new();
+    let t = bearer(&sign(&app_claims(TID, SCOPED_APP, GRAPH, &["Mail.Read"])));
+    let ok = h
+        .get("/v1.0/users/adele@contoso.com/messages", Some(&t))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let r = h
+        .get("/v1.0/users/bob@contoso.com/messages", Some(&t))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&r), "ErrorAccessDenied");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Access to OData is disabled: [RAOP] : Blocked by tenant configured AppOnly AccessPolicy settings."
+    );
+}
+
+#[tokio::test]
+async fn on_premises_or_unprovisioned_mailboxes_are_not_enabled_for_rest() {
+    let h = Harness::new();
+    for u in ["onprem@contoso.com", "pending@contoso.com"] {
+        let r = h
+            .get(
+                &format!("/v1.0/users/{u}/mailFolders/inbox/messages"),
+                Some(&reader()),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{u}");
+        assert_eq!(error_code(&r), "MailboxNotEnabledForRESTAPI");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise."
+        );
+    }
+}
+
+#[tokio::test]
+async fn unlicensed_mailbox_is_error_invalid_license() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/unlicensed@contoso.com/messages",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(error_code(&r), "ErrorInvalidLicense");
+}
+
+#[tokio::test]
+async fn missing_mail_permission_is_access_denied() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages",
+            Some(&bearer(&app_token(GRAPH, &["User.Read.All"]))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Access is denied. Check credentials and try again."
+    );
+}
+
+#[tokio::test]
+async fn throttling_is_429_with_retry_after() {
+    let h = Harness::new();
+    let t = bearer(&sign(&app_claims(
+        TID,
+        THROTTLED_APP,
+        GRAPH,
+        &["Mail.Read"],
+    )));
+    for _ in 0..2 {
+        assert_eq!(
+            h.get("/v1.0/users/adele@contoso.com/messages", Some(&t))
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    let r = h
+        .get("/v1.0/users/adele@contoso.com/messages", Some(&t))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let secs: u64 = r
+        .header("retry-after")
+        .parse()
+        .expect("Retry-After seconds");
+    assert!((500..=600).contains(&secs), "{secs}");
+    assert_eq!(error_code(&r), "TooManyRequests");
+    assert_eq!(r.json()["error"]["innerError"]["status"], "429");
+}
+
+#[tokio::test]
+async fn token_problems_are_invalid_authentication_token() {
+    let h = Harness::new();
+    let r = h.get("/v1.0/users/adele@contoso.com/messages", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"]["message"], "Access token is empty.");
+    assert!(
+        r.header("www-authenticate")
+            .contains("client_id=\"00000003-0000-0000-c000-000000000000\"")
+    );
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages",
+            Some(&bearer(&app_token(EXO, &["full_access_as_app"]))),
+        )
+        .await;
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Access token validation failure. Invalid audience."
+    );
+    let r = h
+        .get("/v1.0/users/adele@contoso.com/messages", Some("Bearer abc"))
+        .await;
+    assert_eq!(error_code(&r), "InvalidAuthenticationToken");
+    let mut c = app_claims(TID, APP, GRAPH, &["Mail.Read"]);
+    c["exp"] = json!(now() - 3600);
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages",
+            Some(&bearer(&sign(&c))),
+        )
+        .await;
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Access token has expired or is not yet valid."
+    );
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages",
+            Some(&bearer(&app_token(GRAPH, &[]))),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(error_code(&r), "NoPermissionsInAccessToken");
+}
+
+#[tokio::test]
+async fn me_is_for_delegated_tokens_only() {
+    let h = Harness::new();
+    let r = h.get("/v1.0/me/messages", Some(&reader())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let t = bearer(&user_token(
+        "adele@contoso.com",
+        GRAPH,
+        "Mail.Read User.Read",
+    ));
+    let r = h.get("/v1.0/me/mailFolders/inbox", Some(&t)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["totalItemCount"], 12);
+    let r = h
+        .get("/v1.0/users/bob@contoso.com/messages", Some(&t))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "a delegated user reads only their own mailbox"
+    );
+}
+
+#[tokio::test]
+async fn client_request_id_is_echoed() {
+    let h = Harness::new();
+    let r = h
+        .send(
+            Request::get("/v1.0/users/adele@contoso.com")
+                .header("authorization", reader())
+                .header("client-request-id", "abc-123")
+                .body(Body::empty())
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(r.header("client-request-id"), "abc-123");
+    let _: Value = r.json();
+}
