@@ -292,6 +292,15 @@ async fn every_listed_aadsts_code_is_produced_exactly() {
             code: 50126,
         },
         Case {
+            name: "federated user on ROPC",
+            tenant: CONTOSO,
+            v1: false,
+            form: ropc(PUBLIC, "federated@contoso.com", "federated-pw"),
+            status: 400,
+            error: "invalid_grant",
+            code: 50126,
+        },
+        Case {
             name: "user does not exist",
             tenant: CONTOSO,
             v1: false,

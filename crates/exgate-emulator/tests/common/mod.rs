@@ -197,6 +197,11 @@ password = "ghost-pw"
 exists = false
 
 [[tenants.users]]
+upn = "federated@contoso.com"
+password = "federated-pw"
+federated = true
+
+[[tenants.users]]
 upn = "blocked@contoso.com"
 password = "blocked-pw"
 
