@@ -190,6 +190,10 @@ pub struct Tenant {
     pub security_defaults: bool,
     /// Basic authentication to Exchange allowed (read by the Exchange plane).
     pub basic_auth: bool,
+    /// On-premises Exchange URLs registered as service principal names of Exchange Online
+    /// (Hybrid Modern Authentication), normalised: tokens for them are Exchange tokens whose
+    /// `aud` is the URL.
+    pub hybrid_exchange_urls: Vec<String>,
     /// Users.
     pub users: Vec<User>,
     /// Permissions granted (admin consent) to applications in this tenant.
@@ -497,6 +501,8 @@ struct RawTenant {
     security_defaults: bool,
     #[serde(default)]
     basic_auth: bool,
+    #[serde(default)]
+    hybrid_exchange_urls: Vec<Spanned<String>>,
     #[serde(default)]
     users: Vec<RawUser>,
     #[serde(default)]
@@ -811,6 +817,20 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         if domains.is_empty() {
             domains.push(format!("{}.onmicrosoft.com", name.to_ascii_lowercase()));
         }
+        let mut hybrid_exchange_urls = Vec::new();
+        for u in &rt.hybrid_exchange_urls {
+            let ok = url::Url::parse(u.get_ref())
+                .is_ok_and(|p| p.scheme() == "https" && p.host_str().is_some());
+            if !ok {
+                return Err(ctx.err_at(
+                    u.span(),
+                    Some("hybrid_exchange_urls"),
+                    format!("`{}` is not an https URL", u.get_ref()),
+                    Some("write the on-premises Exchange URL, e.g. https://mail.contoso.com"),
+                ));
+            }
+            hybrid_exchange_urls.push(normalize_resource(u.get_ref()));
+        }
         tenants.push(Tenant {
             display_name: rt.display_name.clone().unwrap_or_else(|| name.clone()),
             name,
@@ -818,6 +838,7 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
             domains,
             security_defaults: rt.security_defaults,
             basic_auth: rt.basic_auth,
+            hybrid_exchange_urls,
             users: Vec::new(),
             consent: Vec::new(),
             conditional_access: Vec::new(),

@@ -703,3 +703,36 @@ async fn shutdown_stops_listening() {
             .is_err()
     );
 }
+
+#[tokio::test]
+async fn hybrid_exchange_url_gets_an_exchange_token_with_that_audience() {
+    let cert = TestCert::new("c");
+    let emu = start(&cert).await;
+    let (status, body) = post_form(
+        &token_url(&emu, CONTOSO),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DAEMON),
+            ("client_secret", SECRET),
+            ("scope", "https://mail.contoso.com/.default"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let c = verified_claims(&emu, body["access_token"].as_str().unwrap_or("")).await;
+    assert_eq!(c["aud"], "https://mail.contoso.com");
+    assert_eq!(c["ver"], "1.0");
+    assert_eq!(c["roles"], serde_json::json!(["full_access_as_app"]));
+    // Not registered in the other tenant: the resource does not exist there.
+    let (_, other) = post_form(
+        &token_url(&emu, CONTOSO),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DAEMON),
+            ("client_secret", SECRET),
+            ("scope", "https://mail.fabrikam.com/.default"),
+        ],
+    )
+    .await;
+    assert_eq!(code(&other), 500011);
+}

@@ -318,8 +318,7 @@ impl Req<'_> {
                 .ok_or_else(|| error::missing_parameter("resource"))?
                 .to_string(),
         };
-        let resource = normalize_resource(&audience);
-        let kind = ResourceKind::from_resource(&resource)
+        let (resource, kind) = resolve_resource(tenant, &audience)
             .ok_or_else(|| error::resource_not_found(&audience, &tenant.display_name))?;
         if self.ca_blocks(tenant, app.client_id, None, "client_credentials") {
             return Err(error::blocked_by_ca());
@@ -736,8 +735,7 @@ impl Req<'_> {
                 ),
             }
         };
-        let resource = normalize_resource(&audience);
-        let kind = ResourceKind::from_resource(&resource)
+        let (resource, kind) = resolve_resource(g.tenant, &audience)
             .ok_or_else(|| error::resource_not_found(&audience, &g.tenant.display_name))?;
         let resource_app = kind.app_id();
         if !g.interactive {
@@ -882,6 +880,25 @@ struct UserGrant<'a> {
     interactive: bool,
     nonce: Option<&'a str>,
     rotate_from: Option<&'a str>,
+}
+
+/// The resource a requested audience names in `tenant`: its consent key (normalised URI) and
+/// kind. On-premises Exchange URLs registered as hybrid SPNs count as Exchange Online.
+fn resolve_resource(tenant: &Tenant, audience: &str) -> Option<(String, ResourceKind)> {
+    let resource = normalize_resource(audience);
+    if let Some(kind) = ResourceKind::from_resource(&resource) {
+        return Some((resource, kind));
+    }
+    tenant
+        .hybrid_exchange_urls
+        .iter()
+        .any(|u| *u == resource)
+        .then(|| {
+            (
+                crate::scenario::EXCHANGE_RESOURCE.to_string(),
+                ResourceKind::Exchange,
+            )
+        })
 }
 
 fn assertion_error(e: AssertionError) -> AadError {

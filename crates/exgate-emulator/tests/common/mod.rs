@@ -155,6 +155,7 @@ pub fn scenario_toml(cert: &TestCert, settings: &str, extra: &str) -> String {
 name = "contoso"
 id = "{CONTOSO}"
 domains = ["contoso.onmicrosoft.com", "contoso.com"]
+hybrid_exchange_urls = ["https://mail.contoso.com"]
 
 [[tenants.users]]
 upn = "alice@contoso.com"
