@@ -382,10 +382,7 @@ pub(crate) fn authenticate(
             };
             let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
             let iss = claims.iss.clone().unwrap_or_default();
-            let iss_ok = iss.eq_ignore_ascii_case(&format!("https://sts.windows.net/{tid}/"))
-                || iss
-                    .eq_ignore_ascii_case(&format!("https://login.microsoftonline.com/{tid}/v2.0"));
-            if tid.is_empty() || !iss_ok {
+            if !st.verifier.issuer_ok(&iss, &tid) {
                 return Err(unauthorized(
                     TOKEN_ERR,
                     Some(Diag::new(
@@ -625,9 +622,7 @@ pub(crate) fn authenticate_graph(
     }
     let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
     let iss = claims.iss.clone().unwrap_or_default();
-    let iss_ok = iss.eq_ignore_ascii_case(&format!("https://sts.windows.net/{tid}/"))
-        || iss.eq_ignore_ascii_case(&format!("https://login.microsoftonline.com/{tid}/v2.0"));
-    if tid.is_empty() || !iss_ok || st.directory.tenant(&tid).is_none() {
+    if !st.verifier.issuer_ok(&iss, &tid) || st.directory.tenant(&tid).is_none() {
         return Err(GraphAuthError::Invalid(
             "Access token validation failure. Invalid issuer.",
         ));

@@ -7,6 +7,7 @@ use serde::Deserialize;
 pub struct TokenVerifier {
     keys: Vec<(String, DecodingKey)>,
     validation: Validation,
+    authorities: Vec<String>,
 }
 
 impl std::fmt::Debug for TokenVerifier {
@@ -114,7 +115,31 @@ impl TokenVerifier {
         validation.validate_nbf = true;
         validation.leeway = CLOCK_SKEW_SECONDS;
         validation.set_required_spec_claims(&["exp"]);
-        Self { keys, validation }
+        Self {
+            keys,
+            validation,
+            authorities: vec!["https://login.microsoftonline.com".to_owned()],
+        }
+    }
+
+    /// Also accepts v2 tokens issued by `authority` (`{authority}/{tid}/v2.0`), e.g. the
+    /// emulator's own base URL. v1 tokens (`https://sts.windows.net/{tid}/`) and
+    /// `https://login.microsoftonline.com` are always accepted.
+    pub fn with_authority(mut self, authority: &str) -> Self {
+        self.authorities
+            .push(authority.trim_end_matches('/').to_ascii_lowercase());
+        self
+    }
+
+    /// Whether `iss` is a valid issuer for tenant `tid`.
+    pub(crate) fn issuer_ok(&self, iss: &str, tid: &str) -> bool {
+        let iss = iss.to_ascii_lowercase();
+        !tid.is_empty()
+            && (iss == format!("https://sts.windows.net/{tid}/")
+                || self
+                    .authorities
+                    .iter()
+                    .any(|a| iss == format!("{a}/{tid}/v2.0")))
     }
 
     pub(crate) fn verify(&self, token: &str) -> Result<Claims, TokenError> {

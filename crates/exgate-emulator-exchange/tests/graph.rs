@@ -525,3 +525,31 @@ async fn client_request_id_is_echoed() {
     assert_eq!(r.header("client-request-id"), "abc-123");
     let _: Value = r.json();
 }
+
+#[tokio::test]
+async fn v2_graph_tokens_from_the_emulator_authority_are_accepted_others_are_not() {
+    let h = Harness::new();
+    let t = now();
+    let v2 = |iss: String| {
+        json!({"aud": "00000003-0000-0000-c000-000000000000", "iss": iss, "iat": t, "nbf": t, "exp": t + 3600,
+               "azp": APP, "azpacr": "1", "idtyp": "app", "oid": "99999999-0000-0000-0000-000000000001",
+               "roles": ["Mail.Read"], "tid": TID, "ver": "2.0"})
+    };
+    let ok = bearer(&sign(&v2(format!("{EMULATOR_AUTHORITY}/{TID}/v2.0"))));
+    let r = h
+        .get("/v1.0/users/adele@contoso.com/mailFolders/inbox", Some(&ok))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let bad = bearer(&sign(&v2(format!("https://evil.example/{TID}/v2.0"))));
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&bad),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Access token validation failure. Invalid issuer."
+    );
+}

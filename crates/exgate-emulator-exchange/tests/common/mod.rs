@@ -177,7 +177,11 @@ pub fn verifier() -> TokenVerifier {
         KID.to_owned(),
         DecodingKey::from_rsa_pem(&keys().dec_pem).expect("decoding key"),
     )])
+    .with_authority(EMULATOR_AUTHORITY)
 }
+
+/// The authority the emulator issues v2 tokens under in these tests.
+pub const EMULATOR_AUTHORITY: &str = "https://127.0.0.1:9999";
 
 pub fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
