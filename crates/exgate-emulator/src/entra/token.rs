@@ -889,16 +889,12 @@ fn resolve_resource(tenant: &Tenant, audience: &str) -> Option<(String, Resource
     if let Some(kind) = ResourceKind::from_resource(&resource) {
         return Some((resource, kind));
     }
-    tenant
-        .hybrid_exchange_urls
-        .iter()
-        .any(|u| *u == resource)
-        .then(|| {
-            (
-                crate::scenario::EXCHANGE_RESOURCE.to_string(),
-                ResourceKind::Exchange,
-            )
-        })
+    tenant.hybrid_exchange_urls.contains(&resource).then(|| {
+        (
+            crate::scenario::EXCHANGE_RESOURCE.to_string(),
+            ResourceKind::Exchange,
+        )
+    })
 }
 
 fn assertion_error(e: AssertionError) -> AadError {
