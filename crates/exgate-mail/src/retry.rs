@@ -10,7 +10,8 @@
 //! 3. Otherwise 429, 5xx (for EWS 500: only transient response codes), transient EWS response
 //!    codes, connect failures and timeouts back off exponentially from `base_delay` with
 //!    jitter, never beyond `max_delay`.
-//! 4. DNS and TLS failures, other 4xx and everything else are not retried.
+//! 4. A 302 to IIS's `genericerrorpage.htm` counts as transient (as in exchangelib).
+//! 5. DNS and TLS failures, other 4xx and everything else are not retried.
 
 use std::time::{Duration, SystemTime};
 
@@ -166,6 +167,11 @@ fn is_retryable(ev: &ErrorEvidence) -> bool {
             .is_some_and(|c| TRANSIENT_EWS_CODES.contains(&c));
     match ev.status {
         Some(429) => true,
+        // IIS answers some EWS failures with a redirect to its generic error page; exchangelib
+        // treats that as transient too.
+        Some(302) => ev
+            .header("location")
+            .is_some_and(|l| l.to_ascii_lowercase().contains("genericerrorpage")),
         // EWS answers request-level faults with 500: only transient codes are worth retrying.
         Some(500) if ev.soap_fault.is_some() => transient_code,
         Some(s) if (500..600).contains(&s) => true,
@@ -376,6 +382,26 @@ mod tests {
         ));
         assert!(matches!(
             policy().decide(1, &ev(400, &[]), now(), 0.0),
+            RetryDecision::Stop { .. }
+        ));
+    }
+
+    #[test]
+    fn generic_error_page_redirect_is_transient_other_redirects_are_not() {
+        let e = ev(
+            302,
+            &[(
+                "Location",
+                "/ews/genericerrorpage.htm?aspxerrorpath=/ews/exchange.asmx",
+            )],
+        );
+        assert!(matches!(
+            policy().decide(1, &e, now(), 0.0),
+            RetryDecision::Retry { .. }
+        ));
+        let e = ev(302, &[("Location", "https://elsewhere.example/owa/")]);
+        assert!(matches!(
+            policy().decide(1, &e, now(), 0.0),
             RetryDecision::Stop { .. }
         ));
     }

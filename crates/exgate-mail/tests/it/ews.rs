@@ -490,3 +490,63 @@ async fn create_delete_convert_id_and_resolve_names() {
         "ErrorNameResolutionNoResults"
     );
 }
+
+#[tokio::test]
+async fn onprem_challenges_in_two_headers_are_both_kept() {
+    // Exchange Server with Hybrid Modern Auth: two WWW-Authenticate headers; without HMA the
+    // Bearer challenge has no authorization_uri.
+    let fx = Fixture::start(counting(|n| {
+        let bearer = if n == 0 {
+            r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@5de110f8-2e0f-4d45-891d-bcf2218e253d,00000004-0000-0ff1-ce00-000000000000@contoso.com", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.windows.net/common/oauth2/authorize""#
+        } else {
+            r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@5de110f8-2e0f-4d45-891d-bcf2218e253d", token_types="app_asserted_user_v1 service_asserted_app_v1""#
+        };
+        Canned::new(401, "")
+            .header("www-authenticate", bearer)
+            .header("www-authenticate", r#"Basic realm="mail.contoso.com""#)
+    }))
+    .await;
+    let c = EwsClient::new(http(), fx.url("/EWS/Exchange.asmx"), Arc::new(EmptyBearer));
+    let e = c.probe_version(&CallOptions::default()).await.unwrap_err();
+    let ch = &e.evidence().challenges;
+    assert_eq!(ch.len(), 2);
+    assert_eq!(
+        ch[0].param("authorization_uri"),
+        Some("https://login.windows.net/common/oauth2/authorize")
+    );
+    assert!(
+        ch[0]
+            .param("trusted_issuers")
+            .unwrap()
+            .ends_with("@contoso.com")
+    );
+    assert_eq!(ch[1].scheme, "Basic");
+    assert_eq!(ch[1].param("realm"), Some("mail.contoso.com"));
+    assert_eq!(e.evidence().header_values("www-authenticate").count(), 2);
+    let e = c.probe_version(&CallOptions::default()).await.unwrap_err();
+    assert_eq!(
+        e.evidence().challenges[0].param("authorization_uri"),
+        None,
+        "no HMA: no authorization_uri"
+    );
+}
+
+#[tokio::test]
+async fn generic_error_page_redirect_is_retried() {
+    let fx = Fixture::start(counting(|n| {
+        if n == 0 {
+            Canned::new(302, "").header(
+                "location",
+                "/ews/genericerrorpage.htm?aspxerrorpath=/ews/exchange.asmx",
+            )
+        } else {
+            inbox_ok()
+        }
+    }))
+    .await;
+    client(&fx, "app-token")
+        .get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(fx.requests().len(), 2);
+}

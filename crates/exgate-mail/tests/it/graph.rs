@@ -210,3 +210,25 @@ async fn mime_send_mail_and_draft_round_trip() {
     c.delete_message(USER, &id).await.unwrap();
     assert_eq!(fx.requests().last().unwrap().method, "DELETE");
 }
+
+#[tokio::test]
+async fn resource_not_found_is_a_graph_error_not_retried() {
+    let fx = Fixture::start(Arc::new(|_, _| {
+        fixture::graph_error(404, "ResourceNotFound", "Resource could not be discovered.")
+    }))
+    .await;
+    let e = client(&fx, "app-token")
+        .mail_folder(USER, "nosuchfolder")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Graph);
+    assert_eq!(
+        e.evidence().graph_error.as_ref().unwrap().code,
+        "ResourceNotFound"
+    );
+    assert_eq!(
+        e.evidence().operation.as_deref(),
+        Some("GET /users/{id}/mailFolders/{id}")
+    );
+    assert_eq!(fx.requests().len(), 1);
+}
