@@ -74,6 +74,11 @@ impl CertificateInfo {
         })
     }
 
+    /// Days of validity left now (negative once expired).
+    pub fn days_left_now(&self) -> i64 {
+        self.days_left(OffsetDateTime::now_utc())
+    }
+
     /// Days of validity left at `now` (negative once expired).
     pub fn days_left(&self, now: OffsetDateTime) -> i64 {
         (self.not_after - now).whole_days()
@@ -303,6 +308,51 @@ impl ClientCertificate {
     }
 }
 
+/// Reads the certificate facts of a PEM certificate (the first `CERTIFICATE` block), a DER
+/// certificate, or a PFX (the certificate of its key, else its first certificate).
+pub fn load_certificate_info(
+    path: &Path,
+    password: Option<&SecretString>,
+) -> Result<CertificateInfo, CredentialError> {
+    let bytes = read(path)?;
+    if looks_like_pem(&bytes) {
+        let der = parse_pem(&bytes, path)?
+            .into_iter()
+            .find(|p| p.tag() == "CERTIFICATE")
+            .map(pem::Pem::into_contents)
+            .ok_or_else(|| {
+                CredentialError::new(
+                    path,
+                    "no CERTIFICATE block found",
+                    "give a PEM certificate, a DER .cer file or a PFX",
+                )
+            })?;
+        return CertificateInfo::from_der(&der).map_err(|m| CredentialError::new(path, m, ""));
+    }
+    if let Ok(info) = CertificateInfo::from_der(&bytes) {
+        return Ok(info);
+    }
+    let pw = password.map(|p| p.expose_secret()).unwrap_or("");
+    let store =
+        p12_keystore::KeyStore::from_pkcs12(&bytes, pw, p12_keystore::Pkcs12ImportPolicy::Relaxed)
+            .map_err(|e| {
+                CredentialError::new(
+                    path,
+                    format!("neither a certificate nor a readable PFX: {e}"),
+                    "give the PFX password with --password-env, or a PEM/DER certificate",
+                )
+            })?;
+    let der = match store.private_key_chain() {
+        Some((_, chain)) => chain.certs().first().map(|c| c.as_der().to_vec()),
+        None => store.entries().find_map(|(_, e)| match e {
+            p12_keystore::KeyStoreEntry::Certificate(c) => Some(c.as_der().to_vec()),
+            _ => None,
+        }),
+    }
+    .ok_or_else(|| CredentialError::new(path, "the PFX holds no certificate", ""))?;
+    CertificateInfo::from_der(&der).map_err(|m| CredentialError::new(path, m, ""))
+}
+
 fn read(path: &Path) -> Result<Vec<u8>, CredentialError> {
     std::fs::read(path).map_err(|e| {
         CredentialError::new(
@@ -471,6 +521,14 @@ pub fn generate_self_signed(
         pfx,
         info,
     })
+}
+
+/// A random password for a PFX: 24 bytes from the system RNG, base64url (32 characters).
+pub fn random_password() -> Result<SecretString, CredentialError> {
+    let mut b = [0u8; 24];
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| CredentialError::new("<random>", "the system random generator failed", ""))?;
+    Ok(SecretString::from(URL_SAFE_NO_PAD.encode(b)))
 }
 
 /// Writes a PFX with one key and its certificate.

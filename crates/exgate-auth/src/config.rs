@@ -138,8 +138,9 @@ pub struct AuthSettings {
     pub renew_ahead_secs: Option<u64>,
     /// Persistent store.
     pub store: Option<StoreSettings>,
+    /// Where these settings came from (`FILE`, `environment`, `flags`), for error messages.
     #[serde(skip)]
-    source: String,
+    pub source: String,
 }
 
 macro_rules! overlay {

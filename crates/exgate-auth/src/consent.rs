@@ -76,12 +76,19 @@ pub fn consent_outcome(params: &RedirectParams, expected_state: Option<&str>) ->
     }
 }
 
-/// One claim of a JWT, decoded without verification (display only).
-pub fn jwt_claim(jwt: &str, claim: &str) -> Option<String> {
+/// The claims of a JWT, decoded without verification (display only).
+pub fn jwt_claims(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
     let payload = jwt.split('.').nth(1)?;
     let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    match v.get(claim)? {
+    match serde_json::from_slice(&bytes).ok()? {
+        serde_json::Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// One claim of a JWT, decoded without verification (display only).
+pub fn jwt_claim(jwt: &str, claim: &str) -> Option<String> {
+    match jwt_claims(jwt)?.get(claim)? {
         serde_json::Value::String(s) => Some(s.clone()),
         other => Some(other.to_string()),
     }

@@ -43,14 +43,15 @@ pub use assertion::{AssertionAlgorithm, AssertionClaims, AssertionOptions, build
 pub use authority::{Authority, EndpointVersion, OpenIdConfiguration, PUBLIC_CLOUD_HOST};
 pub use cache::{CacheKey, CachePolicy, Clock, TokenCache, system_clock};
 pub use certificate::{
-    CertificateInfo, ClientCertificate, GeneratedCertificate, generate_self_signed, write_pfx,
+    CertificateInfo, ClientCertificate, GeneratedCertificate, generate_self_signed,
+    load_certificate_info, random_password, write_pfx,
 };
 pub use client::{
     ClientAuth, DEVICE_CODE_GRANT, DeviceCodeInfo, Grant, HttpOptions, JWT_BEARER, RetryPolicy,
     Target, TokenClient, TokenResponse, build_http_client, parse_token_response,
 };
 pub use config::{AuthSettings, FlowKind, StoreSettings};
-pub use consent::{ConsentOutcome, admin_consent_url, consent_outcome, jwt_claim};
+pub use consent::{ConsentOutcome, admin_consent_url, consent_outcome, jwt_claim, jwt_claims};
 pub use error::{
     AuthError, ConfigError, CredentialError, EntraError, StoreError, TransportKind, aadsts_codes_in,
 };
@@ -63,3 +64,12 @@ pub use loopback::{RedirectListener, RedirectParams};
 pub use provider::{Credential, ProviderConfig, TokenProvider, TokenSource, is_guid};
 pub use store::{STORE_KEY_ENV, StoreKey, StoredToken, TokenStore, write_atomic_private};
 pub use token::{AccessToken, TokenRequest, unix_now};
+
+/// Re-exports of the crates whose types appear in this API.
+pub mod reexports {
+    pub use secrecy;
+    pub use time;
+    pub use url;
+}
+pub use secrecy::{ExposeSecret, SecretString};
+pub use url::Url;

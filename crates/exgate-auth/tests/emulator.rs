@@ -896,3 +896,48 @@ async fn hma_token_for_on_prem_host() {
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn cert_new_show_register_token_get_round_trip() {
+    // What `exgate cert new`, `cert show` and `token get --profile` do, through the same calls.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pw = exgate_auth::random_password().expect("password");
+    let generated =
+        generate_self_signed("CN=round-trip,O=Example", 3072, 90, &pw).expect("cert new");
+    let cert_path = dir.path().join("app.cert.pem");
+    let pfx_path = dir.path().join("app.pfx");
+    std::fs::write(&cert_path, &generated.cert_pem).expect("write cert");
+    exgate_auth::write_atomic_private(&pfx_path, &generated.pfx).expect("write pfx");
+    let shown = exgate_auth::load_certificate_info(&cert_path, None).expect("cert show");
+    assert_eq!(shown.sha1_hex, generated.info.sha1_hex);
+    assert_eq!(shown.key_bits, Some(3072));
+    // Register the certificate in a scenario, as an admin would upload it.
+    let setup = Setup {
+        extra_certs: vec![std::fs::read_to_string(&cert_path).expect("read")],
+        ..Setup::default()
+    };
+    let emu = start(&setup, EmulatorOptions::default()).await;
+    let profile = format!(
+        "tenant = \"contoso.com\"\nclient_id = \"{DAEMON}\"\nauthority_host = \"{}\"\ncertificate_path = {:?}\ncertificate_password = \"{}\"\nassertion_algorithm = \"PS256\"\n",
+        emu.base_url(),
+        pfx_path.display().to_string(),
+        pw.expose_secret(),
+    );
+    let settings = exgate_auth::AuthSettings::from_toml_str(&profile, Path::new("daemon.toml"))
+        .expect("profile");
+    let cfg = settings
+        .into_provider_config(Arc::new(|_| {}), Arc::new(|_| {}))
+        .expect("config");
+    assert_eq!(cfg.credential.flow_name(), "certificate");
+    let t = TokenProvider::new(cfg)
+        .expect("provider")
+        .token(&TokenRequest::exchange_online())
+        .await
+        .expect("token get");
+    assert_eq!(jwt_claim(t.secret(), "appidacr").as_deref(), Some("2"));
+    assert_eq!(
+        jwt_claim(t.secret(), "roles").as_deref(),
+        Some("[\"full_access_as_app\"]")
+    );
+    emu.shutdown().await;
+}

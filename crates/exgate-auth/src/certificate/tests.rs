@@ -162,6 +162,24 @@ fn refuses_weak_key_sizes_and_bad_subjects() {
 }
 
 #[test]
+fn certificate_info_from_pem_der_and_pfx() {
+    let pem = load_certificate_info(&fixture("cert.pem"), None).expect("pem");
+    assert_eq!(pem.sha1_hex, FIXTURE_SHA1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let der_path = dir.path().join("c.cer");
+    std::fs::write(&der_path, STANDARD.decode(&pem.der_base64).expect("b64")).expect("write");
+    assert_eq!(
+        load_certificate_info(&der_path, None)
+            .expect("der")
+            .sha1_hex,
+        FIXTURE_SHA1
+    );
+    let pfx = load_certificate_info(&fixture("legacy.pfx"), Some(&pass())).expect("pfx");
+    assert_eq!(pfx.sha1_hex, FIXTURE_SHA1);
+    assert!(load_certificate_info(&fixture("legacy.pfx"), None).is_err());
+}
+
+#[test]
 fn key_credential_shape() {
     let c =
         ClientCertificate::from_file(&fixture("cert.pem"), Some(&fixture("key-pkcs8.pem")), None)
