@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod live;
 mod model;
 mod probe;
 pub mod project;

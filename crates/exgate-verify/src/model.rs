@@ -121,6 +121,9 @@ impl Status {
 pub struct Cause {
     /// Stable cause id, e.g. `invalid_client_secret`.
     pub id: String,
+    /// The catalog entry that matched (finer than the cause), when known.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub entry: String,
     /// Confidence between 0 and 1; causes are listed most likely first.
     pub confidence: f64,
     /// One-line title.
@@ -131,9 +134,9 @@ pub struct Cause {
     /// The evidence items that point to this cause.
     #[serde(default)]
     pub evidence: Vec<String>,
-    /// How to fix it.
+    /// How to fix it, step by step.
     #[serde(default)]
-    pub fix: String,
+    pub fix: Vec<String>,
     /// Documentation links.
     #[serde(default)]
     pub references: Vec<String>,

@@ -84,8 +84,8 @@ pub struct CauseGroup {
     pub id: String,
     /// Title.
     pub title: String,
-    /// The fix.
-    pub fix: String,
+    /// The fix, step by step.
+    pub fix: Vec<String>,
     /// Documentation links.
     pub references: Vec<String>,
     /// Failed mailboxes.
@@ -157,7 +157,7 @@ impl Report {
                     .map(|c| c.title.clone())
                     .unwrap_or_else(|| "No cause could be named".to_owned()),
                 fix: cause.map(|c| c.fix.clone()).unwrap_or_else(|| {
-                    "Run `exgate explain` on the evidence, or re-run with -vv".to_owned()
+                    vec!["Run `exgate explain` on the evidence, or re-run with -vv".to_owned()]
                 }),
                 references: cause.map(|c| c.references.clone()).unwrap_or_default(),
                 failed: Vec::new(),

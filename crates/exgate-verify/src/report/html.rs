@@ -183,7 +183,7 @@ pub fn render_html(report: &Report) -> String {
             title = escape(&g.title),
             f = g.failed.len(),
             b = g.blocked.len(),
-            fix = escape(&g.fix),
+            fix = escape(&g.fix.join("\n")),
         );
         for r in &g.references {
             let _ = write!(out, r#"<p class="muted">see: {}</p>"#, escape(r));

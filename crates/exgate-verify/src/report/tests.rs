@@ -10,7 +10,8 @@ fn cause(id: &str, fix: &str) -> Cause {
         title: format!("Title {id}"),
         explanation: "because".into(),
         evidence: vec!["AADSTS7000215".into()],
-        fix: fix.into(),
+        entry: String::new(),
+        fix: vec![fix.into()],
         references: vec!["https://learn.microsoft.com/x".into()],
     }
 }
@@ -145,7 +146,10 @@ fn totals_and_groups() {
         g.blocked,
         vec!["b@contoso.com -> b@fabrikam.com".to_owned()]
     );
-    assert_eq!(g.fix, "Create a new secret; copy its Value");
+    assert_eq!(
+        g.fix,
+        vec!["Create a new secret; copy its Value".to_owned()]
+    );
     assert_eq!(
         s.causes[0],
         CauseCount {

@@ -84,7 +84,7 @@ pub fn render_text(report: &Report) -> String {
             g.failed.len(),
             g.blocked.len()
         );
-        for (i, line) in g.fix.lines().enumerate() {
+        for (i, line) in g.fix.iter().flat_map(|s| s.lines()).enumerate() {
             let lead = if i == 0 { "  fix: " } else { "       " };
             let _ = writeln!(out, "{lead}{line}");
         }

@@ -20,7 +20,8 @@ fn cause(id: &str) -> Cause {
         title: format!("title of {id}"),
         explanation: String::new(),
         evidence: Vec::new(),
-        fix: format!("fix for {id}"),
+        entry: String::new(),
+        fix: vec![format!("fix for {id}")],
         references: Vec::new(),
     }
 }

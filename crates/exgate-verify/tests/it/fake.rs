@@ -27,7 +27,8 @@ pub fn cause(id: &str) -> Cause {
         title: format!("title of {id}"),
         explanation: "explained".into(),
         evidence: vec!["seen".into()],
-        fix: format!("fix for {id}"),
+        entry: String::new(),
+        fix: vec![format!("fix for {id}")],
         references: vec![],
     }
 }

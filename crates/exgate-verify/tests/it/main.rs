@@ -4,5 +4,6 @@
 mod backends;
 mod fake;
 mod html;
+mod live;
 mod rerun;
 mod store;

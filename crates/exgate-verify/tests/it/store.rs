@@ -18,7 +18,8 @@ fn result(item: &LineItem, status: Status) -> MailboxResult {
             title: "No mailbox".into(),
             explanation: "ErrorNonExistentMailbox".into(),
             evidence: vec!["ErrorNonExistentMailbox".into()],
-            fix: "Check the address".into(),
+            entry: "ews_non_existent_mailbox".into(),
+            fix: vec!["Check the address".into(), "Wait for provisioning".into()],
             references: vec!["https://learn.microsoft.com/".into()],
         }]
     } else {

@@ -1,0 +1,654 @@
+//! The live prober: `exgate-auth` for tokens, `exgate-mail` for Autodiscover, EWS and Graph,
+//! `exgate-diagnose` for the causes of every failure.
+//!
+//! - Token: one [`TokenProvider`] per endpoint (OAuth modes); the runner asks once per
+//!   [`TokenKey`], and the credentials handed to the mail clients draw from the provider's
+//!   single-flight cache, which renews tokens ahead of expiry during long runs.
+//! - Basic: nothing to acquire; the credentials are checked by the first mailbox call.
+//! - A failure is turned into diagnose evidence (status, headers, body excerpt, URL, mailbox,
+//!   auth mode) and ranked. Token failures and causes that concern the whole app or tenant
+//!   (bad secret, missing consent, missing permission, unreachable host, …) are endpoint-wide;
+//!   the rest belong to the mailbox.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exgate_auth::{
+    AssertionOptions, AuthError, Authority, ClientAuth, ClientCertificate, Credential,
+    EndpointVersion, HttpOptions, PUBLIC_CLOUD_HOST, ProviderConfig, TokenProvider, TokenRequest,
+};
+use exgate_mail::autodiscover::AutodiscoverClient;
+use exgate_mail::ews::ConnectingSid;
+use exgate_mail::{
+    Anonymous, Basic, Bearer, BoxError, BoxFuture, Credentials, ErrorKind, HttpClient,
+    HttpClientBuilder, MailEndpoint, MailError, open_mailbox,
+};
+use secrecy::SecretString;
+use url::Url;
+
+use crate::model::{Cause, Evidence, Side};
+use crate::probe::{FailureScope, Prober, Resolved, StepFailure, StepOutput, Target, TokenKey};
+use crate::project::{Api, AuthProfile, Discovery, Endpoint, EndpointKind, Project};
+
+/// Settings of the live prober.
+#[derive(Debug, Clone)]
+pub struct LiveOptions {
+    /// An extra trusted root CA in PEM (an emulator's or a private CA).
+    pub extra_root_pem: Option<Vec<u8>>,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Accept plain-http Autodiscover redirects (test beds only).
+    pub allow_http: bool,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        Self {
+            extra_root_pem: None,
+            timeout: Duration::from_secs(30),
+            allow_http: false,
+        }
+    }
+}
+
+/// The live prober could not be set up (nothing was sent).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    /// An endpoint's credentials could not be turned into a token provider.
+    #[error("{side} endpoint: {message}")]
+    Setup {
+        /// Which side.
+        side: Side,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+/// The resource Graph tokens are requested for.
+const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
+
+/// Causes that concern the app, the tenant or the server rather than one mailbox.
+const ENDPOINT_CAUSES: &[&str] = &[
+    "wrong_client_id",
+    "app_not_in_tenant",
+    "app_disabled",
+    "invalid_client_secret",
+    "expired_client_secret",
+    "certificate_not_registered",
+    "thumbprint_header_mismatch",
+    "assertion_invalid",
+    "clock_skew",
+    "secret_instead_of_certificate",
+    "client_not_authenticating",
+    "tenant_not_specified",
+    "tenant_not_found",
+    "malformed_authority_url",
+    "invalid_scope",
+    "resource_not_found",
+    "missing_admin_consent",
+    "basic_auth_disabled",
+    "missing_application_permission",
+    "missing_permission",
+    "delegated_instead_of_application",
+    "graph_permission_instead_of_ews",
+    "wrong_audience",
+    "ssl_offloading",
+    "spn_missing",
+    "oauth_not_enabled_onprem",
+    "partner_app_apponly_permissions_missing",
+    "tenant_restrictions_blocked",
+    "ews_useragent_allowlist_block",
+    "tls_untrusted",
+    "network_unreachable",
+];
+
+struct SideLive {
+    provider: Option<TokenProvider>,
+}
+
+/// Reaches real (or emulated) Entra ID and Exchange.
+pub struct LiveProber {
+    http: HttpClient,
+    sides: [SideLive; 2],
+    allow_http: bool,
+}
+
+impl std::fmt::Debug for LiveProber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveProber")
+            .field("source", &self.sides[0].provider)
+            .field("destination", &self.sides[1].provider)
+            .finish()
+    }
+}
+
+fn idx(side: Side) -> usize {
+    match side {
+        Side::Source => 0,
+        Side::Destination => 1,
+    }
+}
+
+fn secret(s: &crate::Secret) -> SecretString {
+    SecretString::from(s.expose().to_owned())
+}
+
+fn provider_for(
+    side: Side,
+    ep: &Endpoint,
+    options: &LiveOptions,
+) -> Result<Option<TokenProvider>, LiveError> {
+    let setup = |message: String| LiveError::Setup { side, message };
+    let cert = |path: &PathBuf, password: &Option<crate::Secret>| {
+        ClientCertificate::from_file(path, None, password.as_ref().map(secret).as_ref())
+            .map_err(|e| setup(format!("certificate {}: {e}", path.display())))
+    };
+    let (client_id, credential) = match &ep.auth {
+        AuthProfile::Basic { .. } => return Ok(None),
+        AuthProfile::AppSecret {
+            client_id,
+            secret: s,
+        } => (client_id, Credential::ClientSecret(secret(s))),
+        AuthProfile::AppCertificate {
+            client_id,
+            certificate,
+            certificate_password,
+        } => (
+            client_id,
+            Credential::Certificate {
+                cert: cert(certificate, certificate_password)?,
+                options: AssertionOptions::default(),
+            },
+        ),
+        AuthProfile::DelegatedRefresh {
+            client_id,
+            refresh_token,
+        } => (
+            client_id,
+            Credential::RefreshToken {
+                client: ClientAuth::Public,
+                refresh_token: secret(refresh_token),
+            },
+        ),
+        AuthProfile::Hma {
+            client_id,
+            secret: s,
+            certificate,
+            certificate_password,
+        } => match (s, certificate) {
+            (Some(s), _) => (client_id, Credential::ClientSecret(secret(s))),
+            (None, Some(c)) => (
+                client_id,
+                Credential::Certificate {
+                    cert: cert(c, certificate_password)?,
+                    options: AssertionOptions::default(),
+                },
+            ),
+            (None, None) => return Err(setup("hma needs a secret or a certificate".into())),
+        },
+    };
+    let tenant = ep
+        .tenant
+        .as_deref()
+        .ok_or_else(|| setup("the tenant is missing".into()))?;
+    let host = ep.authority_host.as_deref().unwrap_or(PUBLIC_CLOUD_HOST);
+    let authority =
+        Authority::new(host, tenant, EndpointVersion::V2).map_err(|e| setup(e.to_string()))?;
+    let mut config = ProviderConfig::new(authority, client_id.clone(), credential);
+    config.http = HttpOptions {
+        extra_root_ca_pem: options.extra_root_pem.clone(),
+        timeout: options.timeout,
+    };
+    TokenProvider::new(config)
+        .map(Some)
+        .map_err(|e| setup(e.to_string()))
+}
+
+impl LiveProber {
+    /// Builds token providers and the shared HTTP client for both endpoints of `project`.
+    pub fn new(project: &Project, options: &LiveOptions) -> Result<Self, LiveError> {
+        let mut builder = HttpClientBuilder::new().timeout(options.timeout);
+        if let Some(pem) = &options.extra_root_pem {
+            builder = builder.extra_root_pem(pem.clone());
+        }
+        let http = builder.build().map_err(|e| LiveError::Setup {
+            side: Side::Source,
+            message: format!("HTTP client: {e}"),
+        })?;
+        let side = |s: Side| -> Result<SideLive, LiveError> {
+            Ok(SideLive {
+                provider: provider_for(s, project.endpoint(s), options)?,
+            })
+        };
+        Ok(Self {
+            http,
+            sides: [side(Side::Source)?, side(Side::Destination)?],
+            allow_http: options.allow_http,
+        })
+    }
+
+    fn side(&self, side: Side) -> &SideLive {
+        &self.sides[idx(side)]
+    }
+
+    fn is_app_only(ep: &Endpoint) -> bool {
+        matches!(
+            ep.auth,
+            AuthProfile::AppSecret { .. }
+                | AuthProfile::AppCertificate { .. }
+                | AuthProfile::Hma { .. }
+        )
+    }
+
+    fn token_request(ep: &Endpoint, resolved: &Resolved) -> TokenRequest {
+        match (ep.kind, ep.api) {
+            (EndpointKind::ExchangeOnline, Api::Graph) => {
+                TokenRequest::resource_default(GRAPH_RESOURCE)
+            }
+            (EndpointKind::ExchangeOnline, Api::Ews) => TokenRequest::exchange_online(),
+            (EndpointKind::ExchangeOnprem, _) => match Url::parse(&resolved.url) {
+                Ok(url) => exgate_auth::on_prem_request(
+                    &url,
+                    matches!(ep.auth, AuthProfile::DelegatedRefresh { .. }),
+                ),
+                Err(_) => TokenRequest::exchange_online(),
+            },
+        }
+    }
+
+    fn mail_endpoint(target: &Target, resolved: &Resolved) -> Result<MailEndpoint, StepFailure> {
+        let ep = &target.endpoint;
+        if ep.api == Api::Graph {
+            return Ok(MailEndpoint::Graph {
+                base: resolved.url.clone(),
+            });
+        }
+        let url = Url::parse(&resolved.url).map_err(|e| {
+            StepFailure::endpoint(
+                format!("the EWS URL {} is not valid: {e}", resolved.url),
+                Evidence {
+                    url: Some(resolved.url.clone()),
+                    message: e.to_string(),
+                    ..Evidence::default()
+                },
+                Vec::new(),
+            )
+        })?;
+        let impersonate = Self::is_app_only(ep)
+            || matches!(
+                ep.auth,
+                AuthProfile::Basic {
+                    impersonation: true,
+                    ..
+                }
+            ) && target.credentials.is_none();
+        Ok(MailEndpoint::Ews {
+            url,
+            impersonation: impersonate
+                .then(|| ConnectingSid::PrimarySmtpAddress(target.address.clone())),
+            server_version: None,
+        })
+    }
+
+    fn basic_credentials(target: &Target) -> Option<Arc<dyn Credentials>> {
+        if let Some(c) = &target.credentials {
+            return Some(Arc::new(Basic::new(
+                c.username.clone(),
+                secret(&c.password),
+            )));
+        }
+        match &target.endpoint.auth {
+            AuthProfile::Basic {
+                username, password, ..
+            } => Some(Arc::new(Basic::new(username.clone(), secret(password)))),
+            _ => None,
+        }
+    }
+}
+
+/// Hands tokens from the provider's cache to the mail clients.
+struct ProviderSource {
+    provider: TokenProvider,
+    request: TokenRequest,
+}
+
+impl std::fmt::Debug for ProviderSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderSource")
+            .field("provider", &self.provider)
+            .field("scopes", &self.request.scopes)
+            .finish()
+    }
+}
+
+impl exgate_mail::TokenSource for ProviderSource {
+    fn token<'a>(
+        &'a self,
+        _target: &'a exgate_mail::Target,
+    ) -> BoxFuture<'a, Result<SecretString, BoxError>> {
+        Box::pin(async move {
+            let t = self.provider.token(&self.request).await?;
+            Ok(SecretString::from(t.secret().to_owned()))
+        })
+    }
+}
+
+fn convert_causes(d: exgate_diagnose::Diagnosis) -> Vec<Cause> {
+    d.causes
+        .into_iter()
+        .map(|c| Cause {
+            id: c.id,
+            entry: c.entry,
+            confidence: f64::from(c.confidence),
+            title: c.title,
+            explanation: c.explanation,
+            evidence: c.evidence,
+            fix: c.fix,
+            references: c.references,
+        })
+        .collect()
+}
+
+/// Headers worth keeping in a report.
+const KEPT_HEADERS: &[&str] = &[
+    "www-authenticate",
+    "x-ms-diagnostics",
+    "retry-after",
+    "request-id",
+    "client-request-id",
+    "x-ms-ags-diagnostic",
+    "x-feserver",
+    "x-beserver",
+];
+
+fn scope_for(target: &Target, causes: &[Cause], transport: bool) -> FailureScope {
+    if transport {
+        return FailureScope::Endpoint;
+    }
+    if target.credentials.is_some() {
+        return FailureScope::Mailbox;
+    }
+    match causes.first() {
+        Some(c) if ENDPOINT_CAUSES.contains(&c.id.as_str()) => FailureScope::Endpoint,
+        _ => FailureScope::Mailbox,
+    }
+}
+
+fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMode) -> StepFailure {
+    let ev = err.evidence();
+    let message = err.to_string();
+    let mut d = match ev.status {
+        Some(status) => exgate_diagnose::Evidence::from_http_response(
+            status,
+            ev.headers.iter().map(|(k, v)| (k.clone(), v.clone())),
+            ev.body_excerpt.clone().unwrap_or_default(),
+        ),
+        None => exgate_diagnose::Evidence::from_text(&message),
+    };
+    if let Some(url) = &ev.url {
+        d = d.with_url(url.clone());
+    }
+    d = d
+        .with_mailbox(target.address.clone())
+        .with_auth(auth)
+        .app_only(LiveProber::is_app_only(&target.endpoint))
+        .with_environment(match target.endpoint.kind {
+            EndpointKind::ExchangeOnline => exgate_diagnose::Environment::ExchangeOnline,
+            EndpointKind::ExchangeOnprem => exgate_diagnose::Environment::OnPremises,
+        });
+    if let Some(code) = ev.service_code() {
+        d = d.with_ews_error(code, message.clone());
+    }
+    if ev.status.is_some() {
+        d = d.with_text(&message);
+    }
+    let causes = convert_causes(exgate_diagnose::diagnose(&d));
+    let mut headers = BTreeMap::new();
+    for (k, v) in &ev.headers {
+        let lk = k.to_ascii_lowercase();
+        if KEPT_HEADERS.contains(&lk.as_str()) {
+            headers.insert(lk, v.clone());
+        }
+    }
+    let mut facts = BTreeMap::new();
+    if let Some(op) = &ev.operation {
+        facts.insert("operation".to_owned(), op.clone());
+    }
+    if let Some(mode) = &ev.auth_mode {
+        facts.insert("auth_mode".to_owned(), mode.clone());
+    }
+    if let Some(t) = &ev.transport_message {
+        facts.insert("transport".to_owned(), t.clone());
+    }
+    if ev.attempts > 1 {
+        facts.insert("attempts".to_owned(), ev.attempts.to_string());
+    }
+    let transport = matches!(err.kind(), ErrorKind::Transport);
+    let scope = scope_for(target, &causes, transport);
+    let failure = StepFailure {
+        error: message.clone(),
+        evidence: Box::new(Evidence {
+            url: ev.url.clone(),
+            status: ev.status,
+            code: ev.service_code().map(str::to_owned),
+            message,
+            headers,
+            facts,
+        }),
+        causes,
+        scope,
+        retry_after: None,
+    };
+    if matches!(err.kind(), ErrorKind::Throttled) {
+        let wait = ev
+            .header("retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .unwrap_or(Duration::from_secs(5));
+        failure.throttled(wait)
+    } else {
+        failure
+    }
+}
+
+fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure {
+    let message = err.to_string();
+    let mut facts = BTreeMap::new();
+    let (d, status, code) = match err {
+        AuthError::Entra { status, body } => {
+            if !body.trace_id.is_empty() {
+                facts.insert("trace_id".to_owned(), body.trace_id.clone());
+            }
+            if !body.correlation_id.is_empty() {
+                facts.insert("correlation_id".to_owned(), body.correlation_id.clone());
+            }
+            let json = serde_json::to_string(body.as_ref()).unwrap_or_default();
+            (
+                exgate_diagnose::Evidence::from_http_response(
+                    *status,
+                    [("Content-Type", "application/json")],
+                    json,
+                ),
+                Some(*status),
+                body.error_codes.first().map(|c| format!("AADSTS{c}")),
+            )
+        }
+        AuthError::Http { status, .. } => (
+            exgate_diagnose::Evidence::from_text(&message),
+            Some(*status),
+            None,
+        ),
+        _ => (exgate_diagnose::Evidence::from_text(&message), None, None),
+    };
+    let d = d
+        .with_mailbox(target.address.clone())
+        .app_only(LiveProber::is_app_only(&target.endpoint));
+    let d = match &target.endpoint.tenant {
+        Some(t) => {
+            let mut d = d;
+            d.attempt.tenant = Some(t.clone());
+            d
+        }
+        None => d,
+    };
+    let causes = convert_causes(exgate_diagnose::diagnose(&d));
+    facts.insert("resource".to_owned(), key.resource.clone());
+    let transient = err.is_transient();
+    let evidence = Evidence {
+        url: None,
+        status,
+        code,
+        message: message.clone(),
+        headers: BTreeMap::new(),
+        facts,
+    };
+    let failure = if target.credentials.is_some() {
+        StepFailure::mailbox(message, evidence, causes)
+    } else {
+        StepFailure::endpoint(message, evidence, causes)
+    };
+    if transient {
+        failure.throttled(Duration::from_secs(2))
+    } else {
+        failure
+    }
+}
+
+fn auth_mode(target: &Target) -> exgate_diagnose::AuthMode {
+    if target.credentials.is_some() || matches!(target.endpoint.auth, AuthProfile::Basic { .. }) {
+        exgate_diagnose::AuthMode::Basic
+    } else {
+        exgate_diagnose::AuthMode::Bearer
+    }
+}
+
+impl Prober for LiveProber {
+    type Token = Arc<dyn Credentials>;
+
+    async fn resolve(&self, target: &Target) -> Result<Resolved, StepFailure> {
+        let origin = match &target.endpoint.discovery {
+            Discovery::Explicit(url) => return Ok(Resolved { url: url.clone() }),
+            Discovery::Autodiscover(origin) => origin.clone(),
+        };
+        let creds: Arc<dyn Credentials> =
+            Self::basic_credentials(target).unwrap_or_else(|| Arc::new(Anonymous));
+        let mut client =
+            AutodiscoverClient::new(self.http.clone(), creds).allow_http(self.allow_http);
+        if let Some(o) = origin {
+            match Url::parse(&o) {
+                Ok(u) => client = client.with_origins(vec![u]),
+                Err(e) => {
+                    return Err(StepFailure::endpoint(
+                        format!("the Autodiscover URL {o} is not valid: {e}"),
+                        Evidence::default(),
+                        Vec::new(),
+                    ));
+                }
+            }
+        }
+        match client.discover(&target.address).await {
+            Ok(found) => Ok(Resolved { url: found.ews_url }),
+            Err(e) => {
+                let mut f = mail_failure(&e, target, auth_mode(target));
+                // Autodiscover answers per address; an unreachable host is still endpoint-wide.
+                if !matches!(e.kind(), ErrorKind::Transport) {
+                    f.scope = FailureScope::Mailbox;
+                }
+                Err(f)
+            }
+        }
+    }
+
+    fn token_key(&self, target: &Target, resolved: &Resolved) -> TokenKey {
+        let ep = &target.endpoint;
+        let request = Self::token_request(ep, resolved);
+        TokenKey {
+            side: target.side,
+            tenant: ep.tenant.clone().unwrap_or_default().to_ascii_lowercase(),
+            resource: request.scopes.join(" "),
+            principal: target.credentials.as_ref().map(|c| c.username.clone()),
+        }
+    }
+
+    async fn acquire_token(
+        &self,
+        target: &Target,
+        key: &TokenKey,
+    ) -> Result<Arc<dyn Credentials>, StepFailure> {
+        if let Some(basic) = Self::basic_credentials(target) {
+            return Ok(basic);
+        }
+        let Some(provider) = &self.side(target.side).provider else {
+            return Err(StepFailure::endpoint(
+                "no credentials for this endpoint",
+                Evidence::default(),
+                Vec::new(),
+            ));
+        };
+        let request = TokenRequest::scopes(key.resource.split(' ').map(str::to_owned));
+        match provider.token(&request).await {
+            Ok(_) => Ok(Arc::new(Bearer::new(Arc::new(ProviderSource {
+                provider: provider.clone(),
+                request,
+            })))),
+            Err(e) => Err(auth_failure(&e, target, key)),
+        }
+    }
+
+    async fn open(
+        &self,
+        target: &Target,
+        resolved: &Resolved,
+        token: &Arc<dyn Credentials>,
+    ) -> Result<StepOutput, StepFailure> {
+        let ep = Self::mail_endpoint(target, resolved)?;
+        let mb = open_mailbox(&ep, &self.http, token.clone(), &target.address)
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        let info = mb
+            .open()
+            .await
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        let mut detail = info.display_name.unwrap_or_else(|| info.address.clone());
+        if let Some(v) = info.server_version {
+            detail.push_str(&format!(" (Exchange {v})"));
+        }
+        Ok(StepOutput::detail(detail))
+    }
+
+    async fn inbox_count(
+        &self,
+        target: &Target,
+        resolved: &Resolved,
+        token: &Arc<dyn Credentials>,
+    ) -> Result<StepOutput, StepFailure> {
+        let ep = Self::mail_endpoint(target, resolved)?;
+        let mb = open_mailbox(&ep, &self.http, token.clone(), &target.address)
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        let n = mb
+            .inbox_count()
+            .await
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        Ok(StepOutput {
+            detail: Some(format!("Inbox: {n} items")),
+            item_count: Some(n),
+        })
+    }
+
+    async fn write_probe(
+        &self,
+        target: &Target,
+        resolved: &Resolved,
+        token: &Arc<dyn Credentials>,
+    ) -> Result<StepOutput, StepFailure> {
+        let ep = Self::mail_endpoint(target, resolved)?;
+        let mb = open_mailbox(&ep, &self.http, token.clone(), &target.address)
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        mb.write_probe()
+            .await
+            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        Ok(StepOutput::detail("created and deleted a draft in Drafts"))
+    }
+}

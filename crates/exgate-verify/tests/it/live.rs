@@ -1,0 +1,210 @@
+//! The live prober against the Entra ID emulator: real token requests, real AADSTS answers,
+//! diagnosed causes, one fault per endpoint and the rest blocked.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_verify::live::{LiveOptions, LiveProber};
+use exgate_verify::{NoProgress, Side, Status, StepName, VerifyOptions, verify_project};
+use tokio::sync::watch;
+
+const SCENARIO: &str = r#"
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.onmicrosoft.com", "fabrikam.com"]
+
+[[tenants.consent]]
+app = "Fabrikam sync service"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+
+[[applications]]
+client_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+name = "Fabrikam sync service"
+home_tenant = "fabrikam"
+
+[[applications.secrets]]
+value = "good-secret-2099"
+expires = "2099-12-31"
+
+[[applications.secrets]]
+value = "old-secret-2024"
+expires = "2024-12-31"
+
+[[applications.permissions]]
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+"#;
+
+async fn emulator() -> Emulator {
+    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("live-test.toml")).unwrap();
+    Emulator::start(scenario, EmulatorOptions::default())
+        .await
+        .unwrap()
+}
+
+/// A loopback port nobody listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn project(authority: &str, secret: &str, n: usize) -> exgate_verify::Project {
+    let graph = format!("http://127.0.0.1:{}/v1.0", closed_port());
+    let mut text = format!(
+        r#"name = "live"
+[source]
+kind = "exchange-online"
+api = "graph"
+url = "{graph}"
+tenant = "fabrikam.com"
+authority_host = "{authority}"
+[source.auth]
+mode = "app-secret"
+client_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+secret = "good-secret-2099"
+
+[destination]
+kind = "exchange-online"
+api = "graph"
+url = "{graph}"
+tenant = "fabrikam.com"
+authority_host = "{authority}"
+[destination.auth]
+mode = "app-secret"
+client_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+secret = "{secret}"
+"#
+    );
+    for i in 0..n {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"user{i}@fabrikam.com\"\n"
+        ));
+    }
+    exgate_verify::project::parse(
+        &text,
+        Path::new("live.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap()
+}
+
+async fn verify(
+    emu: &Emulator,
+    secret: &str,
+    n: usize,
+) -> (
+    exgate_verify::report::Report,
+    exgate_verify::store::Store,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+        &dir.path().join("live.sqlite"),
+    ))
+    .await
+    .unwrap();
+    let project = project(emu.base_url(), secret, n);
+    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let report = verify_project(
+        prober,
+        &project,
+        &store,
+        &VerifyOptions::default(),
+        cancel,
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
+    (report, store, dir)
+}
+
+#[tokio::test]
+async fn wrong_secret_is_one_diagnosed_fault_and_the_rest_blocked() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let emu = emulator().await;
+    let (report, store, _dir) = verify(&emu, "not-the-secret", 25).await;
+    let dest = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Destination)
+        .expect("a destination fault");
+    assert_eq!(dest.step, StepName::Token);
+    assert_eq!(
+        dest.evidence.code.as_deref(),
+        Some("AADSTS7000215"),
+        "{dest:?}"
+    );
+    assert_eq!(
+        dest.causes[0].id, "invalid_client_secret",
+        "{:?}",
+        dest.causes
+    );
+    assert!(!dest.causes[0].fix.is_empty());
+    // Reported once; every other destination is blocked, never sent to Entra again.
+    let failed_dest_tokens = report
+        .mailboxes
+        .iter()
+        .flat_map(|m| &m.steps)
+        .filter(|s| {
+            s.endpoint == Side::Destination
+                && s.name == StepName::Token
+                && s.status == Status::Failed
+        })
+        .count();
+    assert_eq!(failed_dest_tokens, 1);
+    let blocked_dest = report
+        .mailboxes
+        .iter()
+        .flat_map(|m| &m.steps)
+        .filter(|s| s.endpoint == Side::Destination && s.status == Status::Blocked)
+        .count();
+    assert_eq!(blocked_dest, 24);
+    // The source side got its token once (shared) and failed to reach Graph: one network fault.
+    let src = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Source)
+        .expect("a source fault");
+    assert_eq!(src.step, StepName::Open);
+    assert!(
+        src.causes.iter().any(|c| c.id == "network_unreachable"),
+        "{:?}",
+        src.causes
+    );
+    // Tokens: one for the source, a handful of failed attempts for the destination at most.
+    let requests = emu.stats().token_requests;
+    assert!(
+        requests <= 1 + 8 + 1,
+        "{requests} token requests for 25 mailboxes"
+    );
+    // Secrets never reach the report.
+    let json = report.to_json();
+    assert!(!json.contains("not-the-secret") && !json.contains("good-secret-2099"));
+    store.close().await;
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn expired_secret_is_named() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let emu = emulator().await;
+    let (report, store, _dir) = verify(&emu, "old-secret-2024", 3).await;
+    let dest = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Destination)
+        .expect("a destination fault");
+    assert_eq!(
+        dest.causes[0].id, "expired_client_secret",
+        "{:?}",
+        dest.causes
+    );
+    assert_eq!(report.summary.ok, 0);
+    store.close().await;
+    emu.shutdown().await;
+}
