@@ -736,3 +736,46 @@ async fn hybrid_exchange_url_gets_an_exchange_token_with_that_audience() {
     .await;
     assert_eq!(code(&other), 500011);
 }
+
+#[tokio::test]
+async fn prompt_admin_consent_on_authorize_grants_and_returns_a_code_in_the_query() {
+    let cert = TestCert::new("c");
+    let emu = start(&cert).await;
+    let authorize_url = format!("{}/fabrikam.com/oauth2/v2.0/authorize", emu.base_url());
+    let form = [
+        ("client_id", DAEMON),
+        ("response_type", "code"),
+        ("redirect_uri", REDIRECT),
+        ("scope", "openid profile"),
+        ("state", "s1"),
+        ("prompt", "admin_consent"),
+        ("username", "admin@fabrikam.com"),
+        ("password", "fab-admin-pw"),
+    ];
+    let resp = client()
+        .post(&authorize_url)
+        .form(&form)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status().as_u16(), 302);
+    let loc = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(loc.starts_with(&format!("{REDIRECT}?code=0.")), "{loc}");
+    assert!(loc.contains("&state=s1&"), "{loc}");
+    let (status, body) = post_form(
+        &token_url(&emu, FABRIKAM),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DAEMON),
+            ("client_secret", SECRET),
+            ("scope", EXO_DEFAULT),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "consent recorded: {body}");
+}
