@@ -114,6 +114,41 @@ impl TokenSource for StaticToken {
     }
 }
 
+/// A [`TokenSource`] from an async closure, e.g. around another crate's token provider:
+///
+/// ```
+/// use exgate_mail::credentials::{BoxError, FnTokenSource, Target};
+/// use secrecy::SecretString;
+/// let source = FnTokenSource::new(|target: Target| async move {
+///     let _audience = target.origin; // pick the scope from the target
+///     Ok::<_, BoxError>(SecretString::from("token"))
+/// });
+/// ```
+pub struct FnTokenSource<F>(F);
+
+impl<F> FnTokenSource<F> {
+    /// Wraps `f`, called once per request with the request's [`Target`].
+    pub fn new(f: F) -> Self {
+        FnTokenSource(f)
+    }
+}
+
+impl<F> fmt::Debug for FnTokenSource<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("FnTokenSource")
+    }
+}
+
+impl<F, Fut> TokenSource for FnTokenSource<F>
+where
+    F: Fn(Target) -> Fut + Send + Sync,
+    Fut: Future<Output = Result<SecretString, BoxError>> + Send + 'static,
+{
+    fn token<'a>(&'a self, target: &'a Target) -> BoxFuture<'a, Result<SecretString, BoxError>> {
+        Box::pin((self.0)(target.clone()))
+    }
+}
+
 /// `Authorization: Bearer <token>` with tokens from a [`TokenSource`].
 #[derive(Debug, Clone)]
 pub struct Bearer {
@@ -260,6 +295,29 @@ mod tests {
         }
         assert_eq!(format!("{h2:?}"), "AuthHeader(Bearer [REDACTED])");
         assert!(format!("{basic:?}").contains("user@example.com"));
+    }
+
+    #[tokio::test]
+    async fn fn_token_source_sees_the_target_and_its_errors_propagate() {
+        let src = FnTokenSource::new(|t: Target| async move {
+            if t.origin.contains("graph") {
+                Ok(SecretString::from("graph-token"))
+            } else {
+                Err::<SecretString, BoxError>("no token for this resource".into())
+            }
+        });
+        let bearer = Bearer::new(Arc::new(src));
+        let graph = Target {
+            protocol: Protocol::Graph,
+            origin: "https://graph.microsoft.com".into(),
+            mailbox: None,
+        };
+        let AuthHeader::Value(v) = bearer.authorization(&graph).await.unwrap() else {
+            panic!("bearer must send a header")
+        };
+        assert_eq!(v.expose_secret(), "Bearer graph-token");
+        let err = bearer.authorization(&target()).await.unwrap_err();
+        assert_eq!(err.to_string(), "no token for this resource");
     }
 
     #[tokio::test]

@@ -40,6 +40,9 @@ const SEGMENT: &AsciiSet = &CONTROLS
     .add(b'^')
     .add(b'|');
 
+/// Most pages followed by one listing call before giving up (a server that never ends paging).
+const MAX_PAGES: usize = 1000;
+
 /// A Graph user (`GET /users/{id|upn}`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -307,7 +310,7 @@ impl GraphClient {
     pub async fn mail_folders(&self, user: &str) -> Result<Vec<GraphFolder>, MailError> {
         let mut url = self.url(&["users", user, "mailFolders"], &[("$top", "100".into())])?;
         let mut out = Vec::new();
-        for _ in 0..1000 {
+        for _ in 0..MAX_PAGES {
             let page: RawPage<GraphFolder> =
                 self.get("GET /users/{id}/mailFolders", url, user).await?;
             out.extend(page.value);
@@ -316,7 +319,9 @@ impl GraphClient {
                 None => return Ok(out),
             }
         }
-        Ok(out)
+        Err(MailError::config(format!(
+            "mailFolders of {user} did not end after {MAX_PAGES} pages; the server keeps sending @odata.nextLink"
+        )))
     }
 
     /// One page of `GET /users/{id}/mailFolders/{folder}/messages`; pass the previous page's

@@ -8,6 +8,31 @@
 //! - [`ews::EwsClient`], [`graph::GraphClient`], [`autodiscover::AutodiscoverClient`].
 //! - [`Mailbox`]: one interface over Graph and EWS, built by [`open_mailbox`].
 //! - [`MailError`] with [`ErrorEvidence`] for the diagnosis engine.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use exgate_mail::ews::ConnectingSid;
+//! use exgate_mail::{Bearer, HttpClientBuilder, MailEndpoint, open_mailbox};
+//! use secrecy::SecretString;
+//!
+//! # async fn run() -> Result<(), exgate_mail::MailError> {
+//! let http = HttpClientBuilder::new().per_host_limit(4).build()?;
+//! let creds = Arc::new(Bearer::fixed(SecretString::from("eyJ...")));
+//! let endpoint = MailEndpoint::Ews {
+//!     url: "https://outlook.office365.com/EWS/Exchange.asmx".parse().expect("static URL"),
+//!     impersonation: Some(ConnectingSid::PrimarySmtpAddress("user@contoso.com".into())),
+//!     server_version: None,
+//! };
+//! let mailbox = open_mailbox(&endpoint, &http, creds, "user@contoso.com")?;
+//! let report = match mailbox.open().await {
+//!     Ok(info) => format!("{} is reachable ({:?})", info.address, info.server_version),
+//!     // The evidence serialises to JSON for exgate-diagnose.
+//!     Err(e) => format!("{e}\n{}", serde_json::to_string(e.evidence()).unwrap_or_default()),
+//! };
+//! # let _ = report;
+//! # Ok(())
+//! # }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -24,8 +49,8 @@ pub mod retry;
 pub mod xml;
 
 pub use credentials::{
-    Anonymous, AuthHeader, Basic, Bearer, BoxError, BoxFuture, Credentials, EmptyBearer, Protocol,
-    StaticToken, Target, TokenSource,
+    Anonymous, AuthHeader, Basic, Bearer, BoxError, BoxFuture, Credentials, EmptyBearer,
+    FnTokenSource, Protocol, StaticToken, Target, TokenSource,
 };
 pub use error::MailError;
 pub use evidence::{ErrorEvidence, ErrorKind, TransportKind};
