@@ -142,8 +142,8 @@ fn provider_for(
     options: &LiveOptions,
 ) -> Result<Option<TokenProvider>, LiveError> {
     let setup = |message: String| LiveError::Setup { side, message };
-    let cert = |path: &PathBuf, password: &Option<crate::Secret>| {
-        ClientCertificate::from_file(path, None, password.as_ref().map(secret).as_ref())
+    let cert = |path: &PathBuf, key: &Option<PathBuf>, password: &Option<crate::Secret>| {
+        ClientCertificate::from_file(path, key.as_deref(), password.as_ref().map(secret).as_ref())
             .map_err(|e| setup(format!("certificate {}: {e}", path.display())))
     };
     let (client_id, credential) = match &ep.auth {
@@ -155,11 +155,12 @@ fn provider_for(
         AuthProfile::AppCertificate {
             client_id,
             certificate,
+            key,
             certificate_password,
         } => (
             client_id,
             Credential::Certificate {
-                cert: cert(certificate, certificate_password)?,
+                cert: cert(certificate, key, certificate_password)?,
                 options: AssertionOptions::default(),
             },
         ),
@@ -177,13 +178,14 @@ fn provider_for(
             client_id,
             secret: s,
             certificate,
+            key,
             certificate_password,
         } => match (s, certificate) {
             (Some(s), _) => (client_id, Credential::ClientSecret(secret(s))),
             (None, Some(c)) => (
                 client_id,
                 Credential::Certificate {
-                    cert: cert(c, certificate_password)?,
+                    cert: cert(c, key, certificate_password)?,
                     options: AssertionOptions::default(),
                 },
             ),

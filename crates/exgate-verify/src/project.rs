@@ -118,9 +118,12 @@ pub enum AuthProfile {
     AppCertificate {
         /// Application (client) id.
         client_id: String,
-        /// Certificate file, resolved relative to the project file.
+        /// Certificate file (PFX, or PEM with the key or without it), resolved relative to the
+        /// project file.
         certificate: PathBuf,
-        /// Password of a PFX file.
+        /// Private key file (PEM) when the certificate file holds only the certificate.
+        key: Option<PathBuf>,
+        /// Password of a PFX file or an encrypted key.
         certificate_password: Option<Secret>,
     },
     /// Delegated, with a stored refresh token.
@@ -148,7 +151,9 @@ pub enum AuthProfile {
         secret: Option<Secret>,
         /// Certificate file, resolved relative to the project file.
         certificate: Option<PathBuf>,
-        /// Password of a PFX file.
+        /// Private key file (PEM) when the certificate file holds only the certificate.
+        key: Option<PathBuf>,
+        /// Password of a PFX file or an encrypted key.
         certificate_password: Option<Secret>,
     },
 }
@@ -334,6 +339,7 @@ struct RawAuth {
     client_id: Option<Spanned<String>>,
     secret: Option<Spanned<RawSecret>>,
     certificate: Option<Spanned<String>>,
+    key: Option<Spanned<String>>,
     certificate_password: Option<Spanned<RawSecret>>,
     refresh_token: Option<Spanned<RawSecret>>,
     username: Option<Spanned<String>>,
@@ -347,14 +353,14 @@ const AUTH_MODES: &[(&str, &[&str], &[&str])] = &[
     (
         "app-certificate",
         &["client_id", "certificate"],
-        &["certificate_password"],
+        &["key", "certificate_password"],
     ),
     ("delegated-refresh", &["client_id", "refresh_token"], &[]),
     ("basic", &["username", "password"], &["impersonation"]),
     (
         "hma",
         &["client_id"],
-        &["secret", "certificate", "certificate_password"],
+        &["secret", "certificate", "key", "certificate_password"],
     ),
 ];
 
@@ -769,7 +775,8 @@ impl Cx<'_> {
                 Some(&format!("use one of: {}", modes.join(", "))),
             ));
         };
-        let present: [(&str, Option<Range<usize>>); 8] = [
+        let present: [(&str, Option<Range<usize>>); 9] = [
+            ("key", a.key.as_ref().map(|v| v.span())),
             ("client_id", a.client_id.as_ref().map(|v| v.span())),
             ("secret", a.secret.as_ref().map(|v| v.span())),
             ("certificate", a.certificate.as_ref().map(|v| v.span())),
@@ -842,6 +849,7 @@ impl Cx<'_> {
                 client_id: client_id()?,
                 certificate: path("certificate", &a.certificate)?
                     .ok_or_else(|| missing("certificate"))?,
+                key: path("key", &a.key)?,
                 certificate_password: secret("certificate_password", &a.certificate_password)?,
             },
             "delegated-refresh" => AuthProfile::DelegatedRefresh {
@@ -870,6 +878,7 @@ impl Cx<'_> {
                     client_id: client_id()?,
                     secret: secret("secret", &a.secret)?,
                     certificate: path("certificate", &a.certificate)?,
+                    key: path("key", &a.key)?,
                     certificate_password: secret("certificate_password", &a.certificate_password)?,
                 }
             }

@@ -358,3 +358,26 @@ proptest! {
         let _ = check_address(&s);
     }
 }
+
+#[test]
+fn example_projects_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/projects");
+    let env: HashMap<String, String> = [
+        "CONTOSO_MIGRATION_PASSWORD",
+        "FABRIKAM_PFX_PASSWORD",
+        "DAVE_APP_PASSWORD",
+    ]
+    .iter()
+    .map(|k| ((*k).to_owned(), "example".to_owned()))
+    .collect();
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let p = load_with_env(&path, &env).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!p.mailboxes.is_empty());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2);
+}
