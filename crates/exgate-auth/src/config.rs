@@ -188,6 +188,16 @@ impl AuthSettings {
     /// `AZURE_CLIENT_CERTIFICATE_PASSWORD`, `AZURE_AUTHORITY_HOST`), read through `get`.
     pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> AuthSettings {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let any = [
+            "AZURE_TENANT_ID",
+            "AZURE_CLIENT_ID",
+            "AZURE_AUTHORITY_HOST",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_CLIENT_CERTIFICATE_PATH",
+            "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+        ]
+        .iter()
+        .any(|k| get(k).is_some());
         AuthSettings {
             tenant: get("AZURE_TENANT_ID"),
             client_id: get("AZURE_CLIENT_ID"),
@@ -195,7 +205,11 @@ impl AuthSettings {
             client_secret: get("AZURE_CLIENT_SECRET").map(SecretString::from),
             certificate_path: get("AZURE_CLIENT_CERTIFICATE_PATH").map(PathBuf::from),
             certificate_password: get("AZURE_CLIENT_CERTIFICATE_PASSWORD").map(SecretString::from),
-            source: "environment".into(),
+            source: if any {
+                "environment".into()
+            } else {
+                String::new()
+            },
             ..Default::default()
         }
     }
@@ -338,7 +352,13 @@ impl AuthSettings {
                 "certificate_password",
             )?;
             let cert = ClientCertificate::from_file(path, self.key_path.as_deref(), pw.as_ref())
-                .map_err(|e| self.err("certificate_path", e.to_string(), e.fix.clone()))?;
+                .map_err(|e| {
+                    self.err(
+                        "certificate_path",
+                        format!("{}: {}", e.path.display(), e.message),
+                        e.fix.clone(),
+                    )
+                })?;
             return Ok(ClientAuth::Certificate {
                 cert,
                 options: AssertionOptions {

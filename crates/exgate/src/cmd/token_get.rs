@@ -225,6 +225,11 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(err) => return report_error(&err, args.json),
     };
 
+    // The authority after tenant resolution (a domain becomes the tenant GUID).
+    let authority = match provider.token_client().await {
+        Ok(c) => c.authority().to_string(),
+        Err(_) => authority,
+    };
     let claims = exgate_auth::jwt_claims(token.secret()).unwrap_or_default();
     let claim = |k: &str| claims.get(k).cloned().unwrap_or(serde_json::Value::Null);
     let seconds_left = token.seconds_left(exgate_auth::reexports::time::OffsetDateTime::now_utc());
