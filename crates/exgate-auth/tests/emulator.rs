@@ -72,6 +72,7 @@ fn scenario_toml(s: &Setup) -> String {
 name = "contoso"
 id = "{CONTOSO}"
 domains = ["contoso.onmicrosoft.com", "contoso.com"]
+hybrid_exchange_urls = ["https://mail.contoso.com"]
 
 [[tenants.users]]
 upn = "alice@contoso.com"
@@ -865,35 +866,47 @@ async fn hma_probe_targets_the_on_prem_host() {
     );
     let request = exgate_auth::on_prem_request(&ews, false);
     assert_eq!(request.scopes, vec![format!("http://{addr}/.default")]);
-    // The emulator knows only Exchange Online and Graph, so it names the on-premises resource in
-    // AADSTS500011: proof that the request targeted the on-premises host.
-    let mut cfg = ProviderConfig::new(authority, DAEMON, secret());
+    // This stub's own URL is not a registered hybrid URL: Entra names it in AADSTS500011.
+    let mut cfg = ProviderConfig::new(authority.clone(), DAEMON, secret());
     cfg.retry = fast_retry();
-    let err = TokenProvider::new(cfg)
-        .expect("provider")
-        .token(&request)
-        .await
-        .expect_err("unknown resource in the emulator");
+    let p = TokenProvider::new(cfg).expect("provider");
+    let err = p.token(&request).await.expect_err("unregistered host");
     assert_aadsts(&err, 500011);
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
-    server.abort();
-    emu.shutdown().await;
-}
-
-#[tokio::test]
-#[ignore = "emulator lacks on-premises resources (an HMA audience such as https://mail.contoso.com)"]
-async fn hma_token_for_on_prem_host() {
-    let emu = start(&Setup::default(), EmulatorOptions::default()).await;
-    let ews = url::Url::parse("https://mail.contoso.com/EWS/Exchange.asmx").expect("url");
-    let p = provider(&emu, CONTOSO, DAEMON, secret());
+    // The registered on-premises host: app-only and delegated tokens whose audience is that host.
+    let onprem = url::Url::parse("https://mail.contoso.com/EWS/Exchange.asmx").expect("url");
     let t = p
-        .token(&exgate_auth::on_prem_request(&ews, false))
+        .token(&exgate_auth::on_prem_request(&onprem, false))
         .await
-        .expect("token");
+        .expect("app-only on-prem token");
     assert_eq!(
         jwt_claim(t.secret(), "aud").as_deref(),
         Some("https://mail.contoso.com")
     );
+    let mut cfg = ProviderConfig::new(
+        authority,
+        PUBLIC,
+        Credential::Password {
+            client: ClientAuth::Public,
+            username: "alice@contoso.com".into(),
+            password: SecretString::from("CANARY-alice-pw"),
+        },
+    );
+    cfg.retry = fast_retry();
+    let t = TokenProvider::new(cfg)
+        .expect("provider")
+        .token(&exgate_auth::on_prem_request(&onprem, true))
+        .await
+        .expect("delegated on-prem token");
+    assert_eq!(
+        jwt_claim(t.secret(), "aud").as_deref(),
+        Some("https://mail.contoso.com")
+    );
+    assert_eq!(
+        jwt_claim(t.secret(), "scp").as_deref(),
+        Some("EWS.AccessAsUser.All")
+    );
+    server.abort();
     emu.shutdown().await;
 }
 
