@@ -6,6 +6,7 @@ mod fixture;
 mod graph;
 mod http;
 mod mailbox;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
