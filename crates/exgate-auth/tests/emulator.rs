@@ -79,6 +79,11 @@ upn = "alice@contoso.com"
 password = "CANARY-alice-pw"
 
 [[tenants.users]]
+upn = "admin@contoso.com"
+password = "admin-pw"
+admin = true
+
+[[tenants.users]]
 upn = "mfa@contoso.com"
 password = "mfa-pw"
 mfa_required = true
@@ -952,5 +957,87 @@ async fn cert_new_show_register_token_get_round_trip() {
         jwt_claim(t.secret(), "roles").as_deref(),
         Some("[\"full_access_as_app\"]")
     );
+    emu.shutdown().await;
+}
+
+/// The hidden inputs of an HTML form, as a browser would submit them.
+fn hidden_inputs(html: &str) -> Vec<(String, String)> {
+    let attr = |tag: &str, name: &str| -> Option<String> {
+        let start = tag.find(&format!("{name}=\""))? + name.len() + 2;
+        let end = tag[start..].find('"')? + start;
+        Some(
+            tag[start..end]
+                .replace("&quot;", "\"")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&"),
+        )
+    };
+    html.split("<input")
+        .skip(1)
+        .filter_map(|rest| {
+            let tag = &rest[..rest.find('>')?];
+            if !tag.contains("type=\"hidden\"") {
+                return None;
+            }
+            Some((attr(tag, "name")?, attr(tag, "value")?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn admin_consent_url_and_listener_report_the_tenant() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let redirect = format!("http://localhost:{port}/");
+    let setup = Setup {
+        redirect_uri: redirect.clone(),
+        ..Setup::default()
+    };
+    let emu = start(&setup, EmulatorOptions::default()).await;
+    let listener = exgate_auth::RedirectListener::bind(port)
+        .await
+        .expect("listen");
+    let waiting = tokio::spawn(listener.receive(Duration::from_secs(20)));
+    let url = exgate_auth::admin_consent_url(
+        &authority(&emu, "contoso.com"),
+        PUBLIC,
+        &redirect,
+        "st-42",
+        None,
+    );
+    // The administrator's browser: load the page, submit the sign-in form, follow the redirect.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http
+        .get(url.clone())
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    let mut form = hidden_inputs(&page);
+    assert!(!form.is_empty(), "sign-in form: {page}");
+    form.push(("username".into(), "admin@contoso.com".into()));
+    form.push(("password".into(), "admin-pw".into()));
+    let resp = http.post(url).form(&form).send().await.expect("sign in");
+    let location = resp
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .expect("redirect")
+        .replace("//localhost:", "//127.0.0.1:");
+    http.get(location).send().await.expect("delivered");
+    let params = waiting.await.expect("join").expect("redirect received");
+    let outcome = exgate_auth::consent_outcome(&params, Some("st-42"));
+    assert!(outcome.granted, "{outcome:?}");
+    assert_eq!(outcome.tenant.as_deref(), Some(CONTOSO));
+    assert_eq!(outcome.state_matches, Some(true));
     emu.shutdown().await;
 }
