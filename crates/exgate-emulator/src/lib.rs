@@ -16,6 +16,7 @@
 //! ```
 
 pub mod entra;
+pub mod exchange;
 pub mod scenario;
 pub mod tls;
 pub mod tokens;
@@ -93,6 +94,9 @@ pub enum EmulatorError {
     /// The signing key could not be generated.
     #[error(transparent)]
     Key(#[from] tokens::TokenError),
+    /// The `[exchange]` section is not valid.
+    #[error("the [exchange] section of the scenario is not valid: {0}")]
+    Exchange(#[from] exgate_emulator_exchange::ConfigError),
 }
 
 /// A running emulator. Dropping it or calling [`Emulator::shutdown`] stops it.
@@ -100,6 +104,7 @@ pub struct Emulator {
     base_url: String,
     ca_pem: Option<String>,
     shared: Arc<entra::Shared>,
+    exchange: Option<exgate_emulator_exchange::ExchangeState>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -115,7 +120,7 @@ impl std::fmt::Debug for Emulator {
 impl Emulator {
     /// Binds, and serves the scenario in a background task.
     pub async fn start(
-        scenario: Scenario,
+        mut scenario: Scenario,
         options: EmulatorOptions,
     ) -> Result<Emulator, EmulatorError> {
         let key = SigningKey::shared()?;
@@ -159,6 +164,7 @@ impl Emulator {
             .or(scenario.settings.token_lifetime)
             .map(|d| d.as_secs().max(1))
             .unwrap_or(3599);
+        let exchange = exchange::plane(&mut scenario, &key, &base_url, options.tls)?;
         let shared = Arc::new(entra::Shared::new(
             scenario,
             key,
@@ -166,7 +172,11 @@ impl Emulator {
             base_url.clone(),
             lifetime,
         ));
-        let app = build_router(shared.clone());
+        let (exchange_router, exchange) = match exchange {
+            Some((r, s)) => (Some(r), Some(s)),
+            None => (None, None),
+        };
+        let app = build_router(shared.clone(), exchange_router);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, tls, app, stop_rx));
         tracing::info!(%base_url, "emulator listening");
@@ -174,6 +184,7 @@ impl Emulator {
             base_url,
             ca_pem,
             shared,
+            exchange,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -193,6 +204,11 @@ impl Emulator {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// Counters of the Exchange plane, when the scenario has an `[exchange]` section.
+    pub fn exchange_stats(&self) -> Option<exgate_emulator_exchange::ExchangeStats> {
+        self.exchange.as_ref().map(|e| e.stats())
     }
 
     /// The scenario being served.
@@ -229,8 +245,10 @@ impl Drop for Emulator {
 
 /// The router of a scenario, without a listener (for in-process use, e.g. benchmarks with
 /// `tower::ServiceExt::oneshot`). `authority` is what requests without a `Host` header see.
-pub fn router(scenario: Scenario, authority: &str, tls: bool) -> Result<Router, EmulatorError> {
+pub fn router(mut scenario: Scenario, authority: &str, tls: bool) -> Result<Router, EmulatorError> {
     let key = SigningKey::shared()?;
+    let authority = authority.trim_end_matches('/');
+    let exchange = exchange::plane(&mut scenario, &key, authority, tls)?;
     let lifetime = scenario
         .settings
         .token_lifetime
@@ -240,14 +258,19 @@ pub fn router(scenario: Scenario, authority: &str, tls: bool) -> Result<Router, 
         scenario,
         key,
         tls,
-        authority.trim_end_matches('/').to_string(),
+        authority.to_string(),
         lifetime,
     ));
-    Ok(build_router(shared))
+    Ok(build_router(shared, exchange.map(|(r, _)| r)))
 }
 
-fn build_router(shared: Arc<entra::Shared>) -> Router {
-    Router::new().merge(entra::router(shared))
+/// Merges the planes: Entra ID always, Exchange when the scenario has one.
+fn build_router(shared: Arc<entra::Shared>, exchange: Option<Router>) -> Router {
+    let router = Router::new().merge(entra::router(shared));
+    match exchange {
+        Some(e) => router.merge(e),
+        None => router,
+    }
 }
 
 async fn serve(

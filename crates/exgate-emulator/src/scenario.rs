@@ -129,6 +129,9 @@ pub struct Scenario {
     pub tenants: Vec<Tenant>,
     /// The application registrations.
     pub applications: Vec<Application>,
+    /// The `[exchange]` section (mailboxes, on-premises servers, ...), validated against the
+    /// tenants; served by the Exchange plane (`exgate-emulator-exchange`).
+    pub exchange: Option<toml::Table>,
 }
 
 /// Global settings of a scenario (`[settings]`).
@@ -459,6 +462,7 @@ struct RawScenario {
     tenants: Vec<RawTenant>,
     #[serde(default)]
     applications: Vec<RawApplication>,
+    exchange: Option<Spanned<toml::Table>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1155,12 +1159,31 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         }
     };
 
+    let exchange = match raw.exchange {
+        None => None,
+        Some(section) => {
+            let span = section.span();
+            let table = section.into_inner();
+            if let Err(e) = crate::exchange::config(&table, &tenants) {
+                let (field, message) = match e {
+                    exgate_emulator_exchange::ConfigError::Parse(m) => ("exchange".to_string(), m),
+                    exgate_emulator_exchange::ConfigError::Invalid { field, message } => {
+                        (field, message)
+                    }
+                };
+                return Err(ctx.err_at(span, Some(&field), message, None));
+            }
+            Some(table)
+        }
+    };
+
     Ok(Scenario {
         origin: ctx.origin.to_path_buf(),
         settings,
         device_flow,
         tenants,
         applications,
+        exchange,
     })
 }
 

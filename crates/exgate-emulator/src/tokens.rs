@@ -107,6 +107,11 @@ impl SigningKey {
         &self.kid
     }
 
+    /// The public key, for verifiers (e.g. the Exchange plane's).
+    pub fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
+        &self.decoding
+    }
+
     /// The JWK Set document (`{"keys":[...]}`).
     pub fn jwks(&self) -> Value {
         json!({ "keys": [self.jwk.clone()] })

@@ -1,0 +1,178 @@
+//! The Exchange plane mounted next to Entra ID when the scenario has an `[exchange]` section:
+//! tokens from the emulator's token endpoint are accepted by Graph and EWS, Basic auth is
+//! checked against the scenario's users, and on-premises SPNs become token audiences.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use exgate_emulator::{EmulatorOptions, Scenario};
+
+const EXCHANGE: &str = r#"
+[exchange]
+default_inbox_messages = 3
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+
+[[exchange.servers]]
+name = "ex01"
+tenant = "contoso.com"
+public_url = "https://mail.contoso.com"
+hma = true
+spns = ["https://mail.contoso.com", "https://legacy.contoso.com"]
+"#;
+
+async fn app_token(emu: &exgate_emulator::Emulator, scope: &str) -> (u16, serde_json::Value) {
+    post_form(
+        &token_url(emu, CONTOSO),
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", DAEMON),
+            ("client_secret", SECRET),
+            ("scope", scope),
+        ],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn graph_accepts_an_emulator_token_and_lists_messages() {
+    let cert = TestCert::new("c");
+    let emu = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions::default(),
+    )
+    .await;
+    let (status, body) = app_token(&emu, "https://graph.microsoft.com/.default").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap_or("");
+    let resp = client()
+        .get(format!(
+            "{}/v1.0/users/alice@contoso.com/mailFolders/inbox/messages",
+            emu.base_url()
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("graph");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(v["value"].as_array().map(Vec::len), Some(3), "{v}");
+    assert!(emu.exchange_stats().is_some());
+}
+
+#[tokio::test]
+async fn ews_challenges_without_a_token() {
+    let cert = TestCert::new("c");
+    let emu = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions::default(),
+    )
+    .await;
+    let resp = client()
+        .post(format!("{}/EWS/Exchange.asmx", emu.base_url()))
+        .header("content-type", "text/xml; charset=utf-8")
+        .body("<x/>")
+        .send()
+        .await
+        .expect("ews");
+    assert_eq!(resp.status().as_u16(), 401);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    assert!(challenge.starts_with("Bearer "), "{challenge}");
+}
+
+#[tokio::test]
+async fn onprem_spns_become_exchange_audiences() {
+    let cert = TestCert::new("c");
+    let emu = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions::default(),
+    )
+    .await;
+    let (status, body) = app_token(&emu, "https://legacy.contoso.com/.default").await;
+    assert_eq!(status, 200, "{body}");
+    let c = verified_claims(&emu, body["access_token"].as_str().unwrap_or("")).await;
+    assert_eq!(c["aud"], "https://legacy.contoso.com");
+}
+
+#[test]
+fn invalid_exchange_section_is_a_scenario_error_at_its_line() {
+    let cert = TestCert::new("c");
+    let toml = scenario_toml(
+        &cert,
+        "",
+        "[exchange]\n\n[[exchange.mailboxes]]\naddress = \"x@nowhere.example\"\n",
+    );
+    let err = Scenario::from_toml_str(&toml, Path::new("s.toml")).expect_err("unknown tenant");
+    let text = err.to_string();
+    assert!(
+        text.contains("nowhere.example") || text.contains("tenant"),
+        "{text}"
+    );
+    let header_line = toml
+        .lines()
+        .position(|l| l.trim() == "[exchange]")
+        .map(|i| i + 1);
+    assert_eq!(err.line(), header_line, "{text}");
+}
+
+#[test]
+fn scenarios_without_exchange_section_mount_no_exchange_plane() {
+    let cert = TestCert::new("c");
+    let s = Scenario::from_toml_str(&scenario_toml(&cert, "", ""), Path::new("s.toml"))
+        .expect("scenario");
+    assert!(s.exchange.is_none());
+}
+
+#[test]
+fn directory_password_checks_follow_the_scenario_users() {
+    use exgate_emulator_exchange::{Directory, PasswordCheck};
+    let cert = TestCert::new("c");
+    let s = Scenario::from_toml_str(&scenario_toml(&cert, "", ""), Path::new("s.toml"))
+        .expect("scenario");
+    let dir = exgate_emulator::exchange::ScenarioDirectory::new(s.tenants.clone());
+    assert_eq!(
+        dir.check_password("alice@contoso.com", "alice-pw"),
+        PasswordCheck::Ok
+    );
+    assert_eq!(
+        dir.check_password("alice@contoso.com", "nope"),
+        PasswordCheck::WrongPassword
+    );
+    assert_eq!(
+        dir.check_password("mfa@contoso.com", "mfa-pw"),
+        PasswordCheck::MfaRequired
+    );
+    assert_eq!(
+        dir.check_password("locked@contoso.com", "locked-pw"),
+        PasswordCheck::Locked
+    );
+    assert_eq!(
+        dir.check_password("disabled@contoso.com", "disabled-pw"),
+        PasswordCheck::Disabled
+    );
+    assert_eq!(
+        dir.check_password("expired@contoso.com", "expired-pw"),
+        PasswordCheck::PasswordExpired
+    );
+    assert_eq!(
+        dir.check_password("ghost@contoso.com", "ghost-pw"),
+        PasswordCheck::UnknownUser
+    );
+    assert_eq!(
+        dir.check_password("user@fabrikam.com", "fab-user-pw"),
+        PasswordCheck::MfaRequired,
+        "security defaults"
+    );
+    let t = dir.tenant("contoso.com").expect("tenant");
+    assert_eq!(t.id, CONTOSO);
+}
