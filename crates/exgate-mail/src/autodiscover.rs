@@ -607,6 +607,30 @@ mod tests {
     }
 
     #[test]
+    fn default_candidates_are_the_domain_then_the_autodiscover_host() {
+        let c = AutodiscoverClient::new(HttpClient::new().unwrap(), Arc::new(Anonymous));
+        let got: Vec<String> = c
+            .candidates("user@contoso.com")
+            .unwrap()
+            .iter()
+            .map(Url::to_string)
+            .collect();
+        assert_eq!(
+            got,
+            ["https://contoso.com/", "https://autodiscover.contoso.com/"]
+        );
+        assert!(c.candidates("user@").is_err());
+        assert_eq!(
+            AutodiscoverMethod::ORDER,
+            [
+                AutodiscoverMethod::Json,
+                AutodiscoverMethod::Soap,
+                AutodiscoverMethod::Pox
+            ]
+        );
+    }
+
+    #[test]
     fn json_url_encodes_the_address_in_the_path() {
         let u = AutodiscoverMethod::Json
             .url(

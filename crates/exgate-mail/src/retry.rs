@@ -185,6 +185,46 @@ fn is_retryable(ev: &ErrorEvidence) -> bool {
 mod tests {
     use super::*;
     use crate::evidence::{EwsResponseError, SoapFault};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn decisions_respect_the_cap_and_never_retry_auth_failures(
+            status in 100u16..600,
+            retry_after in proptest::option::of("[0-9]{1,7}|[ -~]{0,30}"),
+            back_off in proptest::option::of("[0-9]{1,9}"),
+            attempt in 1u32..10,
+            unit in 0.0f64..1.0,
+            max_ms in 1u64..100_000,
+        ) {
+            let mut headers = Vec::new();
+            if let Some(r) = &retry_after {
+                headers.push(("Retry-After".to_owned(), r.clone()));
+            }
+            let mut e = ErrorEvidence { status: Some(status), headers, ..ErrorEvidence::default() };
+            if let Some(b) = back_off {
+                e.soap_fault = Some(SoapFault {
+                    response_code: Some("ErrorServerBusy".into()),
+                    message_xml: vec![("BackOffMilliseconds".into(), b)],
+                    ..SoapFault::default()
+                });
+            }
+            let p = RetryPolicy {
+                max_attempts: 5,
+                base_delay: Duration::from_millis(10),
+                max_delay: Duration::from_millis(max_ms),
+                jitter: true,
+            };
+            match p.decide(attempt, &e, now(), unit) {
+                RetryDecision::Retry { after, .. } => {
+                    prop_assert!(after <= p.max_delay);
+                    prop_assert!(status != 401 && status != 403);
+                    prop_assert!(attempt < p.max_attempts);
+                }
+                RetryDecision::Stop { .. } => {}
+            }
+        }
+    }
 
     fn ev(status: u16, headers: &[(&str, &str)]) -> ErrorEvidence {
         ErrorEvidence {
