@@ -448,6 +448,25 @@ pub fn explain_har<R: Read>(reader: R, opts: HarOptions) -> Result<HarReport, Ha
     Ok(report)
 }
 
+fn auth_of(req_headers: &[(String, String)]) -> (AuthMode, Option<&str>) {
+    for (n, v) in req_headers {
+        if n.eq_ignore_ascii_case("authorization") {
+            let v = v.trim();
+            let (scheme, cred) = v.split_once(char::is_whitespace).unwrap_or((v, ""));
+            let cred = cred.trim();
+            return match scheme.to_ascii_lowercase().as_str() {
+                "bearer" if cred.is_empty() => (AuthMode::BearerProbe, None),
+                "bearer" => (AuthMode::Bearer, Some(cred)),
+                "basic" => (AuthMode::Basic, None),
+                "ntlm" => (AuthMode::Ntlm, None),
+                "negotiate" => (AuthMode::Negotiate, None),
+                _ => (AuthMode::None, None),
+            };
+        }
+    }
+    (AuthMode::None, None)
+}
+
 fn analyse(
     entry: &Value,
     index: usize,
@@ -459,67 +478,13 @@ fn analyse(
     let resp = entry.get("response").unwrap_or(&Value::Null);
     let url = s(req, &["url"]);
     let url_no_query = url.split('?').next().unwrap_or(url);
-    let method = s(req, &["method"]);
+    let protocol = protocol_of_url(url_no_query);
     let req_headers = headers(req);
     let status = status_of(resp);
     let resp_headers = headers(resp);
-    let started = s(entry, &["startedDateTime"]);
-    let now = opts.now.or_else(|| parse_time(started));
+    let (auth, bearer) = auth_of(&req_headers);
 
-    let mut ev = Evidence::new().with_url(url_no_query);
-    ev.attempt.method = Some(method.to_owned());
-    ev.now = now;
-    let protocol = protocol_of_url(url_no_query);
-    let mut auth = AuthMode::None;
-    for (n, v) in &req_headers {
-        if n.eq_ignore_ascii_case("authorization") {
-            let v = v.trim();
-            let (scheme, cred) = v.split_once(char::is_whitespace).unwrap_or((v, ""));
-            let cred = cred.trim();
-            auth = match scheme.to_ascii_lowercase().as_str() {
-                "bearer" if cred.is_empty() => AuthMode::BearerProbe,
-                "bearer" => {
-                    ev.token = TokenClaims::from_token(cred).ok();
-                    AuthMode::Bearer
-                }
-                "basic" => AuthMode::Basic,
-                "ntlm" => AuthMode::Ntlm,
-                "negotiate" => AuthMode::Negotiate,
-                _ => AuthMode::None,
-            };
-        } else if n.eq_ignore_ascii_case("x-anchormailbox") {
-            ev.attempt.anchor_mailbox_header = Some(true);
-            ev.attempt.mailbox = Some(v.clone());
-        }
-    }
-    ev.attempt.auth = Some(auth);
-    let post = body_text(req.get("postData"));
-    if protocol == Some(Protocol::TokenEndpoint) && !post.is_empty() {
-        ev.apply_token_form(&post);
-        if ev.attempt.auth == Some(AuthMode::ClientSecret)
-            || ev.attempt.auth == Some(AuthMode::ClientAssertion)
-        {
-            st.client_credentials = true;
-        }
-    } else if protocol == Some(Protocol::Ews) && !post.is_empty() {
-        ev.attempt.impersonation_header = Some(post.contains("ExchangeImpersonation"));
-    }
-    if auth == AuthMode::Bearer && st.client_credentials {
-        ev.attempt.app_only = Some(true);
-    }
-    let body = body_text(resp.get("content"));
-    ev.response = Some(HttpResponse {
-        status: u16::try_from(status).ok().filter(|s| *s > 0),
-        headers: resp_headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("set-cookie"))
-            .map(|(n, v)| HttpHeader {
-                name: n.clone(),
-                value: v.clone(),
-            })
-            .collect(),
-        body: crate::rank_head(&body, BODY_LIMIT).to_owned(),
-    });
+    // Cheap pass first: is this a failure, or a step of a handshake?
     let has_diag = resp_headers
         .iter()
         .any(|(n, _)| n.eq_ignore_ascii_case("x-ms-diagnostics"));
@@ -528,18 +493,13 @@ fn analyse(
         .filter(|(n, _)| n.eq_ignore_ascii_case("www-authenticate"))
         .flat_map(|(_, v)| crate::parse::www_authenticate::parse_challenges(v))
         .collect();
-    let location = resp_headers
+    let location_error = resp_headers
         .iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case("location"))
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("");
-
-    // Is this a failure, or a step of a handshake?
+        .any(|(n, v)| n.eq_ignore_ascii_case("location") && v.contains("error="));
     let failure = if status == 0 {
-        ev.text = "no HTTP response received for this request (status 0)".into();
         true
     } else if (300..400).contains(&status) {
-        location.contains("error=")
+        location_error
     } else if status == 401 {
         let probe = matches!(
             auth,
@@ -559,8 +519,17 @@ fn analyse(
     } else {
         status >= 400
     };
+    let is_token_request = protocol == Some(Protocol::TokenEndpoint);
+    let post = if is_token_request || (failure && protocol == Some(Protocol::Ews)) {
+        body_text(req.get("postData"))
+    } else {
+        String::new()
+    };
+    if is_token_request && !post.is_empty() && post.contains("grant_type=client_credentials") {
+        st.client_credentials = true;
+    }
     if !failure {
-        if protocol == Some(Protocol::TokenEndpoint) && (200..300).contains(&status) {
+        if is_token_request && (200..300).contains(&status) {
             st.token_obtained = true;
         } else if auth == AuthMode::Bearer
             && (200..300).contains(&status)
@@ -572,6 +541,45 @@ fn analyse(
         }
         return;
     }
+
+    // A failure: build the full evidence.
+    let method = s(req, &["method"]);
+    let started = s(entry, &["startedDateTime"]);
+    let mut ev = Evidence::new().with_url(url_no_query);
+    ev.attempt.method = Some(method.to_owned());
+    ev.now = opts.now.or_else(|| parse_time(started));
+    ev.attempt.auth = Some(auth);
+    ev.token = bearer.and_then(|t| TokenClaims::from_token(t).ok());
+    for (n, v) in &req_headers {
+        if n.eq_ignore_ascii_case("x-anchormailbox") {
+            ev.attempt.anchor_mailbox_header = Some(true);
+            ev.attempt.mailbox = Some(v.clone());
+        }
+    }
+    if is_token_request && !post.is_empty() {
+        ev.apply_token_form(&post);
+    } else if protocol == Some(Protocol::Ews) && !post.is_empty() {
+        ev.attempt.impersonation_header = Some(post.contains("ExchangeImpersonation"));
+    }
+    if auth == AuthMode::Bearer && st.client_credentials {
+        ev.attempt.app_only = Some(true);
+    }
+    if status == 0 {
+        ev.text = "no HTTP response received for this request (status 0)".into();
+    }
+    let body = body_text(resp.get("content"));
+    ev.response = Some(HttpResponse {
+        status: u16::try_from(status).ok().filter(|s| *s > 0),
+        headers: resp_headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("set-cookie"))
+            .map(|(n, v)| HttpHeader {
+                name: n.clone(),
+                value: v.clone(),
+            })
+            .collect(),
+        body: crate::rank_head(&body, BODY_LIMIT).to_owned(),
+    });
     let diagnosis = diagnose(&ev);
     for c in &diagnosis.causes {
         if !report.causes.iter().any(|x| x.id == c.id) && report.causes.len() < 64 {

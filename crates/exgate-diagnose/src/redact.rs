@@ -13,7 +13,7 @@ use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use regex::{Captures, Regex};
+use regex::{Captures, Regex, RegexSet};
 use serde_json::{Map, Value};
 
 /// The replacement text for removed values.
@@ -149,13 +149,35 @@ static JSON_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| {
         r#"(?i)("(?:client_secret|client_assertion|refresh_token|access_token|id_token|device_code|code_verifier|password|passwd|pwd|assertion)"\s*:\s*)"((?:[^"\\]|\\.)*)""#,
     )
 });
+/// Markers that gate the patterns above, in the order they are checked.
+static MARKERS: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
+    RegexSet::new([
+        r"(?i)authorization",
+        r"(?i)cookie",
+        r"eyJ",
+        r"(?i)(secret|assertion|token|code|password|passwd|pwd|verifier)=",
+        r#"(?i)"(secret|assertion|token|password|passwd|pwd|verifier|client_secret|client_assertion|refresh_token|access_token|id_token|device_code|code_verifier|assertion)""#,
+        r"(?i)password",
+    ])
+    .ok()
+});
 static XML_PASSWORD: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"(?is)(<(?:[\w.-]+:)?Password\b[^>]*>)(.*?)(</(?:[\w.-]+:)?Password>)"));
 
 /// Redacts secrets anywhere in free text or a raw HTTP capture.
 pub fn redact_text(text: &str, mode: TokenMode) -> String {
+    // One scan for the markers first: most strings of a HAR hold none of them.
+    let Some(markers) = MARKERS.as_ref() else {
+        return REDACTED.to_owned();
+    };
+    let found = markers.matches(text);
+    if !found.matched_any() {
+        return text.to_owned();
+    }
     let mut s = text.to_owned();
-    if let Some(r) = AUTH_LINE.as_ref() {
+    if found.matched(0)
+        && let Some(r) = AUTH_LINE.as_ref()
+    {
         s = r
             .replace_all(&s, |c: &Captures| {
                 format!(
@@ -166,10 +188,14 @@ pub fn redact_text(text: &str, mode: TokenMode) -> String {
             })
             .into_owned();
     }
-    if let Some(r) = COOKIE_LINE.as_ref() {
+    if found.matched(1)
+        && let Some(r) = COOKIE_LINE.as_ref()
+    {
         s = r.replace_all(&s, format!("${{1}}{REDACTED}")).into_owned();
     }
-    if let Some(r) = JWT.as_ref() {
+    if found.matched(2)
+        && let Some(r) = JWT.as_ref()
+    {
         s = r
             .replace_all(&s, |c: &Captures| {
                 let t = c.get(0).map_or("", |m| m.as_str());
@@ -178,7 +204,9 @@ pub fn redact_text(text: &str, mode: TokenMode) -> String {
             .into_owned();
     }
     let summary_prefix = summary_header();
-    if let Some(r) = FORM_PARAM.as_ref() {
+    if found.matched(3)
+        && let Some(r) = FORM_PARAM.as_ref()
+    {
         s = r
             .replace_all(&s, |c: &Captures| {
                 let v = c.get(3).map_or("", |m| m.as_str());
@@ -192,7 +220,9 @@ pub fn redact_text(text: &str, mode: TokenMode) -> String {
             })
             .into_owned();
     }
-    if let Some(r) = JSON_KEY.as_ref() {
+    if found.matched(4)
+        && let Some(r) = JSON_KEY.as_ref()
+    {
         s = r
             .replace_all(&s, |c: &Captures| {
                 let v = c.get(2).map_or("", |m| m.as_str());
@@ -205,7 +235,9 @@ pub fn redact_text(text: &str, mode: TokenMode) -> String {
             })
             .into_owned();
     }
-    if let Some(r) = XML_PASSWORD.as_ref() {
+    if found.matched(5)
+        && let Some(r) = XML_PASSWORD.as_ref()
+    {
         s = r
             .replace_all(&s, format!("${{1}}{REDACTED}${{3}}"))
             .into_owned();
