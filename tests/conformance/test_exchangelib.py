@@ -1,0 +1,193 @@
+"""exchangelib against the emulator's Exchange plane, unchanged except for the service endpoint.
+
+The token comes from the emulator's own token endpoint (msal, client credentials); exchangelib
+hard-codes login.microsoftonline.com for its own token requests, so it is handed the access token
+through OAuth2AuthorizationCodeCredentials. Mailboxes, the daemon's access scope and the
+on-premises server come from the [exchange] section of scenario.toml; svc@contoso.com is the
+on-premises service account.
+
+It can also run against the Exchange crate's standalone server
+(crates/exgate-emulator-exchange/examples/serve.rs): set EXGATE_EXCHANGE_STATE to the state file
+that example writes.
+"""
+
+import json
+import os
+
+import pytest
+from exchangelib import (
+    BASIC,
+    DELEGATE,
+    IMPERSONATION,
+    OAUTH2,
+    Account,
+    Configuration,
+    Credentials,
+    Identity,
+    Mailbox,
+    Message,
+    OAuth2AuthorizationCodeCredentials,
+)
+from exchangelib.errors import ErrorImpersonateUserDenied, ErrorNonExistentMailbox, UnauthorizedError
+from oauthlib.oauth2 import OAuth2Token
+
+TENANT = "11111111-2222-3333-4444-555555555555"
+DAEMON = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+SECRET = "conformance-secret~1"
+EXO_DEFAULT = "https://outlook.office365.com/.default"
+SVC_PASSWORD = os.environ.get("EXGATE_SVC_PASSWORD", "conformance-svc-pw")
+INBOX_MESSAGES = 7  # default_inbox_messages in scenario_exchange.toml
+
+
+class Exchange:
+    def __init__(self, base_url, token, expires_on, password):
+        self.base_url = base_url
+        self.token = token
+        self.expires_on = expires_on
+        self.password = password
+        if base_url.startswith("http://"):
+            # requests-oauthlib refuses plain http unless told otherwise (standalone server only).
+            os.environ["OAUTHLIB_INSECURE_TRANSPORT"] = "1"
+
+    def ews(self, prefix=""):
+        return f"{self.base_url}{prefix}/EWS/Exchange.asmx"
+
+    def oauth(self, identity=None):
+        token = OAuth2Token(
+            {"access_token": self.token, "token_type": "Bearer", "expires_in": 3600, "expires_at": self.expires_on}
+        )
+        return OAuth2AuthorizationCodeCredentials(
+            client_id=DAEMON, client_secret=None, access_token=token, identity=identity
+        )
+
+    def account(self, address, with_identity=True):
+        identity = Identity(primary_smtp_address=address) if with_identity else None
+        config = Configuration(service_endpoint=self.ews(), credentials=self.oauth(identity), auth_type=OAUTH2)
+        return Account(address, config=config, access_type=IMPERSONATION, autodiscover=False)
+
+    def onprem_account(self, address, user, password, server="ex01"):
+        config = Configuration(
+            service_endpoint=self.ews(f"/onprem/{server}"),
+            credentials=Credentials(user, password),
+            auth_type=BASIC,
+        )
+        return Account(address, config=config, access_type=IMPERSONATION, autodiscover=False)
+
+
+@pytest.fixture(scope="module")
+def exchange(request):
+    state_file = os.environ.get("EXGATE_EXCHANGE_STATE")
+    if state_file:
+        with open(state_file) as f:
+            st = json.load(f)
+        return Exchange(st["base_url"], st["ews_token"], st["expires_on"], st["password"])
+    import msal
+
+    emulator = request.getfixturevalue("emulator")
+    app = msal.ConfidentialClientApplication(
+        DAEMON, client_credential=SECRET, authority=emulator.authority(), instance_discovery=False
+    )
+    result = app.acquire_token_for_client(scopes=[EXO_DEFAULT])
+    assert "access_token" in result, result
+    import time
+
+    return Exchange(emulator.base_url, result["access_token"], int(time.time()) + result["expires_in"], SVC_PASSWORD)
+
+
+def test_impersonation_lists_and_reads_the_inbox(exchange):
+    acc = exchange.account("user@contoso.com")
+    assert acc.version.build.major_version == 15
+    assert acc.root.name == "Root"
+    assert acc.inbox.name == "Inbox"
+    assert acc.inbox.total_count == INBOX_MESSAGES
+    items = list(acc.inbox.all().order_by("-datetime_received")[:2])
+    assert len(items) == 2
+    assert items[0].datetime_received >= items[1].datetime_received
+    for item in items:
+        assert item.subject
+        assert item.sender.email_address
+        assert b"Subject: " + item.subject.encode() in item.mime_content
+    subjects = [i.subject for i in acc.inbox.all().only("subject")]
+    assert len(subjects) == INBOX_MESSAGES
+    assert subjects[:2] == [i.subject for i in items]
+
+
+def test_version_probe_without_identity_reads_the_server_version(exchange):
+    # The ConvertId probe goes out without ExchangeImpersonation; Exchange answers with a fault
+    # that still carries ServerVersionInfo, which is all exchangelib needs.
+    acc = exchange.account("user@contoso.com", with_identity=False)
+    assert acc.version.build.major_version == 15
+    assert acc.inbox.total_count == INBOX_MESSAGES
+
+
+def test_sync_items_and_send_and_save(exchange):
+    acc = exchange.account("user@contoso.com")
+    created = [change for change, _ in acc.inbox.sync_items(max_changes_returned=3) if change == "create"]
+    assert len(created) == INBOX_MESSAGES
+    before = acc.inbox.total_count
+    Message(
+        account=acc,
+        subject="conformance note",
+        body="sent by exchangelib",
+        to_recipients=[Mailbox(email_address="user@contoso.com")],
+    ).send_and_save()
+    acc.inbox.refresh()
+    assert acc.inbox.total_count == before + 1
+    newest = list(acc.inbox.all().order_by("-datetime_received").only("subject")[:1])
+    assert newest[0].subject == "conformance note"
+
+
+def test_mailbox_outside_the_apps_scope_raises_impersonate_user_denied(exchange):
+    acc = exchange.account("outside@contoso.com")
+    with pytest.raises(ErrorImpersonateUserDenied):
+        acc.inbox.total_count
+
+
+def test_unknown_mailbox_raises_non_existent_mailbox(exchange):
+    acc = exchange.account("nobody@contoso.com")
+    with pytest.raises(ErrorNonExistentMailbox):
+        acc.inbox.total_count
+
+
+def test_basic_on_premises_service_account_impersonates(exchange):
+    acc = exchange.onprem_account("onprem@contoso.com", "svc@contoso.com", exchange.password)
+    assert acc.inbox.total_count == INBOX_MESSAGES
+    assert len(list(acc.inbox.all()[:2])) == 2
+
+
+def test_basic_on_premises_without_the_right_raises_impersonate_user_denied(exchange):
+    acc = exchange.onprem_account("onprem-denied@contoso.com", "svc@contoso.com", exchange.password)
+    with pytest.raises(ErrorImpersonateUserDenied):
+        acc.inbox.total_count
+
+
+def test_basic_with_a_wrong_password_is_unauthorized(exchange):
+    config = Configuration(
+        service_endpoint=exchange.ews("/onprem/ex01"),
+        credentials=Credentials("onprem@contoso.com", "wrong-password"),
+        auth_type=BASIC,
+    )
+    with pytest.raises(UnauthorizedError):
+        Account("onprem@contoso.com", config=config, access_type=DELEGATE, autodiscover=False).inbox.total_count
+
+
+def test_soap_autodiscover_user_settings_parse(exchange):
+    # exchangelib's discovery resolves real DNS names first (dnspython, no /etc/hosts), so the
+    # protocol object is pointed at the emulator's autodiscover.svc directly.
+    from exchangelib.autodiscover.protocol import AutodiscoverProtocol
+
+    protocol = AutodiscoverProtocol(
+        config=Configuration(
+            service_endpoint=f"{exchange.base_url}/autodiscover/autodiscover.svc",
+            credentials=exchange.oauth(),
+            auth_type=OAUTH2,
+        )
+    )
+    settings = protocol.get_user_settings(user="user@contoso.com")
+    assert settings.ews_url == exchange.ews()
+    assert settings.autodiscover_smtp_address == "user@contoso.com"
+    assert settings.version.api_version == "Exchange2016"
+    redirect = protocol.get_user_settings(user="onprem@contoso.com")
+    assert redirect.redirect_url == f"{exchange.base_url}/onprem/ex01/autodiscover/autodiscover.svc"
+    with pytest.raises(ErrorNonExistentMailbox):
+        protocol.get_user_settings(user="nobody@contoso.com").raise_errors()
