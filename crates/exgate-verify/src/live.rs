@@ -428,7 +428,10 @@ fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMod
     if ev.attempts > 1 {
         facts.insert("attempts".to_owned(), ev.attempts.to_string());
     }
-    let transport = matches!(err.kind(), ErrorKind::Transport);
+    // No HTTP answer, or an HTTP 404 without any EWS/Graph error body: the service URL itself
+    // is wrong or unreachable, whichever mailbox is asked for.
+    let wrong_url = ev.status == Some(404) && ev.service_code().is_none();
+    let transport = matches!(err.kind(), ErrorKind::Transport) || wrong_url;
     let scope = scope_for(target, &causes, transport);
     let failure = StepFailure {
         error: message.clone(),

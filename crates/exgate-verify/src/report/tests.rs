@@ -237,3 +237,36 @@ fn html_escapes_everything_and_is_self_contained() {
 fn escape_covers_attribute_breakers() {
     assert_eq!(html::escape(r#"a"b'c<d>&"#), "a&quot;b&#39;c&lt;d&gt;&amp;");
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn html_never_lets_data_through_unescaped(src in "[a-z<>&\"' /=]{1,30}", err in "\\PC{0,60}") {
+            // Markers make the data findable in the page whatever it contains.
+            let src = format!("zq{src}qz");
+            let mut r = sample();
+            r.mailboxes[0].source = src.clone();
+            r.mailboxes[0].steps[0].error = Some(err.clone());
+            r.groups[0].title = err.clone();
+            let h = render_html(&r);
+            if src.contains(['<', '>', '&', '"', '\'']) {
+                prop_assert!(!h.contains(&src), "raw data in the page");
+            }
+            prop_assert!(h.contains(&html::escape(&src)));
+            prop_assert_eq!(h.matches("<script>").count(), 1);
+        }
+
+        #[test]
+        fn json_round_trips(src in "\\PC{0,40}", ms in any::<u64>()) {
+            let mut r = sample();
+            r.mailboxes[0].source = src;
+            r.mailboxes[0].ms = ms;
+            let back: Report = serde_json::from_str(&r.to_json()).unwrap();
+            prop_assert_eq!(back, r);
+        }
+    }
+}
