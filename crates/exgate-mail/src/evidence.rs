@@ -4,7 +4,7 @@
 //! body, a bounded body excerpt) plus the request line. Request headers and bodies are never
 //! recorded, so credentials cannot leak through it; `Set-Cookie` values are redacted as well.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::credentials::Protocol;
 
@@ -12,7 +12,7 @@ use crate::credentials::Protocol;
 pub const BODY_EXCERPT_CHARS: usize = 2048;
 
 /// The broad class of a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -43,7 +43,7 @@ pub enum ErrorKind {
 }
 
 /// Why a request never got an HTTP answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TransportKind {
     /// The host name did not resolve.
@@ -61,7 +61,7 @@ pub enum TransportKind {
 }
 
 /// A parsed `x-ms-diagnostics` header: `code;reason="...";error_category="..."`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MsDiagnostics {
     /// The numeric code, e.g. `2000001`.
     pub code: String,
@@ -99,7 +99,7 @@ impl MsDiagnostics {
 }
 
 /// One authentication challenge from `WWW-Authenticate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Challenge {
     /// The scheme (`Bearer`, `Basic`, `Negotiate`, ...).
     pub scheme: String,
@@ -202,7 +202,7 @@ fn unquote(v: &str) -> String {
 }
 
 /// `ServerVersionInfo` from an EWS or Autodiscover SOAP header.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServerVersionInfo {
     /// Major version (15 for Exchange 2013 and later).
     pub major: Option<u32>,
@@ -217,7 +217,7 @@ pub struct ServerVersionInfo {
 }
 
 /// A parsed EWS SOAP fault (HTTP 500).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SoapFault {
     /// `faultcode` as sent, e.g. `a:ErrorServerBusy`.
     pub faultcode: String,
@@ -233,7 +233,7 @@ pub struct SoapFault {
 }
 
 /// An EWS response message whose `ResponseClass` is not `Success`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EwsResponseError {
     /// `Error` or `Warning`.
     pub response_class: String,
@@ -246,7 +246,7 @@ pub struct EwsResponseError {
 }
 
 /// A Graph error body.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GraphError {
     /// `error.code`, e.g. `ErrorAccessDenied`.
     pub code: String,
@@ -282,7 +282,7 @@ impl GraphError {
 }
 
 /// An Autodiscover error (any of the three forms).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutodiscoverError {
     /// The error code (`600`, `InvalidUser`, `InvalidProtocol`, ...).
     pub code: String,
@@ -291,7 +291,8 @@ pub struct AutodiscoverError {
 }
 
 /// Everything known about a failed request.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ErrorEvidence {
     /// The broad class; `None` only while evidence is being assembled.
     pub kind: Option<ErrorKind>,
@@ -338,7 +339,7 @@ pub struct ErrorEvidence {
 }
 
 /// One Autodiscover step.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TrailEntry {
     /// `json`, `soap` or `pox`.
     pub method: String,
@@ -485,6 +486,31 @@ mod tests {
         assert_eq!(g.date.as_deref(), Some("2024-01-01T10:00:00"));
         assert_eq!(GraphError::parse(b"{\"value\":[]}"), None);
         assert_eq!(GraphError::parse(b"not json"), None);
+    }
+
+    #[test]
+    fn evidence_round_trips_through_json() {
+        let mut ev = ErrorEvidence {
+            kind: Some(ErrorKind::Unauthorized),
+            protocol: Some(Protocol::Ews),
+            status: Some(401),
+            transport: None,
+            attempts: 1,
+            ..ErrorEvidence::default()
+        };
+        ev.headers = vec![("x-ms-diagnostics".into(), "2000001;reason=\"x\"".into())];
+        ev.diagnostics = MsDiagnostics::parse("2000001;reason=\"x\"");
+        ev.soap_fault = Some(SoapFault {
+            faultcode: "a:ErrorServerBusy".into(),
+            message_xml: vec![("BackOffMilliseconds".into(), "5".into())],
+            ..SoapFault::default()
+        });
+        let json = serde_json::to_string(&ev).unwrap();
+        let back: ErrorEvidence = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, ev);
+        assert!(json.contains("\"kind\":\"unauthorized\""));
+        let sparse: ErrorEvidence = serde_json::from_str(r#"{"status":503}"#).unwrap();
+        assert_eq!(sparse.status, Some(503));
     }
 
     proptest! {
