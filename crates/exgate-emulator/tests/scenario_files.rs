@@ -15,6 +15,7 @@ fn demo_scenario_loads_with_two_tenants_and_both_credential_kinds() {
     assert!(s.tenant("fabrikam.com").is_some());
     assert!(s.applications.iter().any(|a| !a.certificates.is_empty()));
     assert!(s.applications.iter().any(|a| !a.secrets.is_empty()));
+    assert!(s.exchange.is_some(), "the demo has mailboxes");
     let fabrikam = s.tenant("fabrikam").expect("fabrikam");
     assert!(fabrikam.users.iter().any(|u| u.admin && u.mfa_required));
 }
