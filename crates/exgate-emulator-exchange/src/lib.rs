@@ -250,7 +250,6 @@ async fn json_path_onprem(
 
 async fn graph_handler(
     State(s): State<ExchangeState>,
-    Path(path): Path<String>,
     RawQuery(q): RawQuery,
     method: Method,
     req: axum::extract::Request,
@@ -260,11 +259,13 @@ async fn graph_handler(
         return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response();
     };
     let o = origin(&parts.headers, scheme_of(&parts.extensions));
+    // The raw path: segments are percent-decoded by the Graph module (leniently, as Graph does).
+    let path = parts.uri.path().strip_prefix("/v1.0/").unwrap_or_default();
     graph::handle(
         &s.inner,
         &o,
         &method,
-        &path,
+        path,
         q.as_deref(),
         &parts.headers,
         &bytes,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AccessRight, AppAccessKind, ConfigError, ExchangeConfig, ServerConfig};
 use crate::directory::Directory;
-use crate::store::{Folder, Mailbox, Message, Overlay, generated_message};
+use crate::store::{Folder, Mailbox, Message, Overlay, generated_is_read, generated_message};
 use crate::token::TokenVerifier;
 
 /// Where a request landed: Exchange Online or an on-premises server (by index).
@@ -401,11 +401,14 @@ impl Inner {
     }
 
     pub fn unread(&self, i: u32, folder: Folder) -> u32 {
-        let n = self.count(i, folder);
-        (0..n)
-            .filter_map(|k| self.message(i, folder, k))
-            .filter(|m| !m.is_read)
-            .count() as u32
+        let Some(m) = self.mailbox(i) else { return 0 };
+        let g = self.generated_count(m, folder);
+        let generated = (0..g).filter(|n| !generated_is_read(m, folder, *n)).count() as u32;
+        let created = (0..self.overlay.count(i, folder))
+            .filter_map(|k| self.overlay.get(i, folder, k))
+            .filter(|msg| !msg.is_read)
+            .count() as u32;
+        generated + created
     }
 
     /// Message number `n` (creation order) of a folder.

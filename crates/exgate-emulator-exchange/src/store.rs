@@ -514,9 +514,18 @@ fn epoch() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_736_150_400).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+fn seed_of(mbx: &Mailbox, folder: Folder, n: u32) -> u64 {
+    fnv(&[mbx.address.as_bytes(), &[folder.code()], &n.to_be_bytes()])
+}
+
+/// Whether generated message `n` is read (without building the message).
+pub(crate) fn generated_is_read(mbx: &Mailbox, folder: Folder, n: u32) -> bool {
+    !seed_of(mbx, folder, n).is_multiple_of(3)
+}
+
 /// Deterministic message number `n` of `folder` in the mailbox.
 pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n: u32) -> Message {
-    let seed = fnv(&[mbx.address.as_bytes(), &[folder.code()], &n.to_be_bytes()]);
+    let seed = seed_of(mbx, folder, n);
     let pick = |list: &[&'static str], shift: u32| -> &'static str {
         let len = list.len().max(1) as u64;
         list.get(((seed >> shift) % len) as usize)
@@ -572,7 +581,7 @@ pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n
         cc: Vec::new(),
         received,
         sent,
-        is_read: !seed.is_multiple_of(3),
+        is_read: generated_is_read(mbx, folder, n),
         is_draft: false,
     }
 }

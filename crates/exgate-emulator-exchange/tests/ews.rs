@@ -657,3 +657,21 @@ async fn bad_server_version_and_unknown_operation_are_faults() {
         .await;
     assert_fault(&r, "ErrorInvalidRequest", "Frobnicate");
 }
+
+#[tokio::test]
+async fn unread_count_matches_the_items_is_read_flags() {
+    let h = Harness::new();
+    let who = imp("bob@contoso.com");
+    let r = h.ews(&app(), &soap(&who, &get_folder("inbox", None))).await;
+    let unread: usize = tag(&r.body, "UnreadCount")
+        .and_then(|u| u.parse().ok())
+        .expect("unread");
+    let r = h.ews(&app(), &soap(&who, &find_items("inbox", "bob@contoso.com", 1000, 0, r#"<t:AdditionalProperties><t:FieldURI FieldURI="message:IsRead"/></t:AdditionalProperties>"#))).await;
+    let flags = r.body.matches("<t:IsRead>false</t:IsRead>").count();
+    assert_eq!(r.body.matches("<t:IsRead>").count(), 250);
+    assert_eq!(unread, flags);
+    assert!(
+        unread > 0 && unread < 250,
+        "generated mail mixes read and unread"
+    );
+}
