@@ -779,3 +779,28 @@ async fn prompt_admin_consent_on_authorize_grants_and_returns_a_code_in_the_quer
     .await;
     assert_eq!(status, 200, "consent recorded: {body}");
 }
+
+#[tokio::test]
+async fn v1_password_grant_with_resource_gives_consented_scopes() {
+    let cert = TestCert::new("c");
+    let emu = start(&cert).await;
+    let (status, body) = post_form(
+        &format!("{}/{CONTOSO}/oauth2/token", emu.base_url()),
+        &[
+            ("grant_type", "password"),
+            ("client_id", PUBLIC),
+            ("username", "alice@contoso.com"),
+            ("password", "alice-pw"),
+            ("resource", "https://outlook.office365.com"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["expires_in"], "3599");
+    assert_eq!(body["scope"], "EWS.AccessAsUser.All");
+    assert_eq!(body["resource"], "https://outlook.office365.com");
+    assert!(body["refresh_token"].is_string() && body["id_token"].is_string());
+    let c = verified_claims(&emu, body["access_token"].as_str().unwrap_or("")).await;
+    assert_eq!(c["aud"], "https://outlook.office365.com");
+    assert_eq!(c["scp"], "EWS.AccessAsUser.All");
+}
