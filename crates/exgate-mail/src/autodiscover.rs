@@ -662,6 +662,22 @@ mod tests {
 
     proptest! {
         #[test]
+        fn soap_settings_round_trip(host in "[a-z]{1,12}(\\.[a-z]{2,6}){1,2}", local in "[a-z0-9.]{1,15}") {
+            let smtp = format!("{local}@{host}");
+            let ews = format!("https://{host}/EWS/Exchange.asmx");
+            let body = format!(
+                "<s:Envelope xmlns:s=\"x\"><s:Body><GetUserSettingsResponseMessage><Response><ErrorCode>NoError</ErrorCode><UserResponses><UserResponse><ErrorCode>NoError</ErrorCode><UserSettings><UserSetting><Name>AutoDiscoverSMTPAddress</Name><Value>{}</Value></UserSetting><UserSetting><Name>ExternalEwsUrl</Name><Value>{}</Value></UserSetting></UserSettings></UserResponse></UserResponses></Response></GetUserSettingsResponseMessage></s:Body></s:Envelope>",
+                esc(&smtp),
+                esc(&ews)
+            );
+            let Ok(Step::Found(r)) = read_soap(&answer(&body), "other@x") else {
+                return Err(TestCaseError::fail("settings expected"));
+            };
+            prop_assert_eq!(r.smtp_address, smtp);
+            prop_assert_eq!(r.ews_url, Url::parse(&ews).unwrap().to_string());
+        }
+
+        #[test]
         fn readers_never_panic(s in ".{0,300}") {
             let a = answer(&s);
             let _ = read_pox(&a, "u@x");
