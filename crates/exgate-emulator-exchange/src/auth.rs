@@ -672,3 +672,59 @@ pub(crate) fn forbidden(st: &Inner) -> Response {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_debug_redacts_password_and_token() {
+        let mut h = HeaderMap::new();
+        let basic = STANDARD.encode("adele@contoso.com:CANARY-PW-91");
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Basic {basic}")).expect("header"),
+        );
+        let c = credentials(&h);
+        let text = format!("{c:?}");
+        assert!(
+            text.contains("adele@contoso.com") && !text.contains("CANARY"),
+            "{text}"
+        );
+        h.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_static("Bearer CANARY.TOKEN.91"),
+        );
+        let text = format!("{:?}", credentials(&h));
+        assert!(
+            text.starts_with("Bearer(") && !text.contains("CANARY"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn authorization_schemes_are_recognised_case_insensitively() {
+        let mut h = HeaderMap::new();
+        for (v, want) in [
+            ("bearer", "EmptyBearer"),
+            ("BEARER   ", "EmptyBearer"),
+            ("NTLM TlRMTVNTUAAB", "Windows"),
+            ("Negotiate abc", "Windows"),
+            ("Basic !!!", "Malformed"),
+            ("Digest x", "Malformed"),
+        ] {
+            h.insert(header::AUTHORIZATION, HeaderValue::from_static(v));
+            assert_eq!(format!("{:?}", credentials(&h)), want, "{v}");
+        }
+    }
+
+    #[test]
+    fn diagnostics_header_survives_hostile_reasons() {
+        let d = Diag::new(2000003, "aud \"x\"\r\n\u{7f}é", "invalid_resource");
+        let v = d.header();
+        assert_eq!(
+            v.to_str().expect("ascii"),
+            "2000003;reason=\"aud 'x'\";error_category=\"invalid_resource\""
+        );
+    }
+}

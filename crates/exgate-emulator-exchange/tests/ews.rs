@@ -675,3 +675,44 @@ async fn unread_count_matches_the_items_is_read_flags() {
         "generated mail mixes read and unread"
     );
 }
+
+#[tokio::test]
+async fn served_over_a_loopback_listener() {
+    let h = Harness::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let service = h.router.clone();
+    let server = tokio::spawn(async move { axum::serve(listener, service).await });
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("http://{addr}/EWS/Exchange.asmx"))
+        .header("authorization", app())
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(soap(&imp("adele@contoso.com"), &get_folder("inbox", None)))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(
+        r.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("text/xml; charset=utf-8")
+    );
+    let body = r.text().await.expect("body");
+    assert_eq!(tag(&body, "TotalCount").as_deref(), Some("12"));
+    let j: serde_json::Value = client
+        .get(format!(
+            "http://{addr}/autodiscover/autodiscover.json/v1.0/adele@contoso.com?Protocol=EWS"
+        ))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(j["Url"], format!("http://{addr}/EWS/Exchange.asmx"));
+    server.abort();
+}
