@@ -382,6 +382,12 @@ impl ErrorEvidence {
             .or(self.autodiscover_error.as_ref().map(|a| a.code.as_str()))
     }
 
+    /// The wait the server asked for: EWS `BackOffMilliseconds`, or `Retry-After` (seconds or
+    /// HTTP-date, counted from now).
+    pub fn advertised_wait(&self) -> Option<std::time::Duration> {
+        crate::retry::advertised_wait(self, std::time::SystemTime::now())
+    }
+
     /// A `MessageXml` value by name from the SOAP fault or the response message.
     pub fn message_xml_value(&self, name: &str) -> Option<&str> {
         let fault = self.soap_fault.iter().flat_map(|f| f.message_xml.iter());

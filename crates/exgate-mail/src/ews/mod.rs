@@ -10,7 +10,7 @@ pub mod envelope;
 pub mod ops;
 pub mod response;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, HeaderName};
@@ -61,8 +61,41 @@ pub struct EwsClient {
     http: HttpClient,
     url: Url,
     credentials: Arc<dyn Credentials>,
-    version: String,
+    version: Arc<Mutex<String>>,
+    negotiate: bool,
     time_zone: Option<String>,
+}
+
+/// Schema versions tried in turn when a server rejects a newer one (newest first).
+pub const SERVER_VERSIONS: &[&str] = &[
+    "Exchange2016",
+    "Exchange2015",
+    "Exchange2013_SP1",
+    "Exchange2013",
+    "Exchange2010_SP2",
+    "Exchange2010_SP1",
+    "Exchange2010",
+    "Exchange2007_SP1",
+];
+
+fn older_version(current: &str) -> Option<&'static str> {
+    let i = SERVER_VERSIONS.iter().position(|v| *v == current)?;
+    SERVER_VERSIONS.get(i + 1).copied()
+}
+
+fn is_version_rejection(e: &MailError) -> bool {
+    const CODES: &[&str] = &[
+        "ErrorInvalidServerVersion",
+        "ErrorInvalidSchemaVersionForMailboxVersion",
+        "ErrorIncorrectSchemaVersion",
+    ];
+    let ev = e.evidence();
+    ev.service_code().is_some_and(|c| CODES.contains(&c))
+        || (ev.status == Some(500)
+            && ev
+                .body_excerpt
+                .as_deref()
+                .is_some_and(|b| b.contains("The specified server version is invalid")))
 }
 
 const X_ANCHOR_MAILBOX: HeaderName = HeaderName::from_static("x-anchormailbox");
@@ -74,14 +107,22 @@ impl EwsClient {
             http,
             url,
             credentials,
-            version: DEFAULT_SERVER_VERSION.to_owned(),
+            version: Arc::new(Mutex::new(DEFAULT_SERVER_VERSION.to_owned())),
+            negotiate: true,
             time_zone: None,
         }
     }
 
     /// Sends this `RequestServerVersion` instead of `Exchange2016`.
     pub fn with_server_version(mut self, version: impl Into<String>) -> Self {
-        self.version = version.into();
+        self.version = Arc::new(Mutex::new(version.into()));
+        self
+    }
+
+    /// Whether to fall back to older `RequestServerVersion`s when the server rejects the
+    /// current one (default on). The version that works is kept for later calls.
+    pub fn with_version_negotiation(mut self, on: bool) -> Self {
+        self.negotiate = on;
         self
     }
 
@@ -104,13 +145,9 @@ impl EwsClient {
         body: &str,
         opts: &CallOptions<'_>,
     ) -> Result<EwsReply, MailError> {
-        let req = self.prepare(operation, body, opts);
-        self.http
-            .with_retry(|| async {
-                let a = self.http.send_once(&req, self.credentials.as_ref()).await?;
-                self.interpret(&req, a)
-            })
+        self.run(operation, body, opts, false)
             .await
+            .map(|(_, reply)| reply)
     }
 
     /// Sends one operation and requires its first response message to succeed. A failing
@@ -122,40 +159,92 @@ impl EwsClient {
         body: &str,
         opts: &CallOptions<'_>,
     ) -> Result<(ResponseMessage, EwsReply), MailError> {
-        let req = self.prepare(operation, body, opts);
-        self.http
-            .with_retry(|| async {
-                let a = self.http.send_once(&req, self.credentials.as_ref()).await?;
-                let mut ev = HttpClient::answer_evidence(&req, self.credentials.as_ref(), &a);
-                let reply = self.interpret(&req, a)?;
-                let Some(first) = reply.messages.first().cloned() else {
-                    ev.server_version = reply.server_version.clone();
-                    return Err(MailError::with_message(
-                        ErrorKind::InvalidResponse,
-                        format!("{operation}: the answer holds no ResponseMessage"),
-                        ev,
-                    ));
-                };
-                if !first.is_success() {
-                    ev.server_version = reply.server_version.clone();
-                    ev.ews_response = Some(first.to_error());
-                    let kind = if first.code == "ErrorServerBusy" {
-                        ErrorKind::Throttled
-                    } else if first.code == "ErrorAccessDenied" {
-                        ErrorKind::Forbidden
-                    } else {
-                        ErrorKind::EwsResponse
-                    };
-                    return Err(MailError::from_evidence(kind, ev));
-                }
-                Ok((first, reply))
-            })
-            .await
+        let (first, reply) = self.run(operation, body, opts, true).await?;
+        match first {
+            Some(first) => Ok((first, reply)),
+            None => Err(self.invalid(operation, "the answer holds no ResponseMessage")),
+        }
     }
 
-    fn prepare(&self, operation: &str, body: &str, opts: &CallOptions<'_>) -> Prepared {
+    /// The `RequestServerVersion` in use (after any negotiation).
+    pub fn server_version(&self) -> String {
+        match self.version.lock() {
+            Ok(v) => v.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Sends with the current version; when the server rejects the schema version
+    /// (`ErrorInvalidServerVersion`, `ErrorInvalidSchemaVersionForMailboxVersion`, as Exchange
+    /// 2013 does for `Exchange2016`) and negotiation is on, retries with the next older version
+    /// and remembers the one that worked, as exchangelib does.
+    async fn run(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+        require_success: bool,
+    ) -> Result<(Option<ResponseMessage>, EwsReply), MailError> {
+        let mut version = self.server_version();
+        loop {
+            let req = self.prepare(operation, body, opts, &version);
+            let result = self
+                .http
+                .with_retry(|| self.attempt(&req, require_success))
+                .await;
+            match result {
+                Err(e) if self.negotiate && is_version_rejection(&e) => {
+                    let Some(older) = older_version(&version) else {
+                        return Err(e);
+                    };
+                    tracing::debug!(from = %version, to = older, "server rejected the schema version");
+                    version = older.to_owned();
+                }
+                Err(e) => return Err(e),
+                Ok(ok) => {
+                    if let Ok(mut v) = self.version.lock() {
+                        v.clone_from(&version);
+                    }
+                    return Ok(ok);
+                }
+            }
+        }
+    }
+
+    async fn attempt(
+        &self,
+        req: &Prepared,
+        require_success: bool,
+    ) -> Result<(Option<ResponseMessage>, EwsReply), MailError> {
+        let a = self.http.send_once(req, self.credentials.as_ref()).await?;
+        let mut ev = HttpClient::answer_evidence(req, self.credentials.as_ref(), &a);
+        let reply = self.interpret(req, a)?;
+        let first = reply.messages.first().cloned();
+        if require_success
+            && let Some(first) = &first
+            && !first.is_success()
+        {
+            ev.server_version = reply.server_version.clone();
+            ev.ews_response = Some(first.to_error());
+            let kind = match first.code.as_str() {
+                "ErrorServerBusy" => ErrorKind::Throttled,
+                "ErrorAccessDenied" => ErrorKind::Forbidden,
+                _ => ErrorKind::EwsResponse,
+            };
+            return Err(MailError::from_evidence(kind, ev));
+        }
+        Ok((first, reply))
+    }
+
+    fn prepare(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+        version: &str,
+    ) -> Prepared {
         let header = envelope::Header {
-            version: &self.version,
+            version,
             impersonation: opts.impersonation,
             time_zone: self.time_zone.as_deref(),
         };

@@ -550,3 +550,82 @@ async fn generic_error_page_redirect_is_retried() {
         .unwrap();
     assert_eq!(fx.requests().len(), 2);
 }
+
+#[tokio::test]
+async fn rejected_schema_version_falls_back_and_is_remembered() {
+    // An Exchange 2013 server: anything newer than Exchange2013_SP1 is refused.
+    let fx = Fixture::start(Arc::new(|_, r| {
+        if r.body.contains(r#"Version="Exchange2016""#)
+            || r.body.contains(r#"Version="Exchange2015""#)
+        {
+            fixture::soap_fault(
+                "ErrorInvalidServerVersion",
+                "The specified server version is invalid.",
+                "",
+            )
+        } else {
+            inbox_ok()
+        }
+    }))
+    .await;
+    let c = client(&fx, "app-token");
+    let copy = c.clone();
+    c.get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(c.server_version(), "Exchange2013_SP1");
+    copy.get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap();
+    let versions: Vec<String> = fx
+        .requests()
+        .iter()
+        .map(|r| {
+            let root = exgate_mail::xml::parse(&r.body).unwrap();
+            root.find("RequestServerVersion")
+                .unwrap()
+                .attr("Version")
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            "Exchange2016",
+            "Exchange2015",
+            "Exchange2013_SP1",
+            "Exchange2013_SP1"
+        ]
+    );
+
+    // With negotiation off the fault is reported as is.
+    let fx = Fixture::start(Arc::new(|_, _| {
+        fixture::soap_fault(
+            "ErrorInvalidServerVersion",
+            "The specified server version is invalid.",
+            "",
+        )
+    }))
+    .await;
+    let e = client(&fx, "app-token")
+        .with_version_negotiation(false)
+        .get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.evidence().service_code(),
+        Some("ErrorInvalidServerVersion")
+    );
+    assert_eq!(fx.requests().len(), 1);
+    // With negotiation on, every version is tried once, then the fault is reported.
+    let e = client(&fx, "app-token")
+        .get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::SoapFault);
+    assert_eq!(
+        fx.requests().len(),
+        1 + exgate_mail::ews::SERVER_VERSIONS.len()
+    );
+}
