@@ -510,6 +510,40 @@ mod tests {
         );
     }
 
+    /// Exact request bodies: Exchange validates element order strictly, so any change here
+    /// must be deliberate.
+    #[test]
+    fn request_bodies_are_stable() {
+        let inbox = FolderRef::named("inbox", None);
+        assert_eq!(
+            find_item(&inbox, 10, 5),
+            "<m:FindItem Traversal=\"Shallow\"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned=\"5\" Offset=\"10\" BasePoint=\"Beginning\"/><m:SortOrder><t:FieldOrder Order=\"Descending\"><t:FieldURI FieldURI=\"item:DateTimeReceived\"/></t:FieldOrder></m:SortOrder><m:ParentFolderIds><t:DistinguishedFolderId Id=\"inbox\"/></m:ParentFolderIds></m:FindItem>"
+        );
+        assert_eq!(
+            sync_folder_items(&inbox, Some("S1"), 100),
+            "<m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:SyncFolderId><t:DistinguishedFolderId Id=\"inbox\"/></m:SyncFolderId><m:SyncState>S1</m:SyncState><m:MaxChangesReturned>100</m:MaxChangesReturned><m:SyncScope>NormalItems</m:SyncScope></m:SyncFolderItems>"
+        );
+        assert_eq!(
+            convert_id("DUMMY", "EwsId", "DUMMY", "EntryId"),
+            "<m:ConvertId DestinationFormat=\"EntryId\"><m:SourceIds><t:AlternateId Id=\"DUMMY\" Format=\"EwsId\" Mailbox=\"DUMMY\"/></m:SourceIds></m:ConvertId>"
+        );
+        assert_eq!(
+            delete_item(&[ItemId {
+                id: "A".into(),
+                change_key: Some("C".into())
+            }]),
+            "<m:DeleteItem DeleteType=\"HardDelete\"><m:ItemIds><t:ItemId Id=\"A\" ChangeKey=\"C\"/></m:ItemIds></m:DeleteItem>"
+        );
+        assert_eq!(
+            get_item_mime(&[ItemId {
+                id: "A".into(),
+                change_key: None
+            }]),
+            "<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:IncludeMimeContent>true</t:IncludeMimeContent></m:ItemShape><m:ItemIds><t:ItemId Id=\"A\"/></m:ItemIds></m:GetItem>"
+        );
+        assert!(get_folder(&[inbox]).starts_with("<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI=\"folder:ChildFolderCount\"/>"));
+    }
+
     #[test]
     fn reads_find_item_paging() {
         let m = parse(r#"<m:FindItemResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode>

@@ -274,3 +274,35 @@ async fn default_candidates_come_from_the_domain() {
     let e = c.discover("no-domain").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config);
 }
+
+#[tokio::test]
+async fn soap_redirect_url_is_followed_to_the_new_endpoint() {
+    let fx = Fixture::start(route(|ctx, r| {
+        if r.path == "/other/autodiscover.svc" {
+            Canned::xml(200, soap_settings("user@example.com"))
+        } else {
+            Canned::xml(
+                200,
+                soap_user_error(
+                    "RedirectUrl",
+                    &format!("{}/other/autodiscover.svc", ctx.base),
+                ),
+            )
+        }
+    }))
+    .await;
+    let r = client(&fx)
+        .with_methods(vec![AutodiscoverMethod::Soap])
+        .allow_http(true)
+        .discover("user@example.com")
+        .await
+        .unwrap();
+    assert_eq!(r.ews_url, EWS);
+    let reqs = fx.requests();
+    assert_eq!(reqs.len(), 2);
+    assert_eq!(reqs[1].path, "/other/autodiscover.svc");
+    assert!(reqs[1].body.contains(&format!(
+        "<wsa:To>{}/other/autodiscover.svc</wsa:To>",
+        fx.base
+    )));
+}
