@@ -208,3 +208,186 @@ async fn expired_secret_is_named() {
     store.close().await;
     emu.shutdown().await;
 }
+
+const FULL_SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.consent]]
+app = "Migration daemon"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+
+[[tenants.consent]]
+app = "Migration daemon"
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+
+[[applications]]
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+name = "Migration daemon"
+home_tenant = "contoso"
+multi_tenant = true
+
+[[applications.secrets]]
+value = "daemon-secret-2099"
+expires = "2099-12-31"
+
+[[applications.permissions]]
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+
+[exchange]
+default_inbox_messages = 5
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+inbox_messages = 7
+
+[[exchange.mailboxes]]
+address = "bob@contoso.com"
+inbox_messages = 0
+
+[[exchange.mailboxes]]
+address = "alice@fabrikam.com"
+
+[[exchange.mailboxes]]
+address = "bob@fabrikam.com"
+provisioned = false
+"#;
+
+/// EWS with impersonation (source, fabrikam) and Graph (destination, contoso) end to end against
+/// the emulator's Entra ID and Exchange planes. (The emulator serves neither EWS `DeleteItem` nor
+/// Graph `POST /users/{id}/messages` yet, so the write check is covered by the runner tests.)
+#[tokio::test]
+async fn ews_and_graph_end_to_end_with_mailbox_faults() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scenario = Scenario::from_toml_str(FULL_SCENARIO, Path::new("full.toml")).unwrap();
+    let emu = Emulator::start(scenario, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let base = emu.base_url();
+    let text = format!(
+        r#"name = "end-to-end"
+[source]
+kind = "exchange-online"
+api = "ews"
+url = "{base}/EWS/Exchange.asmx"
+tenant = "fabrikam.com"
+authority_host = "{base}"
+[source.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "daemon-secret-2099"
+
+[destination]
+kind = "exchange-online"
+api = "graph"
+url = "{base}/v1.0"
+tenant = "contoso.com"
+authority_host = "{base}"
+[destination.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "daemon-secret-2099"
+
+[[mailboxes]]
+source = "alice@fabrikam.com"
+destination = "alice@contoso.com"
+
+[[mailboxes]]
+source = "bob@fabrikam.com"
+destination = "bob@contoso.com"
+
+[[mailboxes]]
+source = "carol@fabrikam.com"
+destination = "carol@contoso.com"
+"#
+    );
+    let project = exgate_verify::project::parse(
+        &text,
+        Path::new("e2e.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+        &dir.path().join("e2e.sqlite"),
+    ))
+    .await
+    .unwrap();
+    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let options = VerifyOptions::default();
+    let report = verify_project(prober, &project, &store, &options, cancel, &mut NoProgress)
+        .await
+        .unwrap();
+    let by_source = |s: &str| {
+        report
+            .mailboxes
+            .iter()
+            .find(|m| m.source == s)
+            .unwrap_or_else(|| panic!("{s} missing"))
+    };
+    let text_report = exgate_verify::report::render_text(&report);
+
+    // alice: every step on both sides.
+    let alice = by_source("alice@fabrikam.com");
+    assert!(alice.ok, "{text_report}");
+    let count = |side: Side| {
+        alice
+            .steps
+            .iter()
+            .find(|s| s.endpoint == side && s.name == StepName::Inbox)
+            .and_then(|s| s.item_count)
+    };
+    assert_eq!(
+        (count(Side::Source), count(Side::Destination)),
+        (Some(5), Some(7))
+    );
+    assert_eq!(alice.steps.len(), 8, "{text_report}");
+    // Mailbox problems stay with their mailboxes: no endpoint fault, nothing blocked.
+    assert!(report.faults.is_empty(), "{text_report}");
+    assert_eq!(report.summary.blocked, 0);
+
+    // bob: the source mailbox is not provisioned yet; EWS says it does not exist.
+    let bob = by_source("bob@fabrikam.com");
+    let failed: Vec<_> = bob.steps.iter().filter(|s| !s.ok).collect();
+    assert_eq!(failed.len(), 1, "{text_report}");
+    assert_eq!(
+        (failed[0].endpoint, failed[0].name),
+        (Side::Source, StepName::Open)
+    );
+    assert_eq!(
+        failed[0].evidence.as_ref().and_then(|e| e.code.as_deref()),
+        Some("ErrorNonExistentMailbox")
+    );
+    assert_eq!(failed[0].causes[0].id, "mailbox_not_found", "{text_report}");
+
+    // carol exists on neither side: EWS and Graph both say so.
+    let carol = by_source("carol@fabrikam.com");
+    let failed: Vec<_> = carol.steps.iter().filter(|s| !s.ok).collect();
+    assert_eq!(failed.len(), 2, "{text_report}");
+    assert!(failed.iter().all(|f| f.name == StepName::Open));
+    let graph = failed
+        .iter()
+        .find(|f| f.endpoint == Side::Destination)
+        .unwrap();
+    assert_eq!(graph.evidence.as_ref().and_then(|e| e.status), Some(404));
+
+    // One token per tenant and resource for the whole run.
+    assert_eq!(emu.stats().token_requests, 2, "{text_report}");
+    store.close().await;
+    emu.shutdown().await;
+}
