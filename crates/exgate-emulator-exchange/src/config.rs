@@ -42,6 +42,12 @@ pub struct ExchangeConfig {
     /// Messages generated in every Sent Items folder unless a mailbox says otherwise.
     #[serde(default = "default_sent")]
     pub default_sent_messages: u32,
+    /// Folders generated under every Inbox ("Project 1", ...), unless a mailbox says otherwise.
+    #[serde(default)]
+    pub default_extra_folders: u8,
+    /// Messages generated in each of those folders.
+    #[serde(default = "default_sent")]
+    pub default_extra_folder_messages: u32,
     /// Throttling budgets.
     #[serde(default)]
     pub throttling: ThrottlingConfig,
@@ -196,6 +202,10 @@ pub struct MailboxConfig {
     pub inbox_messages: Option<u32>,
     /// Messages generated in Sent Items.
     pub sent_messages: Option<u32>,
+    /// Folders generated under the Inbox.
+    pub extra_folders: Option<u8>,
+    /// Messages generated in each generated folder.
+    pub extra_folder_messages: Option<u32>,
     /// Hybrid target address (the other side's routing address), used in Autodiscover redirects.
     pub routing_address: Option<String>,
 }
@@ -237,6 +247,10 @@ pub struct MailboxSetConfig {
     pub inbox_messages: Option<u32>,
     /// Messages generated in Sent Items.
     pub sent_messages: Option<u32>,
+    /// Folders generated under the Inbox.
+    pub extra_folders: Option<u8>,
+    /// Messages generated in each generated folder.
+    pub extra_folder_messages: Option<u32>,
 }
 
 fn default_prefix() -> String {
@@ -445,6 +459,17 @@ impl ExchangeConfig {
                 ));
             }
         }
+        let folders_ok = |field: String, n: Option<u8>| match n {
+            Some(n) if n > crate::store::MAX_CUSTOM_FOLDERS => Err(ConfigError::invalid(
+                field,
+                format!("at most {}", crate::store::MAX_CUSTOM_FOLDERS),
+            )),
+            _ => Ok(()),
+        };
+        folders_ok(
+            "exchange.default_extra_folders".into(),
+            Some(self.default_extra_folders),
+        )?;
         for (i, o) in self.throttling.overrides.iter().enumerate() {
             if o.principal.trim().is_empty() {
                 return Err(ConfigError::invalid(
@@ -559,7 +584,11 @@ impl ExchangeConfig {
                     ));
                 }
             }
-            for c in [m.inbox_messages, m.sent_messages].into_iter().flatten() {
+            folders_ok(f("extra_folders"), m.extra_folders)?;
+            for c in [m.inbox_messages, m.sent_messages, m.extra_folder_messages]
+                .into_iter()
+                .flatten()
+            {
                 if c > MAX_MESSAGES_PER_FOLDER {
                     return Err(ConfigError::invalid(
                         f("inbox_messages"),
@@ -597,7 +626,11 @@ impl ExchangeConfig {
             if u64::from(s.first) + u64::from(s.count) > u64::from(u32::MAX) {
                 return Err(ConfigError::invalid(f("count"), "first + count overflows"));
             }
-            for c in [s.inbox_messages, s.sent_messages].into_iter().flatten() {
+            folders_ok(f("extra_folders"), s.extra_folders)?;
+            for c in [s.inbox_messages, s.sent_messages, s.extra_folder_messages]
+                .into_iter()
+                .flatten()
+            {
                 if c > MAX_MESSAGES_PER_FOLDER {
                     return Err(ConfigError::invalid(
                         f("inbox_messages"),

@@ -513,7 +513,8 @@ fn folder_ref(ctx: &Ctx<'_>, el: &Element) -> FolderRef {
                 return FolderRef::Error("ErrorInvalidIdMalformed", "Id is malformed.".into());
             };
             match resolve_id(ctx, id, b'F') {
-                Ok((i, f, _)) => FolderRef::Found(i, f),
+                Ok((i, f, _)) if ctx.st.folder_exists(i, f) => FolderRef::Found(i, f),
+                Ok(_) => not_found(),
                 Err((code, text)) => FolderRef::Error(code, text),
             }
         }
@@ -571,19 +572,20 @@ fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
     let _ = write!(
         out,
         "<t:DisplayName>{}</t:DisplayName><t:TotalCount>{}</t:TotalCount><t:ChildFolderCount>{}</t:ChildFolderCount>",
-        f.display_name(),
+        esc(&f.display_name()),
         ctx.st.count(i, f),
-        f.children().count()
+        f.children(m.extra_folders).len()
     );
     let _ = write!(
         out,
         "<t:EffectiveRights><t:CreateAssociated>true</t:CreateAssociated><t:CreateContents>true</t:CreateContents><t:CreateHierarchy>true</t:CreateHierarchy><t:Delete>true</t:Delete><t:Modify>true</t:Modify><t:Read>true</t:Read><t:ViewPrivateItems>true</t:ViewPrivateItems></t:EffectiveRights>"
     );
-    let _ = write!(
-        out,
-        "<t:DistinguishedFolderId>{}</t:DistinguishedFolderId>",
-        f.distinguished()
-    );
+    if let Some(d) = f.distinguished() {
+        let _ = write!(
+            out,
+            "<t:DistinguishedFolderId>{d}</t:DistinguishedFolderId>"
+        );
+    }
     if el == "Folder" {
         let _ = write!(
             out,
@@ -651,12 +653,13 @@ fn find_folder(ctx: &Ctx<'_>, op: &Element) -> String {
         msgs.push(match folder_ref(ctx, el) {
             FolderRef::Found(i, f) => {
                 let mut all = Vec::new();
-                let mut stack: Vec<Folder> = f.children().collect();
+                let extra = ctx.st.extra(i);
+                let mut stack: Vec<Folder> = f.children(extra);
                 stack.reverse();
                 while let Some(c) = stack.pop() {
                     all.push(c);
                     if deep {
-                        let mut kids: Vec<Folder> = c.children().collect();
+                        let mut kids: Vec<Folder> = c.children(extra);
                         kids.reverse();
                         stack.extend(kids);
                     }
@@ -1057,7 +1060,10 @@ fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
     };
     let mut changes = String::new();
     if start_over {
-        for f in Folder::ALL.iter().filter(|f| **f != Folder::Root) {
+        for f in Folder::all(m.extra_folders)
+            .iter()
+            .filter(|f| **f != Folder::Root)
+        {
             let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, *f));
         }
     }

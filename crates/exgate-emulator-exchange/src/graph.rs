@@ -360,9 +360,9 @@ fn route(
     match names.as_slice() {
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
         ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
-            let value: Vec<Value> = Folder::ALL
+            let value: Vec<Value> = Folder::all(m.extra_folders)
                 .iter()
-                .filter(|f| f.is_mail_folder())
+                .filter(|f| f.is_mail_folder() && f.parent() == Some(Folder::MsgFolderRoot))
                 .map(|f| folder_json(st, i, m, *f))
                 .collect();
             Ok(json_response(
@@ -393,6 +393,18 @@ fn route(
                     ));
                     Ok(json_response(StatusCode::OK, &v))
                 }
+                ["childfolders"] => {
+                    let value: Vec<Value> = folder
+                        .children(m.extra_folders)
+                        .into_iter()
+                        .filter(|c| c.is_mail_folder())
+                        .map(|c| folder_json(st, i, m, c))
+                        .collect();
+                    Ok(json_response(
+                        StatusCode::OK,
+                        &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders('{}')/childFolders", ctx_user(&user_key), key), "value": value}),
+                    ))
+                }
                 ["messages"] => {
                     list_messages(st, i, m, &[folder], &base, &user_key, &q, select.as_deref())
                 }
@@ -402,7 +414,7 @@ fn route(
         }
         ["messages"] if get && rest[0].1.is_none() => {
             let base = format!("{origin}/v1.0/{user_path}");
-            let folders: Vec<Folder> = Folder::ALL
+            let folders: Vec<Folder> = Folder::all(m.extra_folders)
                 .iter()
                 .copied()
                 .filter(|f| f.is_mail_folder())
@@ -514,7 +526,7 @@ fn folder_json(st: &Inner, i: u32, m: &Mailbox, f: Folder) -> Value {
         "id": folder_gid(i, m, f),
         "displayName": f.display_name(),
         "parentFolderId": parent,
-        "childFolderCount": f.children().filter(|c| c.is_mail_folder()).count(),
+        "childFolderCount": f.children(m.extra_folders).iter().filter(|c| c.is_mail_folder()).count(),
         "unreadItemCount": st.unread(i, f),
         "totalItemCount": st.count(i, f),
         "sizeInBytes": 0,
@@ -544,7 +556,7 @@ fn folder_by_key(st: &Inner, i: u32, m: &Mailbox, key: &str) -> Result<Folder, G
             "Id is malformed.",
         ));
     }
-    if raw.mailbox != i || !raw.verify(&m.address) {
+    if raw.mailbox != i || !raw.verify(&m.address) || !st.folder_exists(i, raw.folder) {
         return Err(gerr(
             StatusCode::NOT_FOUND,
             "ErrorItemNotFound",
@@ -695,7 +707,10 @@ fn list_messages(
     let folder_ctx = if folders.len() == 1 {
         format!(
             "/mailFolders('{}')",
-            folders.first().map(|f| f.distinguished()).unwrap_or("")
+            folders
+                .first()
+                .and_then(|f| f.distinguished())
+                .unwrap_or("")
         )
     } else {
         String::new()

@@ -234,6 +234,10 @@ impl ExchangeState {
                 groups: m.groups.iter().map(|g| g.to_ascii_lowercase()).collect(),
                 inbox: m.inbox_messages.unwrap_or(config.default_inbox_messages),
                 sent: m.sent_messages.unwrap_or(config.default_sent_messages),
+                extra_folders: m.extra_folders.unwrap_or(config.default_extra_folders),
+                extra_folder_messages: m
+                    .extra_folder_messages
+                    .unwrap_or(config.default_extra_folder_messages),
                 routing_address: m.routing_address.clone(),
                 address,
             });
@@ -257,6 +261,10 @@ impl ExchangeState {
                     groups: groups.clone(),
                     inbox: s.inbox_messages.unwrap_or(config.default_inbox_messages),
                     sent: s.sent_messages.unwrap_or(config.default_sent_messages),
+                    extra_folders: s.extra_folders.unwrap_or(config.default_extra_folders),
+                    extra_folder_messages: s
+                        .extra_folder_messages
+                        .unwrap_or(config.default_extra_folder_messages),
                     routing_address: None,
                 });
             }
@@ -390,8 +398,23 @@ impl Inner {
         match folder {
             Folder::Inbox => m.inbox,
             Folder::SentItems => m.sent,
+            Folder::Custom(k) if k < m.extra_folders => m.extra_folder_messages,
             _ => 0,
         }
+    }
+
+    /// Whether the mailbox has this folder.
+    pub fn folder_exists(&self, i: u32, folder: Folder) -> bool {
+        match (self.mailbox(i), folder) {
+            (Some(m), Folder::Custom(k)) => k < m.extra_folders,
+            (Some(_), _) => true,
+            (None, _) => false,
+        }
+    }
+
+    /// Extra (generated) folder count of a mailbox.
+    pub fn extra(&self, i: u32) -> u8 {
+        self.mailbox(i).map_or(0, |m| m.extra_folders)
     }
 
     pub fn count(&self, i: u32, folder: Folder) -> u32 {

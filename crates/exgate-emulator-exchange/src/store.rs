@@ -42,6 +42,9 @@ pub(crate) struct Mailbox {
     pub groups: Vec<String>,
     pub inbox: u32,
     pub sent: u32,
+    /// Generated folders under the Inbox, and messages in each.
+    pub extra_folders: u8,
+    pub extra_folder_messages: u32,
     pub routing_address: Option<String>,
 }
 
@@ -83,10 +86,15 @@ pub(crate) enum Folder {
     Calendar,
     Contacts,
     Tasks,
+    /// Generated folder number `k` (0-based) under the Inbox.
+    Custom(u8),
 }
 
+/// Most generated folders a mailbox can have.
+pub(crate) const MAX_CUSTOM_FOLDERS: u8 = 200;
+
 impl Folder {
-    pub const ALL: [Folder; 12] = [
+    pub const WELL_KNOWN: [Folder; 12] = [
         Folder::Root,
         Folder::MsgFolderRoot,
         Folder::Inbox,
@@ -101,17 +109,35 @@ impl Folder {
         Folder::Tasks,
     ];
 
+    /// Every folder of a mailbox with `extra` generated folders.
+    pub fn all(extra: u8) -> Vec<Folder> {
+        let mut v = Folder::WELL_KNOWN.to_vec();
+        v.extend((0..extra.min(MAX_CUSTOM_FOLDERS)).map(Folder::Custom));
+        v
+    }
+
     pub fn code(self) -> u8 {
-        self as u8
+        match self {
+            Folder::Custom(k) => 12u8.saturating_add(k),
+            f => Folder::WELL_KNOWN
+                .iter()
+                .position(|w| *w == f)
+                .and_then(|p| u8::try_from(p).ok())
+                .unwrap_or(0),
+        }
     }
 
     pub fn from_code(c: u8) -> Option<Folder> {
-        Folder::ALL.get(usize::from(c)).copied()
+        match c.checked_sub(12) {
+            None => Folder::WELL_KNOWN.get(usize::from(c)).copied(),
+            Some(k) if k < MAX_CUSTOM_FOLDERS => Some(Folder::Custom(k)),
+            Some(_) => None,
+        }
     }
 
-    /// EWS distinguished folder id.
-    pub fn distinguished(self) -> &'static str {
-        match self {
+    /// EWS distinguished folder id (none for generated folders).
+    pub fn distinguished(self) -> Option<&'static str> {
+        Some(match self {
             Folder::Root => "root",
             Folder::MsgFolderRoot => "msgfolderroot",
             Folder::Inbox => "inbox",
@@ -124,16 +150,17 @@ impl Folder {
             Folder::Calendar => "calendar",
             Folder::Contacts => "contacts",
             Folder::Tasks => "tasks",
-        }
+            Folder::Custom(_) => return None,
+        })
     }
 
     /// By EWS distinguished id or Graph well-known name (case-insensitive).
     pub fn from_name(name: &str) -> Option<Folder> {
         let n = name.to_ascii_lowercase();
-        Folder::ALL
+        Folder::WELL_KNOWN
             .iter()
             .copied()
-            .find(|f| f.distinguished() == n)
+            .find(|f| f.distinguished() == Some(n.as_str()))
             .or(match n.as_str() {
                 "deleted" => Some(Folder::DeletedItems),
                 "junk" => Some(Folder::JunkEmail),
@@ -141,8 +168,8 @@ impl Folder {
             })
     }
 
-    pub fn display_name(self) -> &'static str {
-        match self {
+    pub fn display_name(self) -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed(match self {
             Folder::Root => "Root",
             Folder::MsgFolderRoot => "Top of Information Store",
             Folder::Inbox => "Inbox",
@@ -155,7 +182,10 @@ impl Folder {
             Folder::Calendar => "Calendar",
             Folder::Contacts => "Contacts",
             Folder::Tasks => "Tasks",
-        }
+            Folder::Custom(k) => {
+                return std::borrow::Cow::Owned(format!("Project {}", u16::from(k) + 1));
+            }
+        })
     }
 
     /// EWS folder class (`None` for the root).
@@ -183,14 +213,17 @@ impl Folder {
         match self {
             Folder::Root => None,
             Folder::MsgFolderRoot => Some(Folder::Root),
+            Folder::Custom(_) => Some(Folder::Inbox),
             _ => Some(Folder::MsgFolderRoot),
         }
     }
 
-    pub fn children(self) -> impl Iterator<Item = Folder> {
-        Folder::ALL
+    /// Child folders in a mailbox with `extra` generated folders.
+    pub fn children(self, extra: u8) -> Vec<Folder> {
+        Folder::all(extra)
             .into_iter()
-            .filter(move |f| f.parent() == Some(self))
+            .filter(|f| f.parent() == Some(self))
+            .collect()
     }
 
     /// Whether Graph lists it among `mailFolders` (mail folders only).

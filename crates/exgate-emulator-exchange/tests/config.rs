@@ -92,3 +92,10 @@ fn zero_window_is_rejected() {
     let e = check("[throttling]\nwindow_seconds = 0\n").expect_err("window");
     assert_eq!(field_of(e), "exchange.throttling.window_seconds");
 }
+
+#[test]
+fn too_many_generated_folders_names_the_field() {
+    let e = check("[[mailboxes]]\naddress = \"a@contoso.com\"\nextra_folders = 250\n")
+        .expect_err("folders");
+    assert_eq!(field_of(e), "exchange.mailboxes[0].extra_folders");
+}

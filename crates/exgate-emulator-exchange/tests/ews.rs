@@ -716,3 +716,49 @@ async fn served_over_a_loopback_listener() {
     assert_eq!(j["Url"], format!("http://{addr}/EWS/Exchange.asmx"));
     server.abort();
 }
+
+#[tokio::test]
+async fn generated_folders_under_the_inbox_are_found_listed_and_synced() {
+    let h = Harness::new();
+    let who = imp("carol@contoso.com");
+    let shallow = r#"<m:FindFolder Traversal="Shallow"><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindFolder>"#;
+    let r = h.ews(&app(), &soap(&who, shallow)).await;
+    assert_eq!(
+        attr(&r.body, "TotalItemsInView").as_deref(),
+        Some("3"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<t:DisplayName>Project 2</t:DisplayName>"));
+    assert_eq!(r.body.matches("<t:TotalCount>4</t:TotalCount>").count(), 3);
+    let ids: Vec<String> = r
+        .body
+        .split("<t:FolderId Id=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let find = format!(
+        r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:FolderId Id="{}"/></m:ParentFolderIds></m:FindItem>"#,
+        ids[1]
+    );
+    let r = h.ews(&app(), &soap(&who, &find)).await;
+    assert_eq!(
+        attr(&r.body, "TotalItemsInView").as_deref(),
+        Some("4"),
+        "{}",
+        r.body
+    );
+    let deep = shallow
+        .replace("Shallow", "Deep")
+        .replace("\"inbox\"", "\"root\"");
+    let r = h.ews(&app(), &soap(&who, &deep)).await;
+    assert_eq!(attr(&r.body, "TotalItemsInView").as_deref(), Some("14"));
+    let sync = "<m:SyncFolderHierarchy><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape></m:SyncFolderHierarchy>";
+    let r = h.ews(&app(), &soap(&who, sync)).await;
+    assert_eq!(r.body.matches("<t:Create>").count(), 14);
+    // Adele has no generated folders: Carol's folder id is not hers.
+    let r = h.ews(&app(), &soap(&imp("adele@contoso.com"), &find)).await;
+    assert!(r.body.contains("ErrorAccessDenied"), "{}", r.body);
+}

@@ -553,3 +553,55 @@ async fn v2_graph_tokens_from_the_emulator_authority_are_accepted_others_are_not
         "Access token validation failure. Invalid issuer."
     );
 }
+
+#[tokio::test]
+async fn generated_folders_appear_as_child_folders_of_the_inbox() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/carol@contoso.com/mailFolders/inbox/childFolders",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    let kids = v["value"].as_array().expect("value");
+    assert_eq!(kids.len(), 3);
+    assert!(kids.iter().all(|k| k["totalItemCount"] == 4));
+    let id = kids[0]["id"].as_str().expect("id");
+    let r = h
+        .get(
+            &format!("/v1.0/users/carol@contoso.com/mailFolders/{id}/messages"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["value"].as_array().map(Vec::len), Some(4));
+    let r = h
+        .get(
+            "/v1.0/users/carol@contoso.com/mailFolders/inbox",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["childFolderCount"], 3);
+    let r = h
+        .get(
+            "/v1.0/users/carol@contoso.com/messages?$top=1000",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(
+        r.json()["value"].as_array().map(Vec::len),
+        Some(12 + 3 + 12)
+    );
+    let r = h
+        .get("/v1.0/users/carol@contoso.com/mailFolders", Some(&reader()))
+        .await;
+    assert!(
+        r.json()["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .all(|f| f["displayName"] != "Project 1"),
+        "top level only"
+    );
+}

@@ -59,6 +59,12 @@ groups = ["finance"]
 inbox_messages = 250
 
 [[mailboxes]]
+address = "carol@contoso.com"
+display_name = "Carol Projects"
+extra_folders = 3
+extra_folder_messages = 4
+
+[[mailboxes]]
 address = "unlicensed@contoso.com"
 licensed = false
 
