@@ -129,6 +129,10 @@ impl TokenCache {
 
     fn slot(&self, key: &CacheKey) -> Arc<Slot> {
         let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        // Look up first: cloning the key (four strings) only on the first use of a key.
+        if let Some(slot) = slots.get(key) {
+            return Arc::clone(slot);
+        }
         Arc::clone(slots.entry(key.clone()).or_default())
     }
 

@@ -533,12 +533,18 @@ impl TokenClient {
         target: &Target,
     ) -> Result<TokenResponse, AuthError> {
         let url = self.authority.token_endpoint();
+        // msal routes ROPC requests with `X-AnchorMailbox: upn:{username}`.
+        let anchor = match grant {
+            Grant::Password { username, .. } => Some(format!("upn:{username}")),
+            _ => None,
+        };
+        let extra = anchor.as_deref().map(|a| ("X-AnchorMailbox", a));
         let mut attempt = 0u32;
         loop {
             attempt += 1;
             let form = self.form(grant, target)?;
             let now = unix_now();
-            let result = match self.post(&url, &form, None).await {
+            let result = match self.post(&url, &form, extra).await {
                 Err(e) => Err(e),
                 Ok((status, body)) if (200..300).contains(&status) => {
                     parse_token_response(&body, target, now).map_err(|m| {

@@ -31,7 +31,7 @@ use crate::client::ClientAuth;
 use crate::error::{AuthError, ConfigError};
 use crate::flows::{AuthCodeOptions, DeviceCodeOptions, DevicePrompt, OpenUrl};
 use crate::provider::{Credential, ProviderConfig};
-use crate::store::{STORE_KEY_ENV, StoreKey, TokenStore};
+use crate::store::{Keyring, STORE_KEY_ENV, StoreKey, TokenStore};
 
 /// The flows a profile can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -84,6 +84,8 @@ pub struct StoreSettings {
     pub key_env: Option<String>,
     /// A 0600 key file.
     pub key_file: Option<PathBuf>,
+    /// An account name in the OS keyring (service `exgate-token-store`).
+    pub key_keyring: Option<String>,
 }
 
 /// Merged settings. Secrets are held as `SecretString`; `Debug` never shows them.
@@ -481,10 +483,32 @@ impl AuthSettings {
                     "set [store] path = \"tokens.bin\"",
                 )
             })?;
-            let key = match (&store.key_file, &store.key_env) {
-                (Some(f), _) => StoreKey::from_file(f)?,
-                (None, Some(var)) => StoreKey::from_env(var)?,
-                (None, None) => StoreKey::from_env(STORE_KEY_ENV)?,
+            let key = if let Some(f) = &store.key_file {
+                StoreKey::from_file(f)?
+            } else if let Some(var) = &store.key_env {
+                StoreKey::from_env(var)?
+            } else if let Some(account) = &store.key_keyring {
+                Keyring::detect()
+                    .ok_or_else(|| {
+                        self.err(
+                            "store.key_keyring",
+                            "no OS keyring tool (secret-tool or security) is installed",
+                            "use key_file or key_env on machines without a keyring",
+                        )
+                    })?
+                    .load(account)?
+            } else if std::env::var_os(STORE_KEY_ENV).is_some() {
+                StoreKey::from_env(STORE_KEY_ENV)?
+            } else if let Some(keyring) = Keyring::detect() {
+                keyring.load("default")?
+            } else {
+                return Err(self
+                    .err(
+                        "store.key_file",
+                        "no key for the token store",
+                        format!("set [store] key_file (a 0600 file) or key_env, or export {STORE_KEY_ENV}"),
+                    )
+                    .into());
             };
             config.store = Some(TokenStore::open(path, &key)?);
         }

@@ -62,7 +62,10 @@ pub use flows::{
 pub use hma::{Challenge, HmaChallenge, on_prem_request, parse_www_authenticate, probe};
 pub use loopback::{RedirectListener, RedirectParams};
 pub use provider::{Credential, ProviderConfig, TokenProvider, TokenSource, is_guid};
-pub use store::{STORE_KEY_ENV, StoreKey, StoredToken, TokenStore, write_atomic_private};
+pub use store::{
+    KEYRING_SERVICE, Keyring, STORE_KEY_ENV, StoreKey, StoredToken, TokenStore,
+    write_atomic_private,
+};
 pub use token::{AccessToken, TokenRequest, unix_now};
 
 /// Re-exports of the crates whose types appear in this API.

@@ -96,6 +96,132 @@ impl StoreKey {
     }
 }
 
+/// The service name under which store keys are kept in the OS keyring.
+pub const KEYRING_SERVICE: &str = "exgate-token-store";
+
+/// The OS keyring, reached through its command-line tool: the Secret Service through
+/// `secret-tool` (libsecret) on Linux and other Unix desktops, the login keychain through
+/// `security` on macOS. Headless machines usually have neither; use a key file or variable there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Keyring {
+    program: PathBuf,
+    kind: KeyringKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyringKind {
+    SecretTool,
+    MacSecurity,
+}
+
+impl Keyring {
+    /// The platform's keyring tool, when it is installed.
+    pub fn detect() -> Option<Keyring> {
+        let (name, kind) = if cfg!(target_os = "macos") {
+            ("security", KeyringKind::MacSecurity)
+        } else {
+            ("secret-tool", KeyringKind::SecretTool)
+        };
+        let path = std::env::var_os("PATH")?;
+        std::env::split_paths(&path)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .map(|program| Keyring { program, kind })
+    }
+
+    /// A `secret-tool`-compatible program at `program` (tests, unusual installs).
+    pub fn secret_tool(program: impl Into<PathBuf>) -> Keyring {
+        Keyring {
+            program: program.into(),
+            kind: KeyringKind::SecretTool,
+        }
+    }
+
+    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, StoreError> {
+        use std::process::{Command, Stdio};
+        let fail =
+            |m: String| StoreError::Key(format!("OS keyring ({}): {m}", self.program.display()));
+        let mut child = Command::new(&self.program)
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| fail(e.to_string()))?;
+        if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(data).map_err(|e| fail(e.to_string()))?;
+        }
+        let out = child.wait_with_output().map_err(|e| fail(e.to_string()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(fail(format!(
+                "no key stored under account `{}`{}",
+                args.last().copied().unwrap_or_default(),
+                if err.trim().is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", err.trim())
+                }
+            )));
+        }
+        Ok(out.stdout)
+    }
+
+    /// Reads the key stored under `account`.
+    pub fn load(&self, account: &str) -> Result<StoreKey, StoreError> {
+        let out = match self.kind {
+            KeyringKind::SecretTool => self.run(
+                &["lookup", "service", KEYRING_SERVICE, "account", account],
+                None,
+            )?,
+            KeyringKind::MacSecurity => self.run(
+                &[
+                    "find-generic-password",
+                    "-s",
+                    KEYRING_SERVICE,
+                    "-w",
+                    "-a",
+                    account,
+                ],
+                None,
+            )?,
+        };
+        let text = String::from_utf8(out)
+            .map_err(|_| StoreError::Key("the keyring entry is not text".into()))?;
+        StoreKey::from_text(&text)
+    }
+
+    /// Stores `key` under `account` (Secret Service only; on macOS add it with
+    /// `security add-generic-password -s exgate-token-store -a ACCOUNT -w`).
+    pub fn save(&self, account: &str, key: &StoreKey) -> Result<(), StoreError> {
+        match self.kind {
+            KeyringKind::SecretTool => {
+                let text = STANDARD.encode(key.0);
+                self.run(
+                    &[
+                        "store",
+                        "--label",
+                        "exgate token store key",
+                        "service",
+                        KEYRING_SERVICE,
+                        "account",
+                        account,
+                    ],
+                    Some(text.as_bytes()),
+                )
+                .map(|_| ())
+            }
+            KeyringKind::MacSecurity => Err(StoreError::Key(format!(
+                "add the key yourself: security add-generic-password -s {KEYRING_SERVICE} -a {account} -w"
+            ))),
+        }
+    }
+}
+
 #[cfg(unix)]
 fn check_private(path: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::PermissionsExt as _;
@@ -442,6 +568,32 @@ mod tests {
             TokenStore::open(&path, &key),
             Err(StoreError::KeyMismatch { .. })
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keyring_through_a_secret_tool_compatible_program() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = dir.path().join("db");
+        let script = dir.path().join("secret-tool");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\n[ \"$3\" = {KEYRING_SERVICE} ] || [ \"$5\" = {KEYRING_SERVICE} ] || exit 3\ncase \"$1\" in\n lookup) cat \"{db}.$5\" 2>/dev/null || exit 1;;\n store) cat > \"{db}.$7\";;\n *) exit 2;;\nesac\n",
+                db = db.display()
+            ),
+        )
+        .expect("script");
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        let keyring = Keyring::secret_tool(&script);
+        let err = keyring.load("daemon").expect_err("nothing stored yet");
+        assert!(err.to_string().contains("daemon"), "{err}");
+        let key = StoreKey::generate().expect("key");
+        keyring.save("daemon", &key).expect("save");
+        assert_eq!(keyring.load("daemon").expect("load").0, key.0);
+        let missing = Keyring::secret_tool(dir.path().join("absent"));
+        assert!(missing.load("daemon").is_err());
     }
 
     #[test]

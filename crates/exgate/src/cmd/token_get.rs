@@ -33,6 +33,13 @@ Exit codes: 0 token acquired, 1 Entra ID refused (the AADSTS code is shown), 2 c
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub struct Args {
+    /// Boxed: the options are many, and the subcommand enum stays small.
+    #[command(flatten)]
+    options: Box<Options>,
+}
+
+#[derive(Debug, clap::Args)]
+struct Options {
     /// TOML profile (see docs/auth.md).
     #[arg(long)]
     profile: Option<PathBuf>,
@@ -111,7 +118,7 @@ pub struct Args {
     new_store_key: Option<PathBuf>,
 }
 
-fn flag_settings(args: &Args) -> anyhow::Result<AuthSettings> {
+fn flag_settings(args: &Options) -> anyhow::Result<AuthSettings> {
     let flow = match &args.flow {
         Some(f) => Some(
             f.parse::<FlowKind>()
@@ -140,6 +147,7 @@ fn flag_settings(args: &Args) -> anyhow::Result<AuthSettings> {
             path: Some(path),
             key_file: args.store_key_file.clone(),
             key_env: None,
+            key_keyring: None,
         }),
         ..AuthSettings::default()
     }
@@ -170,6 +178,7 @@ fn open_browser(url: &Url) {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = *args.options;
     if let Some(path) = &args.new_store_key {
         exgate_auth::StoreKey::generate()?.write_new_file(path)?;
         eprintln!(
