@@ -494,7 +494,11 @@ pub fn lint(c: &TokenClaims, ctx: &LintContext) -> Vec<Finding> {
         ));
     } else if !c.roles.is_empty() {
         let ews_ok = has_role(&c.roles, |r| r.eq_ignore_ascii_case("full_access_as_app"));
-        if to_exchange && (is_ews || target_kind.is_none()) && !ews_ok {
+        let aud_exchange = matches!(
+            aud_kind,
+            Some(Resource::ExchangeOnline) | Some(Resource::Host(..))
+        );
+        if to_exchange && aud_exchange && (is_ews || target_kind.is_none()) && !ews_ok {
             out.push(finding(
                 Error,
                 "missing_full_access_as_app",
@@ -621,7 +625,14 @@ pub fn lint(c: &TokenClaims, ctx: &LintContext) -> Vec<Finding> {
             format!("the token was issued by tenant {tid}, not by the expected tenant {want}"),
         ));
     }
-    if app_only_token && c.appidacr.as_deref() == Some("1") && to_exchange {
+    if app_only_token
+        && c.appidacr.as_deref() == Some("1")
+        && to_exchange
+        && matches!(
+            aud_kind,
+            Some(Resource::ExchangeOnline) | Some(Resource::Host(..))
+        )
+    {
         out.push(finding(
             Info,
             "secret_strength",

@@ -23,8 +23,10 @@ pub struct MailReply {
 static SMTP: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"\b([245]\d\d)[ -]([245]\.\d{1,3}\.\d{1,3})\b[ \t]*([^\r\n]*)").ok()
 });
-static SMTP_LINE: LazyLock<Option<Regex>> =
-    LazyLock::new(|| Regex::new(r"(?m)^[ \t]*([45]\d\d)[ -]([^\r\n]*)$").ok());
+/// Without an enhanced code, only reply codes that are not also common HTTP statuses.
+static SMTP_LINE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    Regex::new(r"(?m)^[ \t]*(421|45[0-2]|501|53[0-9]|55[0-4])[ -]([^\r\n]*)$").ok()
+});
 static IMAP: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new(r"(?m)(?:^|[ \t])(?:[A-Za-z0-9.*]+[ \t]+)?(NO|BAD)[ \t]+((?:\[[^\]]*\][ \t]*)?[A-Z][^\r\n]*)")
         .ok()
