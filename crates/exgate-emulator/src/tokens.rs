@@ -33,7 +33,8 @@ pub enum TokenError {
 /// The RSA key the emulator signs tokens with, and its published JWK.
 pub struct SigningKey {
     kid: String,
-    encoding: jsonwebtoken::EncodingKey,
+    /// Parsed once: parsing an RSA key per signature would dominate the cost of a token.
+    rsa: aws_lc_rs::signature::RsaKeyPair,
     decoding: jsonwebtoken::DecodingKey,
     jwk: Value,
 }
@@ -64,7 +65,7 @@ impl SigningKey {
         let der = cert.der().to_vec();
         let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
         let kid = URL_SAFE_NO_PAD.encode(sha1.as_ref());
-        let encoding = jsonwebtoken::EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes())
+        let rsa = aws_lc_rs::signature::RsaKeyPair::from_pkcs8(&key.serialize_der())
             .map_err(|e| TokenError::Key(e.to_string()))?;
         let (n, e) = rsa_components(&rcgen::PublicKeyData::subject_public_key_info(&key))?;
         let n_b64 = URL_SAFE_NO_PAD.encode(&n);
@@ -83,7 +84,7 @@ impl SigningKey {
         });
         Ok(SigningKey {
             kid,
-            encoding,
+            rsa,
             decoding,
             jwk,
         })
@@ -119,14 +120,26 @@ impl SigningKey {
 
     /// Signs `claims` as an RS256 JWT with `kid` (and `x5t` when `with_x5t`, as v1 tokens have).
     pub fn sign(&self, claims: &Value, with_x5t: bool) -> Result<String, TokenError> {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-        header.typ = Some("JWT".into());
-        header.kid = Some(self.kid.clone());
-        if with_x5t {
-            header.x5t = Some(self.kid.clone());
-        }
-        jsonwebtoken::encode(&header, claims, &self.encoding)
-            .map_err(|e| TokenError::Sign(e.to_string()))
+        let header = if with_x5t {
+            json!({"typ": "JWT", "alg": "RS256", "x5t": self.kid, "kid": self.kid})
+        } else {
+            json!({"typ": "JWT", "alg": "RS256", "kid": self.kid})
+        };
+        let mut out = URL_SAFE_NO_PAD.encode(header.to_string());
+        out.push('.');
+        out.push_str(&URL_SAFE_NO_PAD.encode(claims.to_string()));
+        let mut signature = vec![0u8; self.rsa.public_modulus_len()];
+        self.rsa
+            .sign(
+                &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+                &aws_lc_rs::rand::SystemRandom::new(),
+                out.as_bytes(),
+                &mut signature,
+            )
+            .map_err(|e| TokenError::Sign(e.to_string()))?;
+        out.push('.');
+        out.push_str(&URL_SAFE_NO_PAD.encode(&signature));
+        Ok(out)
     }
 
     /// Checks the signature and `exp`/`nbf` (5 minutes of skew) of a token this emulator
