@@ -484,22 +484,34 @@ impl Evidence {
     }
 
     /// Evidence from an HTTP response. `headers` may repeat names (one item per header line).
+    /// Cookie values are dropped and secrets in the body are redacted before they are stored.
     pub fn from_http_response<N: Into<String>, V: Into<String>>(
         status: u16,
         headers: impl IntoIterator<Item = (N, V)>,
         body: impl Into<String>,
     ) -> Self {
+        let body: String = body.into();
         Evidence {
             response: Some(HttpResponse {
                 status: Some(status),
                 headers: headers
                     .into_iter()
-                    .map(|(n, v)| HttpHeader {
-                        name: n.into(),
-                        value: v.into(),
+                    .map(|(n, v)| {
+                        let name: String = n.into();
+                        let secret = ["set-cookie", "cookie", "authorization"]
+                            .iter()
+                            .any(|s| name.eq_ignore_ascii_case(s));
+                        HttpHeader {
+                            value: if secret {
+                                crate::redact::REDACTED.to_owned()
+                            } else {
+                                v.into()
+                            },
+                            name,
+                        }
                     })
                     .collect(),
-                body: body.into(),
+                body: redact_text(&body, TokenMode::Remove),
             }),
             ..Self::default()
         }

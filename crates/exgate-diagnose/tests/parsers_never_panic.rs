@@ -124,3 +124,19 @@ fn canary_secrets_never_reach_evidence_or_diagnosis() {
         assert!(!dump.contains(c), "{c} leaked");
     }
 }
+
+#[test]
+fn canary_secrets_never_stored_from_http_response() {
+    let ev = Evidence::from_http_response(
+        200,
+        [
+            ("Set-Cookie", "esctx=CANARY6"),
+            ("Content-Type", "application/json"),
+        ],
+        "{\"access_token\":\"CANARY7\",\"refresh_token\":\"CANARY8\"}",
+    );
+    let dump = format!("{ev:?} {}", serde_json::to_string(&ev).unwrap_or_default());
+    for c in ["CANARY6", "CANARY7", "CANARY8"] {
+        assert!(!dump.contains(c), "{c} leaked");
+    }
+}
