@@ -191,3 +191,14 @@ def test_soap_autodiscover_user_settings_parse(exchange):
     assert redirect.redirect_url == f"{exchange.base_url}/onprem/ex01/autodiscover/autodiscover.svc"
     with pytest.raises(ErrorNonExistentMailbox):
         protocol.get_user_settings(user="nobody@contoso.com").raise_errors()
+
+
+def test_folder_tree_and_generated_folders(exchange):
+    acc = exchange.account("user@contoso.com")
+    names = [f.name for f in acc.root.walk()]
+    for expected in ("Top of Information Store", "Inbox", "Sent Items", "Project 1", "Project 2"):
+        assert expected in names
+    assert sorted(f.name for f in acc.inbox.children) == ["Project 1", "Project 2"]
+    project = acc.inbox / "Project 2"
+    assert project.total_count == 3  # default_extra_folder_messages
+    assert len(list(project.all())) == 3

@@ -1040,8 +1040,34 @@ fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
             vec![err("ErrorNonExistentMailbox", NO_MAILBOX)],
         );
     };
+    // The subtree under SyncFolderId (default: the whole mailbox).
+    let top = match op.child("SyncFolderId").and_then(|s| s.children.first()) {
+        None => Folder::Root,
+        Some(el) => match folder_ref(ctx, el) {
+            FolderRef::Found(j, f) if j == i => f,
+            FolderRef::Found(..) => {
+                return operation_response(
+                    "SyncFolderHierarchy",
+                    vec![err(
+                        "ErrorAccessDenied",
+                        "Access is denied. Check credentials and try again.",
+                    )],
+                );
+            }
+            FolderRef::Error(code, text) => {
+                return operation_response(
+                    "SyncFolderHierarchy",
+                    vec![Msg::Err {
+                        code,
+                        text,
+                        tail: "<m:SyncState/><m:IncludesLastFolderInRange>true</m:IncludesLastFolderInRange>".into(),
+                    }],
+                );
+            }
+        },
+    };
     let state_text = op.child_text("SyncState").filter(|s| !s.is_empty());
-    let fresh = format!("h|{}|1", m.address);
+    let fresh = format!("h|{}|{}|1", m.address, top.code());
     let start_over = match state_text {
         None => true,
         Some(s) => match decode_state(s) {
@@ -1060,11 +1086,13 @@ fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
     };
     let mut changes = String::new();
     if start_over {
-        for f in Folder::all(m.extra_folders)
-            .iter()
-            .filter(|f| **f != Folder::Root)
-        {
-            let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, *f));
+        let mut stack = top.children(m.extra_folders);
+        stack.reverse();
+        while let Some(f) = stack.pop() {
+            let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, f));
+            let mut kids = f.children(m.extra_folders);
+            kids.reverse();
+            stack.extend(kids);
         }
     }
     operation_response(

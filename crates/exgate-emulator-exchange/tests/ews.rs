@@ -762,3 +762,14 @@ async fn generated_folders_under_the_inbox_are_found_listed_and_synced() {
     let r = h.ews(&app(), &soap(&imp("adele@contoso.com"), &find)).await;
     assert!(r.body.contains("ErrorAccessDenied"), "{}", r.body);
 }
+
+#[tokio::test]
+async fn sync_folder_hierarchy_is_limited_to_the_sync_folder() {
+    let h = Harness::new();
+    let body = r#"<m:SyncFolderHierarchy><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId></m:SyncFolderHierarchy>"#;
+    let r = h.ews(&app(), &soap(&imp("carol@contoso.com"), body)).await;
+    assert_eq!(r.body.matches("<t:Create>").count(), 3, "{}", r.body);
+    let r = h.ews(&app(), &soap(&imp("adele@contoso.com"), body)).await;
+    assert_eq!(r.body.matches("<t:Create>").count(), 0, "{}", r.body);
+    assert!(r.body.contains("ResponseClass=\"Success\""));
+}
