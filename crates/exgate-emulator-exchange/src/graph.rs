@@ -405,9 +405,17 @@ fn route(
                         &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders('{}')/childFolders", ctx_user(&user_key), key), "value": value}),
                     ))
                 }
-                ["messages"] => {
-                    list_messages(st, i, m, &[folder], &base, &user_key, &q, select.as_deref())
-                }
+                ["messages"] => list_messages(
+                    st,
+                    i,
+                    m,
+                    &[folder],
+                    &base,
+                    &user_key,
+                    &q,
+                    select.as_deref(),
+                    prefers_text(headers),
+                ),
                 ["messages", "delta"] => delta(st, i, m, folder, &base, &q, headers, select),
                 _ => Err(not_found()),
             }
@@ -419,7 +427,17 @@ fn route(
                 .copied()
                 .filter(|f| f.is_mail_folder())
                 .collect();
-            list_messages(st, i, m, &folders, &base, &user_key, &q, select.as_deref())
+            list_messages(
+                st,
+                i,
+                m,
+                &folders,
+                &base,
+                &user_key,
+                &q,
+                select.as_deref(),
+                prefers_text(headers),
+            )
         }
         ["messages", tail @ ..] if get => {
             let (id, tail) = match (&rest[0].1, tail) {
@@ -436,7 +454,7 @@ fn route(
             let msg = message_by_id(st, i, m, &id)?;
             match tail {
                 [] => {
-                    let mut v = message_json(&msg, m, select.as_deref());
+                    let mut v = message_json(&msg, m, select.as_deref(), prefers_text(headers));
                     if let Value::Object(o) = &mut v {
                         o.insert(
                             "@odata.context".into(),
@@ -591,7 +609,18 @@ fn person_json(p: &Person) -> Value {
     json!({"emailAddress": {"name": p.name, "address": p.address}})
 }
 
-fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>) -> Value {
+/// Whether `Prefer: outlook.body-content-type="text"` asks for text bodies (default HTML).
+fn prefers_text(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().any(|v| {
+        v.to_str().is_ok_and(|p| {
+            p.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("outlook.body-content-type=\"text\"")
+        })
+    })
+}
+
+fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>, text: bool) -> Value {
     let id = graph_id(&msg.item_id(m));
     let ck = msg.change_key(m);
     let full = json!({
@@ -615,7 +644,11 @@ fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>) -> Value 
         "isDraft": msg.is_draft,
         "webLink": format!("https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem", enc(&msg.item_id(m))),
         "inferenceClassification": "focused",
-        "body": {"contentType": if msg.body_is_html { "html" } else { "text" }, "content": msg.body},
+        "body": if text {
+            json!({"contentType": "text", "content": msg.body_text()})
+        } else {
+            json!({"contentType": "html", "content": msg.body_html()})
+        },
         "sender": person_json(&msg.from),
         "from": person_json(&msg.from),
         "toRecipients": msg.to.iter().map(person_json).collect::<Vec<_>>(),
@@ -649,6 +682,7 @@ fn list_messages(
     user_key: &str,
     q: &Query,
     select: Option<&[String]>,
+    text: bool,
 ) -> Result<Response, GraphError> {
     let top = match q.get("$top") {
         Some(t) => t
@@ -696,7 +730,7 @@ fn list_messages(
         for (f, c) in &counts {
             if k < *c {
                 if let Some(msg) = st.message(i, *f, (*c - 1 - k) as u32) {
-                    value.push(message_json(&msg, m, select));
+                    value.push(message_json(&msg, m, select, text));
                 }
                 break;
             }
@@ -789,7 +823,7 @@ fn delta(
     let mut value = Vec::new();
     for n in pos..end {
         if let Some(msg) = st.message(i, folder, n as u32) {
-            let mut v = message_json(&msg, m, select.as_deref());
+            let mut v = message_json(&msg, m, select.as_deref(), prefers_text(headers));
             if let Value::Object(o) = &mut v {
                 o.insert("@odata.type".into(), json!("#microsoft.graph.message"));
             }

@@ -605,3 +605,26 @@ async fn generated_folders_appear_as_child_folders_of_the_inbox() {
         "top level only"
     );
 }
+
+#[tokio::test]
+async fn bodies_are_html_unless_text_is_preferred() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/messages?$top=1&$select=body",
+            Some(&reader()),
+        )
+        .await;
+    let b = &r.json()["value"][0]["body"];
+    assert_eq!(b["contentType"], "html");
+    assert!(b["content"].as_str().unwrap_or("").starts_with("<html>"));
+    let req = Request::get("/v1.0/users/adele@contoso.com/messages?$top=1&$select=body")
+        .header("authorization", reader())
+        .header("prefer", "outlook.body-content-type=\"text\"")
+        .body(Body::empty())
+        .expect("req");
+    let r = h.send(req).await;
+    let b = &r.json()["value"][0]["body"];
+    assert_eq!(b["contentType"], "text");
+    assert!(b["content"].as_str().unwrap_or("").starts_with("Hello "));
+}
