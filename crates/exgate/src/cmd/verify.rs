@@ -129,6 +129,7 @@ impl Progress for Bar {
             if let Ok(style) = ProgressStyle::with_template(template) {
                 bar.set_style(style);
             }
+            bar.enable_steady_tick(Duration::from_millis(200));
             self.bar = Some(bar);
         }
     }
@@ -205,7 +206,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let stopper = tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!(
-                "\nstopping: finishing the mailboxes in flight is skipped, results so far are kept"
+                "\nstopping: mailboxes in flight are abandoned, every finished result is kept"
             );
             let _ = cancel_tx.send(true);
         }
