@@ -391,3 +391,148 @@ destination = "carol@contoso.com"
     store.close().await;
     emu.shutdown().await;
 }
+
+const BASIC_SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+basic_auth = true
+
+[[tenants.users]]
+upn = "alice@contoso.com"
+password = "Alice-Pass-1"
+
+[[tenants.users]]
+upn = "bob@contoso.com"
+password = "Bob-Pass-1"
+
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+basic_auth = false
+
+[[tenants.users]]
+upn = "alice@fabrikam.com"
+password = "Alice-Pass-2"
+
+[exchange]
+default_inbox_messages = 4
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+
+[[exchange.mailboxes]]
+address = "bob@contoso.com"
+
+[[exchange.mailboxes]]
+address = "alice@fabrikam.com"
+"#;
+
+/// Basic with per-user credentials: a wrong password stays with its mailbox (never blocks the
+/// others), and Basic disabled on the destination tenant is one endpoint fault.
+#[tokio::test]
+async fn basic_per_user_credentials() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scenario = Scenario::from_toml_str(BASIC_SCENARIO, Path::new("basic.toml")).unwrap();
+    let emu = Emulator::start(scenario, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let base = emu.base_url();
+    let text = format!(
+        r#"name = "basic"
+[source]
+kind = "exchange-online"
+api = "ews"
+url = "{base}/EWS/Exchange.asmx"
+[source.auth]
+mode = "basic"
+username = "nobody@contoso.com"
+password = "unused"
+
+[destination]
+kind = "exchange-online"
+api = "ews"
+url = "{base}/EWS/Exchange.asmx"
+[destination.auth]
+mode = "basic"
+username = "alice@fabrikam.com"
+password = "Alice-Pass-2"
+
+[[mailboxes]]
+source = "alice@contoso.com"
+destination = "alice@fabrikam.com"
+source_username = "alice@contoso.com"
+source_password = "Alice-Pass-1"
+
+[[mailboxes]]
+source = "bob@contoso.com"
+destination = "alice@fabrikam.com"
+source_username = "bob@contoso.com"
+source_password = "CANARY-wrong-password"
+"#
+    );
+    let project = exgate_verify::project::parse(
+        &text,
+        Path::new("basic.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+        &dir.path().join("basic.sqlite"),
+    ))
+    .await
+    .unwrap();
+    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let report = verify_project(
+        prober,
+        &project,
+        &store,
+        &VerifyOptions::default(),
+        cancel,
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
+    let text_report = exgate_verify::report::render_text(&report);
+    let source_steps = |src: &str| -> Vec<exgate_verify::StepResult> {
+        report
+            .mailboxes
+            .iter()
+            .find(|m| m.source == src)
+            .unwrap()
+            .steps
+            .iter()
+            .filter(|s| s.endpoint == Side::Source)
+            .cloned()
+            .collect()
+    };
+    // alice's own credentials work; bob's password is wrong: his alone.
+    assert!(
+        source_steps("alice@contoso.com").iter().all(|s| s.ok),
+        "{text_report}"
+    );
+    let bob = source_steps("bob@contoso.com");
+    let bad = bob.iter().find(|s| !s.ok).expect("bob fails");
+    assert_eq!(bad.name, StepName::Open);
+    assert_eq!(bad.status, Status::Failed);
+    assert_eq!(bad.evidence.as_ref().and_then(|e| e.status), Some(401));
+    assert!(
+        report.faults.iter().all(|f| f.endpoint != Side::Source),
+        "{text_report}"
+    );
+    // Basic is off for fabrikam: one destination fault, the other mailbox blocked.
+    let dest = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Destination)
+        .unwrap_or_else(|| panic!("{text_report}"));
+    assert_eq!(dest.causes[0].id, "basic_auth_disabled", "{text_report}");
+    assert_eq!(report.summary.blocked + report.summary.failed, 2);
+    assert!(!report.to_json().contains("CANARY-wrong-password"));
+    store.close().await;
+    emu.shutdown().await;
+}
