@@ -536,3 +536,104 @@ source_password = "CANARY-wrong-password"
     store.close().await;
     emu.shutdown().await;
 }
+
+/// Autodiscover finds each mailbox's EWS URL; an address Exchange does not know fails at the
+/// resolve step, for that mailbox only.
+#[tokio::test]
+async fn autodiscover_resolves_each_mailbox() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let scenario = Scenario::from_toml_str(FULL_SCENARIO, Path::new("full.toml")).unwrap();
+    let emu = Emulator::start(scenario, EmulatorOptions::default())
+        .await
+        .unwrap();
+    let base = emu.base_url();
+    let text = format!(
+        r#"name = "autodiscover"
+[source]
+kind = "exchange-online"
+api = "ews"
+autodiscover_url = "{base}"
+tenant = "fabrikam.com"
+authority_host = "{base}"
+[source.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "daemon-secret-2099"
+
+[destination]
+kind = "exchange-online"
+api = "graph"
+url = "{base}/v1.0"
+tenant = "contoso.com"
+authority_host = "{base}"
+[destination.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "daemon-secret-2099"
+
+[[mailboxes]]
+source = "alice@fabrikam.com"
+destination = "alice@contoso.com"
+
+[[mailboxes]]
+source = "zed@fabrikam.com"
+destination = "bob@contoso.com"
+"#
+    );
+    let project = exgate_verify::project::parse(
+        &text,
+        Path::new("ad.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
+        &dir.path().join("ad.sqlite"),
+    ))
+    .await
+    .unwrap();
+    let options = LiveOptions {
+        allow_http: true,
+        ..LiveOptions::default()
+    };
+    let prober = Arc::new(LiveProber::new(&project, &options).unwrap());
+    let (_tx, cancel) = watch::channel(false);
+    let report = verify_project(
+        prober,
+        &project,
+        &store,
+        &VerifyOptions::default(),
+        cancel,
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
+    let text_report = exgate_verify::report::render_text(&report);
+    let alice = report
+        .mailboxes
+        .iter()
+        .find(|m| m.source == "alice@fabrikam.com")
+        .unwrap();
+    assert!(alice.ok, "{text_report}");
+    let resolve = &alice.steps[0];
+    assert_eq!(resolve.name, StepName::Resolve);
+    assert!(
+        resolve
+            .detail
+            .as_deref()
+            .is_some_and(|u| u.ends_with("/EWS/Exchange.asmx")),
+        "{resolve:?}"
+    );
+    let zed = report
+        .mailboxes
+        .iter()
+        .find(|m| m.source == "zed@fabrikam.com")
+        .unwrap();
+    let failed: Vec<_> = zed.steps.iter().filter(|s| !s.ok).collect();
+    assert_eq!(failed.len(), 1, "{text_report}");
+    assert_eq!(failed[0].endpoint, Side::Source);
+    assert_eq!(failed[0].name, StepName::Resolve, "{text_report}");
+    assert!(report.faults.is_empty(), "{text_report}");
+    store.close().await;
+    emu.shutdown().await;
+}
