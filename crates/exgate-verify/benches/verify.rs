@@ -1,5 +1,7 @@
-//! Benchmarks of the verify engine without network: the runner over 2,000 mailboxes with an
-//! instant prober, SQLite recording, the project loader, and the three report renderings.
+//! Benchmarks of the verify engine: the runner over 2,000 mailboxes with an instant prober,
+//! SQLite recording, the project loader, the three report renderings, and the live prober
+//! against the in-process emulator (Entra ID token, EWS with impersonation and Graph over
+//! loopback HTTP).
 //!
 //! Run with `cargo bench -p exgate-verify`.
 
@@ -196,6 +198,141 @@ fn bench(c: &mut Criterion) {
         b.iter(|| render_text(&report).len())
     });
     g.finish();
+
+    live(c, &rt);
+}
+
+const LIVE_MAILBOXES: usize = 500;
+
+/// The full stack over loopback: per mailbox, EWS `GetFolder` twice on the source and Graph
+/// user + inbox on the destination; two token requests per run.
+fn live(c: &mut Criterion, rt: &tokio::runtime::Runtime) {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let mut scenario = String::from(
+        r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+[[tenants.consent]]
+app = "Daemon"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+[[tenants.consent]]
+app = "Daemon"
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+[[applications]]
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+name = "Daemon"
+home_tenant = "contoso"
+multi_tenant = true
+[[applications.secrets]]
+value = "bench-secret"
+expires = "2099-12-31"
+[[applications.permissions]]
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+[exchange]
+default_inbox_messages = 3
+[exchange.throttling]
+ews_budget = 100000000
+graph_budget = 100000000
+"#,
+    );
+    for i in 0..LIVE_MAILBOXES {
+        scenario.push_str(&format!(
+            "[[exchange.mailboxes]]\naddress = \"u{i}@fabrikam.com\"\n[[exchange.mailboxes]]\naddress = \"u{i}@contoso.com\"\n"
+        ));
+    }
+    let emu = rt.block_on(async {
+        let s = exgate_emulator::Scenario::from_toml_str(&scenario, Path::new("bench.toml"))
+            .expect("bench scenario");
+        exgate_emulator::Emulator::start(s, exgate_emulator::EmulatorOptions::default())
+            .await
+            .expect("emulator")
+    });
+    let base = emu.base_url().to_owned();
+    let mut text = format!(
+        r#"name = "live-bench"
+[source]
+kind = "exchange-online"
+api = "ews"
+url = "{base}/EWS/Exchange.asmx"
+tenant = "fabrikam.com"
+authority_host = "{base}"
+[source.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "bench-secret"
+[destination]
+kind = "exchange-online"
+api = "graph"
+url = "{base}/v1.0"
+tenant = "contoso.com"
+authority_host = "{base}"
+[destination.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "bench-secret"
+"#
+    );
+    for i in 0..LIVE_MAILBOXES {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"u{i}@fabrikam.com\"\ndestination = \"u{i}@contoso.com\"\n"
+        ));
+    }
+    let project = exgate_verify::project::parse(
+        &text,
+        Path::new("live-bench.toml"),
+        &HashMap::<String, String>::new(),
+    )
+    .expect("live project");
+    let mut g = c.benchmark_group("live");
+    g.throughput(Throughput::Elements(LIVE_MAILBOXES as u64));
+    g.sample_size(10);
+    g.bench_function("emulator_500_mailboxes_ews_and_graph", |b| {
+        b.to_async(rt).iter(|| async {
+            let prober = Arc::new(
+                exgate_verify::live::LiveProber::new(
+                    &project,
+                    &exgate_verify::live::LiveOptions::default(),
+                )
+                .expect("prober"),
+            );
+            let (_tx, cancel) = watch::channel(false);
+            let (rtx, mut rrx) = mpsc::unbounded_channel();
+            let options = RunOptions {
+                concurrency: 64,
+                per_tenant: 32,
+                ..RunOptions::default()
+            };
+            exgate_verify::run(
+                prober,
+                &project,
+                project.mailboxes.clone(),
+                options,
+                cancel,
+                rtx,
+            )
+            .await;
+            let mut ok = 0;
+            while let Ok(r) = rrx.try_recv() {
+                ok += usize::from(r.ok);
+            }
+            assert_eq!(ok, LIVE_MAILBOXES, "every mailbox verifies");
+            ok
+        })
+    });
+    g.finish();
+    rt.block_on(emu.shutdown());
 }
 
 criterion_group!(benches, bench);
