@@ -14,7 +14,7 @@ use std::path::Path;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyPool, Row, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, Connection, Row, SqlSafeStr};
 
 use crate::model::{Fault, MailboxResult, Side, Status, StepName, StepResult, now_ms};
 use crate::project::{LineItem, Project};
@@ -269,6 +269,15 @@ impl Store {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         });
+        // One direct connection first: an unreachable server fails at once with the driver's
+        // own error (connection refused, authentication failed) instead of a pool timeout.
+        let mut first =
+            AnyConnection::connect(url)
+                .await
+                .map_err(|source| StoreError::Connect {
+                    url: shown.clone(),
+                    source,
+                })?;
         if let Some(schema) = schema {
             if backend != Backend::Postgres {
                 return Err(StoreError::UnsupportedUrl { url: shown });
@@ -284,21 +293,10 @@ impl Store {
             }
             let create = format!("CREATE SCHEMA IF NOT EXISTS {schema}");
             let set = format!("SET search_path TO {schema}");
-            {
-                let pool = AnyPoolOptions::new()
-                    .max_connections(1)
-                    .connect(url)
-                    .await
-                    .map_err(|source| StoreError::Connect {
-                        url: shown.clone(),
-                        source,
-                    })?;
-                sqlx::query(sqlx::AssertSqlSafe(create))
-                    .execute(&pool)
-                    .await
-                    .map_err(q("create schema"))?;
-                pool.close().await;
-            }
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&mut first)
+                .await
+                .map_err(q("create schema"))?;
             options = options.after_connect(move |conn, _meta| {
                 let set = set.clone();
                 Box::pin(async move {
@@ -307,6 +305,8 @@ impl Store {
                 })
             });
         }
+        // Closing is best effort; the pool opens its own connections.
+        let _ = first.close().await;
         let pool = options
             .connect(url)
             .await

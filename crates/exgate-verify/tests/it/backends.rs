@@ -63,6 +63,22 @@ pub async fn postgres() -> Option<Backend> {
             return None;
         }
     };
+    // A quick TCP probe, so that a machine without a server does not wait for the pool timeout.
+    if let Some(addr) = host_port(&url) {
+        let reachable = std::net::ToSocketAddrs::to_socket_addrs(&addr.as_str())
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|a| {
+                std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(2)).is_ok()
+            });
+        if !reachable {
+            eprintln!(
+                "\n!!!!! PostgreSQL tests did NOT run: nothing answers at {addr} ({}) !!!!!\n",
+                exgate_verify::store::redact_url(&url)
+            );
+            return None;
+        }
+    }
     let schema = format!(
         "exgate_verify_test_{}_{}_{}",
         std::process::id(),
@@ -87,6 +103,21 @@ pub async fn postgres() -> Option<Backend> {
             None
         }
     }
+}
+
+/// `host:port` of a `postgres://user@host:port/db` URL (port 5432 when absent).
+fn host_port(url: &str) -> Option<String> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split(['/', '?']).next()?;
+    let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    if hostport.is_empty() {
+        return None;
+    }
+    Some(if hostport.contains(':') {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:5432")
+    })
 }
 
 /// Runs `suite` on every available backend.
