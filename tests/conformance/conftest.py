@@ -40,6 +40,11 @@ class Emulator:
     def authority(self, tenant=TENANT):
         return f"{self.base_url}/{tenant}"
 
+    def stats(self):
+        r = requests.get(f"{self.base_url}/_exgate/stats", verify=self.ca_file, timeout=10)
+        r.raise_for_status()
+        return r.json()
+
     def jwks(self):
         r = requests.get(f"{self.base_url}/{TENANT}/discovery/v2.0/keys", verify=self.ca_file, timeout=10)
         r.raise_for_status()

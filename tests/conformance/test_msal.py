@@ -61,10 +61,23 @@ def test_client_secret_with_domain_authority(emulator):
     assert c["roles"] == ["Mail.Read"]
 
 
+def seen(emulator, before):
+    after = emulator.stats()
+    return {k: after[k] - before[k] for k in after if k.startswith("assertions_")}
+
+
 def test_certificate_pem_key_and_sha1_thumbprint(emulator, cert_files):
     credential = {"private_key": cert_files["key_pem"], "thumbprint": cert_files["sha1"]}
+    before = emulator.stats()
     result = cca(emulator, credential).acquire_token_for_client([EXO_DEFAULT])
     assert_app_token(emulator, result, "2")
+    # RS256 with a SHA-1 x5t, no x5c.
+    assert seen(emulator, before) == {
+        "assertions_rs": 1,
+        "assertions_ps": 0,
+        "assertions_x5t_s256": 0,
+        "assertions_x5c": 0,
+    }
 
 
 def test_certificate_with_public_certificate_x5c(emulator, cert_files):
@@ -74,7 +87,9 @@ def test_certificate_with_public_certificate_x5c(emulator, cert_files):
         "public_certificate": cert_files["cert_pem"],
     }
     app = cca(emulator, credential)
+    before = emulator.stats()
     assert_app_token(emulator, app.acquire_token_for_client([EXO_DEFAULT]), "2")
+    assert seen(emulator, before)["assertions_x5c"] == 1
     # A second resource within the assertion's lifetime: msal reuses the same assertion (jti).
     second = app.acquire_token_for_client([GRAPH_DEFAULT])
     assert "access_token" in second, second
@@ -86,8 +101,16 @@ def test_certificate_from_pfx_uses_sha256_path(emulator, cert_files):
         "passphrase": cert_files["pfx_password"],
         "public_certificate": True,
     }
+    before = emulator.stats()
     result = cca(emulator, credential).acquire_token_for_client([EXO_DEFAULT])
     assert_app_token(emulator, result, "2")
+    # The PFX path signs PS256 and names the key by its SHA-256 thumbprint.
+    assert seen(emulator, before) == {
+        "assertions_rs": 0,
+        "assertions_ps": 1,
+        "assertions_x5t_s256": 1,
+        "assertions_x5c": 1,
+    }
 
 
 def test_device_flow(emulator):

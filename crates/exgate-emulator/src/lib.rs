@@ -55,7 +55,10 @@ impl Default for EmulatorOptions {
 }
 
 /// Counters of what the emulator served.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+///
+/// Also served as JSON at `GET {base_url}/_exgate/stats`, for tests that run the emulator as a
+/// separate process.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Requests to the token endpoints (v1 and v2).
     pub token_requests: u64,
@@ -75,6 +78,14 @@ pub struct Stats {
     pub password: u64,
     /// OpenID configuration requests.
     pub discovery_requests: u64,
+    /// Accepted client assertions signed with RS256/384/512.
+    pub assertions_rs: u64,
+    /// Accepted client assertions signed with PS256/384/512.
+    pub assertions_ps: u64,
+    /// Accepted client assertions that named their key with `x5t#S256`.
+    pub assertions_x5t_s256: u64,
+    /// Accepted client assertions that carried `x5c`.
+    pub assertions_x5c: u64,
 }
 
 /// The emulator could not start.

@@ -100,6 +100,19 @@ async fn ps256_with_sha256_thumbprint_is_accepted_on_every_audience_form() {
         let (status, body) = cc_with_assertion(&emu, &assertion(&cert, &o)).await;
         assert_eq!(status, 200, "{aud}: {body}");
     }
+    let stats = emu.stats();
+    assert_eq!((stats.assertions_ps, stats.assertions_rs), (4, 0));
+    assert_eq!(stats.assertions_x5t_s256, 4);
+    let served: serde_json::Value = client()
+        .get(format!("{base}/_exgate/stats"))
+        .send()
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(served["assertions_ps"], 4);
+    assert_eq!(served["tokens_issued"], 4);
 }
 
 #[tokio::test]

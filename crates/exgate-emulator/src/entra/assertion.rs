@@ -102,6 +102,12 @@ pub struct ValidAssertion {
     pub jti: Option<String>,
     /// `exp`.
     pub exp: f64,
+    /// Signed with PS256/384/512 (else RS*).
+    pub pss: bool,
+    /// The key was named by `x5t#S256` (else `x5t`, `kid` or `x5c`).
+    pub sha256_thumbprint: bool,
+    /// The header carried `x5c`.
+    pub x5c: bool,
 }
 
 /// Decodes base64url with or without `=` padding.
@@ -269,7 +275,13 @@ pub fn validate(
         .get("jti")
         .and_then(Value::as_str)
         .map(str::to_string);
-    Ok(ValidAssertion { jti, exp: exp_v })
+    Ok(ValidAssertion {
+        jti,
+        exp: exp_v,
+        pss: alg.starts_with("PS"),
+        sha256_thumbprint: s256.is_some(),
+        x5c: x5c_der.is_some(),
+    })
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {

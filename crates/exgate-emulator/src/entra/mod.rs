@@ -51,6 +51,10 @@ pub(crate) struct Counters {
     pub authorization_code: AtomicU64,
     pub password: AtomicU64,
     pub discovery_requests: AtomicU64,
+    pub assertions_rs: AtomicU64,
+    pub assertions_ps: AtomicU64,
+    pub assertions_x5t_s256: AtomicU64,
+    pub assertions_x5c: AtomicU64,
 }
 
 impl Counters {
@@ -66,6 +70,10 @@ impl Counters {
             authorization_code: g(&self.authorization_code),
             password: g(&self.password),
             discovery_requests: g(&self.discovery_requests),
+            assertions_rs: g(&self.assertions_rs),
+            assertions_ps: g(&self.assertions_ps),
+            assertions_x5t_s256: g(&self.assertions_x5t_s256),
+            assertions_x5c: g(&self.assertions_x5c),
         }
     }
 }
@@ -323,6 +331,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/{tenant}/discovery/keys", get(jwks))
         .route("/common/discovery/instance", get(instance_discovery))
         .route("/common/userrealm/{username}", get(user_realm))
+        .route("/_exgate/stats", get(stats))
         .route("/{tenant}/oauth2/v2.0/token", post(token::token_v2))
         .route("/{tenant}/oauth2/token", post(token::token_v1))
         .route(
@@ -537,4 +546,10 @@ async fn user_realm(State(shared): State<Arc<Shared>>, Path(username): Path<Stri
         "cloud_instance_name": "microsoftonline.com",
         "cloud_audience_urn": "urn:federation:MicrosoftOnline",
     }))
+}
+
+/// The emulator's counters as JSON (`GET /_exgate/stats`), for out-of-process tests.
+async fn stats(State(shared): State<Arc<Shared>>) -> Response {
+    let body = serde_json::to_value(shared.counters.snapshot()).unwrap_or_default();
+    error::json_response(StatusCode::OK, &body, &Uuid::new_v4().to_string())
 }

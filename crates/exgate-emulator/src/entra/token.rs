@@ -224,6 +224,21 @@ impl Req<'_> {
                 skew: settings.clock_skew.as_secs_f64(),
             };
             let valid = assertion::validate(a, &check).map_err(assertion_error)?;
+            let c = &self.shared.counters;
+            let bump = |n: &std::sync::atomic::AtomicU64| {
+                n.fetch_add(1, Ordering::Relaxed);
+            };
+            bump(if valid.pss {
+                &c.assertions_ps
+            } else {
+                &c.assertions_rs
+            });
+            if valid.sha256_thumbprint {
+                bump(&c.assertions_x5t_s256);
+            }
+            if valid.x5c {
+                bump(&c.assertions_x5c);
+            }
             if settings.reject_reused_jti
                 && let Some(jti) = valid.jti
             {
