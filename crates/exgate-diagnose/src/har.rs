@@ -501,15 +501,25 @@ fn analyse(
     } else if (300..400).contains(&status) {
         location_error
     } else if status == 401 {
-        let probe = matches!(
-            auth,
-            AuthMode::BearerProbe | AuthMode::None | AuthMode::Ntlm | AuthMode::Negotiate
-        );
+        // A challenge that continues a handshake is not a failure: an anonymous request or an
+        // empty Bearer probe answered with a usable challenge, or an NTLM/Negotiate round trip
+        // answered with a challenge token. A rejected token or password is a failure.
         let bearer_ok = challenges.iter().any(|c| {
             c.is("bearer") && c.param("authorization_uri").is_some() && c.param("error").is_none()
         });
-        let other_ok = auth != AuthMode::BearerProbe && !challenges.is_empty();
-        if probe && !has_diag && (bearer_ok || other_ok) {
+        let step = !has_diag
+            && match auth {
+                AuthMode::None => !challenges.is_empty(),
+                AuthMode::BearerProbe => bearer_ok,
+                AuthMode::Ntlm => challenges
+                    .iter()
+                    .any(|c| c.is("ntlm") && c.token68.is_some()),
+                AuthMode::Negotiate => challenges
+                    .iter()
+                    .any(|c| c.is("negotiate") && c.token68.is_some()),
+                _ => false,
+            };
+        if step {
             st.challenged = true;
             report.handshake_challenges += 1;
             false

@@ -124,3 +124,27 @@ fn lenient_entries_with_odd_types_and_base64_bodies() {
         "invalid_client_secret"
     );
 }
+
+#[test]
+fn ntlm_round_trip_is_a_step_but_a_rejected_ntlm_login_is_a_failure() {
+    let entry = |auth: &str, challenge: &str, status: u16| {
+        format!(
+            r#"{{"request":{{"method":"POST","url":"https://mail.contoso.com/EWS/Exchange.asmx","headers":[{{"name":"Authorization","value":"{auth}"}}]}},"response":{{"status":{status},"headers":[{{"name":"WWW-Authenticate","value":"{challenge}"}}]}}}}"#
+        )
+    };
+    let har = format!(
+        r#"{{"log":{{"entries":[{},{},{}]}}}}"#,
+        entry(
+            "NTLM TlRMTVNTUAABAAAAB4IIog==",
+            "NTLM TlRMTVNTUAACAAAADAAMADgAAAA=",
+            401
+        ),
+        entry("NTLM TlRMTVNTUAADAAAAGAAYAEgAAAA=", "NTLM", 401),
+        entry("NTLM TlRMTVNTUAADAAAAGAAYAEgAAAA=", "NTLM", 200),
+    );
+    let r = explain_har(har.as_bytes(), HarOptions::default()).expect("har");
+    assert_eq!(r.handshake_challenges, 1);
+    assert_eq!(r.failures.len(), 1);
+    assert_eq!(r.failures[0].index, 1);
+    assert_eq!(r.failures[0].diagnosis.causes[0].id, "wrong_credentials");
+}

@@ -81,11 +81,13 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             } else {
                 print_har(&report, color);
             }
-            Ok(if report.causes.is_empty() {
-                exit::ok()
-            } else {
-                exit::found_failures()
-            })
+            Ok(
+                if report.failures.is_empty() && report.failures_not_kept == 0 {
+                    exit::ok()
+                } else {
+                    exit::found_failures()
+                },
+            )
         }
         InputKind::Jwt | InputKind::Text => {
             let mut bytes = prefix;
@@ -203,7 +205,14 @@ fn print_har(r: &HarReport, color: bool) {
         if let Some(t) = &f.token {
             println!("  Bearer token: {t}");
         }
-        print_diagnosis(&f.diagnosis, color, "  ");
+        if f.diagnosis.causes.is_empty() {
+            println!(
+                "  No catalog entry matches this failure; the status and headers above are all there is."
+            );
+            print_findings(&f.diagnosis.token_findings, "  ");
+        } else {
+            print_diagnosis(&f.diagnosis, color, "  ");
+        }
     }
     if r.failures_not_kept > 0 {
         println!(
