@@ -357,6 +357,8 @@ fn route(
             .collect::<Vec<_>>()
     });
     let names: Vec<&str> = rest.iter().map(|(n, _)| n.as_str()).collect();
+    // The key of the first segment after the user, in its `name('key')` form.
+    let first_key: Option<String> = rest.first().and_then(|r| r.1.clone());
     match names.as_slice() {
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
         ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
@@ -371,11 +373,11 @@ fn route(
             ))
         }
         ["mailfolders", rest2 @ ..] if get => {
-            let (key, tail) = match (&rest[0].1, rest2) {
+            let (key, tail) = match (&first_key, rest2) {
                 (Some(k), t) => (k.clone(), t),
                 (None, [_, t @ ..]) => (
                     raw_segs
-                        .get(raw_segs.len() - rest.len() + 1)
+                        .get(raw_segs.len().saturating_sub(rest.len()) + 1)
                         .cloned()
                         .unwrap_or_default(),
                     t,
@@ -420,7 +422,7 @@ fn route(
                 _ => Err(not_found()),
             }
         }
-        ["messages"] if get && rest[0].1.is_none() => {
+        ["messages"] if get && first_key.is_none() => {
             let base = format!("{origin}/v1.0/{user_path}");
             let folders: Vec<Folder> = Folder::all(m.extra_folders)
                 .iter()
@@ -440,11 +442,11 @@ fn route(
             )
         }
         ["messages", tail @ ..] if get => {
-            let (id, tail) = match (&rest[0].1, tail) {
+            let (id, tail) = match (&first_key, tail) {
                 (Some(k), t) => (k.clone(), t),
                 (None, [_, t @ ..]) => (
                     raw_segs
-                        .get(raw_segs.len() - rest.len() + 1)
+                        .get(raw_segs.len().saturating_sub(rest.len()) + 1)
                         .cloned()
                         .unwrap_or_default(),
                     t,
