@@ -222,6 +222,20 @@ impl Emulator {
         self.exchange.as_ref().map(|e| e.stats())
     }
 
+    /// Puts every refresh token of `upn` (issued or seeded) into `state`, e.g.
+    /// [`scenario::RefreshTokenState::Revoked`] to play a password reset (AADSTS50173 on the next
+    /// refresh). Returns how many tokens changed.
+    pub fn set_refresh_tokens_state(&self, upn: &str, state: scenario::RefreshTokenState) -> usize {
+        let upn = upn.trim().to_ascii_lowercase();
+        let mut rt = self.shared.runtime();
+        let mut n = 0;
+        for r in rt.refresh.values_mut().filter(|r| r.upn == upn) {
+            r.state = state;
+            n += 1;
+        }
+        n
+    }
+
     /// The scenario being served.
     pub fn scenario(&self) -> &Scenario {
         &self.shared.scenario

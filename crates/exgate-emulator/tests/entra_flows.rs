@@ -817,3 +817,42 @@ async fn v1_password_grant_with_resource_gives_consented_scopes() {
     assert_eq!(c["aud"], "https://outlook.office365.com");
     assert_eq!(c["scp"], "EWS.AccessAsUser.All");
 }
+
+#[tokio::test]
+async fn revoking_a_users_refresh_tokens_gives_50173() {
+    let cert = TestCert::new("c");
+    let emu = start(&cert).await;
+    let url = token_url(&emu, CONTOSO);
+    let (_, body) = post_form(
+        &url,
+        &[
+            ("client_id", PUBLIC),
+            ("grant_type", "password"),
+            ("username", "alice@contoso.com"),
+            ("password", "alice-pw"),
+            ("scope", EWS_DELEGATED),
+        ],
+    )
+    .await;
+    let rt = body["refresh_token"].as_str().unwrap_or("").to_string();
+    let changed = emu.set_refresh_tokens_state(
+        "Alice@contoso.com",
+        exgate_emulator::scenario::RefreshTokenState::Revoked,
+    );
+    assert!(
+        changed >= 2,
+        "issued and seeded tokens of the user: {changed}"
+    );
+    let (status, err) = post_form(
+        &url,
+        &[
+            ("client_id", PUBLIC),
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &rt),
+            ("scope", EWS_DELEGATED),
+        ],
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(code(&err), 50173);
+}
