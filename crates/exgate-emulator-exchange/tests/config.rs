@@ -99,3 +99,34 @@ fn too_many_generated_folders_names_the_field() {
         .expect_err("folders");
     assert_eq!(field_of(e), "exchange.mailboxes[0].extra_folders");
 }
+
+#[test]
+fn state_reports_sizes_and_registered_spns() {
+    let h = Harness::new();
+    let s = h.state.stats();
+    assert_eq!(s.mailboxes, 11);
+    assert_eq!(s.servers, 5);
+    assert_eq!(
+        s.ews_requests + s.graph_requests + s.autodiscover_requests,
+        0
+    );
+    let spns = h.state.onprem_spns();
+    assert_eq!(
+        spns.first(),
+        Some(&(
+            "ex01".to_owned(),
+            vec!["https://mail.contoso.com".to_owned()]
+        ))
+    );
+    assert!(spns.iter().skip(1).all(|(_, v)| v.is_empty()));
+}
+
+#[test]
+fn ten_thousand_generated_mailboxes_load() {
+    let cfg = ExchangeConfig::from_toml_str(
+        "[[mailbox_sets]]\ndomain = \"contoso.com\"\ncount = 10000\n",
+    )
+    .expect("parse");
+    let state = ExchangeState::new(cfg, Arc::new(directory()), verifier()).expect("state");
+    assert_eq!(state.stats().mailboxes, 10_000);
+}
