@@ -69,8 +69,10 @@ const KEPT_CLAIMS: &[&str] = &[
 ];
 
 /// The base64url header of every summary token: `{"alg":"none","typ":"JWT","exgate":"redacted"}`.
+const SUMMARY_HEADER_B64: &str = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIiwiZXhnYXRlIjoicmVkYWN0ZWQifQ";
+
 fn summary_header() -> String {
-    URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","exgate":"redacted"}"#)
+    SUMMARY_HEADER_B64.to_owned()
 }
 
 /// Whether `is_secret_name` names a secret parameter.
@@ -101,6 +103,8 @@ pub fn summarize_token(token: &str) -> String {
 
 fn token_replacement(token: &str, mode: TokenMode) -> String {
     match mode {
+        // Already a summary (second pass over a HAR value): nothing secret left.
+        TokenMode::Summary if token.starts_with(SUMMARY_HEADER_B64) => token.to_owned(),
         TokenMode::Summary => summarize_token(token),
         TokenMode::Remove => REDACTED.to_owned(),
     }
@@ -343,6 +347,14 @@ pub fn redact_har_value(entry: &mut Value, mode: TokenMode) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn summary_header_constant_matches_its_json() {
+        assert_eq!(
+            SUMMARY_HEADER_B64,
+            URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT","exgate":"redacted"}"#)
+        );
+    }
 
     #[test]
     fn text_secrets() {

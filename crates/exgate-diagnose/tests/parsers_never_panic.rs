@@ -97,6 +97,13 @@ proptest! {
     }
 
     #[test]
+    fn catalog_loader(s in interesting(), field in prop::sample::select(vec!["text", "diag_reason", "aadsts", "status", "cause", "weight"])) {
+        let src = format!("[[entry]]\nid = \"x\"\ncause = \"mfa_required\"\ntitle = \"t\"\nexplanation = \"e\"\nfix = [\"f\"]\n[[entry.match]]\n{field} = {s:?}\n");
+        let _ = exgate_diagnose::Catalog::from_sources(exgate_diagnose::CAUSES_SOURCE, &[("x.toml", &src)]);
+        let _ = exgate_diagnose::Catalog::from_sources(exgate_diagnose::CAUSES_SOURCE, &[("y.toml", &s)]);
+    }
+
+    #[test]
     fn arbitrary_json_entries_in_har(v in prop::collection::vec(any::<(u16, String, String)>(), 0..6)) {
         let entries: Vec<serde_json::Value> = v.iter().map(|(st, a, b)| serde_json::json!({
             "request": {"url": a, "headers": [{"name": "Authorization", "value": b}], "postData": {"text": b}},
