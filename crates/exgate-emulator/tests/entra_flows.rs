@@ -583,6 +583,23 @@ async fn authorization_code_with_pkce_echoes_nonce() {
     assert_eq!(again, 400);
     assert_eq!(code(&b2), 54005);
 
+    let third = authorize(&emu, verifier, "n3").await;
+    let (wrong_redirect, b4) = post_form(
+        &token_url(&emu, CONTOSO),
+        &[
+            ("client_id", DAEMON),
+            ("grant_type", "authorization_code"),
+            ("client_secret", SECRET),
+            ("code_verifier", verifier),
+            ("code", &third),
+            ("redirect_uri", "http://localhost:9999/other"),
+            ("scope", EWS_DELEGATED),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_redirect, 400);
+    assert_eq!(code(&b4), 50011);
+
     let other = authorize(&emu, verifier, "n2").await;
     let (bad, b3) = redeem("wrong-verifier-wrong-verifier-wrong-verifier", other).await;
     assert_eq!(bad, 400);
