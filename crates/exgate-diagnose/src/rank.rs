@@ -342,7 +342,7 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
     }
     if let Some(t) = &m.text {
         let hit = t.find(&f.blob)?;
-        pts += 2.0;
+        pts += 3.0;
         ev.push(format!("text: \"{}\"", clip(hit.as_str(), 120)));
     }
     if let Some(codes) = &m.lint {
@@ -600,6 +600,11 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
             suppress(acc, "resource_not_found", 0.4);
         }
     }
+    // AADSTS70002 "Error validating credentials" is about the client's credential unless the
+    // request was a password grant; its companion 50064 then does not mean a wrong password.
+    if f.p.aadsts.contains(&70002) && auth != Some(AuthMode::Password) {
+        suppress(acc, "wrong_credentials", 0.4);
+    }
     // A policy that scopes the app out explains an access denied better than a missing role.
     if acc.contains_key("application_access_policy_denied") {
         suppress(acc, "missing_application_permission", 0.4);
@@ -658,8 +663,15 @@ fn rank(cat: &Catalog, acc: HashMap<String, Acc>, lint: Vec<Finding>) -> Diagnos
         });
     }
     let mut decisive_questions = Vec::new();
-    let thin = causes.first().is_some_and(|c| c.confidence < 0.6)
-        || scored.get(1).is_some_and(|(_, b, _)| *b >= 0.6 * top);
+    // Thin: several candidates and no clear winner, or one weakly supported candidate.
+    let thin = match causes.len() {
+        0 => false,
+        1 => causes.first().is_some_and(|c| c.confidence < 0.35),
+        _ => {
+            causes.first().is_some_and(|c| c.confidence < 0.6)
+                || scored.get(1).is_some_and(|(_, b, _)| *b >= 0.6 * top)
+        }
+    };
     if thin {
         for c in causes.iter().take(3) {
             if let Some(q) = cat.cause(&c.id).and_then(|d| d.question.clone()) {
