@@ -672,6 +672,11 @@ impl Evidence {
         self.attempt.mailbox = Some(m.into());
         self
     }
+    /// Sets the tenant id or domain the attempt used (checked against the token's `tid`).
+    pub fn with_tenant(mut self, t: impl Into<String>) -> Self {
+        self.attempt.tenant = Some(t.into());
+        self
+    }
     /// Decodes a bearer token and keeps its claims (the token itself is not kept).
     pub fn with_bearer_token(mut self, token: &str) -> Self {
         self.token = TokenClaims::from_token(token).ok();

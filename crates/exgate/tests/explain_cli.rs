@@ -213,6 +213,18 @@ fn token_inspect_lints_scheme_and_never_prints_the_token() {
 }
 
 #[test]
+fn no_color_means_no_escape_codes() {
+    exgate()
+        .args(["explain", "-"])
+        .write_stdin("AADSTS50076: you must use multi-factor authentication")
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("mfa_required").and(predicate::str::contains("\x1b[").not()),
+        );
+}
+
+#[test]
 fn help_has_examples() {
     for cmd in [
         &["explain", "--help"][..],
