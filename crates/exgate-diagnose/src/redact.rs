@@ -297,14 +297,22 @@ fn redact_strings(v: &mut Value, mode: TokenMode) -> usize {
         Value::Object(o) => {
             let mut n = 0;
             for (k, x) in o.iter_mut() {
-                if is_secret_name(k)
-                    && let Value::String(s) = x
-                    && !s.is_empty()
-                    && s != REDACTED
-                {
-                    *s = REDACTED.to_owned();
-                    n += 1;
-                    continue;
+                if let Value::String(s) = x {
+                    let key = k.trim().to_ascii_lowercase();
+                    let new = if is_secret_name(&key) || key == "cookie" || key == "set-cookie" {
+                        Some(REDACTED.to_owned())
+                    } else if key == "authorization" || key == "proxy-authorization" {
+                        Some(redact_authorization(s, mode))
+                    } else {
+                        None
+                    };
+                    if let Some(new) = new {
+                        if !s.is_empty() && *s != new {
+                            *s = new;
+                            n += 1;
+                        }
+                        continue;
+                    }
                 }
                 n += redact_strings(x, mode);
             }
@@ -341,7 +349,34 @@ pub fn redact_har_value(entry: &mut Value, mode: TokenMode) -> usize {
             }
         }
     }
-    n + redact_strings(entry, mode)
+    // Everything else, skipping the arrays handled above.
+    let Value::Object(o) = entry else {
+        return n + redact_strings(entry, mode);
+    };
+    for (k, x) in o.iter_mut() {
+        let (true, Value::Object(part)) = (k == "request" || k == "response", &mut *x) else {
+            n += redact_strings(x, mode);
+            continue;
+        };
+        for (pk, px) in part.iter_mut() {
+            match pk.as_str() {
+                // Handled above when they are arrays; anything else is walked generically.
+                "headers" | "cookies" | "queryString" if px.is_array() => {}
+                "postData" => match px {
+                    Value::Object(pd) => {
+                        for (dk, dx) in pd.iter_mut() {
+                            if dk != "params" || !dx.is_array() {
+                                n += redact_strings(dx, mode);
+                            }
+                        }
+                    }
+                    other => n += redact_strings(other, mode),
+                },
+                _ => n += redact_strings(px, mode),
+            }
+        }
+    }
+    n
 }
 
 #[cfg(test)]

@@ -148,3 +148,12 @@ fn ntlm_round_trip_is_a_step_but_a_rejected_ntlm_login_is_a_failure() {
     assert_eq!(r.failures[0].index, 1);
     assert_eq!(r.failures[0].diagnosis.causes[0].id, "wrong_credentials");
 }
+
+#[test]
+fn malformed_header_shapes_are_still_redacted() {
+    let har = r#"{"log":{"entries":[{"request":{"url":"https://x/","headers":"Authorization: Basic Q0FOQVJZLUJBU0lD","postData":{"params":"client_secret=CANARY-P"}},"response":{"status":200,"headers":{"Set-Cookie":"a=CANARY-C"}}}]}}"#;
+    let out = redacted(har, TokenMode::Summary);
+    for c in ["Q0FOQVJZLUJBU0lD", "CANARY-P", "CANARY-C"] {
+        assert!(!out.contains(c), "{c} survived: {out}");
+    }
+}
