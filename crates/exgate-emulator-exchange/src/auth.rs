@@ -545,6 +545,25 @@ fn permissions(
                     )),
                 ));
             }
+            if st.org(&tid).app_only_requires_certificate {
+                let presented = claims.app_auth_strength().unwrap_or(0);
+                if presented < 2 {
+                    return Err(reject(
+                        st,
+                        StatusCode::UNAUTHORIZED,
+                        site,
+                        vdir,
+                        TOKEN_ERR,
+                        Some(Diag::new(
+                            2000001,
+                            format!(
+                                "The access token is acquired using an authentication method that is too weak to allow access for this application. Presented auth strength was {presented}, required is 2."
+                            ),
+                            "invalid_token",
+                        )),
+                    ));
+                }
+            }
             if roles.is_empty() {
                 return Err(no_perms());
             }

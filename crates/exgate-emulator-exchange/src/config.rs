@@ -141,6 +141,12 @@ pub struct OrganizationConfig {
     /// `EwsApplicationAccessPolicy EnforceAllowList` with `EwsAllowList`: when set, only these
     /// app ids may use EWS.
     pub ews_allowed_apps: Option<Vec<String>>,
+    /// Exchange accepts app-only tokens only when the app authenticated to Entra ID with a
+    /// certificate (`appidacr` "2"); a token minted with a client secret is refused as too weak
+    /// ("Presented auth strength was 1, required is 2"). This is how Exchange Online treated
+    /// app-only access when it was introduced, and how some organisations still run.
+    #[serde(default)]
+    pub app_only_requires_certificate: bool,
 }
 
 /// How a mailbox is licensed.

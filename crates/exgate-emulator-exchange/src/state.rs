@@ -37,6 +37,7 @@ pub(crate) struct Server {
 pub(crate) struct Org {
     pub ews_enabled: bool,
     pub ews_allowed_apps: Option<Vec<String>>,
+    pub app_only_requires_certificate: bool,
 }
 
 /// A resolved application access scope.
@@ -297,6 +298,7 @@ impl ExchangeState {
                         .ews_allowed_apps
                         .as_ref()
                         .map(|v| v.iter().map(|a| a.to_ascii_lowercase()).collect()),
+                    app_only_requires_certificate: o.app_only_requires_certificate,
                 },
             );
         }
@@ -511,6 +513,7 @@ impl Inner {
         self.orgs.get(tenant_id).cloned().unwrap_or(Org {
             ews_enabled: true,
             ews_allowed_apps: None,
+            app_only_requires_certificate: false,
         })
     }
 }

@@ -37,6 +37,12 @@ pub(crate) struct Claims {
     pub appid: Option<String>,
     #[serde(default)]
     pub azp: Option<String>,
+    /// How the app authenticated to Entra ID: "0" public, "1" secret, "2" certificate (v1).
+    #[serde(default)]
+    pub appidacr: Option<serde_json::Value>,
+    /// The v2 form of `appidacr`.
+    #[serde(default)]
+    pub azpacr: Option<serde_json::Value>,
     #[serde(default)]
     pub roles: Option<Vec<String>>,
     #[serde(default)]
@@ -70,6 +76,17 @@ impl Claims {
             .or_else(|| self.azp.clone())
             .unwrap_or_default()
             .to_ascii_lowercase()
+    }
+
+    /// The strength of the app's own authentication to Entra ID (`appidacr`/`azpacr`): 0 public
+    /// client, 1 client secret, 2 certificate. `None` when the token does not say.
+    pub fn app_auth_strength(&self) -> Option<u8> {
+        let v = self.appidacr.as_ref().or(self.azpacr.as_ref())?;
+        match v {
+            serde_json::Value::String(s) => s.trim().parse().ok(),
+            serde_json::Value::Number(n) => n.as_u64().and_then(|n| u8::try_from(n).ok()),
+            _ => None,
+        }
     }
 
     /// Delegated scopes, if the token is a delegated one.

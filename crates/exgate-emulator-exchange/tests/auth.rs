@@ -448,3 +448,37 @@ async fn auth_failures_are_counted() {
     assert_eq!(s.auth_failures, 2);
     assert_eq!(s.ews_requests, 2);
 }
+
+#[tokio::test]
+async fn an_org_that_requires_certificates_refuses_secret_minted_app_tokens() {
+    let h = Harness::with(
+        r#"
+[[organizations]]
+tenant = "contoso.com"
+app_only_requires_certificate = true
+
+[[mailboxes]]
+address = "adele@contoso.com"
+"#,
+    );
+    let request = soap(&imp("adele@contoso.com"), &get_folder("inbox", None));
+    let token_with = |acr: &str| {
+        let mut claims = app_claims(TID, APP, EXO, &["full_access_as_app"]);
+        claims["appidacr"] = serde_json::json!(acr);
+        bearer(&sign(&claims))
+    };
+
+    let r = h.ews(&token_with("1"), &request).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert_eq!(
+        r.header("x-ms-diagnostics"),
+        "2000001;reason=\"The access token is acquired using an authentication method that is too weak to allow access for this application. Presented auth strength was 1, required is 2.\";error_category=\"invalid_token\""
+    );
+    assert!(
+        r.header("www-authenticate")
+            .contains("error=\"invalid_token\"")
+    );
+
+    let r = h.ews(&token_with("2"), &request).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+}
