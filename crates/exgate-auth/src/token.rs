@@ -14,9 +14,13 @@ pub fn unix_now() -> u64 {
 }
 
 /// An access token. `Debug` and `Display` never show the token itself; use [`AccessToken::secret`]
-/// to put it on the wire.
+/// to put it on the wire. Cloning is cheap (one reference count).
 #[derive(Clone)]
 pub struct AccessToken {
+    inner: std::sync::Arc<Inner>,
+}
+
+struct Inner {
     secret: SecretString,
     expires_at: OffsetDateTime,
     scopes: Vec<String>,
@@ -34,47 +38,49 @@ impl AccessToken {
         token_type: String,
     ) -> Self {
         AccessToken {
-            secret,
-            expires_at,
-            scopes,
-            resource,
-            token_type,
+            inner: std::sync::Arc::new(Inner {
+                secret,
+                expires_at,
+                scopes,
+                resource,
+                token_type,
+            }),
         }
     }
 
     /// The token text, for an `Authorization: Bearer` header.
     pub fn secret(&self) -> &str {
-        self.secret.expose_secret()
+        self.inner.secret.expose_secret()
     }
 
     /// When the token expires.
     pub fn expires_at(&self) -> OffsetDateTime {
-        self.expires_at
+        self.inner.expires_at
     }
 
     /// Seconds of validity left at `now` (0 once expired).
     pub fn seconds_left(&self, now: OffsetDateTime) -> i64 {
-        (self.expires_at - now).whole_seconds().max(0)
+        (self.inner.expires_at - now).whole_seconds().max(0)
     }
 
     /// Scopes granted (or requested, when the response did not say).
     pub fn scopes(&self) -> &[String] {
-        &self.scopes
+        &self.inner.scopes
     }
 
     /// The v1 `resource`, when the response carried one.
     pub fn resource(&self) -> Option<&str> {
-        self.resource.as_deref()
+        self.inner.resource.as_deref()
     }
 
     /// The token type (`Bearer`).
     pub fn token_type(&self) -> &str {
-        &self.token_type
+        &self.inner.token_type
     }
 
     /// The `Authorization` header value.
     pub fn authorization_header(&self) -> String {
-        format!("Bearer {}", self.secret.expose_secret())
+        format!("Bearer {}", self.inner.secret.expose_secret())
     }
 }
 
@@ -82,9 +88,9 @@ impl std::fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AccessToken")
             .field("token", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .field("scopes", &self.scopes)
-            .field("resource", &self.resource)
+            .field("expires_at", &self.inner.expires_at)
+            .field("scopes", &self.inner.scopes)
+            .field("resource", &self.inner.resource)
             .finish()
     }
 }
@@ -94,9 +100,9 @@ impl std::fmt::Display for AccessToken {
         write!(
             f,
             "{} token for {} (expires {})",
-            self.token_type,
-            self.scopes.join(" "),
-            self.expires_at
+            self.inner.token_type,
+            self.inner.scopes.join(" "),
+            self.inner.expires_at
         )
     }
 }
