@@ -193,7 +193,11 @@ impl TokenCache {
                     let clock = Arc::clone(&self.clock);
                     let policy = self.policy;
                     tokio::spawn(async move {
+                        // Should the fetch panic or the runtime drop this task, the guard ends
+                        // the flight so that waiters get an error instead of waiting forever.
+                        let mut guard = FlightGuard(Some(Arc::clone(&slot)));
                         let result = fut.await;
+                        guard.0 = None;
                         let mut st = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
                         let result = match result {
                             Ok(token) => {
@@ -225,6 +229,18 @@ impl TokenCache {
                 flow: "token_cache",
                 message: "the token request ended without a result (its task was cancelled)".into(),
             }),
+        }
+    }
+}
+
+/// Ends an unfinished flight when dropped (its sender is dropped, so receivers see `Closed`).
+struct FlightGuard(Option<Arc<Slot>>);
+
+impl Drop for FlightGuard {
+    fn drop(&mut self) {
+        if let Some(slot) = self.0.take() {
+            let mut st = slot.state.lock().unwrap_or_else(PoisonError::into_inner);
+            st.inflight = None;
         }
     }
 }
@@ -405,6 +421,37 @@ mod tests {
             .await
             .expect_err("too close to expiry");
         assert!(matches!(err, AuthError::Unsupported(_)));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_fetch_ends_the_flight_and_the_next_call_works() {
+        let cache = TokenCache::new(CachePolicy::default(), system_clock());
+        let err = cache
+            .get_or_fetch(&key(), || async {
+                if key().client_id == "c" {
+                    panic!("fetch bug");
+                }
+                Ok(token("never", 3600, OffsetDateTime::now_utc()))
+            })
+            .await
+            .expect_err("no result");
+        assert!(
+            matches!(
+                err,
+                AuthError::Flow {
+                    flow: "token_cache",
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let t = cache
+            .get_or_fetch(&key(), || async {
+                Ok(token("ok", 3600, OffsetDateTime::now_utc()))
+            })
+            .await
+            .expect("next call fetches again");
+        assert_eq!(t.secret(), "ok");
     }
 
     #[test]
