@@ -234,6 +234,41 @@ pub fn default_state_path(project_file: &Path) -> std::path::PathBuf {
     project_file.with_file_name(format!("{stem}.exgate.sqlite"))
 }
 
+/// Rows per multi-row `INSERT` (at most 14 columns: well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters).
+const ROWS_PER_INSERT: usize = 200;
+
+/// `{head}($1, …, $cols), ($cols+1, …), …{tail}`: placeholders only, never data. SQLite gets
+/// plain `?` placeholders: binding a named (`$N`) parameter makes SQLite search the names
+/// linearly, which is quadratic in a statement with thousands of parameters.
+fn values_sql(backend: Backend, head: &str, cols: usize, rows: usize, tail: &str) -> String {
+    let mut sql = String::with_capacity(head.len() + tail.len() + rows * cols * 6);
+    sql.push_str(head);
+    let mut n = 0;
+    for r in 0..rows {
+        if r > 0 {
+            sql.push_str(", ");
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match backend {
+                Backend::Sqlite => sql.push('?'),
+                Backend::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(tail);
+    sql
+}
+
 fn flag(b: bool) -> i64 {
     i64::from(b)
 }
@@ -430,7 +465,7 @@ impl Store {
     }
 
     /// Records finished mailboxes of a run, in one transaction. Each result is paired with its
-    /// line item (for the fingerprint).
+    /// line item (for the fingerprint). Rows are written with multi-row `INSERT`s.
     pub async fn record(
         &self,
         project: &str,
@@ -442,50 +477,81 @@ impl Store {
             return Ok(());
         }
         let mut tx = self.pool.begin().await.map_err(q("begin transaction"))?;
-        for (item, result) in batch {
-            let status = result.status.as_str();
-            let wrote = write_check
-                && result
-                    .steps
-                    .iter()
-                    .any(|s| s.name == StepName::WriteProbe && s.status == Status::Ok);
-            sqlx::query(
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            let sql = values_sql(
+                self.backend,
                 "INSERT INTO line_items (project, id, source, destination, fingerprint, \
-                 first_seen_at, last_run_id, last_status, last_verified_at, write_checked) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-                 ON CONFLICT (project, id) DO UPDATE SET source = excluded.source, \
+                 first_seen_at, last_run_id, last_status, last_verified_at, write_checked) VALUES ",
+                10,
+                chunk.len(),
+                " ON CONFLICT (project, id) DO UPDATE SET source = excluded.source, \
                  destination = excluded.destination, fingerprint = excluded.fingerprint, \
                  last_run_id = excluded.last_run_id, last_status = excluded.last_status, \
                  last_verified_at = excluded.last_verified_at, \
                  write_checked = excluded.write_checked",
-            )
-            .bind(project)
-            .bind(&result.id)
-            .bind(&result.source)
-            .bind(&result.destination)
-            .bind(item.fingerprint())
-            .bind(result.finished_at_ms)
-            .bind(run_id)
-            .bind(status)
-            .bind(result.finished_at_ms)
-            .bind(flag(wrote))
-            .execute(&mut *tx)
-            .await
-            .map_err(q("record line item"))?;
-            sqlx::query(
-                "INSERT INTO item_runs (run_id, project, item_id, status, ms, finished_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(run_id)
-            .bind(project)
-            .bind(&result.id)
-            .bind(status)
-            .bind(to_i64(result.ms))
-            .bind(result.finished_at_ms)
-            .execute(&mut *tx)
-            .await
-            .map_err(q("record item run"))?;
-            for (seq, step) in result.steps.iter().enumerate() {
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (item, result) in chunk {
+                let wrote = write_check
+                    && result
+                        .steps
+                        .iter()
+                        .any(|s| s.name == StepName::WriteProbe && s.status == Status::Ok);
+                query = query
+                    .bind(project.to_owned())
+                    .bind(result.id.clone())
+                    .bind(result.source.clone())
+                    .bind(result.destination.clone())
+                    .bind(item.fingerprint())
+                    .bind(result.finished_at_ms)
+                    .bind(run_id.to_owned())
+                    .bind(result.status.as_str())
+                    .bind(result.finished_at_ms)
+                    .bind(flag(wrote));
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record line items"))?;
+
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO item_runs (run_id, project, item_id, status, ms, finished_at) VALUES ",
+                6,
+                chunk.len(),
+                "",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (_, result) in chunk {
+                query = query
+                    .bind(run_id.to_owned())
+                    .bind(project.to_owned())
+                    .bind(result.id.clone())
+                    .bind(result.status.as_str())
+                    .bind(to_i64(result.ms))
+                    .bind(result.finished_at_ms);
+            }
+            query
+                .execute(&mut *tx)
+                .await
+                .map_err(q("record item runs"))?;
+        }
+
+        let steps: Vec<(&MailboxResult, usize, &StepResult)> = batch
+            .iter()
+            .flat_map(|(_, r)| r.steps.iter().enumerate().map(move |(i, s)| (*r, i, s)))
+            .collect();
+        for chunk in steps.chunks(ROWS_PER_INSERT) {
+            let sql = values_sql(
+                self.backend,
+                "INSERT INTO step_results (run_id, item_id, seq, endpoint, name, status, ms, \
+                 attempts, detail, item_count, error, causes, evidence, blocked_by) VALUES ",
+                14,
+                chunk.len(),
+                "",
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (result, seq, step) in chunk {
                 let causes =
                     serde_json::to_string(&step.causes).map_err(|e| StoreError::Corrupt {
                         what: format!("cannot encode causes: {e}"),
@@ -498,29 +564,23 @@ impl Store {
                     .map_err(|e| StoreError::Corrupt {
                         what: format!("cannot encode evidence: {e}"),
                     })?;
-                sqlx::query(
-                    "INSERT INTO step_results (run_id, item_id, seq, endpoint, name, status, ms, \
-                     attempts, detail, item_count, error, causes, evidence, blocked_by) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-                )
-                .bind(run_id)
-                .bind(&result.id)
-                .bind(i64::try_from(seq).unwrap_or(i64::MAX))
-                .bind(step.endpoint.as_str())
-                .bind(step.name.as_str())
-                .bind(step.status.as_str())
-                .bind(to_i64(step.ms))
-                .bind(i64::from(step.attempts))
-                .bind(step.detail.clone())
-                .bind(step.item_count.map(to_i64))
-                .bind(step.error.clone())
-                .bind(causes)
-                .bind(evidence)
-                .bind(step.blocked_by.clone())
-                .execute(&mut *tx)
-                .await
-                .map_err(q("record step"))?;
+                query = query
+                    .bind(run_id.to_owned())
+                    .bind(result.id.clone())
+                    .bind(i64::try_from(*seq).unwrap_or(i64::MAX))
+                    .bind(step.endpoint.as_str())
+                    .bind(step.name.as_str())
+                    .bind(step.status.as_str())
+                    .bind(to_i64(step.ms))
+                    .bind(i64::from(step.attempts))
+                    .bind(step.detail.clone())
+                    .bind(step.item_count.map(to_i64))
+                    .bind(step.error.clone())
+                    .bind(causes)
+                    .bind(evidence)
+                    .bind(step.blocked_by.clone());
             }
+            query.execute(&mut *tx).await.map_err(q("record steps"))?;
         }
         tx.commit().await.map_err(q("commit results"))?;
         Ok(())

@@ -241,3 +241,46 @@ async fn unsupported_urls_and_passwords_in_errors() {
     assert!(!err.contains("CANARY-DBPW"), "{err}");
     assert!(err.contains("u:***@127.0.0.1:1"), "{err}");
 }
+
+/// Large batches are written in several multi-row statements; every row must arrive.
+async fn bulk_suite(b: &Backend) {
+    let store = &b.store;
+    let project = fake::project("bulk-suite", 450);
+    let run = store
+        .begin_run(&project.name, false, false, 450)
+        .await
+        .unwrap();
+    let results: Vec<MailboxResult> = project
+        .mailboxes
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            result(
+                item,
+                if i % 3 == 0 {
+                    Status::Failed
+                } else {
+                    Status::Ok
+                },
+            )
+        })
+        .collect();
+    let batch: Vec<(&LineItem, &MailboxResult)> =
+        project.mailboxes.iter().zip(results.iter()).collect();
+    store
+        .record(&project.name, &run, false, &batch)
+        .await
+        .unwrap();
+    let sel = store.select(&project, false, false).await.unwrap();
+    assert_eq!(sel.verify.len(), 150, "{}", b.name);
+    assert_eq!(sel.skipped.len(), 300);
+    let last = project.mailboxes.last().unwrap();
+    let hist = store.history(&project.name, &last.id).await.unwrap();
+    assert_eq!(hist.len(), 1);
+    assert_eq!(hist[0].steps, results.last().unwrap().steps, "{}", b.name);
+}
+
+#[tokio::test]
+async fn large_batches_on_every_backend() {
+    on_every_backend!(bulk_suite);
+}
