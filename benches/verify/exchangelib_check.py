@@ -56,7 +56,7 @@ def main():
     p.add_argument("--domain", default="contoso.com")
     p.add_argument("--first", type=int, default=1)
     p.add_argument("--count", type=int, default=1000, help="mailboxes to check (a sample of the set)")
-    p.add_argument("--threads", type=int, default=16, help="pool threads and max_connections")
+    p.add_argument("--threads", type=int, default=32, help="pool threads and max_connections")
     args = p.parse_args()
 
     secret = os.environ.get(args.secret_env)
