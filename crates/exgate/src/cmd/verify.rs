@@ -85,7 +85,7 @@ pub struct Args {
 }
 
 /// Progress on stderr: a bar with rate and ETA on a terminal, plain lines otherwise.
-struct Bar {
+pub(crate) struct Bar {
     bar: Option<ProgressBar>,
     total: usize,
     done: usize,
@@ -95,7 +95,7 @@ struct Bar {
 }
 
 impl Bar {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             bar: None,
             total: 0,
