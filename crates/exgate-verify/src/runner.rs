@@ -36,7 +36,8 @@ pub struct RunOptions {
     pub write_check: bool,
     /// Attempts per step when throttled (the first try included).
     pub max_attempts: u32,
-    /// Longest pause honoured for one `Retry-After`.
+    /// Longest pause honoured for one `Retry-After`; a server asking for more gets the step
+    /// reported as throttled at once.
     pub max_pause: Duration,
 }
 
@@ -189,11 +190,14 @@ impl<P: Prober> Shared<P> {
                     return Attempt::Done(value, step);
                 }
                 Err(failure) => {
+                    // A pause longer than the server asked is wasted, and a shorter one earns
+                    // another refusal: past `max_pause` the step is reported as throttled.
                     if let Some(after) = failure.retry_after
+                        && after <= self.options.max_pause
                         && attempts < self.options.max_attempts.max(1)
                     {
                         tracing::debug!(%side, step = %name, ?after, "throttled; pausing tenant");
-                        gate.pause(after.min(self.options.max_pause));
+                        gate.pause(after);
                         continue;
                     }
                     let step = StepResult {

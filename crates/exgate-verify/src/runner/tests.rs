@@ -457,6 +457,37 @@ async fn throttling_gives_up_after_max_attempts() {
     assert_eq!(step.causes[0].id, "throttled");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_pause_longer_than_max_pause_is_reported_at_once() {
+    let project = project_with(1);
+    let fake = Arc::new(Fake {
+        throttle_inbox: AtomicU32::new(u32::MAX),
+        throttle_after: Duration::from_secs(600),
+        ..Fake::default()
+    });
+    let options = RunOptions {
+        max_pause: Duration::from_secs(120),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let (_, results) = run_fake(fake, &project, options).await;
+    let step = results[0]
+        .steps
+        .iter()
+        .find(|s| s.status == Status::Failed)
+        .unwrap();
+    assert_eq!(step.name, StepName::Inbox);
+    assert_eq!(
+        step.attempts, 1,
+        "not retried: the server asked for more than max_pause"
+    );
+    assert_eq!(step.causes[0].id, "throttled");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "no pause was taken (virtual time)"
+    );
+}
+
 #[tokio::test]
 async fn per_tenant_limit_is_honoured() {
     let project = project_with(60);
