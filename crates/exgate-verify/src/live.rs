@@ -180,6 +180,7 @@ fn provider_for(
             certificate,
             key,
             certificate_password,
+            ..
         } => match (s, certificate) {
             (Some(s), _) => (client_id, Credential::ClientSecret(secret(s))),
             (None, Some(c)) => (
@@ -251,7 +252,13 @@ impl LiveProber {
                 TokenRequest::resource_default(GRAPH_RESOURCE)
             }
             (EndpointKind::ExchangeOnline, Api::Ews) => TokenRequest::exchange_online(),
-            (EndpointKind::ExchangeOnprem, _) => match Url::parse(&resolved.url) {
+            (EndpointKind::ExchangeOnprem, _) => match Url::parse(match &ep.auth {
+                AuthProfile::Hma {
+                    resource: Some(resource),
+                    ..
+                } => resource,
+                _ => &resolved.url,
+            }) {
                 Ok(url) => exgate_auth::on_prem_request(
                     &url,
                     matches!(ep.auth, AuthProfile::DelegatedRefresh { .. }),

@@ -155,6 +155,10 @@ pub enum AuthProfile {
         key: Option<PathBuf>,
         /// Password of a PFX file or an encrypted key.
         certificate_password: Option<Secret>,
+        /// The token's audience: Exchange's external URL as registered in Entra ID (for example
+        /// `https://mail.contoso.com`). Default: the scheme and host of the EWS URL, which is
+        /// wrong when exgate reaches the server by another name than its registered one.
+        resource: Option<String>,
     },
 }
 
@@ -345,6 +349,7 @@ struct RawAuth {
     username: Option<Spanned<String>>,
     password: Option<Spanned<RawSecret>>,
     impersonation: Option<Spanned<bool>>,
+    resource: Option<Spanned<String>>,
 }
 
 /// The auth modes and the fields each accepts (required fields first, then `|`, then optional).
@@ -360,7 +365,13 @@ const AUTH_MODES: &[(&str, &[&str], &[&str])] = &[
     (
         "hma",
         &["client_id"],
-        &["secret", "certificate", "key", "certificate_password"],
+        &[
+            "secret",
+            "certificate",
+            "key",
+            "certificate_password",
+            "resource",
+        ],
     ),
 ];
 
@@ -775,7 +786,7 @@ impl Cx<'_> {
                 Some(&format!("use one of: {}", modes.join(", "))),
             ));
         };
-        let present: [(&str, Option<Range<usize>>); 9] = [
+        let present: [(&str, Option<Range<usize>>); 10] = [
             ("key", a.key.as_ref().map(|v| v.span())),
             ("client_id", a.client_id.as_ref().map(|v| v.span())),
             ("secret", a.secret.as_ref().map(|v| v.span())),
@@ -788,6 +799,7 @@ impl Cx<'_> {
             ("username", a.username.as_ref().map(|v| v.span())),
             ("password", a.password.as_ref().map(|v| v.span())),
             ("impersonation", a.impersonation.as_ref().map(|v| v.span())),
+            ("resource", a.resource.as_ref().map(|v| v.span())),
         ];
         for (name, span) in &present {
             match span {
@@ -880,6 +892,10 @@ impl Cx<'_> {
                     certificate: path("certificate", &a.certificate)?,
                     key: path("key", &a.key)?,
                     certificate_password: secret("certificate_password", &a.certificate_password)?,
+                    resource: match &a.resource {
+                        Some(r) => Some(self.url_field(&f("resource"), r)?),
+                        None => None,
+                    },
                 }
             }
         })
