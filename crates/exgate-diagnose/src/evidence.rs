@@ -425,6 +425,18 @@ pub struct Evidence {
     pub now: Option<i64>,
 }
 
+/// Whether a (lower-case) URL's path is Microsoft Graph's (`/v1.0/...` or `/beta/...`), whatever
+/// the host: national clouds, proxies and emulators serve Graph under other names.
+fn graph_path(l: &str) -> bool {
+    let path = match l.split_once("://") {
+        Some((_, rest)) => rest.find('/').map_or("", |i| &rest[i..]),
+        None => l,
+    };
+    ["/v1.0", "/beta"].iter().any(|v| {
+        path == *v || path.starts_with(&format!("{v}/")) || path.starts_with(&format!("{v}?"))
+    })
+}
+
 /// Infers the protocol from a URL.
 pub fn protocol_of_url(u: &str) -> Option<Protocol> {
     let l = u.to_ascii_lowercase();
@@ -432,7 +444,7 @@ pub fn protocol_of_url(u: &str) -> Option<Protocol> {
         Some(Protocol::Ews)
     } else if l.contains("autodiscover") {
         Some(Protocol::Autodiscover)
-    } else if l.contains("graph.microsoft.com") {
+    } else if l.contains("graph.microsoft.com") || graph_path(&l) {
         Some(Protocol::Graph)
     } else if l.contains("/oauth2/")
         || l.contains("login.microsoftonline.")

@@ -140,3 +140,35 @@ fn evidence_roundtrips_through_json() {
     assert_eq!(back, ev);
     assert_eq!(diagnose(&back).causes[0].id, "user_not_in_aad");
 }
+
+#[test]
+fn graph_is_recognised_by_its_path_on_any_host() {
+    use exgate_diagnose::protocol_of_url;
+    for url in [
+        "https://graph.microsoft.com/v1.0/users/a@b.c",
+        "https://localhost:8443/v1.0/users/a@b.c/mailFolders/inbox",
+        "https://graph.microsoft.us/beta/me",
+        "http://127.0.0.1:9/v1.0?$top=1",
+    ] {
+        assert_eq!(protocol_of_url(url), Some(Protocol::Graph), "{url}");
+    }
+    assert_ne!(
+        protocol_of_url("https://example.com/v1.0.html"),
+        Some(Protocol::Graph)
+    );
+}
+
+#[test]
+fn graph_code_reported_by_a_mail_client_is_diagnosed_on_a_non_microsoft_host() {
+    // What exgate verify builds from a Graph failure: status, the error code as a service code,
+    // and the client's message, for a Graph root that is not graph.microsoft.com.
+    let msg = "GET /users/{id}/mailFolders/{id} failed: HTTP 403, Graph ErrorInvalidLicense: \
+               The mailbox does not have a valid license for this operation.";
+    let ev = Evidence::from_http_response(403, Vec::<(String, String)>::new(), String::new())
+        .with_url("https://localhost:8443/v1.0/users/u@fabrikam.com/mailFolders/inbox")
+        .with_auth(AuthMode::Bearer)
+        .app_only(true)
+        .with_ews_error("ErrorInvalidLicense", msg)
+        .with_text(msg);
+    assert_eq!(top(&ev), "mailbox_not_licensed");
+}
