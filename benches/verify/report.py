@@ -31,6 +31,23 @@ def peak_rss_kb(time_file):
     return int(m.group(1)) if m else None
 
 
+def cpu_seconds(time_file):
+    """User plus system CPU seconds from GNU time -v output, or None."""
+    try:
+        text = time_file.read_text()
+    except OSError:
+        return None
+    user = re.search(r"User time \(seconds\): ([\d.]+)", text)
+    system = re.search(r"System time \(seconds\): ([\d.]+)", text)
+    if not user or not system:
+        return None
+    return float(user.group(1)) + float(system.group(1))
+
+
+def cpu_ms_per(cpu, n):
+    return "n/a" if cpu is None or n <= 0 else f"{cpu * 1000 / n:.2f} ms"
+
+
 def load_json(path):
     try:
         return json.loads(path.read_text())
@@ -62,6 +79,7 @@ def main():
     p.add_argument("--emulator-hwm-kb", type=int, default=0)
     p.add_argument("--emulator-cpu-ticks", type=int, default=0)
     p.add_argument("--clock-ticks", type=int, default=100)
+    p.add_argument("--load", default="")
     a = p.parse_args()
     tmp = a.tmp
     problems = []
@@ -124,7 +142,8 @@ def main():
     row = "{:<34} {:>16} {:>16}"
     print(row.format("", "exgate verify", "exchangelib"))
     print(row.format("parallelism", f"{a.concurrency} mailboxes", f"{a.threads} threads"))
-    print(row.format("mailboxes (of the 10,000 set)", f"{a.mailboxes}", f"{el_mailboxes} (sample)"))
+    sample_note = " (sample)" if el_mailboxes < a.mailboxes else ""
+    print(row.format("mailboxes (of the 10,000 set)", f"{a.mailboxes}", f"{el_mailboxes}{sample_note}"))
     print(row.format("mailbox checks (sides)", f"{ex_sides}", f"{el_mailboxes}"))
     print(row.format("ok", f"{ex_ok}", f"{el.get('ok', 0)}"))
     print(row.format("EWS requests", f"{ex_requests}", f"{el_requests}"))
@@ -134,9 +153,16 @@ def main():
     print(row.format("mailboxes/s", f"{ex_rate:.0f}", f"{el_rate:.1f}"))
     print(row.format("mailbox checks/s", f"{ex_side_rate:.0f}", f"{el_rate:.1f}"))
     print(row.format("EWS requests/s", f"{ex_rreq:.0f}", f"{el_rreq:.1f}"))
+    ex_cpu = cpu_seconds(tmp / "exgate.time")
+    el_cpu = cpu_seconds(tmp / "exchangelib.time")
+    print(row.format("CPU seconds (user + system)", f"{ex_cpu or 0:.2f}", f"{el_cpu or 0:.2f}"))
+    print(row.format("CPU per mailbox", cpu_ms_per(ex_cpu, a.mailboxes), cpu_ms_per(el_cpu, el_mailboxes)))
+    print(row.format("CPU per EWS request", cpu_ms_per(ex_cpu, ex_requests), cpu_ms_per(el_cpu, el_requests)))
     print(row.format("peak memory (RSS)", mib(peak_rss_kb(tmp / "exgate.time")), mib(peak_rss_kb(tmp / "exchangelib.time"))))
     print()
     cpu = a.emulator_cpu_ticks / a.clock_ticks if a.clock_ticks else 0
+    if a.load:
+        print(f"machine load average before the run (1/5/15 min): {a.load}")
     print(f"emulator: peak memory {mib(a.emulator_hwm_kb)}, CPU {cpu:.1f} s over both runs")
     print()
     print(f"ratio, mailboxes/s:       {ratio:.1f}x")
