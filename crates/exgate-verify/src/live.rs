@@ -103,7 +103,24 @@ const ENDPOINT_CAUSES: &[&str] = &[
     "ews_useragent_allowlist_block",
     "tls_untrusted",
     "network_unreachable",
+    // The endpoint's own account (Basic service account, delegated user): every mailbox fails
+    // the same way. Per-user credentials are scoped to their mailbox before this list is read.
+    "wrong_credentials",
+    "mfa_required",
+    "sspr_registration_interrupt",
+    "account_locked",
+    "account_disabled",
+    "password_expired",
+    "user_not_found",
+    "conditional_access_blocked",
+    "federated_user_ropc",
 ];
+
+/// The public client used for the sign-in check of a Basic failure: Microsoft's Azure CLI, which
+/// exists in every tenant and may sign users in with a password. Entra ID's answer (AADSTS50126
+/// wrong password, 50076 MFA required, 50053 locked, ...) tells apart what a bare 401 from Exchange
+/// cannot.
+pub const SIGNIN_CHECK_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
 
 struct SideLive {
     provider: Option<TokenProvider>,
@@ -114,6 +131,8 @@ pub struct LiveProber {
     http: HttpClient,
     sides: [SideLive; 2],
     allow_http: bool,
+    extra_root_pem: Option<Vec<u8>>,
+    timeout: Duration,
 }
 
 impl std::fmt::Debug for LiveProber {
@@ -230,6 +249,8 @@ impl LiveProber {
             http,
             sides: [side(Side::Source)?, side(Side::Destination)?],
             allow_http: options.allow_http,
+            extra_root_pem: options.extra_root_pem.clone(),
+            timeout: options.timeout,
         })
     }
 
@@ -318,6 +339,76 @@ impl LiveProber {
     }
 }
 
+/// What Entra ID said to a password sign-in with the credentials Exchange refused.
+enum SigninCheck {
+    /// The password works: Exchange refused Basic for another reason.
+    Accepted,
+    /// Entra ID refused the sign-in, and said why.
+    Refused(Box<exgate_diagnose::parse::json::EntraError>),
+}
+
+impl LiveProber {
+    /// After Exchange Online answers 401 to Basic credentials, asks Entra ID to sign the same
+    /// account in with the same password (ROPC with [`SIGNIN_CHECK_CLIENT_ID`]). A wrong password,
+    /// MFA, a locked or disabled account all look alike at Exchange; Entra ID names them. Runs only
+    /// for Basic against Exchange Online, never retries, and returns `None` when the check itself
+    /// could not be made.
+    async fn signin_check(&self, target: &Target, err: &MailError) -> Option<SigninCheck> {
+        if target.endpoint.kind != EndpointKind::ExchangeOnline
+            || err.evidence().status != Some(401)
+        {
+            return None;
+        }
+        let (username, password) = match (&target.credentials, &target.endpoint.auth) {
+            (Some(c), _) => (c.username.clone(), secret(&c.password)),
+            (
+                None,
+                AuthProfile::Basic {
+                    username, password, ..
+                },
+            ) => (username.clone(), secret(password)),
+            _ => return None,
+        };
+        let tenant = match &target.endpoint.tenant {
+            Some(t) => t.clone(),
+            None => username.rsplit_once('@')?.1.to_owned(),
+        };
+        let host = target
+            .endpoint
+            .authority_host
+            .as_deref()
+            .unwrap_or(PUBLIC_CLOUD_HOST);
+        let authority = Authority::new(host, &tenant, EndpointVersion::V2).ok()?;
+        let mut config = ProviderConfig::new(
+            authority,
+            SIGNIN_CHECK_CLIENT_ID.to_owned(),
+            Credential::Password {
+                client: ClientAuth::Public,
+                username,
+                password,
+            },
+        );
+        config.http = HttpOptions {
+            extra_root_ca_pem: self.extra_root_pem.clone(),
+            timeout: self.timeout,
+        };
+        config.retry.max_attempts = 1;
+        let provider = TokenProvider::new(config).ok()?;
+        let request =
+            TokenRequest::scopes(["https://outlook.office365.com/EWS.AccessAsUser.All".to_owned()]);
+        match provider.token(&request).await {
+            Ok(_) => Some(SigninCheck::Accepted),
+            Err(AuthError::Entra { body, .. }) => {
+                let value = serde_json::to_value(body.as_ref()).ok()?;
+                serde_json::from_value(value)
+                    .ok()
+                    .map(|e| SigninCheck::Refused(Box::new(e)))
+            }
+            Err(_) => None,
+        }
+    }
+}
+
 /// Hands tokens from the provider's cache to the mail clients.
 struct ProviderSource {
     provider: TokenProvider,
@@ -387,6 +478,16 @@ fn scope_for(target: &Target, causes: &[Cause], transport: bool) -> FailureScope
 }
 
 fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMode) -> StepFailure {
+    mail_failure_with(err, target, auth, None)
+}
+
+/// [`mail_failure`], with Entra ID's answer to a sign-in check with the same credentials.
+fn mail_failure_with(
+    err: &MailError,
+    target: &Target,
+    auth: exgate_diagnose::AuthMode,
+    signin: Option<SigninCheck>,
+) -> StepFailure {
     let ev = err.evidence();
     let message = err.to_string();
     let mut d = match ev.status {
@@ -414,6 +515,18 @@ fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMod
     if ev.status.is_some() {
         d = d.with_text(&message);
     }
+    let mut signin_fact = None;
+    if let Some(check) = signin {
+        signin_fact = Some(match check {
+            SigninCheck::Accepted => "password accepted by Entra ID".to_owned(),
+            SigninCheck::Refused(e) => {
+                let codes: Vec<String> =
+                    e.error_codes.iter().map(|c| format!("AADSTS{c}")).collect();
+                d = d.with_entra_error(*e);
+                format!("refused by Entra ID: {}", codes.join(", "))
+            }
+        });
+    }
     let causes = convert_causes(exgate_diagnose::diagnose(&d));
     let mut headers = BTreeMap::new();
     for (k, v) in &ev.headers {
@@ -423,6 +536,9 @@ fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMod
         }
     }
     let mut facts = BTreeMap::new();
+    if let Some(fact) = signin_fact {
+        facts.insert("signin_check".to_owned(), fact);
+    }
     if let Some(op) = &ev.operation {
         facts.insert("operation".to_owned(), op.clone());
     }
@@ -619,10 +735,13 @@ impl Prober for LiveProber {
         let ep = Self::mail_endpoint(target, resolved)?;
         let mb = open_mailbox(&ep, &self.http, token.clone(), &target.address)
             .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
-        let info = mb
-            .open()
-            .await
-            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        let info = match mb.open().await {
+            Ok(info) => info,
+            Err(e) => {
+                let signin = self.signin_check(target, &e).await;
+                return Err(mail_failure_with(&e, target, auth_mode(target), signin));
+            }
+        };
         let mut detail = info.display_name.unwrap_or_else(|| info.address.clone());
         if let Some(v) = info.server_version {
             detail.push_str(&format!(" (Exchange {v})"));
