@@ -1,6 +1,6 @@
 //! EWS (`POST /EWS/Exchange.asmx`): SOAP 1.1 envelopes, `ServerVersionInfo` on every response,
 //! faults as HTTP 500, and the operations GetFolder, FindFolder, FindItem, GetItem,
-//! SyncFolderHierarchy, SyncFolderItems, CreateItem, ConvertId and ResolveNames.
+//! SyncFolderHierarchy, SyncFolderItems, CreateItem, DeleteItem, ConvertId and ResolveNames.
 
 use std::fmt::Write as _;
 
@@ -278,6 +278,7 @@ fn dispatch(st: &Inner, site: Site, principal: &Principal, body: &[u8]) -> Resul
         "SyncFolderHierarchy" => sync_folder_hierarchy(&ctx, op),
         "SyncFolderItems" => sync_folder_items(&ctx, op)?,
         "CreateItem" => create_item(&ctx, op),
+        "DeleteItem" => delete_item(&ctx, op)?,
         "ConvertId" => convert_id(&ctx, op),
         "ResolveNames" => resolve_names(&ctx, op),
         other => {
@@ -970,8 +971,9 @@ fn find_item(ctx: &Ctx<'_>, op: &Element) -> String {
                         if let Some(mbx) = ctx.st.mailbox(i) {
                             for pos in start..end {
                                 // Received order follows creation order; descending = newest first.
-                                let n = if descending { total - 1 - pos } else { pos };
-                                if let Some(m) = ctx.st.message(i, f, n as u32) {
+                                let k = if descending { total - 1 - pos } else { pos };
+                                let n = ctx.st.position(i, f, k as u32);
+                                if let Some(m) = ctx.st.message(i, f, n) {
                                     x.push_str(&message_xml(&m, mbx, &shape));
                                     returned += 1;
                                 }
@@ -1153,7 +1155,7 @@ fn sync_folder_items(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
             None => return Ok(bad_state()),
         },
     };
-    let total = ctx.st.count(i, f);
+    let total = ctx.st.slots(i, f);
     if pos > total {
         return Ok(bad_state());
     }
@@ -1321,6 +1323,58 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
         ));
     }
     operation_response("CreateItem", msgs)
+}
+
+/// DeleteItem: `HardDelete` and `SoftDelete` remove the item from its folder (counts, FindItem,
+/// GetItem); `MoveToDeletedItems` moves it to Deleted Items (removes it when already there).
+fn delete_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
+    let kind = match op.attr("DeleteType") {
+        Some(k @ ("HardDelete" | "SoftDelete" | "MoveToDeletedItems")) => k,
+        Some(other) => {
+            return Err(schema_fault(&format!(
+                "The 'DeleteType' attribute is invalid - The value '{other}' is invalid according to its datatype 'http://schemas.microsoft.com/exchange/services/2006/types:DisposalType' - The Enumeration constraint failed."
+            )));
+        }
+        None => {
+            return Err(schema_fault(
+                "The required attribute 'DeleteType' is missing.",
+            ));
+        }
+    };
+    let Some(ids) = op.child("ItemIds") else {
+        return Err(schema_fault(
+            "The element 'DeleteItem' has incomplete content. List of possible elements expected: 'ItemIds'.",
+        ));
+    };
+    let mut msgs = Vec::new();
+    for el in &ids.children {
+        let Some(id) = el.attr("Id") else {
+            msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
+            continue;
+        };
+        msgs.push(match resolve_id(ctx, id, b'I') {
+            Ok((i, f, n)) => match ctx.st.delete(i, f, n) {
+                Some(mut msg) => {
+                    if kind == "MoveToDeletedItems" && f != Folder::DeletedItems {
+                        msg.folder = Folder::DeletedItems;
+                        let _ = ctx.st.store(msg);
+                    }
+                    Msg::Ok(String::new())
+                }
+                None => err(
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                ),
+            },
+            Err((code, text)) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        return Err(schema_fault(
+            "The element 'ItemIds' has incomplete content. List of possible elements expected: 'ItemId'.",
+        ));
+    }
+    Ok(operation_response("DeleteItem", msgs))
 }
 
 fn convert_id(ctx: &Ctx<'_>, op: &Element) -> String {

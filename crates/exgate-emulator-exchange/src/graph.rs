@@ -1,5 +1,6 @@
 //! Microsoft Graph mail subset under `/v1.0`: users, mailFolders, messages with `$top`,
-//! `$skip`, `$select` and `@odata.nextLink`, `messages/delta`, `$value` (MIME) and `sendMail`.
+//! `$skip`, `$select` and `@odata.nextLink`, `messages/delta`, `$value` (MIME), `sendMail`, and
+//! drafts created with `POST messages` and removed with `DELETE messages/{id}`.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -313,11 +314,22 @@ fn route(
         ));
     };
     let is_send = rest.first().is_some_and(|(n, _)| n == "sendmail");
+    // Creating and deleting messages need Mail.ReadWrite.
+    let is_write = !is_send
+        && matches!(
+            *method,
+            axum::http::Method::POST
+                | axum::http::Method::DELETE
+                | axum::http::Method::PATCH
+                | axum::http::Method::PUT
+        );
     // Permission for mail.
     let permitted = match &principal {
         Principal::App { roles, .. } if is_send => has_any(roles, &["Mail.Send"]),
+        Principal::App { roles, .. } if is_write => has_any(roles, &["Mail.ReadWrite"]),
         Principal::App { roles, .. } => has_any(roles, READ_ROLES),
         Principal::User { scopes, .. } if is_send => has_any(scopes, &["Mail.Send"]),
+        Principal::User { scopes, .. } if is_write => has_any(scopes, &["Mail.ReadWrite"]),
         Principal::User { scopes, .. } => has_any(scopes, DELEGATED_READ),
     };
     if !permitted {
@@ -361,6 +373,35 @@ fn route(
     let first_key: Option<String> = rest.first().and_then(|r| r.1.clone());
     match names.as_slice() {
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
+        ["messages"] if *method == axum::http::Method::POST && first_key.is_none() => {
+            let msg = create_draft(st, i, m, body)?;
+            let mut v = message_json(&msg, m, None, prefers_text(headers));
+            if let Value::Object(o) = &mut v {
+                o.insert(
+                    "@odata.context".into(),
+                    json!(format!(
+                        "{CONTEXT}#{}/messages/$entity",
+                        ctx_user(&user_key)
+                    )),
+                );
+            }
+            Ok(json_response(StatusCode::CREATED, &v))
+        }
+        ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
+            let id = match (&first_key, tail) {
+                (Some(k), []) => k.clone(),
+                (None, [_]) => raw_segs
+                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => return Err(not_found()),
+            };
+            let msg = message_by_id(st, i, m, &id)?;
+            if st.delete(i, msg.folder, msg.n).is_none() {
+                return Err(item_not_found());
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
             let value: Vec<Value> = Folder::all(m.extra_folders)
                 .iter()
@@ -586,6 +627,14 @@ fn folder_by_key(st: &Inner, i: u32, m: &Mailbox, key: &str) -> Result<Folder, G
     Ok(raw.folder)
 }
 
+fn item_not_found() -> GraphError {
+    gerr(
+        StatusCode::NOT_FOUND,
+        "ErrorItemNotFound",
+        "The specified object was not found in the store.",
+    )
+}
+
 fn message_by_id(st: &Inner, i: u32, m: &Mailbox, id: &str) -> Result<Message, GraphError> {
     let raw = decode_id(id).filter(|r| r.kind == b'I').ok_or_else(|| {
         gerr(
@@ -594,13 +643,7 @@ fn message_by_id(st: &Inner, i: u32, m: &Mailbox, id: &str) -> Result<Message, G
             "Id is malformed.",
         )
     })?;
-    let missing = || {
-        gerr(
-            StatusCode::NOT_FOUND,
-            "ErrorItemNotFound",
-            "The specified object was not found in the store.",
-        )
-    };
+    let missing = item_not_found;
     if raw.mailbox != i || !raw.verify(&m.address) {
         return Err(missing());
     }
@@ -731,7 +774,8 @@ fn list_messages(
         let mut k = pos;
         for (f, c) in &counts {
             if k < *c {
-                if let Some(msg) = st.message(i, *f, (*c - 1 - k) as u32) {
+                let n = st.position(i, *f, (*c - 1 - k) as u32);
+                if let Some(msg) = st.message(i, *f, n) {
                     value.push(message_json(&msg, m, select, text));
                 }
                 break;
@@ -817,7 +861,7 @@ fn delta(
             .clamp(1, MAX_PAGE);
         (0, page, select)
     };
-    let total = st.count(i, folder) as usize;
+    let total = st.slots(i, folder) as usize;
     if pos > total {
         return Err(gone());
     }
@@ -879,6 +923,80 @@ fn people(v: Option<&Value>) -> Vec<Person> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// `POST /users/{id}/messages`: a draft in Drafts built from the message JSON.
+fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message, GraphError> {
+    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "RequestBodyRead",
+                format!("The request body is not valid JSON: {e}"),
+            )
+        })?
+    };
+    if !v.is_object() {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "RequestBodyRead",
+            "The request body must be a JSON object describing a message.",
+        ));
+    }
+    let to = people(v.get("toRecipients"));
+    let cc = people(v.get("ccRecipients"));
+    if to
+        .iter()
+        .chain(cc.iter())
+        .any(|p| !crate::config::valid_address(&p.address))
+    {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+            "At least one recipient isn't valid.",
+        ));
+    }
+    let body_v = v.get("body");
+    let now = OffsetDateTime::now_utc();
+    let msg = Message {
+        mailbox: i,
+        folder: Folder::Drafts,
+        n: 0,
+        subject: v
+            .get("subject")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        body: body_v
+            .and_then(|b| b.get("content"))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        body_is_html: body_v
+            .and_then(|b| b.get("contentType"))
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.eq_ignore_ascii_case("html")),
+        from: Person {
+            name: m.display_name.clone(),
+            address: m.address.clone(),
+        },
+        to,
+        cc,
+        received: now,
+        sent: now,
+        is_read: true,
+        is_draft: true,
+        internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
+    };
+    st.store(msg).ok_or_else(|| {
+        gerr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ErrorInternalServerError",
+            "The item could not be saved.",
+        )
+    })
 }
 
 fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, GraphError> {

@@ -419,32 +419,66 @@ impl Inner {
         self.mailbox(i).map_or(0, |m| m.extra_folders)
     }
 
-    pub fn count(&self, i: u32, folder: Folder) -> u32 {
+    /// Positions used in a folder: generated plus created items, deleted ones included. Ids,
+    /// sync states and delta tokens count positions.
+    pub fn slots(&self, i: u32, folder: Folder) -> u32 {
         let Some(m) = self.mailbox(i) else { return 0 };
         self.generated_count(m, folder)
             .saturating_add(self.overlay.count(i, folder))
     }
 
+    /// Items present in a folder (deleted ones excluded).
+    pub fn count(&self, i: u32, folder: Folder) -> u32 {
+        let gone = self.overlay.deleted_in(i, folder).len() as u32;
+        self.slots(i, folder).saturating_sub(gone)
+    }
+
     pub fn unread(&self, i: u32, folder: Folder) -> u32 {
         let Some(m) = self.mailbox(i) else { return 0 };
+        let gone = self.overlay.deleted_in(i, folder);
         let g = self.generated_count(m, folder);
-        let generated = (0..g).filter(|n| !generated_is_read(m, folder, *n)).count() as u32;
+        let generated = (0..g)
+            .filter(|n| !generated_is_read(m, folder, *n) && gone.binary_search(n).is_err())
+            .count() as u32;
         let created = (0..self.overlay.count(i, folder))
+            .filter(|k| gone.binary_search(&g.saturating_add(*k)).is_err())
             .filter_map(|k| self.overlay.get(i, folder, k))
             .filter(|msg| !msg.is_read)
             .count() as u32;
         generated + created
     }
 
-    /// Message number `n` (creation order) of a folder.
+    /// Message at position `n` (creation order) of a folder; `None` when deleted.
     pub fn message(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
         let m = self.mailbox(i)?;
+        if self.overlay.is_deleted(i, folder, n) {
+            return None;
+        }
         let g = self.generated_count(m, folder);
         if n < g {
             Some(generated_message(i, m, folder, n))
         } else {
             self.overlay.get(i, folder, n - g)
         }
+    }
+
+    /// Position of the `k`-th present item (0 = oldest) of a folder, skipping deleted ones.
+    pub fn position(&self, i: u32, folder: Folder, k: u32) -> u32 {
+        let mut pos = k;
+        for d in self.overlay.deleted_in(i, folder) {
+            if d <= pos {
+                pos = pos.saturating_add(1);
+            } else {
+                break;
+            }
+        }
+        pos
+    }
+
+    /// Deletes the item at position `n`; returns it, or `None` when there is no such item.
+    pub fn delete(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
+        let msg = self.message(i, folder, n)?;
+        self.overlay.delete(i, folder, n).then_some(msg)
     }
 
     /// Stores a new message in a folder.

@@ -1,7 +1,7 @@
 //! Mailbox contents: well-known folders, deterministic generated messages computed on demand,
 //! items created at run time, and the opaque ids and sync states that point into them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use base64::Engine;
@@ -619,13 +619,44 @@ pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n
     }
 }
 
-/// Items created at run time, per (mailbox, folder), in creation order.
+/// Items created at run time, per (mailbox, folder), in creation order, and the positions of
+/// deleted items (generated or created). Positions never move: a deleted item leaves a hole, so
+/// the ids and sync states of the other items stay valid.
 #[derive(Debug, Default)]
 pub(crate) struct Overlay {
     items: Mutex<HashMap<(u32, Folder), Vec<Message>>>,
+    deleted: Mutex<HashMap<(u32, Folder), BTreeSet<u32>>>,
 }
 
 impl Overlay {
+    /// Marks position `n` deleted; `false` when it already was.
+    pub fn delete(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
+        self.deleted
+            .lock()
+            .map(|mut d| d.entry((mailbox, folder)).or_default().insert(n))
+            .unwrap_or(false)
+    }
+
+    /// Whether position `n` was deleted.
+    pub fn is_deleted(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
+        self.deleted
+            .lock()
+            .map(|d| d.get(&(mailbox, folder)).is_some_and(|s| s.contains(&n)))
+            .unwrap_or(false)
+    }
+
+    /// Deleted positions of a folder, ascending.
+    pub fn deleted_in(&self, mailbox: u32, folder: Folder) -> Vec<u32> {
+        self.deleted
+            .lock()
+            .map(|d| {
+                d.get(&(mailbox, folder))
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default()
+            })
+            .unwrap_or_default()
+    }
+
     pub fn count(&self, mailbox: u32, folder: Folder) -> u32 {
         self.items
             .lock()

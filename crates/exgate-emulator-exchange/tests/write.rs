@@ -1,0 +1,549 @@
+//! Writing to mailboxes: EWS CreateItem + DeleteItem and Graph `POST messages` +
+//! `DELETE messages/{id}`, with their permission rules and their effect on counts and listings.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use common::*;
+use serde_json::{Value, json};
+
+fn app() -> String {
+    bearer(&app_token(EXO, &["full_access_as_app"]))
+}
+
+fn writer() -> String {
+    bearer(&app_token(GRAPH, &["Mail.ReadWrite", "User.Read.All"]))
+}
+
+fn reader() -> String {
+    bearer(&app_token(GRAPH, &["Mail.Read", "User.Read.All"]))
+}
+
+const SAVE_DRAFT: &str = r#"<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId><t:DistinguishedFolderId Id="drafts"/></m:SavedItemFolderId><m:Items><t:Message><t:ItemClass>IPM.Note</t:ItemClass><t:Subject>exgate write probe</t:Subject><t:Body BodyType="Text">Created and deleted by exgate.</t:Body></t:Message></m:Items></m:CreateItem>"#;
+
+fn delete_item(kind: &str, ids: &[&str]) -> String {
+    let ids: String = ids
+        .iter()
+        .map(|id| format!(r#"<t:ItemId Id="{id}"/>"#))
+        .collect();
+    format!(r#"<m:DeleteItem DeleteType="{kind}"><m:ItemIds>{ids}</m:ItemIds></m:DeleteItem>"#)
+}
+
+fn find_ids(folder: &str) -> String {
+    format!(
+        r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="1000" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="{folder}"/></m:ParentFolderIds></m:FindItem>"#
+    )
+}
+
+/// Item ids FindItem lists in a folder of the impersonated mailbox, and TotalItemsInView.
+async fn listed(h: &Harness, who: &str, folder: &str) -> (Vec<String>, String) {
+    let r = h.ews(&app(), &soap(who, &find_ids(folder))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let total = attr(&r.body, "TotalItemsInView").unwrap_or_default();
+    let items = r.body.split("<t:Items>").nth(1).unwrap_or_default();
+    (all_attrs(items, "Id"), total)
+}
+
+async fn ews_total(h: &Harness, who: &str, folder: &str) -> String {
+    let r = h.ews(&app(), &soap(who, &get_folder(folder, None))).await;
+    tag(&r.body, "TotalCount").unwrap_or_default()
+}
+
+#[tokio::test]
+async fn ews_draft_is_visible_in_drafts_and_hard_delete_removes_it() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let id = attr(&r.body, "Id").expect("created id");
+    assert_eq!(ews_total(&h, &who, "drafts").await, "1");
+    let (ids, total) = listed(&h, &who, "drafts").await;
+    assert_eq!((ids, total), (vec![id.clone()], "1".to_owned()));
+
+    let r = h
+        .ews(&app(), &soap(&who, &delete_item("HardDelete", &[&id])))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.body.contains("<m:DeleteItemResponse xmlns:m=\"http://schemas.microsoft.com/exchange/services/2006/messages\""),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body.contains("<m:DeleteItemResponseMessage ResponseClass=\"Success\"><m:ResponseCode>NoError</m:ResponseCode></m:DeleteItemResponseMessage>"),
+        "{}",
+        r.body
+    );
+    assert_eq!(ews_total(&h, &who, "drafts").await, "0");
+    assert_eq!(ews_total(&h, &who, "deleteditems").await, "0");
+    let (ids, total) = listed(&h, &who, "drafts").await;
+    assert!(ids.is_empty(), "{ids:?}");
+    assert_eq!(total, "0");
+    let get = format!(
+        r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#
+    );
+    let r = h.ews(&app(), &soap(&who, &get)).await;
+    assert!(r.body.contains("ErrorItemNotFound"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ews_deleting_an_unknown_or_already_deleted_id_is_item_not_found() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
+    let id = attr(&r.body, "Id").expect("created id");
+    let body = delete_item("SoftDelete", &[&id, &id]);
+    let r = h.ews(&app(), &soap(&who, &body)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let first = r.body.find("ResponseClass=\"Success\"").expect("first ok");
+    let second = r
+        .body
+        .find("ResponseClass=\"Error\"")
+        .expect("second error");
+    assert!(first < second, "{}", r.body);
+    assert!(
+        r.body.contains("<m:DeleteItemResponseMessage ResponseClass=\"Error\"><m:MessageText>The specified object was not found in the store.</m:MessageText><m:ResponseCode>ErrorItemNotFound</m:ResponseCode>"),
+        "{}",
+        r.body
+    );
+    let r = h
+        .ews(
+            &app(),
+            &soap(&who, &delete_item("HardDelete", &["AAMkbm90LWFuLWlk"])),
+        )
+        .await;
+    assert!(r.body.contains("ErrorInvalidIdMalformed"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn ews_deleting_a_generated_inbox_message_leaves_the_other_ids_valid() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let (before, total) = listed(&h, &who, "inbox").await;
+    assert_eq!((before.len(), total.as_str()), (12, "12"));
+    let victim = before[4].clone();
+    let r = h
+        .ews(&app(), &soap(&who, &delete_item("HardDelete", &[&victim])))
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let (after, total) = listed(&h, &who, "inbox").await;
+    assert_eq!(total, "11");
+    let expected: Vec<String> = before.into_iter().filter(|i| *i != victim).collect();
+    assert_eq!(after, expected);
+    assert_eq!(ews_total(&h, &who, "inbox").await, "11");
+    // Paging skips the hole: offset 4 starts right after it.
+    let page = r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="2" Offset="4" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>"#;
+    let r = h.ews(&app(), &soap(&who, page)).await;
+    let items = r.body.split("<t:Items>").nth(1).unwrap_or_default();
+    assert_eq!(
+        all_attrs(items, "Id"),
+        expected[4..6].to_vec(),
+        "{}",
+        r.body
+    );
+}
+
+#[tokio::test]
+async fn ews_move_to_deleted_items_moves_the_item() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
+    let id = attr(&r.body, "Id").expect("created id");
+    let r = h
+        .ews(
+            &app(),
+            &soap(&who, &delete_item("MoveToDeletedItems", &[&id])),
+        )
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    assert_eq!(ews_total(&h, &who, "drafts").await, "0");
+    assert_eq!(ews_total(&h, &who, "deleteditems").await, "1");
+    // Deleting from Deleted Items removes it for good.
+    let (ids, _) = listed(&h, &who, "deleteditems").await;
+    let r = h
+        .ews(
+            &app(),
+            &soap(&who, &delete_item("MoveToDeletedItems", &[&ids[0]])),
+        )
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    assert_eq!(ews_total(&h, &who, "deleteditems").await, "0");
+}
+
+#[tokio::test]
+async fn ews_delete_item_follows_the_impersonation_and_schema_rules() {
+    let h = Harness::new();
+    let adele = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&adele, SAVE_DRAFT)).await;
+    let id = attr(&r.body, "Id").expect("created id");
+    // App-only without impersonation: the header-must-be-present fault.
+    let r = h
+        .ews(&app(), &soap("", &delete_item("HardDelete", &[&id])))
+        .await;
+    assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        r.body
+            .contains("ErrorInvalidExchangeImpersonationHeaderData"),
+        "{}",
+        r.body
+    );
+    // Adele's item while acting as Bob: access denied, item kept.
+    let r = h
+        .ews(
+            &app(),
+            &soap(&imp("bob@contoso.com"), &delete_item("HardDelete", &[&id])),
+        )
+        .await;
+    assert!(r.body.contains("ErrorAccessDenied"), "{}", r.body);
+    // An app scoped to another group may not impersonate Adele's colleague Bob.
+    let scoped = bearer(&sign(&app_claims(
+        TID,
+        SCOPED_APP,
+        EXO,
+        &["full_access_as_app"],
+    )));
+    let r = h
+        .ews(
+            &scoped,
+            &soap(&imp("bob@contoso.com"), &delete_item("HardDelete", &[&id])),
+        )
+        .await;
+    assert!(r.body.contains("ErrorImpersonateUserDenied"), "{}", r.body);
+    // Unlicensed mailbox.
+    let r = h
+        .ews(
+            &app(),
+            &soap(
+                &imp("unlicensed@contoso.com"),
+                &delete_item("HardDelete", &[&id]),
+            ),
+        )
+        .await;
+    assert!(r.body.contains("ErrorInvalidLicense"), "{}", r.body);
+    // DeleteType is required and checked.
+    let r = h
+        .ews(
+            &app(),
+            &soap(
+                &adele,
+                &format!(
+                    r#"<m:DeleteItem><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:DeleteItem>"#
+                ),
+            ),
+        )
+        .await;
+    assert!(r.body.contains("ErrorSchemaValidation"), "{}", r.body);
+    let r = h
+        .ews(&app(), &soap(&adele, &delete_item("Shred", &[&id])))
+        .await;
+    assert!(r.body.contains("ErrorSchemaValidation"), "{}", r.body);
+    assert_eq!(ews_total(&h, &adele, "drafts").await, "1");
+}
+
+async fn graph_delete(h: &Harness, path: &str, auth: &str) -> Resp {
+    h.send(
+        Request::delete(path)
+            .header("host", "127.0.0.1:8443")
+            .header("authorization", auth)
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
+async fn graph_total(h: &Harness, user: &str, folder: &str) -> Value {
+    let r = h
+        .get(
+            &format!("/v1.0/users/{user}/mailFolders/{folder}"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json()["totalItemCount"].clone()
+}
+
+fn probe() -> Value {
+    json!({"subject": "exgate write probe", "body": {"contentType": "text", "content": "Created and deleted by exgate."}})
+}
+
+fn encode_path_id(id: &str) -> String {
+    id.replace('=', "%3D")
+}
+
+#[tokio::test]
+async fn graph_post_messages_creates_a_draft_in_drafts() {
+    let h = Harness::new();
+    let r = h
+        .graph_post(
+            "/v1.0/users/adele@contoso.com/messages",
+            &writer(),
+            &probe(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["isDraft"], true);
+    assert_eq!(v["subject"], "exgate write probe");
+    let drafts = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/drafts",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert_eq!(v["parentFolderId"], drafts["id"]);
+    assert_eq!(drafts["totalItemCount"], 1);
+    let id = v["id"].as_str().expect("id").to_owned();
+    let r = h
+        .get(
+            &format!(
+                "/v1.0/users/adele@contoso.com/messages/{}",
+                encode_path_id(&id)
+            ),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.json()["body"]["content"]
+            .as_str()
+            .map(|s| s.contains("Created and deleted")),
+        Some(true)
+    );
+    let r = h
+        .send(
+            Request::post("/v1.0/users/adele@contoso.com/messages")
+                .header("authorization", writer())
+                .body(Body::from("{not json"))
+                .expect("req"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn graph_delete_message_is_204_and_the_message_is_gone() {
+    let h = Harness::new();
+    let r = h
+        .graph_post(
+            "/v1.0/users/adele@contoso.com/messages",
+            &writer(),
+            &probe(),
+        )
+        .await;
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let path = format!(
+        "/v1.0/users/adele@contoso.com/messages/{}",
+        encode_path_id(&id)
+    );
+    let r = graph_delete(&h, &path, &writer()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert!(r.body.is_empty());
+    assert_eq!(graph_total(&h, "adele@contoso.com", "drafts").await, 0);
+    assert_eq!(
+        graph_total(&h, "adele@contoso.com", "deleteditems").await,
+        0
+    );
+    let r = h.get(&path, Some(&reader())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Again: 404 ErrorItemNotFound in Graph's error shape.
+    let r = graph_delete(&h, &path, &writer()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let e = r.json();
+    assert_eq!(e["error"]["code"], "ErrorItemNotFound");
+    assert_eq!(
+        e["error"]["message"],
+        "The specified object was not found in the store."
+    );
+    assert!(e["error"]["innerError"]["request-id"].is_string());
+}
+
+#[tokio::test]
+async fn graph_deleting_an_inbox_message_removes_it_from_counts_and_listings() {
+    let h = Harness::new();
+    let list = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$top=100&$select=id",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let ids: Vec<String> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(ids.len(), 12);
+    let victim = ids[3].clone();
+    let r = graph_delete(
+        &h,
+        &format!(
+            "/v1.0/users/adele@contoso.com/messages/{}",
+            encode_path_id(&victim)
+        ),
+        &writer(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "inbox").await, 11);
+    let list = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$top=100&$select=id",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let after: Vec<String> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
+    let expected: Vec<String> = ids.into_iter().filter(|i| *i != victim).collect();
+    assert_eq!(after, expected);
+    // An id that is not Adele's (Bob's item) is not found in her mailbox.
+    let bob = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?$top=1",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let bob_id = bob["value"][0]["id"].as_str().expect("id").to_owned();
+    let r = graph_delete(
+        &h,
+        &format!(
+            "/v1.0/users/adele@contoso.com/messages/{}",
+            encode_path_id(&bob_id)
+        ),
+        &writer(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"]["code"], "ErrorItemNotFound");
+    assert_eq!(graph_total(&h, "bob@contoso.com", "inbox").await, 250);
+}
+
+#[tokio::test]
+async fn graph_writes_need_mail_read_write() {
+    let h = Harness::new();
+    let denied = |r: &Resp| {
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+        let e = r.json();
+        assert_eq!(e["error"]["code"], "ErrorAccessDenied");
+        assert_eq!(
+            e["error"]["message"],
+            "Access is denied. Check credentials and try again."
+        );
+    };
+    // App-only with Mail.Read (and even Mail.Send) only.
+    let weak = bearer(&app_token(GRAPH, &["Mail.Read", "Mail.Send"]));
+    let r = h
+        .graph_post("/v1.0/users/adele@contoso.com/messages", &weak, &probe())
+        .await;
+    denied(&r);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "drafts").await, 0);
+    let list = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$top=1",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let id = list["value"][0]["id"].as_str().expect("id").to_owned();
+    let path = format!(
+        "/v1.0/users/adele@contoso.com/messages/{}",
+        encode_path_id(&id)
+    );
+    denied(&graph_delete(&h, &path, &weak).await);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "inbox").await, 12);
+    // Delegated: the Mail.Read scope is not enough; Mail.ReadWrite is.
+    let user_read = bearer(&user_token(
+        "adele@contoso.com",
+        GRAPH,
+        "Mail.Read User.Read",
+    ));
+    denied(
+        &h.graph_post("/v1.0/me/messages", &user_read, &probe())
+            .await,
+    );
+    denied(
+        &graph_delete(
+            &h,
+            &path.replace("users/adele@contoso.com", "me"),
+            &user_read,
+        )
+        .await,
+    );
+    let user_rw = bearer(&user_token(
+        "adele@contoso.com",
+        GRAPH,
+        "Mail.ReadWrite User.Read",
+    ));
+    let r = h.graph_post("/v1.0/me/messages", &user_rw, &probe()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = graph_delete(&h, &path.replace("users/adele@contoso.com", "me"), &user_rw).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "inbox").await, 11);
+    // A delegated user may not write to someone else's mailbox.
+    denied(
+        &h.graph_post("/v1.0/users/bob@contoso.com/messages", &user_rw, &probe())
+            .await,
+    );
+}
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
+
+        /// Any id to DeleteItem or Graph DELETE is a per-item error, never a panic or a deletion.
+        #[test]
+        fn arbitrary_ids_delete_nothing(id in "[A-Za-z0-9+/=_-]{0,40}") {
+            let rt = runtime();
+            let h = Harness::new();
+            let who = imp("adele@contoso.com");
+            let r = rt.block_on(h.ews(&app(), &soap(&who, &delete_item("HardDelete", &[&id]))));
+            prop_assert_eq!(r.status, StatusCode::OK);
+            prop_assert!(r.body.contains("ResponseClass=\"Error\""), "{}", r.body);
+            let g = rt.block_on(graph_delete(
+                &h,
+                &format!("/v1.0/users/adele@contoso.com/messages/{}", encode_path_id(&id).replace('/', "%2F").replace('+', "%2B")),
+                &writer(),
+            ));
+            prop_assert!(g.status == StatusCode::NOT_FOUND || g.status == StatusCode::BAD_REQUEST, "{} {}", g.status, g.body);
+            prop_assert!(g.json()["error"]["code"].is_string());
+            prop_assert_eq!(rt.block_on(graph_total(&h, "adele@contoso.com", "inbox")), json!(12));
+        }
+
+        /// Any body to `POST messages` is a 201 draft or a 400 in Graph's error shape.
+        #[test]
+        fn arbitrary_bodies_to_post_messages_are_answered(body in "[ -~]{0,80}") {
+            let rt = runtime();
+            let h = Harness::new();
+            let r = rt.block_on(h.send(
+                Request::post("/v1.0/users/adele@contoso.com/messages")
+                    .header("authorization", writer())
+                    .body(Body::from(body))
+                    .expect("req"),
+            ));
+            if r.status == StatusCode::CREATED {
+                prop_assert_eq!(&r.json()["isDraft"], &json!(true));
+            } else {
+                prop_assert_eq!(r.status, StatusCode::BAD_REQUEST);
+                prop_assert!(r.json()["error"]["code"].is_string(), "{}", r.body);
+            }
+        }
+    }
+}
