@@ -41,6 +41,9 @@ pub struct LiveOptions {
     pub timeout: Duration,
     /// Accept plain-http Autodiscover redirects (test beds only).
     pub allow_http: bool,
+    /// Requests in flight to one host at most. The runner's own limits (mailboxes at once, per
+    /// tenant) decide the load; this only keeps the HTTP client from capping them lower.
+    pub max_in_flight: usize,
 }
 
 impl Default for LiveOptions {
@@ -49,6 +52,7 @@ impl Default for LiveOptions {
             extra_root_pem: None,
             timeout: Duration::from_secs(30),
             allow_http: false,
+            max_in_flight: 64,
         }
     }
 }
@@ -232,7 +236,9 @@ fn provider_for(
 impl LiveProber {
     /// Builds token providers and the shared HTTP client for both endpoints of `project`.
     pub fn new(project: &Project, options: &LiveOptions) -> Result<Self, LiveError> {
-        let mut builder = HttpClientBuilder::new().timeout(options.timeout);
+        let mut builder = HttpClientBuilder::new()
+            .timeout(options.timeout)
+            .per_host_limit(options.max_in_flight);
         if let Some(pem) = &options.extra_root_pem {
             builder = builder.extra_root_pem(pem.clone());
         }

@@ -300,10 +300,33 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl { url: shown });
         };
+        // A SQLite file that does not exist yet is created (`sqlx` refuses it without `mode`).
+        let url = &match backend {
+            Backend::Sqlite if !url.contains("mode=") => {
+                let sep = if url.contains('?') { '&' } else { '?' };
+                format!("{url}{sep}mode=rwc")
+            }
+            _ => url.to_owned(),
+        };
         let mut options = AnyPoolOptions::new().max_connections(match backend {
             Backend::Sqlite => 1,
             Backend::Postgres => 4,
         });
+        if backend == Backend::Sqlite {
+            // Results are written in batches as they arrive: write-ahead logging keeps each
+            // commit to one append instead of rewriting pages twice.
+            options = options.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA journal_mode=WAL")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query("PRAGMA synchronous=NORMAL")
+                        .execute(conn)
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
         // One direct connection first: an unreachable server fails at once with the driver's
         // own error (connection refused, authentication failed) instead of a pool timeout.
         let mut first =

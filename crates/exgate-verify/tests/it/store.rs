@@ -242,6 +242,23 @@ async fn unsupported_urls_and_passwords_in_errors() {
     assert!(err.contains("u:***@127.0.0.1:1"), "{err}");
 }
 
+#[tokio::test]
+async fn a_sqlite_url_to_a_new_file_creates_it_in_wal_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("new-state.sqlite");
+    let url = format!("sqlite://{}", path.display());
+    let store = exgate_verify::store::Store::open(&url).await.unwrap();
+    store.close().await;
+    assert!(path.exists(), "the database file was created");
+    // WAL is recorded in the file header: bytes 18 and 19 are 2 in WAL mode (1 in rollback mode).
+    let header = std::fs::read(&path).unwrap();
+    assert_eq!(
+        header.get(18..20),
+        Some(&[2u8, 2u8][..]),
+        "journal mode is WAL"
+    );
+}
+
 /// Large batches are written in several multi-row statements; every row must arrive.
 async fn bulk_suite(b: &Backend) {
     let store = &b.store;

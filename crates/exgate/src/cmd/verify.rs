@@ -193,6 +193,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         extra_root_pem,
         timeout: Duration::from_secs(args.timeout),
         allow_http: false,
+        // Each mailbox has a source and a destination step in flight at most.
+        max_in_flight: 2 * usize::from(args.concurrency.max(args.per_tenant)),
     };
     let prober = match LiveProber::new(&project, &live) {
         Ok(p) => Arc::new(p),
