@@ -7,3 +7,4 @@ mod html;
 mod live;
 mod rerun;
 mod store;
+mod write_check;
