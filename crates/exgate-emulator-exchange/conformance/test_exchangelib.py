@@ -137,6 +137,29 @@ def test_sync_items_and_send_and_save(exchange):
     assert newest[0].subject == "conformance note"
 
 
+
+def test_draft_save_then_delete_soft_delete_and_move_to_trash(exchange):
+    acc = exchange.account("user@contoso.com")
+    drafts = acc.drafts.total_count
+    trash = acc.trash.total_count
+    inbox = acc.inbox.total_count
+    # save() is CreateItem SaveOnly into Drafts; delete() is DeleteItem HardDelete.
+    for delete in ("delete", "soft_delete", "move_to_trash"):
+        m = Message(account=acc, folder=acc.drafts, subject=f"probe {delete}", body="x")
+        m.save()
+        assert m.id
+        acc.drafts.refresh()
+        assert acc.drafts.total_count == drafts + 1
+        assert [i.subject for i in acc.drafts.all().only("subject")] == [f"probe {delete}"]
+        getattr(m, delete)()
+        acc.drafts.refresh()
+        assert acc.drafts.total_count == drafts
+    acc.trash.refresh()
+    assert acc.trash.total_count == trash + 1
+    assert [i.subject for i in acc.trash.all().only("subject")] == ["probe move_to_trash"]
+    acc.inbox.refresh()
+    assert acc.inbox.total_count == inbox
+
 def test_mailbox_outside_the_apps_scope_raises_impersonate_user_denied(exchange):
     acc = exchange.account("outside@contoso.com")
     with pytest.raises(ErrorImpersonateUserDenied):

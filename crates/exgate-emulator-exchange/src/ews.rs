@@ -1325,8 +1325,9 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
     operation_response("CreateItem", msgs)
 }
 
-/// DeleteItem: `HardDelete` and `SoftDelete` remove the item from its folder (counts, FindItem,
-/// GetItem); `MoveToDeletedItems` moves it to Deleted Items (removes it when already there).
+/// DeleteItem: `HardDelete` removes the item (counts, FindItem, GetItem); `SoftDelete` moves it
+/// to Recoverable Items\Deletions; `MoveToDeletedItems` to Deleted Items (each removes it when it
+/// already is there).
 fn delete_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
     let kind = match op.attr("DeleteType") {
         Some(k @ ("HardDelete" | "SoftDelete" | "MoveToDeletedItems")) => k,
@@ -1355,8 +1356,17 @@ fn delete_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
         msgs.push(match resolve_id(ctx, id, b'I') {
             Ok((i, f, n)) => match ctx.st.delete(i, f, n) {
                 Some(mut msg) => {
-                    if kind == "MoveToDeletedItems" && f != Folder::DeletedItems {
-                        msg.folder = Folder::DeletedItems;
+                    let to = match kind {
+                        "MoveToDeletedItems" if f != Folder::DeletedItems => {
+                            Some(Folder::DeletedItems)
+                        }
+                        "SoftDelete" if f != Folder::RecoverableItemsDeletions => {
+                            Some(Folder::RecoverableItemsDeletions)
+                        }
+                        _ => None,
+                    };
+                    if let Some(to) = to {
+                        msg.folder = to;
                         let _ = ctx.st.store(msg);
                     }
                     Msg::Ok(String::new())

@@ -88,7 +88,21 @@ pub(crate) enum Folder {
     Tasks,
     /// Generated folder number `k` (0-based) under the Inbox.
     Custom(u8),
+    /// `Recoverable Items` under the root (the dumpster): reachable by its distinguished id,
+    /// not listed by FindFolder or SyncFolderHierarchy.
+    RecoverableItemsRoot,
+    /// `Recoverable Items\Deletions`: where SoftDelete puts items.
+    RecoverableItemsDeletions,
+    /// `Recoverable Items\Purges`.
+    RecoverableItemsPurges,
 }
+
+/// The dumpster folders, with their codes (after the generated folders' range).
+const DUMPSTER: [(Folder, u8); 3] = [
+    (Folder::RecoverableItemsRoot, 12 + MAX_CUSTOM_FOLDERS),
+    (Folder::RecoverableItemsDeletions, 13 + MAX_CUSTOM_FOLDERS),
+    (Folder::RecoverableItemsPurges, 14 + MAX_CUSTOM_FOLDERS),
+];
 
 /// Most generated folders a mailbox can have.
 pub(crate) const MAX_CUSTOM_FOLDERS: u8 = 200;
@@ -119,6 +133,12 @@ impl Folder {
     pub fn code(self) -> u8 {
         match self {
             Folder::Custom(k) => 12u8.saturating_add(k),
+            f @ (Folder::RecoverableItemsRoot
+            | Folder::RecoverableItemsDeletions
+            | Folder::RecoverableItemsPurges) => DUMPSTER
+                .iter()
+                .find(|(d, _)| *d == f)
+                .map_or(0, |(_, c)| *c),
             f => Folder::WELL_KNOWN
                 .iter()
                 .position(|w| *w == f)
@@ -131,7 +151,7 @@ impl Folder {
         match c.checked_sub(12) {
             None => Folder::WELL_KNOWN.get(usize::from(c)).copied(),
             Some(k) if k < MAX_CUSTOM_FOLDERS => Some(Folder::Custom(k)),
-            Some(_) => None,
+            Some(_) => DUMPSTER.iter().find(|(_, d)| *d == c).map(|(f, _)| *f),
         }
     }
 
@@ -150,6 +170,9 @@ impl Folder {
             Folder::Calendar => "calendar",
             Folder::Contacts => "contacts",
             Folder::Tasks => "tasks",
+            Folder::RecoverableItemsRoot => "recoverableitemsroot",
+            Folder::RecoverableItemsDeletions => "recoverableitemsdeletions",
+            Folder::RecoverableItemsPurges => "recoverableitemspurges",
             Folder::Custom(_) => return None,
         })
     }
@@ -159,6 +182,7 @@ impl Folder {
         let n = name.to_ascii_lowercase();
         Folder::WELL_KNOWN
             .iter()
+            .chain(DUMPSTER.iter().map(|(f, _)| f))
             .copied()
             .find(|f| f.distinguished() == Some(n.as_str()))
             .or(match n.as_str() {
@@ -182,6 +206,9 @@ impl Folder {
             Folder::Calendar => "Calendar",
             Folder::Contacts => "Contacts",
             Folder::Tasks => "Tasks",
+            Folder::RecoverableItemsRoot => "Recoverable Items",
+            Folder::RecoverableItemsDeletions => "Deletions",
+            Folder::RecoverableItemsPurges => "Purges",
             Folder::Custom(k) => {
                 return std::borrow::Cow::Owned(format!("Project {}", u16::from(k) + 1));
             }
@@ -191,7 +218,7 @@ impl Folder {
     /// EWS folder class (`None` for the root).
     pub fn class(self) -> Option<&'static str> {
         match self {
-            Folder::Root => None,
+            Folder::Root | Folder::RecoverableItemsRoot => None,
             Folder::Calendar => Some("IPF.Appointment"),
             Folder::Contacts => Some("IPF.Contact"),
             Folder::Tasks => Some("IPF.Task"),
@@ -214,6 +241,10 @@ impl Folder {
             Folder::Root => None,
             Folder::MsgFolderRoot => Some(Folder::Root),
             Folder::Custom(_) => Some(Folder::Inbox),
+            Folder::RecoverableItemsRoot => Some(Folder::Root),
+            Folder::RecoverableItemsDeletions | Folder::RecoverableItemsPurges => {
+                Some(Folder::RecoverableItemsRoot)
+            }
             _ => Some(Folder::MsgFolderRoot),
         }
     }
@@ -235,6 +266,9 @@ impl Folder {
                 | Folder::Calendar
                 | Folder::Contacts
                 | Folder::Tasks
+                | Folder::RecoverableItemsRoot
+                | Folder::RecoverableItemsDeletions
+                | Folder::RecoverableItemsPurges
         )
     }
 }

@@ -107,6 +107,10 @@ async fn ews_deleting_an_unknown_or_already_deleted_id_is_item_not_found() {
         "{}",
         r.body
     );
+    // SoftDelete puts it in the dumpster (Recoverable Items\Deletions), out of Drafts.
+    assert_eq!(ews_total(&h, &who, "drafts").await, "0");
+    assert_eq!(ews_total(&h, &who, "recoverableitemsdeletions").await, "1");
+    assert_eq!(ews_total(&h, &who, "deleteditems").await, "0");
     let r = h
         .ews(
             &app(),
