@@ -117,6 +117,45 @@ fn bench(c: &mut Criterion) {
             }
         })
     });
+    let writer = format!(
+        "Bearer {}",
+        token(
+            &enc,
+            "https://graph.microsoft.com",
+            &["User.Read.All", "Mail.ReadWrite"]
+        )
+    );
+    // The write check's round trip: a draft created, then deleted.
+    g.bench_function("graph_write_probe_create_and_delete", |b| {
+        b.to_async(&rt).iter(|| {
+            n = n % 10_000 + 1;
+            let user = format!("/v1.0/users/user{n}@contoso.com/messages");
+            let create = Request::post(user.as_str())
+                .header("authorization", writer.as_str())
+                .body(Body::from(
+                    r#"{"subject":"exgate write probe","body":{"contentType":"text","content":"x"}}"#,
+                ))
+                .expect("request");
+            let app = app.clone();
+            let writer = writer.clone();
+            async move {
+                let r = app.clone().oneshot(create).await.expect("infallible");
+                assert_eq!(r.status().as_u16(), 201);
+                let bytes = axum::body::to_bytes(r.into_body(), 1 << 20)
+                    .await
+                    .expect("body");
+                let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+                let id = v["id"].as_str().unwrap_or_default().replace('=', "%3D");
+                let delete = Request::delete(format!("{user}/{id}"))
+                    .header("authorization", writer.as_str())
+                    .body(Body::empty())
+                    .expect("request");
+                let r = app.oneshot(delete).await.expect("infallible");
+                assert_eq!(r.status().as_u16(), 204);
+                black_box(r)
+            }
+        })
+    });
     g.finish();
 }
 

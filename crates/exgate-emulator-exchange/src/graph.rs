@@ -1,6 +1,7 @@
 //! Microsoft Graph mail subset under `/v1.0`: users, mailFolders, messages with `$top`,
 //! `$skip`, `$select` and `@odata.nextLink`, `messages/delta`, `$value` (MIME), `sendMail`, and
-//! drafts created with `POST messages` and removed with `DELETE messages/{id}`.
+//! drafts created with `POST messages` and removed with `DELETE messages/{id}` or
+//! `POST messages/{id}/permanentDelete`.
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -386,6 +387,27 @@ fn route(
                 );
             }
             Ok(json_response(StatusCode::CREATED, &v))
+        }
+        ["messages", tail @ ..]
+            if *method == axum::http::Method::POST
+                && matches!(
+                    tail.last().copied(),
+                    Some("permanentdelete" | "microsoft.graph.permanentdelete")
+                ) =>
+        {
+            let id = match (&first_key, tail) {
+                (Some(k), [_]) => k.clone(),
+                (None, [_, _]) => raw_segs
+                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => return Err(not_found()),
+            };
+            let msg = message_by_id(st, i, m, &id)?;
+            if st.delete(i, msg.folder, msg.n).is_none() {
+                return Err(item_not_found());
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
         }
         ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
             let id = match (&first_key, tail) {

@@ -429,7 +429,7 @@ impl Inner {
 
     /// Items present in a folder (deleted ones excluded).
     pub fn count(&self, i: u32, folder: Folder) -> u32 {
-        let gone = self.overlay.deleted_in(i, folder).len() as u32;
+        let gone = self.overlay.deleted_count(i, folder);
         self.slots(i, folder).saturating_sub(gone)
     }
 

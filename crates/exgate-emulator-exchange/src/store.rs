@@ -679,6 +679,14 @@ impl Overlay {
             .unwrap_or(false)
     }
 
+    /// Number of deleted positions in a folder.
+    pub fn deleted_count(&self, mailbox: u32, folder: Folder) -> u32 {
+        self.deleted
+            .lock()
+            .map(|d| d.get(&(mailbox, folder)).map_or(0, |s| s.len() as u32))
+            .unwrap_or(0)
+    }
+
     /// Deleted positions of a folder, ascending.
     pub fn deleted_in(&self, mailbox: u32, folder: Folder) -> Vec<u32> {
         self.deleted

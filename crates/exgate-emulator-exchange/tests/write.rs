@@ -551,3 +551,33 @@ mod properties {
         }
     }
 }
+
+#[tokio::test]
+async fn graph_permanent_delete_removes_the_message_and_needs_mail_read_write() {
+    let h = Harness::new();
+    let r = h
+        .graph_post(
+            "/v1.0/users/adele@contoso.com/messages",
+            &writer(),
+            &probe(),
+        )
+        .await;
+    let id = r.json()["id"].as_str().expect("id").to_owned();
+    let path = format!(
+        "/v1.0/users/adele@contoso.com/messages/{}/permanentDelete",
+        encode_path_id(&id)
+    );
+    let r = h.graph_post(&path, &reader(), &json!({})).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "drafts").await, 1);
+    let r = h.graph_post(&path, &writer(), &json!({})).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(graph_total(&h, "adele@contoso.com", "drafts").await, 0);
+    assert_eq!(
+        graph_total(&h, "adele@contoso.com", "deleteditems").await,
+        0
+    );
+    let r = h.graph_post(&path, &writer(), &json!({})).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "ErrorItemNotFound");
+}
