@@ -176,10 +176,11 @@ pub fn redact_har<R: Read, W: Write>(
     let mut de = serde_json::Deserializer::from_reader(reader);
     let mut w = writer;
     let mut stats = RedactStats::default();
-    RootW {
+    ObjectW {
         w: &mut w,
         mode,
         stats: &mut stats,
+        level: Level::Root,
     }
     .deserialize(&mut de)?;
     de.end()?;
@@ -189,10 +190,12 @@ pub fn redact_har<R: Read, W: Write>(
     Ok(stats)
 }
 
-struct RootW<'a, W: Write> {
+/// Copies a JSON object of the HAR while redacting it (see [`Level`]).
+struct ObjectW<'a, W: Write> {
     w: &'a mut W,
     mode: TokenMode,
     stats: &'a mut RedactStats,
+    level: Level,
 }
 
 fn io<E: de::Error>(e: std::io::Error) -> E {
@@ -208,74 +211,55 @@ fn write_key<W: Write, E: de::Error>(w: &mut W, first: &mut bool, key: &str) -> 
     w.write_all(b":").map_err(io)
 }
 
-impl<'de, W: Write> DeserializeSeed<'de> for RootW<'_, W> {
+/// Where in the HAR document an object being copied sits.
+#[derive(Clone, Copy)]
+enum Level {
+    /// The top-level object, whose `log` member is descended into.
+    Root,
+    /// The `log` object, whose `entries` array is streamed entry by entry.
+    Log,
+}
+
+impl<'de, W: Write> DeserializeSeed<'de> for ObjectW<'_, W> {
     type Value = ();
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
-impl<'de, W: Write> Visitor<'de> for RootW<'_, W> {
+impl<'de, W: Write> Visitor<'de> for ObjectW<'_, W> {
     type Value = ();
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a HAR object with a \"log\" member")
+        f.write_str(match self.level {
+            Level::Root => "a HAR object with a \"log\" member",
+            Level::Log => "the HAR log object",
+        })
     }
+    /// Copies the object member by member: the member that leads to the entries is descended
+    /// into, every other member is redacted whole (they are small).
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.w.write_all(b"{").map_err(io)?;
         let mut first = true;
         while let Some(key) = map.next_key::<String>()? {
             write_key::<W, A::Error>(self.w, &mut first, &key)?;
-            if key == "log" {
-                map.next_value_seed(LogW {
+            match (self.level, key.as_str()) {
+                (Level::Root, "log") => map.next_value_seed(ObjectW {
                     w: &mut *self.w,
                     mode: self.mode,
                     stats: &mut *self.stats,
-                })?;
-            } else {
-                let mut v: Value = map.next_value()?;
-                self.stats.values_redacted += redact_har_value(&mut v, self.mode);
-                serde_json::to_writer(&mut *self.w, &v)
-                    .map_err(|e| de::Error::custom(e.to_string()))?;
-            }
-        }
-        self.w.write_all(b"}").map_err(io)
-    }
-}
-
-struct LogW<'a, W: Write> {
-    w: &'a mut W,
-    mode: TokenMode,
-    stats: &'a mut RedactStats,
-}
-
-impl<'de, W: Write> DeserializeSeed<'de> for LogW<'_, W> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, W: Write> Visitor<'de> for LogW<'_, W> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the HAR log object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.w.write_all(b"{").map_err(io)?;
-        let mut first = true;
-        while let Some(key) = map.next_key::<String>()? {
-            write_key::<W, A::Error>(self.w, &mut first, &key)?;
-            if key == "entries" {
-                map.next_value_seed(EntriesW {
+                    level: Level::Log,
+                })?,
+                (Level::Log, "entries") => map.next_value_seed(EntriesW {
                     w: &mut *self.w,
                     mode: self.mode,
                     stats: &mut *self.stats,
-                })?;
-            } else {
-                let mut v: Value = map.next_value()?;
-                self.stats.values_redacted += redact_har_value(&mut v, self.mode);
-                serde_json::to_writer(&mut *self.w, &v)
-                    .map_err(|e| de::Error::custom(e.to_string()))?;
+                })?,
+                _ => {
+                    let mut v: Value = map.next_value()?;
+                    self.stats.values_redacted += redact_har_value(&mut v, self.mode);
+                    serde_json::to_writer(&mut *self.w, &v)
+                        .map_err(|e| de::Error::custom(e.to_string()))?;
+                }
             }
         }
         self.w.write_all(b"}").map_err(io)
