@@ -191,3 +191,37 @@ def test_soap_autodiscover_user_settings_parse(exchange):
     assert redirect.redirect_url == f"{exchange.base_url}/onprem/ex01/autodiscover/autodiscover.svc"
     with pytest.raises(ErrorNonExistentMailbox):
         protocol.get_user_settings(user="nobody@contoso.com").raise_errors()
+
+
+def test_draft_save_then_delete_soft_delete_and_move_to_trash(exchange):
+    acc = exchange.account("user@contoso.com")
+    drafts = acc.drafts.total_count
+    trash = acc.trash.total_count
+    inbox = acc.inbox.total_count
+    # save() is CreateItem SaveOnly into Drafts; delete() is DeleteItem HardDelete.
+    for delete in ("delete", "soft_delete", "move_to_trash"):
+        m = Message(account=acc, folder=acc.drafts, subject=f"probe {delete}", body="x")
+        m.save()
+        assert m.id
+        acc.drafts.refresh()
+        assert acc.drafts.total_count == drafts + 1
+        assert [i.subject for i in acc.drafts.all().only("subject")] == [f"probe {delete}"]
+        getattr(m, delete)()
+        acc.drafts.refresh()
+        assert acc.drafts.total_count == drafts
+    acc.trash.refresh()
+    assert acc.trash.total_count == trash + 1
+    assert [i.subject for i in acc.trash.all().only("subject")] == ["probe move_to_trash"]
+    acc.inbox.refresh()
+    assert acc.inbox.total_count == inbox
+
+
+def test_folder_tree_and_generated_folders(exchange):
+    acc = exchange.account("user@contoso.com")
+    names = [f.name for f in acc.root.walk()]
+    for expected in ("Top of Information Store", "Inbox", "Sent Items", "Project 1", "Project 2"):
+        assert expected in names
+    assert sorted(f.name for f in acc.inbox.children) == ["Project 1", "Project 2"]
+    project = acc.inbox / "Project 2"
+    assert project.total_count == 3  # default_extra_folder_messages
+    assert len(list(project.all())) == 3

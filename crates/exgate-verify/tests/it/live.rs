@@ -268,8 +268,8 @@ provisioned = false
 "#;
 
 /// EWS with impersonation (source, fabrikam) and Graph (destination, contoso) end to end against
-/// the emulator's Entra ID and Exchange planes. (The emulator serves neither EWS `DeleteItem` nor
-/// Graph `POST /users/{id}/messages` yet, so the write check is covered by the runner tests.)
+/// the emulator's Entra ID and Exchange planes. (The write check has its own tests in
+/// `write_check.rs`.)
 #[tokio::test]
 async fn ews_and_graph_end_to_end_with_mailbox_faults() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
