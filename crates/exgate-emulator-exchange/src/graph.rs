@@ -419,8 +419,14 @@ fn route(
                 _ => return Err(not_found()),
             };
             let msg = message_by_id(st, i, m, &id)?;
-            if st.delete(i, msg.folder, msg.n).is_none() {
+            let Some(mut deleted) = st.delete(i, msg.folder, msg.n) else {
                 return Err(item_not_found());
+            };
+            // Graph's DELETE moves a message to Deleted Items (deleting it there removes it);
+            // `permanentDelete` is the call that removes it at once.
+            if deleted.folder != Folder::DeletedItems {
+                deleted.folder = Folder::DeletedItems;
+                let _ = st.store(deleted);
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }

@@ -327,7 +327,7 @@ async fn graph_post_messages_creates_a_draft_in_drafts() {
 }
 
 #[tokio::test]
-async fn graph_delete_message_is_204_and_the_message_is_gone() {
+async fn graph_delete_message_moves_it_to_deleted_items_and_deleting_it_there_removes_it() {
     let h = Harness::new();
     let r = h
         .graph_post(
@@ -345,13 +345,14 @@ async fn graph_delete_message_is_204_and_the_message_is_gone() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     assert!(r.body.is_empty());
     assert_eq!(graph_total(&h, "adele@contoso.com", "drafts").await, 0);
+    // Graph's DELETE moves the message to Deleted Items (permanentDelete removes it at once).
     assert_eq!(
         graph_total(&h, "adele@contoso.com", "deleteditems").await,
-        0
+        1
     );
     let r = h.get(&path, Some(&reader())).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    // Again: 404 ErrorItemNotFound in Graph's error shape.
+    // The old id again: 404 ErrorItemNotFound in Graph's error shape.
     let r = graph_delete(&h, &path, &writer()).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     let e = r.json();
@@ -361,6 +362,27 @@ async fn graph_delete_message_is_204_and_the_message_is_gone() {
         "The specified object was not found in the store."
     );
     assert!(e["error"]["innerError"]["request-id"].is_string());
+    // Deleting it from Deleted Items removes it.
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/deleteditems/messages",
+            Some(&reader()),
+        )
+        .await;
+    let moved = r.json()["value"][0]["id"]
+        .as_str()
+        .expect("the moved message")
+        .to_owned();
+    let path = format!(
+        "/v1.0/users/adele@contoso.com/messages/{}",
+        encode_path_id(&moved)
+    );
+    let r = graph_delete(&h, &path, &writer()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        graph_total(&h, "adele@contoso.com", "deleteditems").await,
+        0
+    );
 }
 
 #[tokio::test]

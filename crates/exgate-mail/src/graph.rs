@@ -453,7 +453,25 @@ impl GraphClient {
         Ok(m.id)
     }
 
-    /// `DELETE /users/{id}/messages/{id}`.
+    /// `POST /users/{id}/messages/{id}/permanentDelete`: removes the message at once (to the
+    /// purges folder of the dumpster), where `DELETE` leaves it in Deleted Items. Served by the
+    /// global cloud only.
+    pub async fn permanent_delete_message(&self, user: &str, id: &str) -> Result<(), MailError> {
+        let url = self.url(&["users", user, "messages", id, "permanentDelete"], &[])?;
+        self.send(
+            "POST /users/{id}/messages/{id}/permanentDelete",
+            Method::POST,
+            url,
+            user,
+            None,
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `DELETE /users/{id}/messages/{id}`: moves the message to Deleted Items (deleting it there
+    /// removes it).
     pub async fn delete_message(&self, user: &str, id: &str) -> Result<(), MailError> {
         let url = self.url(&["users", user, "messages", id], &[])?;
         self.send(

@@ -313,8 +313,30 @@ impl Mailbox for GraphMailbox {
                     "Created and deleted by exgate.",
                 )
                 .await?;
-            self.client.delete_message(&self.address, &id).await
+            // The probe must leave no trace: permanentDelete, or where a cloud does not serve
+            // that action (400/405, or 404 for the route rather than the item), DELETE.
+            match self
+                .client
+                .permanent_delete_message(&self.address, &id)
+                .await
+            {
+                Err(e) if action_not_served(&e) => {
+                    self.client.delete_message(&self.address, &id).await
+                }
+                other => other,
+            }
         })
+    }
+}
+
+/// Whether a Graph error says the action itself is unknown, not that the item or the right to it
+/// is missing.
+fn action_not_served(e: &MailError) -> bool {
+    let ev = e.evidence();
+    match ev.status {
+        Some(400 | 405) => true,
+        Some(404) => ev.service_code() != Some("ErrorItemNotFound"),
+        _ => false,
     }
 }
 
