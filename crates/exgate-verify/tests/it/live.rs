@@ -1,14 +1,11 @@
 //! The live prober against the Entra ID emulator: real token requests, real AADSTS answers,
 //! diagnosed causes, one fault per endpoint and the rest blocked.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use exgate_emulator::Emulator;
+use exgate_verify::live::LiveOptions;
+use exgate_verify::{Side, Status, StepName, VerifyOptions};
 
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
-use exgate_verify::live::{LiveOptions, LiveProber};
-use exgate_verify::{NoProgress, Side, Status, StepName, VerifyOptions, verify_project};
-use tokio::sync::watch;
+use crate::support;
 
 const SCENARIO: &str = r#"
 [[tenants]]
@@ -40,10 +37,7 @@ roles = ["Mail.ReadWrite", "User.Read.All"]
 "#;
 
 async fn emulator() -> Emulator {
-    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("live-test.toml")).unwrap();
-    Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap()
+    support::start_emulator(SCENARIO).await
 }
 
 /// A loopback port nobody listens on.
@@ -84,12 +78,7 @@ secret = "{secret}"
             "[[mailboxes]]\nsource = \"user{i}@fabrikam.com\"\n"
         ));
     }
-    exgate_verify::project::parse(
-        &text,
-        Path::new("live.toml"),
-        &HashMap::<String, String>::new(),
-    )
-    .unwrap()
+    support::parse_project(&text)
 }
 
 async fn verify(
@@ -101,26 +90,8 @@ async fn verify(
     exgate_verify::store::Store,
     tempfile::TempDir,
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
-        &dir.path().join("live.sqlite"),
-    ))
-    .await
-    .unwrap();
     let project = project(emu.base_url(), secret, n);
-    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
-    let (_tx, cancel) = watch::channel(false);
-    let report = verify_project(
-        prober,
-        &project,
-        &store,
-        &VerifyOptions::default(),
-        cancel,
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
-    (report, store, dir)
+    support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await
 }
 
 #[tokio::test]
@@ -272,11 +243,7 @@ provisioned = false
 /// `write_check.rs`.)
 #[tokio::test]
 async fn ews_and_graph_end_to_end_with_mailbox_faults() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let scenario = Scenario::from_toml_str(FULL_SCENARIO, Path::new("full.toml")).unwrap();
-    let emu = Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap();
+    let emu = support::start_emulator(FULL_SCENARIO).await;
     let base = emu.base_url();
     let text = format!(
         r#"name = "end-to-end"
@@ -315,24 +282,9 @@ source = "carol@fabrikam.com"
 destination = "carol@contoso.com"
 "#
     );
-    let project = exgate_verify::project::parse(
-        &text,
-        Path::new("e2e.toml"),
-        &HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
-        &dir.path().join("e2e.sqlite"),
-    ))
-    .await
-    .unwrap();
-    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
-    let (_tx, cancel) = watch::channel(false);
-    let options = VerifyOptions::default();
-    let report = verify_project(prober, &project, &store, &options, cancel, &mut NoProgress)
-        .await
-        .unwrap();
+    let project = support::parse_project(&text);
+    let (report, store, _dir) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
     let by_source = |s: &str| {
         report
             .mailboxes
@@ -434,11 +386,7 @@ address = "alice@fabrikam.com"
 /// others), and Basic disabled on the destination tenant is one endpoint fault.
 #[tokio::test]
 async fn basic_per_user_credentials() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let scenario = Scenario::from_toml_str(BASIC_SCENARIO, Path::new("basic.toml")).unwrap();
-    let emu = Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap();
+    let emu = support::start_emulator(BASIC_SCENARIO).await;
     let base = emu.base_url();
     let text = format!(
         r#"name = "basic"
@@ -473,30 +421,9 @@ source_username = "bob@contoso.com"
 source_password = "CANARY-wrong-password"
 "#
     );
-    let project = exgate_verify::project::parse(
-        &text,
-        Path::new("basic.toml"),
-        &HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
-        &dir.path().join("basic.sqlite"),
-    ))
-    .await
-    .unwrap();
-    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
-    let (_tx, cancel) = watch::channel(false);
-    let report = verify_project(
-        prober,
-        &project,
-        &store,
-        &VerifyOptions::default(),
-        cancel,
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
+    let project = support::parse_project(&text);
+    let (report, store, _dir) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
     let text_report = exgate_verify::report::render_text(&report);
     let source_steps = |src: &str| -> Vec<exgate_verify::StepResult> {
         report
@@ -541,11 +468,7 @@ source_password = "CANARY-wrong-password"
 /// resolve step, for that mailbox only.
 #[tokio::test]
 async fn autodiscover_resolves_each_mailbox() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let scenario = Scenario::from_toml_str(FULL_SCENARIO, Path::new("full.toml")).unwrap();
-    let emu = Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap();
+    let emu = support::start_emulator(FULL_SCENARIO).await;
     let base = emu.base_url();
     let text = format!(
         r#"name = "autodiscover"
@@ -580,34 +503,16 @@ source = "zed@fabrikam.com"
 destination = "bob@contoso.com"
 "#
     );
-    let project = exgate_verify::project::parse(
-        &text,
-        Path::new("ad.toml"),
-        &HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
-        &dir.path().join("ad.sqlite"),
-    ))
-    .await
-    .unwrap();
-    let options = LiveOptions {
-        allow_http: true,
-        ..LiveOptions::default()
-    };
-    let prober = Arc::new(LiveProber::new(&project, &options).unwrap());
-    let (_tx, cancel) = watch::channel(false);
-    let report = verify_project(
-        prober,
+    let project = support::parse_project(&text);
+    let (report, store, _dir) = support::run(
         &project,
-        &store,
+        &LiveOptions {
+            allow_http: true,
+            ..LiveOptions::default()
+        },
         &VerifyOptions::default(),
-        cancel,
-        &mut NoProgress,
     )
-    .await
-    .unwrap();
+    .await;
     let text_report = exgate_verify::report::render_text(&report);
     let alice = report
         .mailboxes

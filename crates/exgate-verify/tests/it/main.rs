@@ -7,4 +7,5 @@ mod html;
 mod live;
 mod rerun;
 mod store;
+mod support;
 mod write_check;

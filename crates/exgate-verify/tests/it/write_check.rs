@@ -2,23 +2,20 @@
 //! destination mailbox of the emulator (EWS DeleteItem, Graph `POST`/`DELETE messages`), the
 //! mailbox ends as it began, and an app with only `Mail.Read` is told it lacks a permission.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use exgate_auth::{
     Authority, Credential, EndpointVersion, ProviderConfig, TokenProvider, TokenRequest,
 };
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_emulator::Emulator;
 use exgate_mail::ews::ConnectingSid;
 use exgate_mail::{Bearer, HttpClient, MailEndpoint, open_mailbox};
-use exgate_verify::live::{LiveOptions, LiveProber};
-use exgate_verify::{
-    NoProgress, RunOptions, Side, StepName, StepResult, VerifyOptions, verify_project,
-};
+use exgate_verify::live::LiveOptions;
+use exgate_verify::{RunOptions, Side, StepName, StepResult, VerifyOptions};
 use secrecy::SecretString;
-use tokio::sync::watch;
 use url::Url;
+
+use crate::support;
 
 const DAEMON: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const READER: &str = "cccccccc-dddd-eeee-ffff-000000000000";
@@ -94,11 +91,7 @@ address = "alice@fabrikam.com"
 "#;
 
 async fn emulator() -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("write-check.toml")).unwrap();
-    Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap()
+    support::start_emulator(SCENARIO).await
 }
 
 /// One side of a project: `api`, tenant and client id.
@@ -133,20 +126,7 @@ async fn verify_with_write_check(
         "name = \"write-check\"\n{source}\n{destination}\n[[mailboxes]]\nsource = \"{}\"\ndestination = \"{}\"\n",
         mailbox.0, mailbox.1
     );
-    let project = exgate_verify::project::parse(
-        &text,
-        Path::new("write-check.toml"),
-        &HashMap::<String, String>::new(),
-    )
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = exgate_verify::store::Store::open(&exgate_verify::store::sqlite_url(
-        &dir.path().join("write-check.sqlite"),
-    ))
-    .await
-    .unwrap();
-    let prober = Arc::new(LiveProber::new(&project, &LiveOptions::default()).unwrap());
-    let (_tx, cancel) = watch::channel(false);
+    let project = support::parse_project(&text);
     let options = VerifyOptions {
         run: RunOptions {
             write_check: true,
@@ -154,9 +134,7 @@ async fn verify_with_write_check(
         },
         ..VerifyOptions::default()
     };
-    let report = verify_project(prober, &project, &store, &options, cancel, &mut NoProgress)
-        .await
-        .unwrap();
+    let (report, store, dir) = support::run(&project, &LiveOptions::default(), &options).await;
     store.close().await;
     (report, dir)
 }
