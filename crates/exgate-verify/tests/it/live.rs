@@ -180,70 +180,12 @@ async fn expired_secret_is_named() {
     emu.shutdown().await;
 }
 
-const FULL_SCENARIO: &str = r#"
-[[tenants]]
-name = "contoso"
-id = "11111111-2222-3333-4444-555555555555"
-domains = ["contoso.com"]
-
-[[tenants.consent]]
-app = "Migration daemon"
-resource = "https://graph.microsoft.com"
-roles = ["Mail.ReadWrite", "User.Read.All"]
-
-[[tenants]]
-name = "fabrikam"
-id = "22222222-3333-4444-5555-666666666666"
-domains = ["fabrikam.com"]
-
-[[tenants.consent]]
-app = "Migration daemon"
-resource = "https://outlook.office365.com"
-roles = ["full_access_as_app"]
-
-[[applications]]
-client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-name = "Migration daemon"
-home_tenant = "contoso"
-multi_tenant = true
-
-[[applications.secrets]]
-value = "daemon-secret-2099"
-expires = "2099-12-31"
-
-[[applications.permissions]]
-resource = "https://graph.microsoft.com"
-roles = ["Mail.ReadWrite", "User.Read.All"]
-
-[[applications.permissions]]
-resource = "https://outlook.office365.com"
-roles = ["full_access_as_app"]
-
-[exchange]
-default_inbox_messages = 5
-
-[[exchange.mailboxes]]
-address = "alice@contoso.com"
-inbox_messages = 7
-
-[[exchange.mailboxes]]
-address = "bob@contoso.com"
-inbox_messages = 0
-
-[[exchange.mailboxes]]
-address = "alice@fabrikam.com"
-
-[[exchange.mailboxes]]
-address = "bob@fabrikam.com"
-provisioned = false
-"#;
-
 /// EWS with impersonation (source, fabrikam) and Graph (destination, contoso) end to end against
 /// the emulator's Entra ID and Exchange planes. (The write check has its own tests in
 /// `write_check.rs`.)
 #[tokio::test]
 async fn ews_and_graph_end_to_end_with_mailbox_faults() {
-    let emu = support::start_emulator(FULL_SCENARIO).await;
+    let emu = support::start_emulator(support::TWO_TENANTS).await;
     let base = emu.base_url();
     let text = format!(
         r#"name = "end-to-end"
@@ -468,7 +410,7 @@ source_password = "CANARY-wrong-password"
 /// resolve step, for that mailbox only.
 #[tokio::test]
 async fn autodiscover_resolves_each_mailbox() {
-    let emu = support::start_emulator(FULL_SCENARIO).await;
+    let emu = support::start_emulator(support::TWO_TENANTS).await;
     let base = emu.base_url();
     let text = format!(
         r#"name = "autodiscover"

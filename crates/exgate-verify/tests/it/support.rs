@@ -44,3 +44,83 @@ pub async fn run(
         .unwrap();
     (report, store, dir)
 }
+
+/// Two tenants for the live tests: the migration daemon (secret, multi-tenant; Graph
+/// `Mail.ReadWrite` at Contoso, EWS `full_access_as_app` at Fabrikam), a read-only reporting app
+/// (Graph `Mail.Read` at Contoso), and mailboxes on both sides (`bob@fabrikam.com` not provisioned).
+pub const TWO_TENANTS: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.consent]]
+app = "Migration daemon"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+
+[[tenants.consent]]
+app = "Read-only report"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.Read", "User.Read.All"]
+
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+
+[[tenants.consent]]
+app = "Migration daemon"
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+
+[[applications]]
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+name = "Migration daemon"
+home_tenant = "contoso"
+multi_tenant = true
+
+[[applications.secrets]]
+value = "daemon-secret-2099"
+expires = "2099-12-31"
+
+[[applications.permissions]]
+resource = "https://graph.microsoft.com"
+roles = ["Mail.ReadWrite", "User.Read.All"]
+
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+
+[[applications]]
+client_id = "cccccccc-dddd-eeee-ffff-000000000000"
+name = "Read-only report"
+home_tenant = "contoso"
+
+[[applications.secrets]]
+value = "daemon-secret-2099"
+expires = "2099-12-31"
+
+[[applications.permissions]]
+resource = "https://graph.microsoft.com"
+roles = ["Mail.Read", "User.Read.All"]
+
+[exchange]
+default_inbox_messages = 5
+default_sent_messages = 2
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+inbox_messages = 7
+
+[[exchange.mailboxes]]
+address = "bob@contoso.com"
+inbox_messages = 0
+
+[[exchange.mailboxes]]
+address = "alice@fabrikam.com"
+
+[[exchange.mailboxes]]
+address = "bob@fabrikam.com"
+provisioned = false
+"#;

@@ -21,77 +21,8 @@ const DAEMON: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 const READER: &str = "cccccccc-dddd-eeee-ffff-000000000000";
 const SECRET: &str = "daemon-secret-2099";
 
-const SCENARIO: &str = r#"
-[[tenants]]
-name = "contoso"
-id = "11111111-2222-3333-4444-555555555555"
-domains = ["contoso.com"]
-
-[[tenants.consent]]
-app = "Migration daemon"
-resource = "https://graph.microsoft.com"
-roles = ["Mail.ReadWrite", "User.Read.All"]
-
-[[tenants.consent]]
-app = "Read-only report"
-resource = "https://graph.microsoft.com"
-roles = ["Mail.Read", "User.Read.All"]
-
-[[tenants]]
-name = "fabrikam"
-id = "22222222-3333-4444-5555-666666666666"
-domains = ["fabrikam.com"]
-
-[[tenants.consent]]
-app = "Migration daemon"
-resource = "https://outlook.office365.com"
-roles = ["full_access_as_app"]
-
-[[applications]]
-client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-name = "Migration daemon"
-home_tenant = "contoso"
-multi_tenant = true
-
-[[applications.secrets]]
-value = "daemon-secret-2099"
-expires = "2099-12-31"
-
-[[applications.permissions]]
-resource = "https://graph.microsoft.com"
-roles = ["Mail.ReadWrite", "User.Read.All"]
-
-[[applications.permissions]]
-resource = "https://outlook.office365.com"
-roles = ["full_access_as_app"]
-
-[[applications]]
-client_id = "cccccccc-dddd-eeee-ffff-000000000000"
-name = "Read-only report"
-home_tenant = "contoso"
-
-[[applications.secrets]]
-value = "daemon-secret-2099"
-expires = "2099-12-31"
-
-[[applications.permissions]]
-resource = "https://graph.microsoft.com"
-roles = ["Mail.Read", "User.Read.All"]
-
-[exchange]
-default_inbox_messages = 5
-default_sent_messages = 2
-
-[[exchange.mailboxes]]
-address = "alice@contoso.com"
-inbox_messages = 7
-
-[[exchange.mailboxes]]
-address = "alice@fabrikam.com"
-"#;
-
 async fn emulator() -> Emulator {
-    support::start_emulator(SCENARIO).await
+    support::start_emulator(support::TWO_TENANTS).await
 }
 
 /// One side of a project: `api`, tenant and client id.
