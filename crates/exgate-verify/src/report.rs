@@ -233,6 +233,49 @@ impl Report {
         }
     }
 
+    /// Joins the reports of several projects (a migration programme) into one named `name`.
+    /// Mailbox and fault ids are prefixed with their project (`project/id`), so that each blocked
+    /// mailbox stays attached to the fault that blocked it; run ids are joined with commas.
+    pub fn combine(name: &str, started_at_ms: i64, duration_ms: u64, reports: Vec<Report>) -> Self {
+        let mut info = RunInfo {
+            project: name.to_owned(),
+            started_at_ms,
+            duration_ms,
+            ..RunInfo::default()
+        };
+        let mut mailboxes = Vec::new();
+        let mut faults = Vec::new();
+        let mut run_ids = Vec::new();
+        for report in reports {
+            let project = report.summary.project;
+            info.project_items += report.summary.project_items;
+            info.skipped += report.summary.skipped;
+            info.selected += report.summary.total + report.summary.not_run;
+            info.cancelled |= report.summary.cancelled;
+            run_ids.push(report.summary.run_id);
+            for mut fault in report.faults {
+                fault.id = format!("{project}/{}", fault.id);
+                faults.push(fault);
+            }
+            for mut mailbox in report.mailboxes {
+                mailbox.id = format!("{project}/{}", mailbox.id);
+                for step in &mut mailbox.steps {
+                    if let Some(by) = &step.blocked_by {
+                        step.blocked_by = Some(format!("{project}/{by}"));
+                    }
+                }
+                mailboxes.push(mailbox);
+            }
+        }
+        info.run_id = run_ids.join(",");
+        Report::build(info, mailboxes, faults)
+    }
+
+    /// The project of a mailbox or fault id in a [combined](Report::combine) report.
+    pub fn project_of(id: &str) -> &str {
+        id.split_once('/').map(|(p, _)| p).unwrap_or("")
+    }
+
     /// `true` when nothing failed or was blocked.
     pub fn all_ok(&self) -> bool {
         self.summary.failed == 0 && self.summary.blocked == 0

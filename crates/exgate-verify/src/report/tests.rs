@@ -270,3 +270,37 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn combined_reports_keep_each_blocked_mailbox_with_its_own_fault() {
+    let mut first = sample();
+    first.summary.project = "one".into();
+    let mut second = sample();
+    second.summary.project = "two".into();
+    let combined = Report::combine("programme", 5, 4000, vec![first.clone(), second]);
+
+    assert_eq!(combined.summary.project, "programme");
+    assert_eq!(combined.summary.total, 2 * first.summary.total);
+    assert_eq!(combined.summary.failed, 2 * first.summary.failed);
+    assert_eq!(combined.summary.blocked, 2 * first.summary.blocked);
+    assert_eq!(combined.summary.project_items, 18);
+    assert_eq!(combined.summary.skipped, 6);
+    assert_eq!(combined.summary.run_id, "run-1,run-1");
+    let fault_ids: Vec<&str> = combined.faults.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(fault_ids, ["one/destination", "two/destination"]);
+    for m in &combined.mailboxes {
+        let project = Report::project_of(&m.id);
+        assert!(project == "one" || project == "two", "{}", m.id);
+        for s in m.steps.iter().filter(|s| s.status == Status::Blocked) {
+            assert_eq!(s.blocked_by, Some(format!("{project}/destination")));
+        }
+    }
+    // Blocked mailboxes of both projects land in the group of their fault's cause.
+    let secret = combined
+        .groups
+        .iter()
+        .find(|g| g.id == "invalid_client_secret")
+        .expect("group");
+    assert_eq!(secret.blocked.len(), 2);
+    assert_eq!(secret.failed.len(), 2);
+}

@@ -15,7 +15,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
 use exgate_verify::live::{LiveOptions, LiveProber};
-use exgate_verify::report::{Report, RunInfo, render_html, render_text};
+use exgate_verify::report::{Report, render_html, render_text};
 use exgate_verify::store::{Store, sqlite_url};
 use exgate_verify::{RunOptions, Side, Status, VerifyOptions, verify_project};
 use serde::Serialize;
@@ -279,7 +279,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     store.close().await;
     emulator.shutdown().await;
 
-    let programme = combine(
+    let programme = Report::combine(
         "exgate demo (7 projects)",
         started_at_ms,
         started.elapsed().as_millis() as u64,
@@ -331,49 +331,6 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Joins the reports of several projects into one. Fault ids are prefixed with their project so
-/// that the mailboxes each fault blocks stay attached to it.
-fn combine(name: &str, started_at_ms: i64, duration_ms: u64, reports: Vec<Report>) -> Report {
-    let mut info = RunInfo {
-        project: name.to_owned(),
-        run_id: String::new(),
-        started_at_ms,
-        duration_ms,
-        ..RunInfo::default()
-    };
-    let mut mailboxes = Vec::new();
-    let mut faults = Vec::new();
-    let mut run_ids = Vec::new();
-    for report in reports {
-        let project = report.summary.project.clone();
-        info.project_items += report.summary.project_items;
-        info.skipped += report.summary.skipped;
-        info.selected += report.summary.total + report.summary.not_run;
-        info.cancelled |= report.summary.cancelled;
-        run_ids.push(report.summary.run_id.clone());
-        for mut fault in report.faults {
-            fault.id = format!("{project}/{}", fault.id);
-            faults.push(fault);
-        }
-        for mut mailbox in report.mailboxes {
-            mailbox.id = format!("{project}/{}", mailbox.id);
-            for step in &mut mailbox.steps {
-                if let Some(by) = &step.blocked_by {
-                    step.blocked_by = Some(format!("{project}/{by}"));
-                }
-            }
-            mailboxes.push(mailbox);
-        }
-    }
-    info.run_id = run_ids.join(",");
-    Report::build(info, mailboxes, faults)
-}
-
-/// The project a combined mailbox or fault id belongs to.
-fn project_of(id: &str) -> &str {
-    id.split_once('/').map(|(p, _)| p).unwrap_or("")
-}
-
 fn check_planted(report: &Report) -> Vec<PlantedCheck> {
     PLANTED
         .iter()
@@ -387,13 +344,13 @@ fn check_planted(report: &Report) -> Vec<PlantedCheck> {
                     let faults: Vec<_> = report
                         .faults
                         .iter()
-                        .filter(|f| project_of(&f.id) == p.project && f.endpoint == p.side)
+                        .filter(|f| Report::project_of(&f.id) == p.project && f.endpoint == p.side)
                         .collect();
                     if faults.is_empty() {
                         for step in report
                             .mailboxes
                             .iter()
-                            .filter(|m| project_of(&m.id) == p.project)
+                            .filter(|m| Report::project_of(&m.id) == p.project)
                             .flat_map(|m| m.steps.iter())
                             .filter(|s| s.endpoint == p.side && s.status == Status::Failed)
                         {
@@ -414,7 +371,7 @@ fn check_planted(report: &Report) -> Vec<PlantedCheck> {
                         let top = report
                             .mailboxes
                             .iter()
-                            .filter(|m| project_of(&m.id) == p.project)
+                            .filter(|m| Report::project_of(&m.id) == p.project)
                             .filter(|m| match p.side {
                                 Side::Source => m.source == *address,
                                 Side::Destination => m.destination == *address,
@@ -450,7 +407,7 @@ fn unexpected_failures(report: &Report) -> Vec<String> {
     let mut out = Vec::new();
     for m in &report.mailboxes {
         for s in m.steps.iter().filter(|s| s.status != Status::Ok) {
-            let project = project_of(&m.id);
+            let project = Report::project_of(&m.id);
             let address = match s.endpoint {
                 Side::Source => &m.source,
                 Side::Destination => &m.destination,
