@@ -13,8 +13,15 @@ fn demo_finds_every_planted_fault_and_nothing_else() {
         .output()
         .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "stderr:\n{stderr}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "planted: {}\nunexpected: {}\nstderr:\n{stderr}",
+        report["planted"],
+        report["unexpected"]
+    );
+    assert_eq!(report["unexpected"], serde_json::json!([]));
 
     assert_eq!(report["as_designed"], true);
     let planted = report["planted"].as_array().expect("planted");

@@ -299,6 +299,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut value = serde_json::to_value(&programme).context("report")?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("planted".to_owned(), serde_json::to_value(&checks)?);
+            obj.insert("unexpected".to_owned(), serde_json::to_value(&unexpected)?);
             obj.insert(
                 "as_designed".to_owned(),
                 serde_json::Value::Bool(as_designed),
