@@ -2,6 +2,7 @@
 
 mod autodiscover;
 mod ews;
+mod failures;
 mod fixture;
 mod graph;
 mod http;
