@@ -331,18 +331,23 @@ impl AutodiscoverClient {
             }
         };
         let status = Some(a.status.as_u16());
-        let mut ev = HttpClient::answer_evidence(&req, creds.as_ref(), &a);
+        // Evidence is built on failure only: a usable answer never needs it.
+        let evidence = || HttpClient::answer_evidence(&req, creds.as_ref(), &a);
         if a.status.is_redirection() {
             return match a.headers.get(LOCATION).and_then(|v| v.to_str().ok()) {
                 Some(loc) => (status, Step::RedirectUrl(loc.to_owned())),
                 None => (
                     status,
-                    Step::Failed(Box::new(MailError::from_evidence(ErrorKind::Http, ev))),
+                    Step::Failed(Box::new(MailError::from_evidence(
+                        ErrorKind::Http,
+                        evidence(),
+                    ))),
                 ),
             };
         }
         if !a.status.is_success() {
             let kind = crate::http::kind_for_status(a.status.as_u16());
+            let mut ev = evidence();
             if method == AutodiscoverMethod::Json {
                 ev.autodiscover_error = json_error(&a.body);
             }
@@ -364,6 +369,7 @@ impl AutodiscoverClient {
         match parsed {
             Ok(step) => (status, step),
             Err(Parsed::Error(err)) => {
+                let mut ev = evidence();
                 ev.autodiscover_error = Some(err);
                 (
                     status,
@@ -378,7 +384,7 @@ impl AutodiscoverClient {
                 Step::Failed(Box::new(MailError::with_message(
                     ErrorKind::InvalidResponse,
                     format!("Autodiscover {} answer is unusable: {why}", method.name()),
-                    ev,
+                    evidence(),
                 ))),
             ),
         }

@@ -217,23 +217,41 @@ impl EwsClient {
         require_success: bool,
     ) -> Result<(Option<ResponseMessage>, EwsReply), MailError> {
         let a = self.http.send_once(req, self.credentials.as_ref()).await?;
-        let mut ev = HttpClient::answer_evidence(req, self.credentials.as_ref(), &a);
-        let reply = self.interpret(req, a)?;
+        let (server_version, el) = self.interpret(req, &a)?;
+        let messages = response::response_messages(&el);
+        let reply = EwsReply {
+            server_version,
+            response: el,
+            messages,
+        };
         let first = reply.messages.first().cloned();
         if require_success
             && let Some(first) = &first
             && !first.is_success()
         {
-            ev.server_version = reply.server_version.clone();
-            ev.ews_response = Some(first.to_error());
-            let kind = match first.code.as_str() {
-                "ErrorServerBusy" => ErrorKind::Throttled,
-                "ErrorAccessDenied" => ErrorKind::Forbidden,
-                _ => ErrorKind::EwsResponse,
-            };
-            return Err(MailError::from_evidence(kind, ev));
+            return Err(self.failed_message(req, &a, reply.server_version.clone(), first));
         }
         Ok((first, reply))
+    }
+
+    /// The error for a response message that is not a success. Evidence is only built here,
+    /// on the failure path.
+    fn failed_message(
+        &self,
+        req: &Prepared,
+        a: &Answer,
+        server_version: Option<ServerVersionInfo>,
+        message: &ResponseMessage,
+    ) -> MailError {
+        let mut ev = HttpClient::answer_evidence(req, self.credentials.as_ref(), a);
+        ev.server_version = server_version;
+        ev.ews_response = Some(message.to_error());
+        let kind = match message.code.as_str() {
+            "ErrorServerBusy" => ErrorKind::Throttled,
+            "ErrorAccessDenied" => ErrorKind::Forbidden,
+            _ => ErrorKind::EwsResponse,
+        };
+        MailError::from_evidence(kind, ev)
     }
 
     fn prepare(
@@ -268,52 +286,54 @@ impl EwsClient {
         }
     }
 
-    fn interpret(&self, req: &Prepared, a: Answer) -> Result<EwsReply, MailError> {
-        let creds = self.credentials.as_ref();
-        let mut ev = HttpClient::answer_evidence(req, creds, &a);
+    /// Reads an answer: a 200 with a SOAP response gives the `ServerVersionInfo` and the
+    /// operation response element; anything else is an error with the answer as evidence.
+    fn interpret(
+        &self,
+        req: &Prepared,
+        a: &Answer,
+    ) -> Result<(Option<ServerVersionInfo>, Element), MailError> {
+        use response::{SoapBody, SoapResponse};
         let status = a.status.as_u16();
         let text = String::from_utf8_lossy(&a.body);
-        let parsed = response::parse_response(&text);
-        if let Ok(r) = &parsed {
-            ev.server_version = r.server_version.clone();
-        }
-        match (status, parsed) {
-            (
-                _,
-                Ok(response::SoapResponse {
-                    body: response::SoapBody::Fault(f),
-                    ..
-                }),
-            ) => {
+        // Evidence is built on failure only: a successful answer never needs it.
+        let evidence = |server_version: Option<ServerVersionInfo>| {
+            let mut ev = HttpClient::answer_evidence(req, self.credentials.as_ref(), a);
+            ev.server_version = server_version;
+            ev
+        };
+        match response::parse_response(&text) {
+            Ok(SoapResponse {
+                body: SoapBody::Fault(f),
+                server_version,
+            }) => {
                 let kind = match (status, f.response_code.as_deref()) {
                     (401, _) => ErrorKind::Unauthorized,
                     (403, _) => ErrorKind::Forbidden,
                     (_, Some("ErrorServerBusy")) => ErrorKind::Throttled,
                     _ => ErrorKind::SoapFault,
                 };
+                let mut ev = evidence(server_version);
                 ev.soap_fault = Some(f);
                 Err(MailError::from_evidence(kind, ev))
             }
-            (
-                200,
-                Ok(response::SoapResponse {
-                    body: response::SoapBody::Response(el),
-                    server_version,
-                }),
-            ) => {
-                let messages = response::response_messages(&el);
-                Ok(EwsReply {
-                    server_version,
-                    response: el,
-                    messages,
-                })
-            }
-            (200, Err(e)) => Err(MailError::with_message(
+            Ok(SoapResponse {
+                body: SoapBody::Response(el),
+                server_version,
+            }) if status == 200 => Ok((server_version, el)),
+            Ok(SoapResponse { server_version, .. }) => Err(MailError::from_evidence(
+                kind_for_status(status),
+                evidence(server_version),
+            )),
+            Err(e) if status == 200 => Err(MailError::with_message(
                 ErrorKind::InvalidResponse,
                 format!("{}: the answer is not a SOAP envelope ({e})", req.operation),
-                ev,
+                evidence(None),
             )),
-            (s, _) => Err(MailError::from_evidence(kind_for_status(s), ev)),
+            Err(_) => Err(MailError::from_evidence(
+                kind_for_status(status),
+                evidence(None),
+            )),
         }
     }
 
