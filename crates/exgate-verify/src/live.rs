@@ -248,7 +248,10 @@ impl LiveProber {
         })?;
         let side = |s: Side| -> Result<SideLive, LiveError> {
             Ok(SideLive {
-                provider: provider_for(s, project.endpoint(s), options)?,
+                provider: match project.endpoint(s) {
+                    Some(ep) => provider_for(s, ep, options)?,
+                    None => None,
+                },
             })
         };
         Ok(Self {

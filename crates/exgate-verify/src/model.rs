@@ -212,9 +212,9 @@ pub struct MailboxResult {
     pub id: String,
     /// Source address.
     pub source: String,
-    /// Destination address.
-    pub destination: String,
-    /// `true` when every step on both sides succeeded.
+    /// Destination address (`null` when the project checks the source alone).
+    pub destination: Option<String>,
+    /// `true` when every step on every side succeeded.
     pub ok: bool,
     /// Failed if any step failed, else blocked if any step was blocked, else ok.
     pub status: Status,
@@ -227,6 +227,14 @@ pub struct MailboxResult {
 }
 
 impl MailboxResult {
+    /// `source -> destination`, or the source alone, for messages.
+    pub fn label(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("{} -> {d}", self.source),
+            None => self.source.clone(),
+        }
+    }
+
     /// Derives `status` and `ok` from the steps.
     pub fn status_of(steps: &[StepResult]) -> Status {
         if steps.iter().any(|s| s.status == Status::Failed) {

@@ -25,18 +25,28 @@ pub struct Project {
     pub path: PathBuf,
     /// Where mailboxes come from.
     pub source: Arc<Endpoint>,
-    /// Where mailboxes go.
-    pub destination: Arc<Endpoint>,
+    /// Where mailboxes go; `None` for a project that checks one side only (an archiver, a
+    /// scanner, or a source before its destination exists).
+    pub destination: Option<Arc<Endpoint>>,
     /// Every line item, in file order (inline first, then CSV).
     pub mailboxes: Vec<LineItem>,
 }
 
 impl Project {
-    /// The endpoint of one side.
-    pub fn endpoint(&self, side: crate::Side) -> &Arc<Endpoint> {
+    /// The endpoint of one side (`None` for the destination of a one-sided project).
+    pub fn endpoint(&self, side: crate::Side) -> Option<&Arc<Endpoint>> {
         match side {
-            crate::Side::Source => &self.source,
-            crate::Side::Destination => &self.destination,
+            crate::Side::Source => Some(&self.source),
+            crate::Side::Destination => self.destination.as_ref(),
+        }
+    }
+
+    /// The sides this project checks: both, or the source alone.
+    pub fn sides(&self) -> &'static [crate::Side] {
+        if self.destination.is_some() {
+            &crate::Side::BOTH
+        } else {
+            &crate::Side::BOTH[..1]
         }
     }
 }
@@ -196,8 +206,8 @@ pub struct LineItem {
     pub id: String,
     /// Source address.
     pub source: String,
-    /// Destination address.
-    pub destination: String,
+    /// Destination address (`None` when the project has no destination).
+    pub destination: Option<String>,
     /// Per-user source credentials, if given.
     pub source_credentials: Option<UserCredentials>,
     /// Per-user destination credentials, if given.
@@ -210,11 +220,11 @@ impl LineItem {
     /// A fingerprint of everything about the line except secret values: when it changes, the
     /// line is verified again even if it was ok.
     pub fn fingerprint(&self) -> String {
-        let mut s = format!(
-            "{}\u{1f}{}",
-            self.source.to_ascii_lowercase(),
-            self.destination.to_ascii_lowercase()
-        );
+        let mut s = self.source.to_ascii_lowercase();
+        if let Some(d) = &self.destination {
+            s.push('\u{1f}');
+            s.push_str(&d.to_ascii_lowercase());
+        }
         for c in [&self.source_credentials, &self.destination_credentials] {
             s.push('\u{1f}');
             if let Some(c) = c {
@@ -224,11 +234,19 @@ impl LineItem {
         format!("{:016x}", fnv1a(s.as_bytes()))
     }
 
-    /// The address of one side.
-    pub fn address(&self, side: crate::Side) -> &str {
+    /// The address of one side (`None` for the destination of a one-sided project).
+    pub fn address(&self, side: crate::Side) -> Option<&str> {
         match side {
-            crate::Side::Source => &self.source,
-            crate::Side::Destination => &self.destination,
+            crate::Side::Source => Some(&self.source),
+            crate::Side::Destination => self.destination.as_deref(),
+        }
+    }
+
+    /// `source -> destination`, or the source alone, for messages.
+    pub fn label(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("{} -> {d}", self.source),
+            None => self.source.clone(),
         }
     }
 
@@ -241,13 +259,13 @@ impl LineItem {
     }
 }
 
-/// The line-item id of a pair of addresses.
-pub fn line_item_id(source: &str, destination: &str) -> String {
-    let key = format!(
-        "{}\u{1f}{}",
-        source.trim().to_ascii_lowercase(),
-        destination.trim().to_ascii_lowercase()
-    );
+/// The line-item id of a pair of addresses, or of a source alone in a one-sided project.
+pub fn line_item_id(source: &str, destination: Option<&str>) -> String {
+    let mut key = source.trim().to_ascii_lowercase();
+    if let Some(d) = destination {
+        key.push('\u{1f}');
+        key.push_str(&d.trim().to_ascii_lowercase());
+    }
     format!("{:016x}", fnv1a(key.as_bytes()))
 }
 
@@ -315,7 +333,7 @@ impl ProjectError {
 struct RawProject {
     name: Option<Spanned<String>>,
     source: Spanned<RawEndpoint>,
-    destination: Spanned<RawEndpoint>,
+    destination: Option<Spanned<RawEndpoint>>,
     #[serde(default)]
     mailboxes: Vec<Spanned<RawMailbox>>,
     mailboxes_csv: Option<Spanned<String>>,
@@ -462,11 +480,15 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
             .unwrap_or_else(|| "project".to_owned()),
     };
     let source = cx.endpoint("source", &raw.source)?;
-    let destination = cx.endpoint("destination", &raw.destination)?;
+    let destination = match &raw.destination {
+        Some(d) => Some(cx.endpoint("destination", d)?),
+        None => None,
+    };
+    let two_sided = destination.is_some();
 
     let mut mailboxes = Vec::new();
     for (i, m) in raw.mailboxes.iter().enumerate() {
-        mailboxes.push(cx.inline_mailbox(i, m)?);
+        mailboxes.push(cx.inline_mailbox(i, m, two_sided)?);
     }
     if let Some(csv_name) = &raw.mailboxes_csv {
         let csv_path = cx.base.join(csv_name.get_ref());
@@ -478,7 +500,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
                 Some("the path is relative to the project file"),
             )
         })?;
-        mailboxes.extend(parse_csv(&csv_text, &csv_path, env)?);
+        mailboxes.extend(parse_csv(&csv_text, &csv_path, env, two_sided)?);
     }
     if mailboxes.is_empty() {
         return Err(ProjectError::invalid(
@@ -498,8 +520,8 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
                 line,
                 "source",
                 format!(
-                    "duplicate line item {} -> {} (first defined at {first})",
-                    m.source, m.destination
+                    "duplicate line item {} (first defined at {first})",
+                    m.label()
                 ),
                 Some("remove one of the two lines"),
             ));
@@ -509,7 +531,7 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
         name,
         path: path.to_path_buf(),
         source: Arc::new(source),
-        destination: Arc::new(destination),
+        destination: destination.map(Arc::new),
         mailboxes,
     })
 }
@@ -905,13 +927,35 @@ impl Cx<'_> {
         &self,
         index: usize,
         raw: &Spanned<RawMailbox>,
+        two_sided: bool,
     ) -> Result<LineItem, ProjectError> {
         let m = raw.get_ref();
         let field = |name: &str| format!("mailboxes[{index}].{name}");
         let source = self.address(&field("source"), &m.source)?;
+        if !two_sided {
+            let given = [
+                ("destination", m.destination.as_ref().map(Spanned::span)),
+                (
+                    "destination_username",
+                    m.destination_username.as_ref().map(Spanned::span),
+                ),
+                (
+                    "destination_password",
+                    m.destination_password.as_ref().map(Spanned::span),
+                ),
+            ];
+            if let Some((name, Some(span))) = given.into_iter().find(|(_, s)| s.is_some()) {
+                return Err(self.err(
+                    span,
+                    field(name),
+                    "the project has no [destination] endpoint",
+                    Some(NO_DESTINATION_FIX),
+                ));
+            }
+        }
         let destination = match &m.destination {
-            Some(d) => self.address(&field("destination"), d)?,
-            None => source.clone(),
+            Some(d) => Some(self.address(&field("destination"), d)?),
+            None => two_sided.then(|| source.clone()),
         };
         let source_credentials = self.user_credentials(
             &field("source"),
@@ -926,7 +970,7 @@ impl Cx<'_> {
             &m.destination_password,
         )?;
         Ok(LineItem {
-            id: line_item_id(&source, &destination),
+            id: line_item_id(&source, destination.as_deref()),
             origin: format!("{}:{}", self.file.display(), self.line_of(&m.source.span())),
             source,
             destination,
@@ -1018,6 +1062,8 @@ pub fn check_address(s: &str) -> Result<(), String> {
     Ok(())
 }
 
+const NO_DESTINATION_FIX: &str = "add a [destination] endpoint to the project, or remove the destination fields to check the source alone";
+
 /// The recognised CSV columns. `source` is required; the rest are optional.
 pub const CSV_COLUMNS: [&str; 6] = [
     "source",
@@ -1031,10 +1077,14 @@ pub const CSV_COLUMNS: [&str; 6] = [
 /// Parses a mailbox CSV (header row required). Password cells may be `env:NAME` to read an
 /// environment variable. Errors name the file, the line and the column; they never echo a
 /// password cell.
+///
+/// `two_sided` says whether the project has a destination endpoint: without one, the
+/// destination columns are refused (they would be silently ignored otherwise).
 pub fn parse_csv(
     bytes: &[u8],
     file: &Path,
     env: &dyn EnvLookup,
+    two_sided: bool,
 ) -> Result<Vec<LineItem>, ProjectError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -1059,6 +1109,15 @@ pub fn parse_csv(
                 ),
             ));
         };
+        if !two_sided && known.starts_with("destination") {
+            return Err(ProjectError::invalid(
+                file,
+                1,
+                h,
+                "the project has no [destination] endpoint",
+                Some(NO_DESTINATION_FIX),
+            ));
+        }
         if col.insert(known, i).is_some() {
             return Err(ProjectError::invalid(
                 file,
@@ -1101,6 +1160,7 @@ pub fn parse_csv(
             )
         })?;
         let destination = match cell("destination") {
+            _ if !two_sided => None,
             Some(d) => {
                 check_address(d).map_err(|m| {
                     ProjectError::invalid(
@@ -1111,9 +1171,9 @@ pub fn parse_csv(
                         Some("write the mailbox's primary SMTP address, or leave it empty to use the source address"),
                     )
                 })?;
-                d
+                Some(d)
             }
-            None => source,
+            None => Some(source),
         };
         let creds = |side: &str| -> Result<Option<UserCredentials>, ProjectError> {
             let ucol = format!("{side}_username");
@@ -1157,7 +1217,7 @@ pub fn parse_csv(
         out.push(LineItem {
             id: line_item_id(source, destination),
             source: source.to_owned(),
-            destination: destination.to_owned(),
+            destination: destination.map(str::to_owned),
             source_credentials: creds("source")?,
             destination_credentials: creds("destination")?,
             origin: format!("{}:{line}", file.display()),

@@ -62,13 +62,23 @@ pub struct CauseCount {
     pub blocked: u64,
 }
 
+impl Affected {
+    /// `source -> destination`, or the source alone, for messages.
+    pub fn label(&self) -> String {
+        match &self.destination {
+            Some(d) => format!("{} -> {d}", self.source),
+            None => self.source.clone(),
+        }
+    }
+}
+
 /// A mailbox affected by a cause.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Affected {
     /// Source address.
     pub source: String,
-    /// Destination address.
-    pub destination: String,
+    /// Destination address (`null` in a one-sided project).
+    pub destination: Option<String>,
     /// `source` or `destination`: the side that failed.
     pub endpoint: String,
     /// The step that failed.
@@ -90,7 +100,8 @@ pub struct CauseGroup {
     pub references: Vec<String>,
     /// Failed mailboxes.
     pub failed: Vec<Affected>,
-    /// Mailboxes blocked by an endpoint fault with this cause (addresses `source -> destination`).
+    /// Mailboxes blocked by an endpoint fault with this cause (addresses `source -> destination`,
+    /// or the source alone in a one-sided project).
     pub blocked: Vec<String>,
 }
 
@@ -187,7 +198,7 @@ impl Report {
                         group_for(&mut groups, cause);
                         let id = cause.map(|c| c.id.as_str()).unwrap_or(UNDIAGNOSED);
                         if let Some(g) = groups.get_mut(id) {
-                            g.blocked.push(format!("{} -> {}", m.source, m.destination));
+                            g.blocked.push(m.label());
                         }
                     }
                     Status::Ok => {}

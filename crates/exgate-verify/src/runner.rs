@@ -343,18 +343,28 @@ impl<P: Prober> Shared<P> {
 
     async fn verify_item(&self, project: &ProjectRefs, item: LineItem) -> Option<MailboxResult> {
         let start = Instant::now();
-        let target = |side: Side| Target {
-            side,
-            endpoint: project.endpoint(side),
-            address: item.address(side).to_owned(),
-            credentials: item.credentials(side).cloned().map(Arc::new),
+        let target = |side: Side| {
+            Some(Target {
+                side,
+                endpoint: project.endpoint(side)?,
+                address: item.address(side)?.to_owned(),
+                credentials: item.credentials(side).cloned().map(Arc::new),
+            })
         };
-        let (src, dst) = tokio::join!(
-            self.verify_side(target(Side::Source), false),
-            self.verify_side(target(Side::Destination), self.options.write_check),
-        );
-        let mut steps = src?;
-        steps.extend(dst?);
+        let write = self.options.write_check;
+        let steps = match target(Side::Destination) {
+            Some(dst) => {
+                let (src, dst) = tokio::join!(
+                    self.verify_side(target(Side::Source)?, false),
+                    self.verify_side(dst, write),
+                );
+                let mut steps = src?;
+                steps.extend(dst?);
+                steps
+            }
+            // A one-sided project: the write probe, when asked for, goes to the source.
+            None => self.verify_side(target(Side::Source)?, write).await?,
+        };
         let status = MailboxResult::status_of(&steps);
         Some(MailboxResult {
             id: item.id,
@@ -392,13 +402,13 @@ fn blocked_step(fault: &Fault, ms: u64) -> StepResult {
 #[derive(Clone)]
 struct ProjectRefs {
     source: Arc<crate::project::Endpoint>,
-    destination: Arc<crate::project::Endpoint>,
+    destination: Option<Arc<crate::project::Endpoint>>,
 }
 
 impl ProjectRefs {
-    fn endpoint(&self, side: Side) -> Arc<crate::project::Endpoint> {
+    fn endpoint(&self, side: Side) -> Option<Arc<crate::project::Endpoint>> {
         match side {
-            Side::Source => self.source.clone(),
+            Side::Source => Some(self.source.clone()),
             Side::Destination => self.destination.clone(),
         }
     }
@@ -415,8 +425,9 @@ pub async fn run<P: Prober>(
     results: mpsc::UnboundedSender<MailboxResult>,
 ) -> RunOutcome {
     let concurrency = options.concurrency.max(1);
+    // A one-sided project's destination gate is the source's: it is never used.
     let gate_for = |side: Side, gates: &mut HashMap<String, Arc<Gate>>| {
-        let ep = project.endpoint(side);
+        let ep = project.endpoint(side).unwrap_or(&project.source);
         gates
             .entry(ep.tenant_key())
             .or_insert_with(|| {

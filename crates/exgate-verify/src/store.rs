@@ -90,8 +90,8 @@ pub struct ItemState {
     pub id: String,
     /// Source address.
     pub source: String,
-    /// Destination address.
-    pub destination: String,
+    /// Destination address (`None` in a one-sided project).
+    pub destination: Option<String>,
     /// Fingerprint when last verified.
     pub fingerprint: String,
     /// Last status, if ever verified.
@@ -524,7 +524,8 @@ impl Store {
                     .bind(project.to_owned())
                     .bind(result.id.clone())
                     .bind(result.source.clone())
-                    .bind(result.destination.clone())
+                    // The column is NOT NULL: a one-sided project stores the empty string.
+                    .bind(result.destination.clone().unwrap_or_default())
                     .bind(item.fingerprint())
                     .bind(result.finished_at_ms)
                     .bind(run_id.to_owned())
@@ -715,7 +716,11 @@ fn item_state(row: &AnyRow) -> Result<ItemState> {
     Ok(ItemState {
         id: row.try_get("id").map_err(q("read line item"))?,
         source: row.try_get("source").map_err(q("read line item"))?,
-        destination: row.try_get("destination").map_err(q("read line item"))?,
+        destination: Some(
+            row.try_get::<String, _>("destination")
+                .map_err(q("read line item"))?,
+        )
+        .filter(|d| !d.is_empty()),
         fingerprint: row.try_get("fingerprint").map_err(q("read line item"))?,
         last_status: last_status.as_deref().map(parse_status).transpose()?,
         last_run_id: row.try_get("last_run_id").map_err(q("read line item"))?,

@@ -7,6 +7,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use super::*;
+use crate::Side;
 
 const GOOD: &str = r#"
 name = "contoso-to-fabrikam"
@@ -72,9 +73,11 @@ fn loads_a_good_project() {
     assert_eq!(p.source.kind, EndpointKind::ExchangeOnprem);
     assert_eq!(p.source.api, Api::Ews);
     assert_eq!(p.source.discovery, Discovery::Autodiscover(None));
-    assert_eq!(p.destination.api, Api::Graph);
+    let destination = p.destination.as_ref().unwrap();
+    assert_eq!(p.sides(), Side::BOTH);
+    assert_eq!(destination.api, Api::Graph);
     assert_eq!(
-        p.destination.discovery,
+        destination.discovery,
         Discovery::Explicit("https://graph.microsoft.com/v1.0".into())
     );
     match &p.source.auth {
@@ -89,9 +92,91 @@ fn loads_a_good_project() {
         other => panic!("{other:?}"),
     }
     assert_eq!(p.mailboxes.len(), 2);
-    assert_eq!(p.mailboxes[1].destination, "bob@contoso.com");
+    assert_eq!(
+        p.mailboxes[1].destination.as_deref(),
+        Some("bob@contoso.com")
+    );
     assert_eq!(p.mailboxes[0].origin, "/p/project.toml:23");
     assert_ne!(p.mailboxes[0].id, p.mailboxes[1].id);
+}
+
+/// GOOD without its destination endpoint, and its mailboxes without destination addresses.
+const ONE_SIDED: &str = r#"
+name = "contoso-archive"
+
+[source]
+kind = "exchange-onprem"
+autodiscover = true
+[source.auth]
+mode = "basic"
+username = "svc-migrate@contoso.com"
+password = { env = "CONTOSO_PW" }
+impersonation = true
+
+[[mailboxes]]
+source = "alice@contoso.com"
+
+[[mailboxes]]
+source = "bob@contoso.com"
+"#;
+
+#[test]
+fn a_project_without_destination_checks_the_source_alone() {
+    let p = parse_str(ONE_SIDED).unwrap();
+    assert!(p.destination.is_none());
+    assert_eq!(p.sides(), [Side::Source]);
+    assert!(p.endpoint(Side::Destination).is_none());
+    assert_eq!(p.mailboxes.len(), 2);
+    let alice = &p.mailboxes[0];
+    assert_eq!(alice.destination, None);
+    assert_eq!(alice.address(Side::Source), Some("alice@contoso.com"));
+    assert_eq!(alice.address(Side::Destination), None);
+    assert_eq!(alice.label(), "alice@contoso.com");
+    // Not the id of the pair alice -> alice: the two kinds of project never share state rows.
+    assert_ne!(
+        alice.id,
+        line_item_id("alice@contoso.com", Some("alice@contoso.com"))
+    );
+    assert_eq!(alice.id, line_item_id("alice@contoso.com", None));
+}
+
+#[test]
+fn destination_fields_are_refused_when_there_is_no_destination() {
+    let text = format!("{ONE_SIDED}destination = \"bob@fabrikam.com\"\n");
+    check_err(
+        &text,
+        18,
+        "mailboxes[1].destination",
+        "no [destination] endpoint",
+    );
+    let text = format!(
+        "{ONE_SIDED}\n[[mailboxes]]\nsource = \"carol@contoso.com\"\ndestination_username = \"x\"\ndestination_password = \"y\"\n"
+    );
+    check_err(
+        &text,
+        21,
+        "mailboxes[2].destination_username",
+        "add a [destination] endpoint",
+    );
+    match parse_csv(
+        b"source,destination\na@contoso.com,a@fabrikam.com\n",
+        Path::new("u.csv"),
+        &env(),
+        false,
+    ) {
+        Err(ProjectError::Invalid { line, field, .. }) => {
+            assert_eq!((line, field.as_str()), (1, "destination"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let items = parse_csv(
+        b"source\na@contoso.com\n",
+        Path::new("u.csv"),
+        &env(),
+        false,
+    )
+    .unwrap();
+    assert_eq!(items[0].destination, None);
 }
 
 #[test]
@@ -247,7 +332,10 @@ fn csv_mailboxes_with_per_user_credentials() {
     assert_eq!(creds.username, "CONTOSO\\carol");
     assert_eq!(creds.password.expose(), "CANARY-CSV-77");
     assert!(carol.origin.ends_with("users.csv:2"), "{}", carol.origin);
-    assert_eq!(p.mailboxes[1].destination, "dave@contoso.com");
+    assert_eq!(
+        p.mailboxes[1].destination.as_deref(),
+        Some("dave@contoso.com")
+    );
     assert!(p.mailboxes[1].source_credentials.is_none());
     assert_eq!(
         p.mailboxes[2]
@@ -263,7 +351,7 @@ fn csv_mailboxes_with_per_user_credentials() {
 
 #[track_caller]
 fn check_csv_err(csv: &str, line: usize, field: &str, needle: &str) {
-    match parse_csv(csv.as_bytes(), Path::new("u.csv"), &env()) {
+    match parse_csv(csv.as_bytes(), Path::new("u.csv"), &env(), true) {
         Err(ProjectError::Invalid {
             line: l,
             field: f,
@@ -350,7 +438,7 @@ proptest! {
     fn csv_parser_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let mut input = b"source,destination,source_username,source_password\n".to_vec();
         input.extend(bytes);
-        let _ = parse_csv(&input, Path::new("u.csv"), &HashMap::new());
+        let _ = parse_csv(&input, Path::new("u.csv"), &HashMap::new(), true);
     }
 
     #[test]

@@ -197,9 +197,8 @@ pub fn render_html(report: &Report) -> String {
             for a in &g.failed {
                 let _ = write!(
                     out,
-                    "<li>{} → {}: {} {}: {}</li>",
-                    escape(&a.source),
-                    escape(&a.destination),
+                    "<li>{}: {} {}: {}</li>",
+                    escape(&a.label().replace(" -> ", " → ")),
                     escape(&a.endpoint),
                     escape(&a.step),
                     escape(&a.error)
@@ -226,7 +225,17 @@ pub fn render_html(report: &Report) -> String {
         r#"<h2>Mailboxes</h2><div class="controls"><input id="filter" type="search" placeholder="Search address, step, cause…" aria-label="search"><select id="status-filter" aria-label="status"><option value="">all</option><option value="ok">ok</option><option value="failed">failed</option><option value="blocked">blocked</option></select><span class="muted"><span id="rows-shown" data-value="{n}">{n}</span> shown</span></div>"#,
         n = report.mailboxes.len()
     );
-    out.push_str(r#"<table id="mailboxes"><thead><tr><th>source</th><th>destination</th><th>status</th><th>steps</th><th>causes</th><th>ms</th></tr></thead><tbody>"#);
+    // A one-sided project (no destination anywhere) gets no destination column.
+    let two_sided = report.mailboxes.iter().any(|m| m.destination.is_some());
+    let _ = write!(
+        out,
+        r#"<table id="mailboxes"><thead><tr><th>source</th>{}<th>status</th><th>steps</th><th>causes</th><th>ms</th></tr></thead><tbody>"#,
+        if two_sided {
+            "<th>destination</th>"
+        } else {
+            ""
+        }
+    );
     for m in &report.mailboxes {
         let causes: Vec<&str> = m
             .steps
@@ -248,7 +257,7 @@ pub fn render_html(report: &Report) -> String {
         let search = format!(
             "{} {} {} {} {}",
             m.source,
-            m.destination,
+            m.destination.as_deref().unwrap_or_default(),
             m.status.as_str(),
             steps.join(" "),
             causes.join(" ")
@@ -256,11 +265,18 @@ pub fn render_html(report: &Report) -> String {
         .to_lowercase();
         let _ = write!(
             out,
-            r#"<tr data-status="{st}" data-search="{search}"><td>{src}</td><td>{dst}</td><td class="{st}">{st}</td><td>{steps}</td><td>{causes}</td><td>{ms}</td></tr>"#,
+            r#"<tr data-status="{st}" data-search="{search}"><td>{src}</td>{dst}<td class="{st}">{st}</td><td>{steps}</td><td>{causes}</td><td>{ms}</td></tr>"#,
             st = m.status.as_str(),
             search = escape(&search),
             src = escape(&m.source),
-            dst = escape(&m.destination),
+            dst = if two_sided {
+                format!(
+                    "<td>{}</td>",
+                    escape(m.destination.as_deref().unwrap_or_default())
+                )
+            } else {
+                String::new()
+            },
             steps = escape(&steps.join(" · ")),
             causes = escape(&causes.join(", ")),
             ms = m.ms,

@@ -38,7 +38,7 @@ fn mailbox(src: &str, steps: Vec<StepResult>) -> MailboxResult {
     MailboxResult {
         id: src.into(),
         source: src.into(),
-        destination: src.replace("contoso", "fabrikam"),
+        destination: Some(src.replace("contoso", "fabrikam")),
         ok: status == Status::Ok,
         status,
         ms: 7,

@@ -94,8 +94,11 @@ pub fn render_text(report: &Report) -> String {
         for a in g.failed.iter().take(LIST_LIMIT) {
             let _ = writeln!(
                 out,
-                "  - {} -> {}: {} {}: {}",
-                a.source, a.destination, a.endpoint, a.step, a.error
+                "  - {}: {} {}: {}",
+                a.label(),
+                a.endpoint,
+                a.step,
+                a.error
             );
         }
         if g.failed.len() > LIST_LIMIT {

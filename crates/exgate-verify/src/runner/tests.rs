@@ -257,6 +257,56 @@ async fn every_step_is_recorded_on_both_sides() {
 }
 
 #[tokio::test]
+async fn a_project_without_destination_checks_the_source_alone() {
+    let mut text = String::from(
+        r#"
+[source]
+kind = "exchange-online"
+api = "ews"
+tenant = "contoso.onmicrosoft.com"
+[source.auth]
+mode = "app-secret"
+client_id = "11111111-2222-3333-4444-555555555555"
+secret = "s"
+"#,
+    );
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"user{i:05}@contoso.com\"\n"
+        ));
+    }
+    let project = project::parse(&text, Path::new("p.toml"), &HashMap::new()).unwrap();
+    let fake = Arc::new(Fake::default());
+    let options = RunOptions {
+        write_check: true,
+        ..RunOptions::default()
+    };
+    let (outcome, results) = run_fake(fake.clone(), &project, options).await;
+    assert!(!outcome.cancelled);
+    assert_eq!(results.len(), 20);
+    for r in &results {
+        assert!(r.ok, "{r:?}");
+        assert_eq!(r.destination, None);
+        let names: Vec<(Side, StepName)> = r.steps.iter().map(|s| (s.endpoint, s.name)).collect();
+        // The write probe, asked for, goes to the only side there is.
+        assert_eq!(
+            names,
+            vec![
+                (Side::Source, StepName::Resolve),
+                (Side::Source, StepName::Token),
+                (Side::Source, StepName::Open),
+                (Side::Source, StepName::Inbox),
+                (Side::Source, StepName::WriteProbe),
+            ]
+        );
+    }
+    let log = fake.log.lock().unwrap();
+    assert!(log.iter().all(|(side, ..)| *side == Side::Source));
+    // Resolve, open, inbox and the probe per mailbox; one token for all of them.
+    assert_eq!(log.len(), 20 * 4 + 1);
+}
+
+#[tokio::test]
 async fn token_is_acquired_once_per_tenant_and_resource() {
     let project = project_with(300);
     let fake = Arc::new(Fake {

@@ -198,6 +198,32 @@ async fn state_suite(b: &Backend) {
     let other = fake::project("store-suite-other", 5);
     let sel = store.select(&other, false, false).await.unwrap();
     assert_eq!(sel.verify.len(), 5);
+
+    // A one-sided project (no destination) keeps "no destination" through the database.
+    let mut one = fake::project("store-suite-one-sided", 2);
+    one.destination = None;
+    for m in &mut one.mailboxes {
+        m.destination = None;
+        m.id = exgate_verify::project::line_item_id(&m.source, None);
+    }
+    let run = store.begin_run(&one.name, false, false, 2).await.unwrap();
+    let results: Vec<MailboxResult> = one
+        .mailboxes
+        .iter()
+        .map(|i| result(i, Status::Ok))
+        .collect();
+    let batch: Vec<(&LineItem, &MailboxResult)> =
+        one.mailboxes.iter().zip(results.iter()).collect();
+    store.record(&one.name, &run, false, &batch).await.unwrap();
+    let states = store.items(&one.name).await.unwrap();
+    assert_eq!(states.len(), 2, "{}", b.name);
+    assert!(
+        states.values().all(|s| s.destination.is_none()),
+        "{}",
+        b.name
+    );
+    let sel = store.select(&one, false, false).await.unwrap();
+    assert!(sel.verify.is_empty(), "{}", b.name);
 }
 
 #[tokio::test]

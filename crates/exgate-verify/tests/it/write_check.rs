@@ -231,3 +231,49 @@ async fn graph_destination_with_only_mail_read_fails_the_write_probe_naming_the_
     );
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_project_without_destination_checks_and_write_probes_the_source() {
+    let emu = emulator().await;
+    let base = emu.base_url().to_owned();
+    let before = folder_totals(&emu, "ews", "fabrikam.com", "alice@fabrikam.com").await;
+    let text = format!(
+        "name = \"one-sided\"\n{}\n[[mailboxes]]\nsource = \"alice@fabrikam.com\"\n",
+        side("source", &base, "ews", "fabrikam.com", DAEMON)
+    );
+    let project = support::parse_project(&text);
+    let options = VerifyOptions {
+        run: RunOptions {
+            write_check: true,
+            ..RunOptions::default()
+        },
+        ..VerifyOptions::default()
+    };
+    let (report, store, _dir) = support::run(&project, &LiveOptions::default(), &options).await;
+    store.close().await;
+    let text = exgate_verify::report::render_text(&report);
+    let m = &report.mailboxes[0];
+    assert!(m.ok, "{text}");
+    assert_eq!(m.destination, None);
+    let steps: Vec<(Side, StepName)> = m.steps.iter().map(|s| (s.endpoint, s.name)).collect();
+    assert_eq!(
+        steps,
+        [
+            (Side::Source, StepName::Resolve),
+            (Side::Source, StepName::Token),
+            (Side::Source, StepName::Open),
+            (Side::Source, StepName::Inbox),
+            (Side::Source, StepName::WriteProbe),
+        ],
+        "{text}"
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert!(json["mailboxes"][0]["destination"].is_null(), "{json}");
+    let html = exgate_verify::report::render_html(&report);
+    assert!(!html.contains("<th>destination</th>"));
+    assert_eq!(
+        folder_totals(&emu, "ews", "fabrikam.com", "alice@fabrikam.com").await,
+        before
+    );
+    emu.shutdown().await;
+}

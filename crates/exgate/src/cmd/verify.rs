@@ -52,7 +52,8 @@ pub struct Args {
     #[arg(long)]
     pub all: bool,
 
-    /// Also create and delete a probe item in each destination mailbox.
+    /// Also create and delete a probe item in each destination mailbox (in each source mailbox
+    /// of a project without destination).
     #[arg(long)]
     pub write_check: bool,
 
