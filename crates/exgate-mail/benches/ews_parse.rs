@@ -76,13 +76,15 @@ fn indented(doc: &str) -> String {
 
 /// From the body bytes of a 200 answer to the folder, as the EWS client does it.
 fn read_get_folder(body: &[u8]) -> Option<Folder> {
-    let text = String::from_utf8_lossy(body);
+    let text = match std::str::from_utf8(body) {
+        Ok(t) => std::borrow::Cow::Borrowed(t),
+        Err(_) => String::from_utf8_lossy(body),
+    };
     let r = response::parse_response(&text).ok()?;
     let response::SoapBody::Response(el) = r.body else {
         return None;
     };
-    let messages = response::response_messages(&el);
-    let first = messages.first().cloned()?;
+    let first = response::first_response_message(el)?;
     if !first.is_success() {
         return None;
     }

@@ -382,9 +382,9 @@ impl Mailbox for EwsMailbox {
 
     fn open(&self) -> BoxFuture<'_, Result<MailboxInfo, MailError>> {
         Box::pin(async move {
-            let (m, reply) = self
+            let (m, server_version) = self
                 .client
-                .call_one(
+                .call_first(
                     "GetFolder",
                     &crate::ews::ops::get_folder(&[self.folder("msgfolderroot")]),
                     &self.opts(),
@@ -394,7 +394,7 @@ impl Mailbox for EwsMailbox {
                 .into_iter()
                 .next()
                 .unwrap_or_default();
-            let server_version = reply.server_version.and_then(|v| {
+            let server_version = server_version.and_then(|v| {
                 Some(format!(
                     "{}.{}.{}.{}",
                     v.major?, v.minor?, v.major_build?, v.minor_build?

@@ -10,6 +10,7 @@ pub mod envelope;
 pub mod ops;
 pub mod response;
 
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 
 use reqwest::Method;
@@ -98,6 +99,15 @@ fn is_version_rejection(e: &MailError) -> bool {
                 .is_some_and(|b| b.contains("The specified server version is invalid")))
 }
 
+/// The body as text. Valid UTF-8 (every real answer) is borrowed after the fast check; only
+/// invalid bytes pay for the lossy copy, with the same result as `String::from_utf8_lossy`.
+fn body_text(body: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(body) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(body),
+    }
+}
+
 const X_ANCHOR_MAILBOX: HeaderName = HeaderName::from_static("x-anchormailbox");
 
 impl EwsClient {
@@ -145,9 +155,14 @@ impl EwsClient {
         body: &str,
         opts: &CallOptions<'_>,
     ) -> Result<EwsReply, MailError> {
-        self.run(operation, body, opts, false)
-            .await
-            .map(|(_, reply)| reply)
+        self.run(operation, body, opts, |_, _, server_version, el| {
+            Ok(EwsReply {
+                server_version,
+                messages: response::response_messages(&el),
+                response: el,
+            })
+        })
+        .await
     }
 
     /// Sends one operation and requires its first response message to succeed. A failing
@@ -159,11 +174,60 @@ impl EwsClient {
         body: &str,
         opts: &CallOptions<'_>,
     ) -> Result<(ResponseMessage, EwsReply), MailError> {
-        let (first, reply) = self.run(operation, body, opts, true).await?;
+        let (first, reply) = self
+            .run(operation, body, opts, |req, a, server_version, el| {
+                let reply = EwsReply {
+                    server_version,
+                    messages: response::response_messages(&el),
+                    response: el,
+                };
+                let first = reply.messages.first().cloned();
+                match first {
+                    Some(m) if !m.is_success() => {
+                        Err(self.failed_message(req, a, reply.server_version.clone(), &m))
+                    }
+                    first => Ok((first, reply)),
+                }
+            })
+            .await?;
         match first {
             Some(first) => Ok((first, reply)),
             None => Err(self.invalid(operation, "the answer holds no ResponseMessage")),
         }
+    }
+
+    /// [`EwsClient::call_one`] for callers that need only the first response message and the
+    /// `ServerVersionInfo`: the message is moved out of the parsed answer, nothing is copied.
+    pub(crate) async fn call_first(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+    ) -> Result<(ResponseMessage, Option<ServerVersionInfo>), MailError> {
+        match self.first_message(operation, body, opts, true).await? {
+            (Some(first), server_version) => Ok((first, server_version)),
+            (None, _) => Err(self.invalid(operation, "the answer holds no ResponseMessage")),
+        }
+    }
+
+    /// The first response message (when there is one) and the `ServerVersionInfo`; with
+    /// `require_success`, a failing message is an error as in [`EwsClient::call_one`].
+    async fn first_message(
+        &self,
+        operation: &str,
+        body: &str,
+        opts: &CallOptions<'_>,
+        require_success: bool,
+    ) -> Result<(Option<ResponseMessage>, Option<ServerVersionInfo>), MailError> {
+        self.run(operation, body, opts, |req, a, server_version, el| {
+            match response::first_response_message(el) {
+                Some(m) if require_success && !m.is_success() => {
+                    Err(self.failed_message(req, a, server_version, &m))
+                }
+                first => Ok((first, server_version)),
+            }
+        })
+        .await
     }
 
     /// The `RequestServerVersion` in use (after any negotiation).
@@ -178,20 +242,24 @@ impl EwsClient {
     /// (`ErrorInvalidServerVersion`, `ErrorInvalidSchemaVersionForMailboxVersion`, as Exchange
     /// 2013 does for `Exchange2016`) and negotiation is on, retries with the next older version
     /// and remembers the one that worked, as exchangelib does.
-    async fn run(
+    ///
+    /// `finish` turns a successful SOAP answer (its `ServerVersionInfo` and operation response
+    /// element) into the result; it may still fail (a failing response message), with the answer
+    /// at hand for evidence. Its errors are retried like any other.
+    async fn run<T, F>(
         &self,
         operation: &str,
         body: &str,
         opts: &CallOptions<'_>,
-        require_success: bool,
-    ) -> Result<(Option<ResponseMessage>, EwsReply), MailError> {
+        finish: F,
+    ) -> Result<T, MailError>
+    where
+        F: Fn(&Prepared, &Answer, Option<ServerVersionInfo>, Element) -> Result<T, MailError>,
+    {
         let mut version = self.server_version();
         loop {
             let req = self.prepare(operation, body, opts, &version);
-            let result = self
-                .http
-                .with_retry(|| self.attempt(&req, require_success))
-                .await;
+            let result = self.http.with_retry(|| self.attempt(&req, &finish)).await;
             match result {
                 Err(e) if self.negotiate && is_version_rejection(&e) => {
                     let Some(older) = older_version(&version) else {
@@ -211,27 +279,13 @@ impl EwsClient {
         }
     }
 
-    async fn attempt(
-        &self,
-        req: &Prepared,
-        require_success: bool,
-    ) -> Result<(Option<ResponseMessage>, EwsReply), MailError> {
+    async fn attempt<T, F>(&self, req: &Prepared, finish: &F) -> Result<T, MailError>
+    where
+        F: Fn(&Prepared, &Answer, Option<ServerVersionInfo>, Element) -> Result<T, MailError>,
+    {
         let a = self.http.send_once(req, self.credentials.as_ref()).await?;
         let (server_version, el) = self.interpret(req, &a)?;
-        let messages = response::response_messages(&el);
-        let reply = EwsReply {
-            server_version,
-            response: el,
-            messages,
-        };
-        let first = reply.messages.first().cloned();
-        if require_success
-            && let Some(first) = &first
-            && !first.is_success()
-        {
-            return Err(self.failed_message(req, &a, reply.server_version.clone(), first));
-        }
-        Ok((first, reply))
+        finish(req, &a, server_version, el)
     }
 
     /// The error for a response message that is not a success. Evidence is only built here,
@@ -295,7 +349,7 @@ impl EwsClient {
     ) -> Result<(Option<ServerVersionInfo>, Element), MailError> {
         use response::{SoapBody, SoapResponse};
         let status = a.status.as_u16();
-        let text = String::from_utf8_lossy(&a.body);
+        let text = body_text(&a.body);
         // Evidence is built on failure only: a successful answer never needs it.
         let evidence = |server_version: Option<ServerVersionInfo>| {
             let mut ev = HttpClient::answer_evidence(req, self.credentials.as_ref(), a);
@@ -344,7 +398,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<Folder, MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "GetFolder",
                 &ops::get_folder(std::slice::from_ref(folder)),
                 opts,
@@ -366,7 +420,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<(Vec<Folder>, Paging), MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "FindFolder",
                 &ops::find_folder(parent, traversal, offset, max),
                 opts,
@@ -384,7 +438,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<(Vec<ItemId>, Paging), MailError> {
         let (m, _) = self
-            .call_one("FindItem", &ops::find_item(parent, offset, max), opts)
+            .call_first("FindItem", &ops::find_item(parent, offset, max), opts)
             .await?;
         Ok(ops::read_find_item(&m.element))
     }
@@ -396,7 +450,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<Vec<u8>, MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "GetItem",
                 &ops::get_item_mime(std::slice::from_ref(id)),
                 opts,
@@ -412,7 +466,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<HierarchySync, MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "SyncFolderHierarchy",
                 &ops::sync_folder_hierarchy(state),
                 opts,
@@ -431,7 +485,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<ItemSync, MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "SyncFolderItems",
                 &ops::sync_folder_items(folder, state, max),
                 opts,
@@ -449,7 +503,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<ItemId, MailError> {
         let (m, _) = self
-            .call_one("CreateItem", &ops::create_item(folder, subject, body), opts)
+            .call_first("CreateItem", &ops::create_item(folder, subject, body), opts)
             .await?;
         ops::read_create_item(&m.element)
             .into_iter()
@@ -459,7 +513,7 @@ impl EwsClient {
 
     /// DeleteItem (hard delete).
     pub async fn delete_item(&self, id: &ItemId, opts: &CallOptions<'_>) -> Result<(), MailError> {
-        self.call_one(
+        self.call_first(
             "DeleteItem",
             &ops::delete_item(std::slice::from_ref(id)),
             opts,
@@ -478,7 +532,7 @@ impl EwsClient {
         opts: &CallOptions<'_>,
     ) -> Result<String, MailError> {
         let (m, _) = self
-            .call_one(
+            .call_first(
                 "ConvertId",
                 &ops::convert_id(id, format, mailbox, destination),
                 opts,
@@ -494,14 +548,15 @@ impl EwsClient {
         &self,
         opts: &CallOptions<'_>,
     ) -> Result<Option<ServerVersionInfo>, MailError> {
-        let reply = self
-            .call(
+        let (_, server_version) = self
+            .first_message(
                 "ConvertId",
                 &ops::convert_id("DUMMY", "EwsId", "DUMMY", "EntryId"),
                 opts,
+                false,
             )
             .await?;
-        Ok(reply.server_version)
+        Ok(server_version)
     }
 
     /// ResolveNames; several matches (`ErrorNameResolutionMultipleResults`, class `Warning`)
@@ -511,10 +566,10 @@ impl EwsClient {
         entry: &str,
         opts: &CallOptions<'_>,
     ) -> Result<Vec<Resolution>, MailError> {
-        let reply = self
-            .call("ResolveNames", &ops::resolve_names(entry), opts)
+        let (first, server_version) = self
+            .first_message("ResolveNames", &ops::resolve_names(entry), opts, false)
             .await?;
-        let Some(first) = reply.messages.first() else {
+        let Some(first) = first else {
             return Err(self.invalid("ResolveNames", "the answer holds no ResponseMessage"));
         };
         if first.class == "Error" {
@@ -525,7 +580,7 @@ impl EwsClient {
                 url: Some(self.url.to_string()),
                 status: Some(200),
                 auth_mode: Some(self.credentials.mode().into()),
-                server_version: reply.server_version.clone(),
+                server_version,
                 ..Default::default()
             };
             ev.ews_response = Some(first.to_error());
@@ -547,5 +602,34 @@ impl EwsClient {
             format!("{operation}: {why}"),
             ev,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn body_text_borrows_valid_utf8_and_replaces_invalid_bytes() {
+        assert!(matches!(
+            body_text("<a>é</a>".as_bytes()),
+            Cow::Borrowed("<a>é</a>")
+        ));
+        assert_eq!(body_text(b"<a>\xff</a>"), "<a>\u{fffd}</a>");
+    }
+
+    proptest! {
+        #[test]
+        fn body_text_is_from_utf8_lossy(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(body_text(&bytes), String::from_utf8_lossy(&bytes));
+        }
+
+        #[test]
+        fn body_text_is_from_utf8_lossy_on_text(s in ".{0,200}", cut in 0usize..200) {
+            let mut bytes = s.into_bytes();
+            bytes.truncate(cut);
+            prop_assert_eq!(body_text(&bytes), String::from_utf8_lossy(&bytes));
+        }
     }
 }

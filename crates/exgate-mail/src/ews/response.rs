@@ -132,7 +132,7 @@ fn fault(f: &Element) -> SoapFault {
 
 /// Parses a SOAP response body (HTTP 200 or 500).
 pub fn parse_response(body: &str) -> Result<SoapResponse, ResponseError> {
-    let root = xml::parse(body)?;
+    let mut root = xml::parse(body)?;
     if root.name != "Envelope" {
         return Err(ResponseError::NotSoap("the root element is not Envelope"));
     }
@@ -141,16 +141,19 @@ pub fn parse_response(body: &str) -> Result<SoapResponse, ResponseError> {
         .and_then(|h| h.child("ServerVersionInfo"))
         .map(server_version);
     let b = root
-        .child("Body")
-        .ok_or(ResponseError::NotSoap("no Body element"))?;
-    let first = b
         .children
-        .first()
+        .iter_mut()
+        .find(|c| c.name == "Body")
+        .ok_or(ResponseError::NotSoap("no Body element"))?;
+    // The tree is ours: the first element of the body is moved out, not copied.
+    let first = std::mem::take(&mut b.children)
+        .into_iter()
+        .next()
         .ok_or(ResponseError::NotSoap("the Body is empty"))?;
     let body = if first.name == "Fault" {
-        SoapBody::Fault(fault(first))
+        SoapBody::Fault(fault(&first))
     } else {
-        SoapBody::Response(first.clone())
+        SoapBody::Response(first)
     };
     Ok(SoapResponse {
         server_version,
@@ -158,24 +161,39 @@ pub fn parse_response(body: &str) -> Result<SoapResponse, ResponseError> {
     })
 }
 
+/// One `*ResponseMessage` element, read and kept.
+fn message(m: Element) -> ResponseMessage {
+    ResponseMessage {
+        class: m.attr("ResponseClass").unwrap_or_default().to_owned(),
+        code: m.child_text("ResponseCode").unwrap_or_default(),
+        text: m.child_text("MessageText"),
+        message_xml: m
+            .child("MessageXml")
+            .map(message_xml_values)
+            .unwrap_or_default(),
+        element: m,
+    }
+}
+
 /// All `*ResponseMessage` elements of an operation response, in order.
 pub fn response_messages(resp: &Element) -> Vec<ResponseMessage> {
     let Some(msgs) = resp.child("ResponseMessages") else {
         return Vec::new();
     };
-    msgs.children
-        .iter()
-        .map(|m| ResponseMessage {
-            class: m.attr("ResponseClass").unwrap_or_default().to_owned(),
-            code: m.child_text("ResponseCode").unwrap_or_default(),
-            text: m.child_text("MessageText"),
-            message_xml: m
-                .child("MessageXml")
-                .map(message_xml_values)
-                .unwrap_or_default(),
-            element: m.clone(),
-        })
-        .collect()
+    msgs.children.iter().map(|m| message(m.clone())).collect()
+}
+
+/// The first `*ResponseMessage` of an operation response, moved out of it rather than copied:
+/// the same message as `response_messages(&resp).into_iter().next()`, for callers that need
+/// only that one (every single-item operation).
+pub fn first_response_message(resp: Element) -> Option<ResponseMessage> {
+    let mut resp = resp;
+    let msgs = resp
+        .children
+        .iter_mut()
+        .find(|c| c.name == "ResponseMessages")?;
+    let first = std::mem::take(&mut msgs.children).into_iter().next()?;
+    Some(message(first))
 }
 
 #[cfg(test)]
@@ -259,6 +277,98 @@ mod tests {
         assert!(parse_response("plain text").is_err());
     }
 
+    #[test]
+    fn first_response_message_is_the_first_of_response_messages() {
+        let doc = r#"<s:Envelope xmlns:s="x"><s:Body><m:GetFolderResponse><m:ResponseMessages><m:GetFolderResponseMessage ResponseClass="Error"><m:MessageText>Not found.</m:MessageText><m:ResponseCode>ErrorFolderNotFound</m:ResponseCode><m:MessageXml><t:Value Name="X">1</t:Value></m:MessageXml></m:GetFolderResponseMessage><m:GetFolderResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode></m:GetFolderResponseMessage></m:ResponseMessages></m:GetFolderResponse></s:Body></s:Envelope>"#;
+        let SoapBody::Response(el) = parse_response(doc).unwrap().body else {
+            panic!("expected a response")
+        };
+        let first = first_response_message(el.clone()).unwrap();
+        assert_eq!(Some(&first), response_messages(&el).first());
+        assert_eq!(first.code, "ErrorFolderNotFound");
+        assert_eq!(first.text.as_deref(), Some("Not found."));
+        assert_eq!(first.message_xml, vec![("X".to_owned(), "1".to_owned())]);
+        assert_eq!(first_response_message(Element::default()), None);
+    }
+
+    /// `parse_response` as it was written before it moved the body out of the tree: by copy.
+    fn parse_response_by_copy(body: &str) -> Result<SoapResponse, ResponseError> {
+        let root = xml::parse(body)?;
+        if root.name != "Envelope" {
+            return Err(ResponseError::NotSoap("the root element is not Envelope"));
+        }
+        let server_version = root
+            .child("Header")
+            .and_then(|h| h.child("ServerVersionInfo"))
+            .map(server_version);
+        let b = root
+            .child("Body")
+            .ok_or(ResponseError::NotSoap("no Body element"))?;
+        let first = b
+            .children
+            .first()
+            .ok_or(ResponseError::NotSoap("the Body is empty"))?;
+        let body = if first.name == "Fault" {
+            SoapBody::Fault(fault(first))
+        } else {
+            SoapBody::Response(first.clone())
+        };
+        Ok(SoapResponse {
+            server_version,
+            body,
+        })
+    }
+
+    fn message_xml() -> impl Strategy<Value = String> {
+        ("Success|Warning|Error", "NoError|Error[A-Z][a-z]{0,8}", "[ a-z]{0,6}").prop_map(
+            |(class, code, text)| {
+                format!(
+                    "<m:GetFolderResponseMessage ResponseClass=\"{class}\"><m:MessageText>{text}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:MessageXml><t:Value Name=\"N\">{text}</t:Value></m:MessageXml></m:GetFolderResponseMessage>"
+                )
+            },
+        )
+    }
+
+    /// SOAP-like documents: well-formed envelopes with or without a header, a fault, a
+    /// response with any number of messages, or an empty body; and the same pieces in any
+    /// order, so that every branch of the readers is reached.
+    fn soapish() -> impl Strategy<Value = String> {
+        let header = prop_oneof![
+            Just(String::new()),
+            Just("<s:Header><h:ServerVersionInfo MajorVersion=\"15\" MinorVersion=\"2\"/></s:Header>".to_owned()),
+            Just("<s:Header/>".to_owned()),
+        ];
+        let content = prop_oneof![
+            Just(String::new()),
+            Just("<s:Fault><faultcode>a:ErrorX</faultcode><faultstring>f</faultstring></s:Fault>".to_owned()),
+            proptest::collection::vec(message_xml(), 0..4).prop_map(|m| format!(
+                "<m:GetFolderResponse><m:ResponseMessages>{}</m:ResponseMessages></m:GetFolderResponse>",
+                m.concat()
+            )),
+            Just("<m:GetFolderResponse/>".to_owned()),
+            Just("<m:GetFolderResponse><m:ResponseMessages/></m:GetFolderResponse>".to_owned()),
+        ];
+        let well_formed = (header, content, proptest::collection::vec(message_xml(), 0..2))
+            .prop_map(|(h, c, extra)| {
+                format!(
+                    "<?xml version=\"1.0\"?><s:Envelope xmlns:s=\"x\">{h}<s:Body>{c}{}</s:Body></s:Envelope>",
+                    extra.concat()
+                )
+            });
+        let piece = prop_oneof![
+            Just("<s:Envelope xmlns:s=\"x\">".to_owned()),
+            Just("</s:Envelope>".to_owned()),
+            Just("<s:Body>".to_owned()),
+            Just("</s:Body>".to_owned()),
+            Just("<m:ResponseMessages>".to_owned()),
+            Just("</m:ResponseMessages>".to_owned()),
+            message_xml(),
+            "[ a-z<>/]{0,5}",
+        ];
+        let shuffled = proptest::collection::vec(piece, 0..10).prop_map(|p| p.concat());
+        prop_oneof![3 => well_formed, 1 => shuffled]
+    }
+
     proptest! {
         #[test]
         fn never_panics(s in ".{0,400}") {
@@ -266,6 +376,17 @@ mod tests {
                 && let SoapBody::Response(e) = &r.body
             {
                 let _ = response_messages(e);
+                let _ = first_response_message(e.clone());
+            }
+        }
+
+        #[test]
+        fn moving_out_of_the_tree_reads_what_copying_read(s in soapish()) {
+            let moved = parse_response(&s);
+            prop_assert_eq!(&moved, &parse_response_by_copy(&s));
+            if let Ok(SoapResponse { body: SoapBody::Response(e), .. }) = moved {
+                let all = response_messages(&e);
+                prop_assert_eq!(first_response_message(e), all.into_iter().next());
             }
         }
 
