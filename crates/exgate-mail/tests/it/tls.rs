@@ -11,8 +11,18 @@ use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use crate::bearer;
 use crate::fixture;
 
+/// HTTP versions of the requests a test server received, with their paths.
+type Seen = Arc<std::sync::Mutex<Vec<(String, axum::http::Version)>>>;
+
 /// A private CA, and an https server on 127.0.0.1 with a certificate it issued.
 async fn tls_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
+    let (base, ca, stop, _) = tls_server_seeing().await;
+    (base, ca, stop)
+}
+
+/// [`tls_server`] offering HTTP/2 and HTTP/1.1 by ALPN, as Exchange Online does, and recording
+/// the version of every request. EWS paths get a GetFolder answer, others a Graph user.
+async fn tls_server_seeing() -> (String, String, tokio::sync::oneshot::Sender<()>, Seen) {
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -22,7 +32,7 @@ async fn tls_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
         .signed_by(&leaf_key, &ca)
         .unwrap();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
@@ -30,14 +40,30 @@ async fn tls_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
     .with_no_client_auth()
     .with_single_cert(vec![leaf.der().clone()], key)
     .unwrap();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = axum::Router::new().fallback(|| async {
-        let c = fixture::ews_success("GetFolder", r#"<m:Folders><t:Folder><t:FolderId Id="AAMkInbox"/><t:DisplayName>Inbox</t:DisplayName></t:Folder></m:Folders>"#);
-        ([("content-type", "text/xml; charset=utf-8")], c.body)
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let log = log.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            log.lock().unwrap().push((path.clone(), req.version()));
+            if path.starts_with("/EWS/") {
+                let c = fixture::ews_success("GetFolder", r#"<m:Folders><t:Folder><t:FolderId Id="AAMkInbox"/><t:DisplayName>Inbox</t:DisplayName></t:Folder></m:Folders>"#);
+                ([("content-type", "text/xml; charset=utf-8")], c.body)
+            } else {
+                (
+                    [("content-type", "application/json")],
+                    r#"{"id":"1","userPrincipalName":"a@contoso.com","mail":"a@contoso.com"}"#
+                        .to_owned(),
+                )
+            }
+        }
     });
     let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
@@ -62,7 +88,7 @@ async fn tls_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
             });
         }
     });
-    (format!("https://{addr}"), ca.pem(), tx)
+    (format!("https://{addr}"), ca.pem(), tx, seen)
 }
 
 #[tokio::test]
@@ -97,5 +123,50 @@ async fn extra_root_ca_is_trusted_and_unknown_issuers_are_tls_errors() {
         e.evidence().attempts,
         1,
         "certificate failures are not retried"
+    );
+}
+
+#[tokio::test]
+async fn ews_goes_over_http1_and_graph_negotiates_http2() {
+    use axum::http::Version;
+    let (base, ca_pem, _stop, seen) = tls_server_seeing().await;
+    let ews_url = url::Url::parse(&format!("{base}/EWS/Exchange.asmx")).unwrap();
+    let versions =
+        |seen: &Seen| -> Vec<(String, Version)> { seen.lock().unwrap().drain(..).collect() };
+
+    let http = HttpClientBuilder::new()
+        .extra_root_pem(ca_pem.clone().into_bytes())
+        .build()
+        .unwrap();
+    EwsClient::new(http.clone(), ews_url.clone(), bearer("t"))
+        .get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap();
+    exgate_mail::graph::GraphClient::new(http, &format!("{base}/v1.0"), bearer("t"))
+        .unwrap()
+        .user("a@contoso.com")
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&seen),
+        [
+            ("/EWS/Exchange.asmx".to_owned(), Version::HTTP_11),
+            ("/v1.0/users/a@contoso.com".to_owned(), Version::HTTP_2),
+        ]
+    );
+
+    // Turned off, EWS negotiates HTTP/2 like Graph.
+    let http = HttpClientBuilder::new()
+        .extra_root_pem(ca_pem.into_bytes())
+        .ews_http1(false)
+        .build()
+        .unwrap();
+    EwsClient::new(http, ews_url, bearer("t"))
+        .get_folder(&FolderRef::named("inbox", None), &CallOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&seen),
+        [("/EWS/Exchange.asmx".to_owned(), Version::HTTP_2)]
     );
 }
