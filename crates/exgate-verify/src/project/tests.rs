@@ -454,6 +454,7 @@ fn example_projects_load() {
         "CONTOSO_MIGRATION_PASSWORD",
         "FABRIKAM_PFX_PASSWORD",
         "DAVE_APP_PASSWORD",
+        "CONTOSO_ARCHIVER_PFX_PASSWORD",
     ]
     .iter()
     .map(|k| ((*k).to_owned(), "example".to_owned()))
@@ -467,5 +468,5 @@ fn example_projects_load() {
             seen += 1;
         }
     }
-    assert!(seen >= 2);
+    assert!(seen >= 3);
 }

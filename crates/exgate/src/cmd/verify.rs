@@ -26,6 +26,8 @@ Examples:
   Machine-readable report, everything re-checked, state in PostgreSQL:
     exgate verify migration.toml --all --json \\
       --database postgres://exgate@db.example.com/exgate > report.json
+  A project without [destination] checks its source mailboxes alone (archivers, scanners):
+    exgate verify examples/projects/archiver.toml
   Against the emulator (trust its CA):
     exgate verify examples/projects/emulator.toml --ca-cert /tmp/emulator-ca.pem
 
