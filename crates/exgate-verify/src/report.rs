@@ -297,6 +297,16 @@ impl Report {
         // Serialising plain data structs cannot fail; an empty object is returned if it ever does.
         serde_json::to_string_pretty(self).unwrap_or_else(|_| "{}".to_owned())
     }
+
+    /// Writes the report as pretty JSON, followed by a newline, without building it in memory
+    /// first (the report of 100,000 mailboxes is over 100 MB of JSON).
+    pub fn write_json(&self, w: impl std::io::Write) -> std::io::Result<()> {
+        use std::io::Write as _;
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+        serde_json::to_writer_pretty(&mut w, self).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+        w.flush()
+    }
 }
 
 #[cfg(test)]

@@ -163,6 +163,9 @@ fn totals_and_groups() {
 #[test]
 fn json_has_the_documented_shape() {
     let r = sample();
+    let mut written = Vec::new();
+    r.write_json(&mut written).unwrap();
+    assert_eq!(written, format!("{}\n", r.to_json()).into_bytes());
     let v: serde_json::Value = serde_json::from_str(&r.to_json()).unwrap();
     for key in [
         "total",

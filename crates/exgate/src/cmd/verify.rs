@@ -239,7 +239,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut out = std::io::stdout().lock();
     let written = if args.json {
-        writeln!(out, "{}", report.to_json())
+        report.write_json(&mut out)
     } else {
         write!(out, "{}", render_text(&report))
     };
