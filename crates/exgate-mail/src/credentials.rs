@@ -87,8 +87,33 @@ pub trait Credentials: Send + Sync + fmt::Debug {
         target: &'a Target,
     ) -> BoxFuture<'a, Result<AuthHeader, BoxError>>;
 
-    /// Short description of the mode for evidence (`bearer`, `basic`, `empty-bearer`, `none`).
+    /// Short description of the mode for evidence (`bearer`, `basic`, `empty-bearer`, `none`,
+    /// `ntlm`).
     fn mode(&self) -> &'static str;
+
+    /// NTLM credentials, which authenticate a connection by a handshake instead of sending a
+    /// header per request (the HTTP layer runs it). `None` for every other mode.
+    fn ntlm(&self) -> Option<&crate::ntlm::NtlmCredentials> {
+        None
+    }
+}
+
+impl Credentials for crate::ntlm::NtlmCredentials {
+    fn authorization<'a>(
+        &'a self,
+        _target: &'a Target,
+    ) -> BoxFuture<'a, Result<AuthHeader, BoxError>> {
+        // Never used: the HTTP layer runs the NTLM handshake itself (see `ntlm`).
+        Box::pin(async { Ok(AuthHeader::None) })
+    }
+
+    fn mode(&self) -> &'static str {
+        "ntlm"
+    }
+
+    fn ntlm(&self) -> Option<&crate::ntlm::NtlmCredentials> {
+        Some(self)
+    }
 }
 
 /// Produces access tokens for a target (implemented by the caller around its token cache).

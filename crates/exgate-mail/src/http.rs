@@ -21,6 +21,7 @@ use url::Url;
 use crate::credentials::{AuthHeader, Credentials, Protocol, Target};
 use crate::error::MailError;
 use crate::evidence::{ErrorEvidence, ErrorKind, TransportKind};
+use crate::ntlm::NtlmCredentials;
 use crate::retry::{RetryDecision, RetryPolicy};
 
 /// Largest response body read (MIME content of large messages fits comfortably).
@@ -115,12 +116,28 @@ impl HttpClientBuilder {
                 ews,
                 limits: Mutex::new(HashMap::new()),
                 per_host: self.per_host_limit,
-                retry: self.retry,
+                retry: self.retry.clone(),
+                ntlm_slots: Mutex::new(HashMap::new()),
+                builder: self,
             }),
         })
     }
 
+    /// A client that keeps at most one idle connection per host, for an NTLM slot: requests on
+    /// it run one at a time, so the handshake's messages share one connection.
+    fn ntlm_client(&self) -> Result<reqwest::Client, MailError> {
+        self.client_with(true, true)
+    }
+
     fn client(&self, http1_only: bool) -> Result<reqwest::Client, MailError> {
+        self.client_with(http1_only, false)
+    }
+
+    fn client_with(
+        &self,
+        http1_only: bool,
+        single_connection: bool,
+    ) -> Result<reqwest::Client, MailError> {
         let mut b = reqwest::Client::builder()
             .user_agent(self.user_agent.clone())
             .timeout(self.timeout)
@@ -146,9 +163,32 @@ impl HttpClientBuilder {
         if http1_only {
             b = b.http1_only();
         }
+        if single_connection {
+            b = b.pool_max_idle_per_host(1);
+        }
         b.build()
             .map_err(|e| MailError::config(format!("cannot build the HTTP client: {e}")))
     }
+}
+
+/// A client with at most one idle connection, and whether that connection is authenticated.
+#[derive(Debug)]
+struct NtlmSlot {
+    client: reqwest::Client,
+    authenticated: bool,
+}
+
+/// `Authorization: NTLM <base64>`, never indexed by HPACK nor shown by `Debug`.
+fn ntlm_header(message: &[u8]) -> HeaderValue {
+    use base64::Engine as _;
+    let value = format!(
+        "NTLM {}",
+        base64::engine::general_purpose::STANDARD.encode(message)
+    );
+    // Base64 and a scheme word are always a valid header value.
+    let mut hv = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("NTLM"));
+    hv.set_sensitive(true);
+    hv
 }
 
 #[derive(Debug)]
@@ -157,6 +197,10 @@ struct Inner {
     client: reqwest::Client,
     /// EWS and Autodiscover (HTTP/1.1 unless the builder said otherwise).
     ews: reqwest::Client,
+    /// Idle NTLM-authenticated connections, by origin and account.
+    ntlm_slots: Mutex<HashMap<String, Vec<NtlmSlot>>>,
+    /// The settings, for NTLM slots made on demand.
+    builder: HttpClientBuilder,
     limits: Mutex<HashMap<String, Arc<Semaphore>>>,
     per_host: usize,
     retry: RetryPolicy,
@@ -240,12 +284,17 @@ impl HttpClient {
     }
 
     /// Sends once; transport failures become [`ErrorKind::Transport`] errors. Any status is
-    /// returned as an [`Answer`].
+    /// returned as an [`Answer`]. NTLM credentials run their handshake here, on a connection of
+    /// their own (see [`HttpClient::send_ntlm`]).
     pub(crate) async fn send_once(
         &self,
         req: &Prepared,
         creds: &dyn Credentials,
     ) -> Result<Answer, MailError> {
+        if let Some(ntlm) = creds.ntlm() {
+            let _permit = self.semaphore(&req.url).acquire_owned().await;
+            return self.send_ntlm(req, creds, ntlm).await;
+        }
         let auth = creds.authorization(&req.target).await.map_err(|e| {
             let msg = format!("the credential source failed: {e}");
             MailError::with_message(ErrorKind::Credentials, msg, Self::base_evidence(req, creds))
@@ -255,25 +304,42 @@ impl HttpClient {
             Protocol::Ews | Protocol::Autodiscover => &self.inner.ews,
             Protocol::Graph => &self.inner.client,
         };
+        let auth = match &auth {
+            AuthHeader::Value(v) => {
+                let mut hv = HeaderValue::from_str(v.expose_secret()).map_err(|_| {
+                    MailError::with_message(
+                        ErrorKind::Credentials,
+                        "the credential source produced a value that is not a valid HTTP header",
+                        Self::base_evidence(req, creds),
+                    )
+                })?;
+                hv.set_sensitive(true);
+                Some(hv)
+            }
+            AuthHeader::None => None,
+        };
+        let _permit = self.semaphore(&req.url).acquire_owned().await;
+        self.exchange(client, req, creds, auth).await
+    }
+
+    /// One request and its whole answer on `client`.
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        req: &Prepared,
+        creds: &dyn Credentials,
+        auth: Option<HeaderValue>,
+    ) -> Result<Answer, MailError> {
         let mut rb = client.request(req.method.clone(), req.url.clone());
         for (k, v) in &req.headers {
             rb = rb.header(k, v);
         }
-        if let AuthHeader::Value(v) = &auth {
-            let mut hv = HeaderValue::from_str(v.expose_secret()).map_err(|_| {
-                MailError::with_message(
-                    ErrorKind::Credentials,
-                    "the credential source produced a value that is not a valid HTTP header",
-                    Self::base_evidence(req, creds),
-                )
-            })?;
-            hv.set_sensitive(true);
+        if let Some(hv) = auth {
             rb = rb.header(reqwest::header::AUTHORIZATION, hv);
         }
         if let Some(body) = &req.body {
             rb = rb.body(body.clone());
         }
-        let permit = self.semaphore(&req.url).acquire_owned().await;
         let result = async {
             let mut resp = rb.send().await?;
             let status = resp.status();
@@ -292,7 +358,6 @@ impl HttpClient {
             }))
         }
         .await;
-        drop(permit);
         match result {
             Ok(Ok(a)) => Ok(a),
             Ok(Err((status, headers))) => {
@@ -310,6 +375,106 @@ impl HttpClient {
                 Err(MailError::from_evidence(ErrorKind::Transport, ev))
             }
         }
+    }
+
+    /// Sends with NTLM on a slot: a client holding one keep-alive connection, used by one
+    /// request at a time, so that NEGOTIATE, the server's CHALLENGE and AUTHENTICATE share the
+    /// connection and later requests reuse its authentication. Slots are kept per origin and
+    /// account, at most the per-host limit of them.
+    async fn send_ntlm(
+        &self,
+        req: &Prepared,
+        creds: &dyn Credentials,
+        ntlm: &NtlmCredentials,
+    ) -> Result<Answer, MailError> {
+        let key = format!(
+            "{}|{}",
+            req.url.origin().ascii_serialization(),
+            ntlm.account().to_lowercase()
+        );
+        let idle = {
+            let mut slots = self
+                .inner
+                .ntlm_slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            slots.get_mut(&key).and_then(Vec::pop)
+        };
+        let mut slot = match idle {
+            Some(slot) => slot,
+            None => NtlmSlot {
+                client: self.inner.builder.ntlm_client()?,
+                authenticated: false,
+            },
+        };
+        let result = self.ntlm_exchange(&mut slot, req, creds, ntlm).await;
+        if result.is_ok() {
+            let mut slots = self
+                .inner
+                .ntlm_slots
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            let idle = slots.entry(key).or_default();
+            if idle.len() < self.inner.per_host {
+                idle.push(slot);
+            }
+        }
+        result
+    }
+
+    async fn ntlm_exchange(
+        &self,
+        slot: &mut NtlmSlot,
+        req: &Prepared,
+        creds: &dyn Credentials,
+        ntlm: &NtlmCredentials,
+    ) -> Result<Answer, MailError> {
+        if slot.authenticated {
+            let a = self.exchange(&slot.client, req, creds, None).await?;
+            if a.status != StatusCode::UNAUTHORIZED {
+                return Ok(a);
+            }
+            // The connection was closed or its authentication dropped: shake hands again.
+            slot.authenticated = false;
+        }
+        let negotiate = crate::ntlm::negotiate_message();
+        let a = self
+            .exchange(&slot.client, req, creds, Some(ntlm_header(&negotiate)))
+            .await?;
+        if a.status != StatusCode::UNAUTHORIZED {
+            return Ok(a);
+        }
+        let offered = a
+            .headers
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(crate::ntlm::challenge_token);
+        let Some(challenge_bytes) = offered else {
+            // No NTLM challenge: the server does not offer NTLM here; the 401 and its
+            // challenges go to the caller as they are.
+            return Ok(a);
+        };
+        let Some(challenge) = crate::ntlm::parse_challenge(&challenge_bytes) else {
+            return Err(MailError::with_message(
+                ErrorKind::InvalidResponse,
+                "the server's NTLM challenge is not a CHALLENGE_MESSAGE",
+                Self::answer_evidence(req, creds, &a),
+            ));
+        };
+        let authenticate = crate::ntlm::authenticate_message(
+            ntlm,
+            &negotiate,
+            &challenge_bytes,
+            &challenge,
+            crate::ntlm::client_challenge(),
+            crate::ntlm::file_time_now(),
+        );
+        let a = self
+            .exchange(&slot.client, req, creds, Some(ntlm_header(&authenticate)))
+            .await?;
+        slot.authenticated = a.status != StatusCode::UNAUTHORIZED;
+        Ok(a)
     }
 
     /// Runs `attempt` until it succeeds or the retry policy says stop. The final error records

@@ -45,6 +45,7 @@ pub mod ews;
 pub mod graph;
 mod http;
 mod mailbox;
+pub mod ntlm;
 pub mod retry;
 pub mod xml;
 

@@ -7,6 +7,7 @@ mod fixture;
 mod graph;
 mod http;
 mod mailbox;
+mod ntlm;
 mod tls;
 
 use std::sync::Arc;
