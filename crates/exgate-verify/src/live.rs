@@ -21,6 +21,7 @@ use exgate_auth::{
 };
 use exgate_mail::autodiscover::AutodiscoverClient;
 use exgate_mail::ews::ConnectingSid;
+use exgate_mail::ntlm::NtlmCredentials;
 use exgate_mail::{
     Anonymous, Basic, Bearer, BoxError, BoxFuture, Credentials, ErrorKind, HttpClient,
     HttpClientBuilder, MailEndpoint, MailError, open_mailbox,
@@ -332,19 +333,25 @@ impl LiveProber {
         })
     }
 
+    /// Password credentials (the line's own, else the endpoint's): Basic, or NTLM when the
+    /// endpoint's mode is `ntlm`.
     fn basic_credentials(target: &Target) -> Option<Arc<dyn Credentials>> {
-        if let Some(c) = &target.credentials {
-            return Some(Arc::new(Basic::new(
-                c.username.clone(),
-                secret(&c.password),
-            )));
-        }
-        match &target.endpoint.auth {
-            AuthProfile::Basic {
-                username, password, ..
-            } => Some(Arc::new(Basic::new(username.clone(), secret(password)))),
-            _ => None,
-        }
+        let ntlm = matches!(target.endpoint.auth, AuthProfile::Basic { ntlm: true, .. });
+        let (username, password) = match (&target.credentials, &target.endpoint.auth) {
+            (Some(c), _) => (&c.username, &c.password),
+            (
+                None,
+                AuthProfile::Basic {
+                    username, password, ..
+                },
+            ) => (username, password),
+            _ => return None,
+        };
+        Some(if ntlm {
+            Arc::new(NtlmCredentials::new(username, secret(password)))
+        } else {
+            Arc::new(Basic::new(username.clone(), secret(password)))
+        })
     }
 }
 
@@ -655,7 +662,11 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
 }
 
 fn auth_mode(target: &Target) -> exgate_diagnose::AuthMode {
-    if target.credentials.is_some() || matches!(target.endpoint.auth, AuthProfile::Basic { .. }) {
+    if matches!(target.endpoint.auth, AuthProfile::Basic { ntlm: true, .. }) {
+        exgate_diagnose::AuthMode::Ntlm
+    } else if target.credentials.is_some()
+        || matches!(target.endpoint.auth, AuthProfile::Basic { .. })
+    {
         exgate_diagnose::AuthMode::Basic
     } else {
         exgate_diagnose::AuthMode::Bearer

@@ -143,7 +143,8 @@ pub enum AuthProfile {
         /// The refresh token.
         refresh_token: Secret,
     },
-    /// Basic or app password, optionally with EWS impersonation of each mailbox.
+    /// A password sign-in: Basic (or an app password), or NTLM (`mode = "ntlm"`, on-premises
+    /// Windows authentication), optionally with EWS impersonation of each mailbox.
     Basic {
         /// Account name (UPN or DOMAIN\user).
         username: String,
@@ -151,6 +152,8 @@ pub enum AuthProfile {
         password: Secret,
         /// Impersonate each mailbox (`ExchangeImpersonation`) instead of opening it as itself.
         impersonation: bool,
+        /// Sign in with NTLM instead of Basic (per-user credentials of the line items too).
+        ntlm: bool,
     },
     /// Hybrid Modern Authentication against on-premises Exchange: an app-only Entra token whose
     /// audience is the on-premises URL.
@@ -179,6 +182,7 @@ impl AuthProfile {
             AuthProfile::AppSecret { .. } => "app-secret",
             AuthProfile::AppCertificate { .. } => "app-certificate",
             AuthProfile::DelegatedRefresh { .. } => "delegated-refresh",
+            AuthProfile::Basic { ntlm: true, .. } => "ntlm",
             AuthProfile::Basic { .. } => "basic",
             AuthProfile::Hma { .. } => "hma",
         }
@@ -380,6 +384,7 @@ const AUTH_MODES: &[(&str, &[&str], &[&str])] = &[
     ),
     ("delegated-refresh", &["client_id", "refresh_token"], &[]),
     ("basic", &["username", "password"], &["impersonation"]),
+    ("ntlm", &["username", "password"], &["impersonation"]),
     (
         "hma",
         &["client_id"],
@@ -729,6 +734,16 @@ impl Cx<'_> {
             },
         };
         let auth = self.auth(side, &r.auth)?;
+        if kind == EndpointKind::ExchangeOnline
+            && matches!(auth, AuthProfile::Basic { ntlm: true, .. })
+        {
+            return Err(self.err(
+                r.auth.span(),
+                format!("{side}.auth.mode"),
+                "Exchange Online does not accept NTLM",
+                Some("use app-certificate or app-secret for Exchange Online; ntlm is for on-premises servers"),
+            ));
+        }
         let tenant = match &r.tenant {
             Some(t) => Some(self.text_field(&format!("{side}.tenant"), t)?),
             None => None,
@@ -891,13 +906,14 @@ impl Cx<'_> {
                 refresh_token: secret("refresh_token", &a.refresh_token)?
                     .ok_or_else(|| missing("refresh_token"))?,
             },
-            "basic" => AuthProfile::Basic {
+            "basic" | "ntlm" => AuthProfile::Basic {
                 username: match &a.username {
                     Some(u) => self.text_field(&f("username"), u)?,
                     None => return Err(missing("username")),
                 },
                 password: secret("password", &a.password)?.ok_or_else(|| missing("password"))?,
                 impersonation: a.impersonation.as_ref().is_some_and(|i| *i.get_ref()),
+                ntlm: mode == "ntlm",
             },
             _ => {
                 if a.secret.is_none() && a.certificate.is_none() {

@@ -180,6 +180,37 @@ fn destination_fields_are_refused_when_there_is_no_destination() {
 }
 
 #[test]
+fn ntlm_mode_is_a_password_sign_in_for_on_premises_only() {
+    let text = ONE_SIDED.replace("mode = \"basic\"", "mode = \"ntlm\"");
+    let p = parse_str(&text).unwrap();
+    match &p.source.auth {
+        AuthProfile::Basic {
+            ntlm,
+            impersonation,
+            username,
+            ..
+        } => {
+            assert!(*ntlm);
+            assert!(*impersonation);
+            assert_eq!(username, "svc-migrate@contoso.com");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.source.auth.mode(), "ntlm");
+    // Exchange Online has no Windows authentication.
+    let online = text.replace(
+        "kind = \"exchange-onprem\"\nautodiscover = true",
+        "kind = \"exchange-online\"\napi = \"ews\"",
+    );
+    check_err(
+        &online,
+        7,
+        "source.auth.mode",
+        "Exchange Online does not accept NTLM",
+    );
+}
+
+#[test]
 fn secrets_never_appear_in_debug_output() {
     let p = parse_str(GOOD).unwrap();
     let dbg = format!("{p:?}");
