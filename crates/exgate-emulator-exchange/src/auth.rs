@@ -8,9 +8,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::ConnectionId;
 use crate::config::{AuthMethod, ServerConfig, VdirConfig};
 use crate::directory::PasswordCheck;
-use crate::state::{Counters, Inner, Site};
+use crate::ntlm;
+use crate::state::{Counters, Inner, Server, Site};
 use crate::token::{Claims, TokenError};
 
 /// Exchange's first-party application id.
@@ -118,7 +120,11 @@ pub(crate) enum Credentials {
     },
     EmptyBearer,
     Bearer(SecretString),
-    Windows,
+    /// `NTLM` or `Negotiate` with its decoded token (empty when absent or not base64).
+    Windows {
+        negotiate: bool,
+        token: Vec<u8>,
+    },
     Malformed,
 }
 
@@ -129,7 +135,12 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { user, .. } => write!(f, "Basic({user}, [REDACTED])"),
             Credentials::EmptyBearer => f.write_str("EmptyBearer"),
             Credentials::Bearer(_) => f.write_str("Bearer([REDACTED])"),
-            Credentials::Windows => f.write_str("Windows"),
+            Credentials::Windows { negotiate, token } => write!(
+                f,
+                "Windows({}, type {})",
+                if *negotiate { "Negotiate" } else { "NTLM" },
+                ntlm::message_type(token).unwrap_or(0)
+            ),
             Credentials::Malformed => f.write_str("Malformed"),
         }
     }
@@ -168,7 +179,10 @@ pub(crate) fn credentials(headers: &HeaderMap) -> Credentials {
             None => Credentials::Malformed,
         }
     } else if scheme.eq_ignore_ascii_case("ntlm") || scheme.eq_ignore_ascii_case("negotiate") {
-        Credentials::Windows
+        Credentials::Windows {
+            negotiate: scheme.eq_ignore_ascii_case("negotiate"),
+            token: STANDARD.decode(rest.as_bytes()).unwrap_or_default(),
+        }
     } else {
         Credentials::Malformed
     }
@@ -289,11 +303,14 @@ fn norm(s: &str) -> String {
 }
 
 /// Authenticates an EWS or Autodiscover request. `Err` is the complete 401/403 response.
+/// `conn` identifies the TCP connection (NTLM authenticates connections); without it NTLM
+/// cannot complete.
 pub(crate) fn authenticate(
     st: &Inner,
     site: Site,
     vdir: Vdir,
     headers: &HeaderMap,
+    conn: Option<ConnectionId>,
 ) -> Result<Principal, Box<Response>> {
     let onprem = match site {
         Site::OnPrem(i) => st.servers.get(i),
@@ -302,8 +319,20 @@ pub(crate) fn authenticate(
     let unauthorized = |opts: ChallengeOpts, diag: Option<Diag>| {
         reject(st, StatusCode::UNAUTHORIZED, site, vdir, opts, diag)
     };
+    let windows =
+        onprem.is_some_and(|s| ServerConfig::allows(vdir_of(&s.cfg, vdir), AuthMethod::Ntlm));
     match credentials(headers) {
-        Credentials::None | Credentials::Malformed | Credentials::Windows => {
+        Credentials::None if windows => {
+            // IIS keeps Windows authentication per connection.
+            match conn.and_then(|c| st.ntlm.authenticated(c.0, site)) {
+                Some(p) => Ok(p),
+                None => Err(unauthorized(PLAIN, None)),
+            }
+        }
+        Credentials::Windows { negotiate, token } if windows => {
+            windows_auth(st, site, vdir, conn, negotiate, &token)
+        }
+        Credentials::None | Credentials::Malformed | Credentials::Windows { .. } => {
             Err(unauthorized(PLAIN, None))
         }
         Credentials::Basic { user, password } => {
@@ -329,28 +358,8 @@ pub(crate) fn authenticate(
                     None => return Err(unauthorized(PLAIN, None)),
                 }
             }
-            match st.directory.check_password(&user, password.expose_secret()) {
-                PasswordCheck::Ok => {
-                    let domain = user.rsplit('@').next().unwrap_or_default();
-                    let tenant_id = st
-                        .directory
-                        .tenant(domain)
-                        .map(|t| t.id.to_ascii_lowercase())
-                        .unwrap_or_default();
-                    if let Some(s) = onprem
-                        && s.tenant_id != tenant_id
-                    {
-                        return Err(unauthorized(PLAIN, None));
-                    }
-                    Ok(Principal::User {
-                        upn: user,
-                        tenant_id,
-                        app_id: None,
-                        scopes: Vec::new(),
-                    })
-                }
-                _ => Err(unauthorized(PLAIN, None)),
-            }
+            password_principal(st, onprem, user, password.expose_secret())
+                .ok_or_else(|| unauthorized(PLAIN, None))
         }
         Credentials::EmptyBearer => match onprem {
             Some(s) if !ServerConfig::allows(vdir_of(&s.cfg, vdir), AuthMethod::Oauth) => {
@@ -451,6 +460,199 @@ pub(crate) fn authenticate(
             }
             permissions(st, site, vdir, &claims, tid, onprem.is_some())
         }
+    }
+}
+
+/// The user a right password of `upn` signs in, as Basic does it: the directory's verdict
+/// (disabled, locked, expired, ... refuse), and on-premises only users of the server's tenant.
+fn password_principal(
+    st: &Inner,
+    onprem: Option<&Server>,
+    upn: String,
+    password: &str,
+) -> Option<Principal> {
+    if st.directory.check_password(&upn, password) != PasswordCheck::Ok {
+        return None;
+    }
+    let domain = upn.rsplit('@').next().unwrap_or_default();
+    let tenant_id = st
+        .directory
+        .tenant(domain)
+        .map(|t| t.id.to_ascii_lowercase())
+        .unwrap_or_default();
+    if let Some(s) = onprem
+        && s.tenant_id != tenant_id
+    {
+        return None;
+    }
+    Some(Principal::User {
+        upn,
+        tenant_id,
+        app_id: None,
+        scopes: Vec::new(),
+    })
+}
+
+/// The names an on-premises server gives in its NTLM challenge: NetBIOS and DNS names of its
+/// tenant's first domain and of the server.
+fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
+    let dns_domain = st
+        .directory
+        .tenant(&s.tenant_id)
+        .and_then(|t| t.domains.first().cloned())
+        .unwrap_or_else(|| s.host.clone());
+    let nb_domain = dns_domain
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let nb_computer: String = s.cfg.name.to_ascii_uppercase().chars().take(15).collect();
+    let dns_computer = format!("{}.{dns_domain}", s.cfg.name.to_ascii_lowercase());
+    ntlm::ServerNames {
+        nb_domain,
+        nb_computer,
+        dns_domain,
+        dns_computer,
+    }
+}
+
+/// The UPN an NTLM user and domain name: `user@domain` as is; `DOMAIN\user` or `user` with a
+/// NetBIOS or DNS domain of the server's tenant; a bare `user` in the tenant's first domain.
+fn ntlm_upn(st: &Inner, s: &Server, user: &str, domain: &str) -> Option<String> {
+    let (domain, user) = match user.split_once('\\') {
+        Some((d, u)) => (d, u),
+        None => (domain, user),
+    };
+    let user = user.trim().to_ascii_lowercase();
+    if user.is_empty() {
+        return None;
+    }
+    if user.contains('@') {
+        return Some(user);
+    }
+    let domains = st.directory.tenant(&s.tenant_id)?.domains;
+    let domain = domain.trim();
+    let dns = if domain.is_empty() {
+        domains.first()?
+    } else {
+        domains.iter().find(|d| {
+            d.eq_ignore_ascii_case(domain)
+                || d.split('.')
+                    .next()
+                    .is_some_and(|l| l.eq_ignore_ascii_case(domain))
+        })?
+    };
+    Some(format!("{user}@{dns}"))
+}
+
+/// One step of the NTLM handshake on an on-premises vdir with Windows authentication: a
+/// NEGOTIATE_MESSAGE is answered with a CHALLENGE_MESSAGE (401), an AUTHENTICATE_MESSAGE on the
+/// same connection is verified and authenticates the connection. Anything else is a 401 with
+/// the vdir's challenges.
+fn windows_auth(
+    st: &Inner,
+    site: Site,
+    vdir: Vdir,
+    conn: Option<ConnectionId>,
+    negotiate: bool,
+    token: &[u8],
+) -> Result<Principal, Box<Response>> {
+    let fail = || {
+        if let Some(c) = conn {
+            st.ntlm.forget(c.0);
+        }
+        reject(st, StatusCode::UNAUTHORIZED, site, vdir, PLAIN, None)
+    };
+    let Site::OnPrem(i) = site else {
+        return Err(fail());
+    };
+    let Some(server) = st.servers.get(i) else {
+        return Err(fail());
+    };
+    match ntlm::message_type(token) {
+        Some(1) => {
+            let Some(msg) = ntlm::parse_negotiate(token) else {
+                return Err(fail());
+            };
+            let server_challenge = ntlm::server_challenge();
+            let challenge = ntlm::challenge_message(
+                msg.flags,
+                server_challenge,
+                &server_names(st, server),
+                ntlm::filetime_now(),
+            );
+            if let Some(c) = conn {
+                st.ntlm.set(
+                    c.0,
+                    ntlm::ConnState::Challenged {
+                        site,
+                        vdir,
+                        negotiate: token.to_vec(),
+                        challenge: challenge.clone(),
+                        server_challenge,
+                        at: std::time::Instant::now(),
+                    },
+                );
+            }
+            let scheme = if negotiate { "Negotiate" } else { "NTLM" };
+            let mut resp = (StatusCode::UNAUTHORIZED, "").into_response();
+            let h = resp.headers_mut();
+            if let Ok(v) =
+                HeaderValue::from_str(&format!("{scheme} {}", STANDARD.encode(&challenge)))
+            {
+                h.insert(header::WWW_AUTHENTICATE, v);
+            }
+            h.insert(
+                "request-id",
+                HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())
+                    .unwrap_or_else(|_| HeaderValue::from_static("0")),
+            );
+            Err(Box::new(resp))
+        }
+        Some(3) => {
+            let pending = conn.and_then(|c| st.ntlm.take_challenge(c.0));
+            let Some(ntlm::ConnState::Challenged {
+                site: csite,
+                vdir: cvdir,
+                negotiate: type1,
+                challenge: type2,
+                server_challenge,
+                ..
+            }) = pending
+            else {
+                return Err(fail());
+            };
+            if csite != site || cvdir != vdir {
+                return Err(fail());
+            }
+            let Some(msg) = ntlm::parse_authenticate(token) else {
+                return Err(fail());
+            };
+            let Some(upn) = ntlm_upn(st, server, &msg.user, &msg.domain) else {
+                return Err(fail());
+            };
+            let Some(password) = st.directory.windows_password(&upn) else {
+                return Err(fail());
+            };
+            let password = password.expose_secret();
+            if ntlm::verify(&msg, password, &server_challenge, [&type1, &type2, token]).is_err() {
+                return Err(fail());
+            }
+            let Some(principal) = password_principal(st, Some(server), upn, password) else {
+                return Err(fail());
+            };
+            if let Some(c) = conn {
+                st.ntlm.set(
+                    c.0,
+                    ntlm::ConnState::Authenticated {
+                        site,
+                        principal: principal.clone(),
+                    },
+                );
+            }
+            Ok(principal)
+        }
+        _ => Err(fail()),
     }
 }
 
@@ -727,8 +929,9 @@ mod tests {
         for (v, want) in [
             ("bearer", "EmptyBearer"),
             ("BEARER   ", "EmptyBearer"),
-            ("NTLM TlRMTVNTUAAB", "Windows"),
-            ("Negotiate abc", "Windows"),
+            ("NTLM TlRMTVNTUAAB", "Windows(NTLM, type 0)"),
+            ("NTLM TlRMTVNTUAABAAAA", "Windows(NTLM, type 1)"),
+            ("Negotiate abc", "Windows(Negotiate, type 0)"),
             ("Basic !!!", "Malformed"),
             ("Digest x", "Malformed"),
         ] {

@@ -82,10 +82,11 @@ pub(crate) fn pox(
     site: Site,
     origin: &str,
     headers: &HeaderMap,
+    conn: Option<crate::ConnectionId>,
     body: &[u8],
 ) -> Response {
     Counters::bump(&st.counters.autodiscover);
-    let principal = match auth::authenticate(st, site, Vdir::Autodiscover, headers) {
+    let principal = match auth::authenticate(st, site, Vdir::Autodiscover, headers, conn) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -155,10 +156,11 @@ pub(crate) fn soap(
     site: Site,
     origin: &str,
     headers: &HeaderMap,
+    conn: Option<crate::ConnectionId>,
     body: &[u8],
 ) -> Response {
     Counters::bump(&st.counters.autodiscover);
-    let principal = match auth::authenticate(st, site, Vdir::Autodiscover, headers) {
+    let principal = match auth::authenticate(st, site, Vdir::Autodiscover, headers, conn) {
         Ok(p) => p,
         Err(r) => return *r,
     };

@@ -322,7 +322,7 @@ pub struct ImpersonationConfig {
 pub enum AuthMethod {
     /// HTTP Basic.
     Basic,
-    /// Windows authentication (NTLM/Negotiate), advertised only.
+    /// Windows authentication: NTLMv2, under `NTLM` or as a raw NTLM token in `Negotiate`.
     Ntlm,
     /// OAuth bearer tokens.
     Oauth,

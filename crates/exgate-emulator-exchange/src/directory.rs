@@ -40,6 +40,14 @@ pub trait Directory: Send + Sync + 'static {
     fn tenant(&self, id_or_domain: &str) -> Option<TenantInfo>;
     /// Basic-auth password check for a user (UPN).
     fn check_password(&self, upn: &str, password: &str) -> PasswordCheck;
+    /// The password of a user (UPN) for Windows (NTLM) authentication, which recomputes the
+    /// client's proof from it; `None` when the user is unknown or has no password. The sign-in
+    /// itself is then judged by [`Directory::check_password`], as for Basic. Without an
+    /// implementation NTLM never succeeds.
+    fn windows_password(&self, upn: &str) -> Option<SecretString> {
+        let _ = upn;
+        None
+    }
 }
 
 /// A user of [`InMemoryDirectory`].
@@ -102,6 +110,12 @@ impl Directory for InMemoryDirectory {
             .iter()
             .find(|t| t.id == key || t.domains.contains(&key))
             .cloned()
+    }
+
+    fn windows_password(&self, upn: &str) -> Option<SecretString> {
+        self.users
+            .get(&upn.to_ascii_lowercase())
+            .map(|u| u.password.clone())
     }
 
     fn check_password(&self, upn: &str, password: &str) -> PasswordCheck {

@@ -189,9 +189,15 @@ impl Ctx<'_> {
 }
 
 /// Handles one EWS request for a site.
-pub(crate) fn handle(st: &Inner, site: Site, headers: &HeaderMap, body: &Bytes) -> Response {
+pub(crate) fn handle(
+    st: &Inner,
+    site: Site,
+    headers: &HeaderMap,
+    conn: Option<crate::ConnectionId>,
+    body: &Bytes,
+) -> Response {
     Counters::bump(&st.counters.ews);
-    let principal = match auth::authenticate(st, site, Vdir::Ews, headers) {
+    let principal = match auth::authenticate(st, site, Vdir::Ews, headers, conn) {
         Ok(p) => p,
         Err(r) => return *r,
     };

@@ -13,6 +13,7 @@ pub mod config;
 pub mod directory;
 mod ews;
 mod graph;
+mod ntlm;
 mod state;
 mod store;
 mod token;
@@ -28,6 +29,8 @@ use axum::routing::{any, get, post};
 pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
 pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
+/// The secret type of [`Directory::windows_password`].
+pub use secrecy::SecretString;
 pub use state::{ExchangeState, ExchangeStats};
 pub use token::{CLOCK_SKEW_SECONDS, TokenVerifier};
 
@@ -43,6 +46,16 @@ pub enum ServedScheme {
     Http,
     /// HTTPS.
     Https,
+}
+
+/// The TCP connection a request came on. The server inserts it as a request extension; NTLM
+/// authenticates connections, so without it NTLM handshakes cannot complete (each request is
+/// then a new connection). Ids must be unique for the life of the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnectionId(pub u64);
+
+fn connection_of(ext: &axum::http::Extensions) -> Option<ConnectionId> {
+    ext.get::<ConnectionId>().copied()
 }
 
 fn origin(headers: &HeaderMap, scheme: Option<ServedScheme>) -> String {
@@ -85,18 +98,24 @@ fn not_found() -> Response {
     (StatusCode::NOT_FOUND, "").into_response()
 }
 
-async fn ews_online(State(s): State<ExchangeState>, headers: HeaderMap, body: Bytes) -> Response {
-    ews::handle(&s.inner, Site::Online, &headers, &body)
+async fn ews_online(
+    State(s): State<ExchangeState>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    ews::handle(&s.inner, Site::Online, &headers, connection_of(&ext), &body)
 }
 
 async fn ews_onprem(
     State(s): State<ExchangeState>,
     Path(server): Path<String>,
+    ext: axum::http::Extensions,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     match onprem_site(&s.inner, &server) {
-        Some(site) => ews::handle(&s.inner, site, &headers, &body),
+        Some(site) => ews::handle(&s.inner, site, &headers, connection_of(&ext), &body),
         None => not_found(),
     }
 }
@@ -118,8 +137,8 @@ fn autodiscover(
 ) -> Response {
     let o = origin(headers, scheme_of(ext));
     match kind {
-        Ad::Pox => autodiscover::pox(&s.inner, site, &o, headers, body),
-        Ad::Soap => autodiscover::soap(&s.inner, site, &o, headers, body),
+        Ad::Pox => autodiscover::pox(&s.inner, site, &o, headers, connection_of(ext), body),
+        Ad::Soap => autodiscover::soap(&s.inner, site, &o, headers, connection_of(ext), body),
     }
 }
 

@@ -136,6 +136,8 @@ pub(crate) struct Inner {
     pub overlay: Overlay,
     pub throttle: Throttle,
     pub counters: Counters,
+    /// NTLM handshake state by connection.
+    pub ntlm: crate::ntlm::Connections,
 }
 
 /// The Exchange plane's state; cheap to clone (an `Arc` inside).
@@ -330,6 +332,7 @@ impl ExchangeState {
                     used: Mutex::new(HashMap::new()),
                 },
                 counters: Counters::default(),
+                ntlm: crate::ntlm::Connections::default(),
                 config,
             }),
         })

@@ -164,3 +164,48 @@ impl InMemoryDirectoryDebug {
         format!("{:?}", directory())
     }
 }
+
+fn ntlm_token() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..300),
+        prop::collection::vec(any::<u8>(), 0..300).prop_map(|t| {
+            let mut m = b"NTLMSSP\0\x03\0\0\0".to_vec();
+            m.extend(t);
+            m
+        }),
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(|t| {
+            let mut m = b"NTLMSSP\0\x01\0\0\0".to_vec();
+            m.extend(t);
+            m
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, .. ProptestConfig::default() })]
+
+    /// NEGOTIATE then arbitrary tokens on the same connection: always a 401 with challenges,
+    /// never a panic, never a success.
+    #[test]
+    fn arbitrary_ntlm_tokens_are_refused(token in ntlm_token(), negotiate in any::<bool>()) {
+        use axum::body::Body;
+        use axum::http::Request;
+        use base64::Engine;
+        let rt = runtime();
+        let h = Harness::new();
+        let scheme = if negotiate { "Negotiate" } else { "NTLM" };
+        let first = format!("{scheme} TlRMTVNTUAABAAAAB4IIogAAAAAAAAAAAAAAAAAAAAAKAGNFAAAADw==");
+        let second = format!("{scheme} {}", base64::engine::general_purpose::STANDARD.encode(&token));
+        for auth in [first, second] {
+            let mut req = Request::post("/onprem/ex01/EWS/Exchange.asmx")
+                .header("host", "mail.contoso.com")
+                .header("authorization", auth)
+                .body(Body::from(soap("", &get_folder("inbox", None))))
+                .expect("request");
+            req.extensions_mut().insert(exgate_emulator_exchange::ConnectionId(7));
+            let r = rt.block_on(h.send(req));
+            prop_assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+            prop_assert!(!r.header("www-authenticate").is_empty());
+        }
+    }
+}

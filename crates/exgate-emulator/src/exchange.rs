@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use axum::Router;
 use exgate_emulator_exchange::{
-    ConfigError, Directory, ExchangeConfig, ExchangeState, PasswordCheck, ServedScheme, TenantInfo,
-    TokenVerifier,
+    ConfigError, Directory, ExchangeConfig, ExchangeState, PasswordCheck, SecretString,
+    ServedScheme, TenantInfo, TokenVerifier,
 };
 
 use crate::scenario::{Scenario, Tenant, normalize_resource};
@@ -50,6 +50,17 @@ impl Directory for ScenarioDirectory {
                 domains: t.domains.clone(),
                 basic_auth: t.basic_auth,
             })
+    }
+
+    fn windows_password(&self, upn: &str) -> Option<SecretString> {
+        let user = self
+            .tenants
+            .iter()
+            .find_map(|t| t.user(upn).filter(|u| u.exists))?;
+        if user.federated || user.password.expose().is_empty() {
+            return None;
+        }
+        Some(SecretString::from(user.password.expose().to_owned()))
     }
 
     fn check_password(&self, upn: &str, password: &str) -> PasswordCheck {

@@ -304,6 +304,9 @@ async fn serve(
     app: Router,
     mut stop: oneshot::Receiver<()>,
 ) {
+    // Every accepted connection gets an id, unique in the process, carried by each of its
+    // requests: NTLM authenticates a connection, not a request.
+    static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut connections = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
@@ -312,12 +315,17 @@ async fn serve(
                 let Ok((stream, _peer)) = accepted else { continue };
                 let app = app.clone();
                 let tls = tls.clone();
+                let connection = exgate_emulator_exchange::ConnectionId(
+                    NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+                );
                 connections.spawn(async move {
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let app = app.clone();
+                        let mut req = req.map(axum::body::Body::new);
+                        req.extensions_mut().insert(connection);
                         async move {
                             use tower::ServiceExt as _;
-                            app.oneshot(req.map(axum::body::Body::new)).await
+                            app.oneshot(req).await
                         }
                     });
                     let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
