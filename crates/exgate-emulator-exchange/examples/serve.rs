@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use exgate_emulator_exchange::{
-    ExchangeConfig, ExchangeState, InMemoryDirectory, PasswordCheck, TokenVerifier, router,
+    ConnectionId, ExchangeConfig, ExchangeState, InMemoryDirectory, PasswordCheck, TokenVerifier,
+    router,
 };
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::json;
@@ -66,9 +67,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "expires_on": now + 3600,
         });
         write_private(&out, &state_json.to_string())?;
-        axum::serve(listener, router(state)).await?;
+        // Each connection gets an id (NTLM authenticates connections).
+        let app = router(state).layer(axum::middleware::from_fn(
+            |axum::extract::ConnectInfo(Conn(id)): axum::extract::ConnectInfo<Conn>,
+             mut req: axum::extract::Request,
+             next: axum::middleware::Next| async move {
+                req.extensions_mut().insert(ConnectionId(id));
+                next.run(req).await
+            },
+        ));
+        axum::serve(listener, app.into_make_service_with_connect_info::<Conn>()).await?;
         Ok::<(), Box<dyn std::error::Error>>(())
     })
+}
+
+/// A connection's id, drawn when the connection is accepted.
+#[derive(Clone, Copy)]
+struct Conn(u64);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Conn
+{
+    fn connect_info(_: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        Conn(NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+    }
 }
 
 fn write_private(path: &str, text: &str) -> std::io::Result<()> {

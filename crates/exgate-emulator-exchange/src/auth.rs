@@ -496,10 +496,17 @@ fn password_principal(
 /// The names an on-premises server gives in its NTLM challenge: NetBIOS and DNS names of its
 /// tenant's first domain and of the server.
 fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
-    let dns_domain = st
+    // The tenant's first domain that is not its initial *.onmicrosoft.com one.
+    let domains = st
         .directory
         .tenant(&s.tenant_id)
-        .and_then(|t| t.domains.first().cloned())
+        .map(|t| t.domains)
+        .unwrap_or_default();
+    let dns_domain = domains
+        .iter()
+        .find(|d| !d.ends_with(".onmicrosoft.com"))
+        .or(domains.first())
+        .cloned()
         .unwrap_or_else(|| s.host.clone());
     let nb_domain = dns_domain
         .split('.')
@@ -516,33 +523,40 @@ fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
     }
 }
 
-/// The UPN an NTLM user and domain name: `user@domain` as is; `DOMAIN\user` or `user` with a
-/// NetBIOS or DNS domain of the server's tenant; a bare `user` in the tenant's first domain.
-fn ntlm_upn(st: &Inner, s: &Server, user: &str, domain: &str) -> Option<String> {
+/// The UPNs an NTLM user and domain name may stand for, best first: `user@domain` as is;
+/// `DOMAIN\user` or `user` with a DNS or NetBIOS domain of the server's tenant (exact DNS
+/// matches first); a bare `user` in each of the tenant's domains.
+fn ntlm_upns(st: &Inner, s: &Server, user: &str, domain: &str) -> Vec<String> {
     let (domain, user) = match user.split_once('\\') {
         Some((d, u)) => (d, u),
         None => (domain, user),
     };
     let user = user.trim().to_ascii_lowercase();
     if user.is_empty() {
-        return None;
+        return Vec::new();
     }
     if user.contains('@') {
-        return Some(user);
+        return vec![user];
     }
-    let domains = st.directory.tenant(&s.tenant_id)?.domains;
-    let domain = domain.trim();
-    let dns = if domain.is_empty() {
-        domains.first()?
-    } else {
-        domains.iter().find(|d| {
-            d.eq_ignore_ascii_case(domain)
-                || d.split('.')
-                    .next()
-                    .is_some_and(|l| l.eq_ignore_ascii_case(domain))
-        })?
+    let Some(tenant) = st.directory.tenant(&s.tenant_id) else {
+        return Vec::new();
     };
-    Some(format!("{user}@{dns}"))
+    let domain = domain.trim();
+    let exact = tenant
+        .domains
+        .iter()
+        .filter(|d| domain.is_empty() || d.eq_ignore_ascii_case(domain));
+    let netbios = tenant.domains.iter().filter(|d| {
+        !domain.is_empty()
+            && !d.eq_ignore_ascii_case(domain)
+            && d.split('.')
+                .next()
+                .is_some_and(|l| l.eq_ignore_ascii_case(domain))
+    });
+    exact
+        .chain(netbios)
+        .map(|d| format!("{user}@{d}"))
+        .collect()
 }
 
 /// One step of the NTLM handshake on an on-premises vdir with Windows authentication: a
@@ -628,10 +642,10 @@ fn windows_auth(
             let Some(msg) = ntlm::parse_authenticate(token) else {
                 return Err(fail());
             };
-            let Some(upn) = ntlm_upn(st, server, &msg.user, &msg.domain) else {
-                return Err(fail());
-            };
-            let Some(password) = st.directory.windows_password(&upn) else {
+            let Some((upn, password)) = ntlm_upns(st, server, &msg.user, &msg.domain)
+                .into_iter()
+                .find_map(|u| st.directory.windows_password(&u).map(|p| (u, p)))
+            else {
                 return Err(fail());
             };
             let password = password.expose_secret();
