@@ -392,7 +392,12 @@ pub(crate) fn verify(
     mac.verify_slice(proof).map_err(|_| Refusal::BadProof)?;
     if let Some(mic) = msg.mic {
         let session_base_key = hmac_md5(&key, &[proof]);
-        let exported = if msg.flags & flags::KEY_EXCH != 0 {
+        // [MS-NLMP] 3.2.5.1.2: the client's random key is used only with KEY_EXCH and SIGN or
+        // SEAL; otherwise the exported key is the key exchange key (pyspnego sends a
+        // placeholder EncryptedRandomSessionKey then).
+        let key_exch =
+            msg.flags & flags::KEY_EXCH != 0 && msg.flags & (flags::SIGN | flags::SEAL) != 0;
+        let exported = if key_exch {
             if msg.encrypted_session_key.len() != 16 {
                 return Err(Refusal::BadMic);
             }
@@ -713,6 +718,35 @@ mod tests {
                 [&negotiate, &other, &raw]
             ),
             Err(Refusal::BadMic)
+        );
+    }
+
+    #[test]
+    fn key_exch_without_sign_or_seal_uses_the_session_base_key() {
+        let negotiate = b"NTLMSSP\0\x01\0\0\0\x01\x82\x08\x40".to_vec();
+        let key = ntowf_v2("Password", "User", "Domain");
+        let mut temp = vec![1, 1, 0, 0, 0, 0, 0, 0];
+        temp.extend_from_slice(&[0; 20]);
+        av_pair(&mut temp, av::FLAGS, &AV_FLAG_MIC.to_le_bytes());
+        av_pair(&mut temp, av::EOL, &[]);
+        let proof = hmac_md5(&key, &[&SERVER_CHALLENGE, &temp]);
+        let mut nt = proof.to_vec();
+        nt.extend_from_slice(&temp);
+        let base = hmac_md5(&key, &[&proof]);
+        let flags =
+            flags::UNICODE | flags::NTLM | flags::EXTENDED_SESSIONSECURITY | flags::KEY_EXCH;
+        let mut raw = authenticate_message("User", "Domain", &nt, &[0], flags);
+        let mic = hmac_md5(&base, &[&negotiate, b"challenge", &raw]);
+        raw[MIC_OFFSET..MIC_OFFSET + 16].copy_from_slice(&mic);
+        let msg = parse_authenticate(&raw).expect("parses");
+        assert_eq!(
+            verify(
+                &msg,
+                "Password",
+                &SERVER_CHALLENGE,
+                [&negotiate, b"challenge", &raw]
+            ),
+            Ok(())
         );
     }
 
