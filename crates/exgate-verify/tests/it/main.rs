@@ -5,6 +5,7 @@ mod backends;
 mod fake;
 mod html;
 mod live;
+mod ntlm;
 mod rerun;
 mod store;
 mod support;
