@@ -47,6 +47,7 @@ mod http;
 mod mailbox;
 pub mod ntlm;
 pub mod retry;
+pub mod smtp;
 pub mod xml;
 
 pub use credentials::{

@@ -8,6 +8,7 @@ mod graph;
 mod http;
 mod mailbox;
 mod ntlm;
+mod smtp;
 mod tls;
 
 use std::sync::Arc;

@@ -1,0 +1,696 @@
+//! SMTP submission check (RFC 5321, STARTTLS RFC 3207, SASL XOAUTH2 and LOGIN): what a daemon
+//! that sends mail does against `smtp.office365.com:587`, step by step, with every server reply
+//! kept so a refusal (`535 5.7.139 ...`, `535 5.7.3 ...`) can be diagnosed.
+//!
+//! [`check`] connects, reads the greeting, says EHLO, upgrades with STARTTLS (or starts in TLS
+//! on port 465), authenticates and, when given a [`TestMessage`], sends it. It stops at the first
+//! refused step and returns the transcript; it never fails as a whole. The AUTH lines themselves
+//! (token, password) are never recorded: a step keeps only the server's reply.
+//!
+//! Hand-written: the SMTP crates (`lettre`, `mail-send`) send mail but hide the replies of the
+//! steps before a failure and do not report per-step results, which is the point here; the
+//! client part of SMTP needed is about two hundred lines over tokio and tokio-rustls.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// Longest reply line read (RFC 5321 allows 512; servers send a little more).
+const MAX_LINE: usize = 4096;
+/// Most lines in one multi-line reply.
+const MAX_REPLY_LINES: usize = 100;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// How the connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain TCP, upgraded with STARTTLS before authentication (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// Where and how to connect.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// Server host name (also the TLS server name).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Connect to this address instead of resolving `host` (tests, emulators).
+    pub connect_to: Option<std::net::SocketAddr>,
+    /// STARTTLS or implicit TLS.
+    pub security: SmtpSecurity,
+    /// Extra root certificates (PEM) to trust besides the platform's.
+    pub extra_root_pem: Option<Vec<u8>>,
+    /// Limit for each network step.
+    pub timeout: Duration,
+    /// The name said in EHLO.
+    pub ehlo_name: String,
+}
+
+impl SmtpOptions {
+    /// Exchange Online submission: `smtp.office365.com:587` with STARTTLS.
+    pub fn exchange_online() -> Self {
+        SmtpOptions {
+            host: "smtp.office365.com".to_owned(),
+            port: 587,
+            connect_to: None,
+            security: SmtpSecurity::StartTls,
+            extra_root_pem: None,
+            timeout: Duration::from_secs(30),
+            ehlo_name: "exgate.localhost".to_owned(),
+        }
+    }
+}
+
+/// How to authenticate. Secrets never appear in `Debug`.
+#[derive(Clone)]
+pub enum SmtpAuth {
+    /// SASL XOAUTH2 with an access token for `user`.
+    Xoauth2 {
+        /// The mailbox (`user=`).
+        user: String,
+        /// The access token.
+        token: SecretString,
+    },
+    /// AUTH LOGIN (Basic: a password or an app password).
+    Login {
+        /// The account.
+        user: String,
+        /// The password.
+        password: SecretString,
+    },
+}
+
+impl std::fmt::Debug for SmtpAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SmtpAuth::Xoauth2 { user, .. } => write!(f, "Xoauth2({user}, [REDACTED])"),
+            SmtpAuth::Login { user, .. } => write!(f, "Login({user}, [REDACTED])"),
+        }
+    }
+}
+
+impl SmtpAuth {
+    /// `xoauth2` or `login`.
+    pub fn mechanism(&self) -> &'static str {
+        match self {
+            SmtpAuth::Xoauth2 { .. } => "xoauth2",
+            SmtpAuth::Login { .. } => "login",
+        }
+    }
+}
+
+/// A message to send once authenticated.
+#[derive(Debug, Clone)]
+pub struct TestMessage {
+    /// Envelope and header sender (must be the authenticated mailbox, or one it may send as).
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Subject.
+    pub subject: String,
+    /// Plain-text body.
+    pub body: String,
+}
+
+/// One server reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpReply {
+    /// The three-digit code.
+    pub code: u16,
+    /// The enhanced status code (`5.7.139`), when the first line has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced: Option<String>,
+    /// The text of every line, codes removed.
+    pub lines: Vec<String>,
+}
+
+impl SmtpReply {
+    /// The reply as the server sent it (`535 5.7.3 Authentication unsuccessful`), one line each.
+    pub fn text(&self) -> String {
+        let last = self.lines.len().saturating_sub(1);
+        self.lines
+            .iter()
+            .enumerate()
+            .map(|(i, l)| format!("{}{}{l}", self.code, if i == last { ' ' } else { '-' }))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+}
+
+/// One step of the check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpStep {
+    /// `connect`, `greeting`, `ehlo`, `starttls`, `auth`, `mail`, `rcpt`, `data`, `quit`.
+    pub name: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The server's reply, when one came.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<SmtpReply>,
+    /// What went wrong without a reply (connection, TLS, timeout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Milliseconds.
+    pub ms: u64,
+}
+
+/// The outcome of [`check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SmtpTranscript {
+    /// `host:port`.
+    pub server: String,
+    /// The AUTH mechanism used.
+    pub mechanism: String,
+    /// Extensions the server announced in its last EHLO answer (`AUTH LOGIN XOAUTH2`, ...).
+    pub extensions: Vec<String>,
+    /// Every step, in order, up to the first failure (then `quit`).
+    pub steps: Vec<SmtpStep>,
+}
+
+impl SmtpTranscript {
+    /// `true` when every step succeeded.
+    pub fn ok(&self) -> bool {
+        self.steps.iter().all(|s| s.ok)
+    }
+
+    /// The first failed step.
+    pub fn failure(&self) -> Option<&SmtpStep> {
+        self.steps.iter().find(|s| !s.ok)
+    }
+}
+
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+struct Session {
+    io: BufReader<Box<dyn Io>>,
+    timeout: Duration,
+}
+
+#[derive(Debug)]
+enum StepError {
+    /// The server answered, negatively.
+    Refused(SmtpReply),
+    /// No usable answer.
+    Transport(String),
+}
+
+impl Session {
+    async fn read_reply(&mut self) -> Result<SmtpReply, StepError> {
+        let mut code = None;
+        let mut lines = Vec::new();
+        loop {
+            let mut raw = Vec::new();
+            let read = tokio::time::timeout(self.timeout, async {
+                let mut limited = (&mut self.io).take(MAX_LINE as u64);
+                limited.read_until(b'\n', &mut raw).await
+            })
+            .await
+            .map_err(|_| StepError::Transport("no reply within the timeout".into()))?
+            .map_err(|e| StepError::Transport(format!("reading the reply: {e}")))?;
+            if read == 0 {
+                return Err(StepError::Transport(
+                    "the server closed the connection".into(),
+                ));
+            }
+            let line = String::from_utf8_lossy(&raw);
+            let line = line.trim_end_matches(['\r', '\n']);
+            let (c, rest) = (line.get(..3), line.get(3..).unwrap_or(""));
+            let c: u16 = c
+                .and_then(|c| c.parse().ok())
+                .filter(|c| (200..600).contains(c))
+                .ok_or_else(|| StepError::Transport(format!("not an SMTP reply: {line:.80}")))?;
+            if code.is_some_and(|k| k != c) {
+                return Err(StepError::Transport(
+                    "a reply changed its code midway".into(),
+                ));
+            }
+            code = Some(c);
+            let (more, text) = match rest.chars().next() {
+                Some('-') => (true, &rest[1..]),
+                Some(' ') => (false, &rest[1..]),
+                None => (false, ""),
+                Some(_) => {
+                    return Err(StepError::Transport(format!(
+                        "not an SMTP reply: {line:.80}"
+                    )));
+                }
+            };
+            lines.push(text.to_owned());
+            if !more {
+                break;
+            }
+            if lines.len() >= MAX_REPLY_LINES {
+                return Err(StepError::Transport("a reply of too many lines".into()));
+            }
+        }
+        let code = code.unwrap_or(0);
+        let enhanced = lines.first().and_then(|l| {
+            let first = l.split_whitespace().next()?;
+            let parts: Vec<&str> = first.split('.').collect();
+            (parts.len() == 3
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit())))
+            .then(|| first.to_owned())
+        });
+        Ok(SmtpReply {
+            code,
+            enhanced,
+            lines,
+        })
+    }
+
+    async fn send_line(&mut self, line: &str) -> Result<(), StepError> {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        tokio::time::timeout(self.timeout, async {
+            let w = self.io.get_mut();
+            w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await
+        .map_err(|_| StepError::Transport("sending timed out".into()))?
+        .map_err(|e| StepError::Transport(format!("sending: {e}")))
+    }
+
+    /// Sends `line` and reads the reply; a negative reply is [`StepError::Refused`].
+    async fn command(&mut self, line: &str) -> Result<SmtpReply, StepError> {
+        self.send_line(line).await?;
+        let reply = self.read_reply().await?;
+        if reply.positive() {
+            Ok(reply)
+        } else {
+            Err(StepError::Refused(reply))
+        }
+    }
+}
+
+fn tls_config(extra_root_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let extra: Vec<CertificateDer<'static>> = match extra_root_pem {
+        Some(pem) => CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("the extra root CA file is not PEM: {e}"))?,
+        None => Vec::new(),
+    };
+    let verifier =
+        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
+            .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?;
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+async fn start_tls(
+    stream: Box<dyn Io>,
+    host: &str,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<Box<dyn Io>, String> {
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| "the TLS handshake timed out".to_owned())?
+        .map_err(|e| format!("TLS: {e}"))?;
+    Ok(Box::new(tls))
+}
+
+fn message_text(m: &TestMessage, host: &str) -> String {
+    let date = httpdate::fmt_http_date(std::time::SystemTime::now());
+    let id = format!(
+        "<{}.exgate@{}>",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+        host
+    );
+    let mut out = format!(
+        "From: <{}>\r\nTo: <{}>\r\nSubject: {}\r\nDate: {date}\r\nMessage-ID: {id}\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n",
+        m.from,
+        m.to,
+        m.subject.replace(['\r', '\n'], " ")
+    );
+    for line in m.body.lines() {
+        // Dot-stuffing (RFC 5321 4.5.2).
+        if line.starts_with('.') {
+            out.push('.');
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push('.');
+    out
+}
+
+/// Runs the check. See the module documentation.
+pub async fn check(
+    options: &SmtpOptions,
+    auth: &SmtpAuth,
+    message: Option<&TestMessage>,
+) -> SmtpTranscript {
+    let mut t = SmtpTranscript {
+        server: format!("{}:{}", options.host, options.port),
+        mechanism: auth.mechanism().to_owned(),
+        extensions: Vec::new(),
+        steps: Vec::new(),
+    };
+    let session = run(options, auth, message, &mut t).await;
+    if let Some(mut s) = session {
+        let start = Instant::now();
+        let quit = s.command("QUIT").await;
+        t.steps.push(step("quit", start, quit));
+    }
+    t
+}
+
+fn step(name: &str, start: Instant, r: Result<SmtpReply, StepError>) -> SmtpStep {
+    let ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    match r {
+        Ok(reply) => SmtpStep {
+            name: name.to_owned(),
+            ok: true,
+            reply: Some(reply),
+            error: None,
+            ms,
+        },
+        Err(StepError::Refused(reply)) => SmtpStep {
+            name: name.to_owned(),
+            ok: false,
+            reply: Some(reply),
+            error: None,
+            ms,
+        },
+        Err(StepError::Transport(e)) => SmtpStep {
+            name: name.to_owned(),
+            ok: false,
+            reply: None,
+            error: Some(e),
+            ms,
+        },
+    }
+}
+
+/// Records a step; `None` (stop) when it failed.
+fn record<T>(
+    t: &mut SmtpTranscript,
+    name: &str,
+    start: Instant,
+    r: Result<(T, SmtpReply), StepError>,
+) -> Option<T> {
+    match r {
+        Ok((v, reply)) => {
+            t.steps.push(step(name, start, Ok(reply)));
+            Some(v)
+        }
+        Err(e) => {
+            t.steps.push(step(name, start, Err(e)));
+            None
+        }
+    }
+}
+
+/// Every step up to the first failure; returns the session when QUIT can still be sent.
+async fn run(
+    o: &SmtpOptions,
+    auth: &SmtpAuth,
+    message: Option<&TestMessage>,
+    t: &mut SmtpTranscript,
+) -> Option<Session> {
+    let config = match tls_config(o.extra_root_pem.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            t.steps.push(step(
+                "connect",
+                Instant::now(),
+                Err(StepError::Transport(e)),
+            ));
+            return None;
+        }
+    };
+    let start = Instant::now();
+    let connected = async {
+        let tcp = match o.connect_to {
+            Some(addr) => tokio::time::timeout(o.timeout, TcpStream::connect(addr)).await,
+            None => {
+                tokio::time::timeout(o.timeout, TcpStream::connect((o.host.as_str(), o.port))).await
+            }
+        }
+        .map_err(|_| StepError::Transport("connecting timed out".into()))?
+        .map_err(|e| StepError::Transport(format!("cannot connect: {e}")))?;
+        let _ = tcp.set_nodelay(true);
+        let stream: Box<dyn Io> = Box::new(tcp);
+        let stream = match o.security {
+            SmtpSecurity::Tls => start_tls(stream, &o.host, config.clone(), o.timeout)
+                .await
+                .map_err(StepError::Transport)?,
+            SmtpSecurity::StartTls => stream,
+        };
+        Ok(Session {
+            io: BufReader::new(stream),
+            timeout: o.timeout,
+        })
+    }
+    .await;
+    let mut s = match connected {
+        Ok(s) => {
+            t.steps.push(SmtpStep {
+                name: "connect".into(),
+                ok: true,
+                reply: None,
+                error: None,
+                ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            });
+            s
+        }
+        Err(e) => {
+            t.steps.push(step("connect", start, Err(e)));
+            return None;
+        }
+    };
+
+    let start = Instant::now();
+    let greeting = s.read_reply().await.and_then(|r| {
+        if r.code == 220 {
+            Ok(((), r))
+        } else {
+            Err(StepError::Refused(r))
+        }
+    });
+    record(t, "greeting", start, greeting)?;
+
+    let ehlo = format!("EHLO {}", o.ehlo_name);
+    let start = Instant::now();
+    let r = s.command(&ehlo).await.map(|r| ((), r));
+    let reply = match &r {
+        Ok((_, reply)) => Some(reply.clone()),
+        Err(_) => None,
+    };
+    record(t, "ehlo", start, r)?;
+    if let Some(reply) = reply {
+        t.extensions = reply.lines.iter().skip(1).cloned().collect();
+    }
+
+    if o.security == SmtpSecurity::StartTls {
+        let start = Instant::now();
+        let r = s.command("STARTTLS").await;
+        let r = match r {
+            Ok(reply) => {
+                let buffered = !s.io.buffer().is_empty();
+                let inner = s.io.into_inner();
+                if buffered {
+                    t.steps.push(step(
+                        "starttls",
+                        start,
+                        Err(StepError::Transport(
+                            "the server sent data before the TLS handshake".into(),
+                        )),
+                    ));
+                    return None;
+                }
+                match start_tls(inner, &o.host, config.clone(), o.timeout).await {
+                    Ok(tls) => {
+                        s = Session {
+                            io: BufReader::new(tls),
+                            timeout: o.timeout,
+                        };
+                        Ok(((), reply))
+                    }
+                    Err(e) => {
+                        t.steps
+                            .push(step("starttls", start, Err(StepError::Transport(e))));
+                        return None;
+                    }
+                }
+            }
+            Err(e) => Err(e),
+        };
+        record(t, "starttls", start, r)?;
+        let start = Instant::now();
+        let r = s.command(&ehlo).await;
+        if let Ok(reply) = &r {
+            t.extensions = reply.lines.iter().skip(1).cloned().collect();
+        }
+        record(t, "ehlo", start, r.map(|r| ((), r)))?;
+    }
+
+    let start = Instant::now();
+    let r = authenticate(&mut s, auth).await.map(|r| ((), r));
+    let failed = r.is_err();
+    record(t, "auth", start, r);
+    if failed {
+        return Some(s);
+    }
+
+    if let Some(m) = message {
+        let start = Instant::now();
+        let r = s.command(&format!("MAIL FROM:<{}>", m.from)).await;
+        if record(t, "mail", start, r.map(|r| ((), r))).is_none() {
+            return Some(s);
+        }
+        let start = Instant::now();
+        let r = s.command(&format!("RCPT TO:<{}>", m.to)).await;
+        if record(t, "rcpt", start, r.map(|r| ((), r))).is_none() {
+            return Some(s);
+        }
+        let start = Instant::now();
+        let r = async {
+            let go = s.command("DATA").await?;
+            if go.code != 354 {
+                return Err(StepError::Refused(go));
+            }
+            s.command(&message_text(m, &o.host)).await
+        }
+        .await;
+        if record(t, "data", start, r.map(|r| ((), r))).is_none() {
+            return Some(s);
+        }
+    }
+    Some(s)
+}
+
+async fn authenticate(s: &mut Session, auth: &SmtpAuth) -> Result<SmtpReply, StepError> {
+    match auth {
+        SmtpAuth::Xoauth2 { user, token } => {
+            let payload = format!(
+                "user={user}\x01auth=Bearer {}\x01\x01",
+                token.expose_secret()
+            );
+            s.send_line(&format!("AUTH XOAUTH2 {}", B64.encode(payload)))
+                .await?;
+            let reply = s.read_reply().await?;
+            if reply.code == 334 {
+                // An error challenge (RFC 7628): answer with an empty line for the final reply.
+                s.send_line("").await?;
+                let last = s.read_reply().await?;
+                return Err(StepError::Refused(last));
+            }
+            if reply.code == 235 {
+                Ok(reply)
+            } else {
+                Err(StepError::Refused(reply))
+            }
+        }
+        SmtpAuth::Login { user, password } => {
+            let first = s.command("AUTH LOGIN").await?;
+            if first.code != 334 {
+                return Err(StepError::Refused(first));
+            }
+            s.send_line(&B64.encode(user)).await?;
+            let second = s.read_reply().await?;
+            if second.code != 334 {
+                return Err(StepError::Refused(second));
+            }
+            s.send_line(&B64.encode(password.expose_secret())).await?;
+            let done = s.read_reply().await?;
+            if done.code == 235 {
+                Ok(done)
+            } else {
+                Err(StepError::Refused(done))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(bytes: &[u8]) -> Result<SmtpReply, StepError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let (a, mut b) = tokio::io::duplex(1 << 16);
+            b.write_all(bytes).await.expect("write");
+            drop(b);
+            let mut s = Session {
+                io: BufReader::new(Box::new(a)),
+                timeout: Duration::from_secs(1),
+            };
+            s.read_reply().await
+        })
+    }
+
+    #[test]
+    fn replies_single_and_multi_line_with_enhanced_codes() {
+        let r = read(b"250-smtp.test Hello\r\n250-SIZE 1\r\n250 AUTH LOGIN XOAUTH2\r\n").unwrap();
+        assert_eq!(r.code, 250);
+        assert_eq!(r.lines, ["smtp.test Hello", "SIZE 1", "AUTH LOGIN XOAUTH2"]);
+        assert_eq!(r.enhanced, None);
+        let r = read(b"535 5.7.3 Authentication unsuccessful [x]\r\n").unwrap();
+        assert_eq!((r.code, r.enhanced.as_deref()), (535, Some("5.7.3")));
+        assert_eq!(r.text(), "535 5.7.3 Authentication unsuccessful [x]");
+        assert!(matches!(
+            read(b"250-a\r\n251 b\r\n"),
+            Err(StepError::Transport(_))
+        ));
+        assert!(matches!(
+            read(b"HTTP/1.1 400\r\n"),
+            Err(StepError::Transport(_))
+        ));
+        assert!(matches!(read(b""), Err(StepError::Transport(_))));
+    }
+
+    #[test]
+    fn auth_debug_hides_secrets() {
+        let a = SmtpAuth::Login {
+            user: "u".into(),
+            password: SecretString::from("CANARY-pw"),
+        };
+        assert!(!format!("{a:?}").contains("CANARY"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reply_reader_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
+            let _ = read(&bytes);
+            let mut framed = b"250-".to_vec();
+            framed.extend_from_slice(&bytes);
+            let _ = read(&framed);
+        }
+    }
+}
