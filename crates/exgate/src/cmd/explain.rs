@@ -163,7 +163,7 @@ fn print_findings(findings: &[Finding], indent: &str) {
     }
 }
 
-fn print_diagnosis(d: &Diagnosis, color: bool, indent: &str) {
+pub(crate) fn print_diagnosis(d: &Diagnosis, color: bool, indent: &str) {
     if d.causes.is_empty() {
         println!("{indent}No failure recognised.");
         print_findings(&d.token_findings, indent);

@@ -6,6 +6,7 @@ pub mod demo;
 pub mod emulator;
 pub mod explain;
 pub mod redact;
+pub mod smtp;
 pub mod token;
 pub mod token_get;
 pub mod token_inspect;
