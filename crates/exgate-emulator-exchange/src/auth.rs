@@ -25,7 +25,7 @@ const TOKEN_TYPES: &str = "app_asserted_user_v1 service_asserted_app_v1";
 const EXO_AUTHZ_URI: &str = "https://login.microsoftonline.com/common/oauth2/authorize";
 const ONPREM_AUTHZ_URI: &str = "https://login.windows.net/common/oauth2/authorize";
 /// Audiences Exchange Online accepts.
-const EXO_AUDIENCES: &[&str] = &[
+pub(crate) const EXO_AUDIENCES: &[&str] = &[
     "https://outlook.office365.com",
     "https://outlook.office.com",
     EXCHANGE_APP_ID,
@@ -298,7 +298,7 @@ const TOKEN_ERR: ChallengeOpts = ChallengeOpts {
 };
 
 /// Normalises an audience or origin for comparison.
-fn norm(s: &str) -> String {
+pub(crate) fn norm(s: &str) -> String {
     s.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 

@@ -147,6 +147,11 @@ pub struct OrganizationConfig {
     /// app-only access when it was introduced, and how some organisations still run.
     #[serde(default)]
     pub app_only_requires_certificate: bool,
+    /// SMTP AUTH (client submission) for the organisation: false plays
+    /// `Set-TransportConfig -SmtpClientAuthenticationDisabled $true`, which refuses OAuth and
+    /// Basic alike (`535 5.7.139 ... disabled for the Tenant`).
+    #[serde(default = "yes")]
+    pub smtp_auth_enabled: bool,
 }
 
 /// How a mailbox is licensed.
@@ -199,6 +204,11 @@ pub struct MailboxConfig {
     /// `EWSEnabled` for this mailbox (`Set-CASMailbox`).
     #[serde(default = "yes")]
     pub ews_enabled: bool,
+    /// SMTP AUTH for this mailbox: false plays
+    /// `Set-CASMailbox -SmtpClientAuthenticationDisabled $true` (`535 5.7.139 ... disabled for
+    /// the Mailbox`).
+    #[serde(default = "yes")]
+    pub smtp_auth_enabled: bool,
     /// Name of the on-premises server hosting the mailbox; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups the mailbox belongs to (for access scoping).
@@ -244,6 +254,9 @@ pub struct MailboxSetConfig {
     /// `EWSEnabled` per mailbox.
     #[serde(default = "yes")]
     pub ews_enabled: bool,
+    /// SMTP AUTH per mailbox.
+    #[serde(default = "yes")]
+    pub smtp_auth_enabled: bool,
     /// On-premises server; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups.

@@ -5,7 +5,8 @@
 //!
 //! The seam is narrow: an [`ExchangeConfig`] (the `[exchange]` part of a scenario), a
 //! [`Directory`] (what the identity side knows), a [`TokenVerifier`] (the emulator's signing
-//! keys), an [`ExchangeState`] and [`router`]. See `docs/exchange-emulator.md`.
+//! keys), an [`ExchangeState`] and [`router`]; [`serve_smtp`] adds SMTP client submission (as
+//! `smtp.office365.com:587`) on a listener of its own. See `docs/exchange-emulator.md`.
 
 mod auth;
 mod autodiscover;
@@ -14,6 +15,7 @@ pub mod directory;
 mod ews;
 mod graph;
 mod ntlm;
+mod smtp;
 mod state;
 mod store;
 mod token;
@@ -31,6 +33,7 @@ pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
 /// The secret type of [`Directory::windows_password`].
 pub use secrecy::SecretString;
+pub use smtp::{ADVERTISED_SIZE as SMTP_ADVERTISED_SIZE, SmtpOptions, serve_smtp};
 pub use state::{ExchangeState, ExchangeStats};
 pub use token::{CLOCK_SKEW_SECONDS, TokenVerifier};
 

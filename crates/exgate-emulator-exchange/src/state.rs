@@ -38,6 +38,7 @@ pub(crate) struct Org {
     pub ews_enabled: bool,
     pub ews_allowed_apps: Option<Vec<String>>,
     pub app_only_requires_certificate: bool,
+    pub smtp_auth_enabled: bool,
 }
 
 /// A resolved application access scope.
@@ -59,6 +60,8 @@ pub(crate) struct Counters {
     pub auth_failures: AtomicU64,
     pub throttled: AtomicU64,
     pub created: AtomicU64,
+    pub smtp_sessions: AtomicU64,
+    pub smtp_messages: AtomicU64,
 }
 
 impl Counters {
@@ -86,6 +89,10 @@ pub struct ExchangeStats {
     pub throttled: u64,
     /// Items created (CreateItem, sendMail, deliveries).
     pub items_created: u64,
+    /// SMTP connections accepted.
+    pub smtp_sessions: u64,
+    /// Messages accepted by SMTP (`250` after DATA or the last BDAT).
+    pub smtp_messages: u64,
 }
 
 /// Which budget a request draws on.
@@ -233,6 +240,7 @@ impl ExchangeState {
                 licensed: m.licensed,
                 license: m.license,
                 ews_enabled: m.ews_enabled,
+                smtp_auth_enabled: m.smtp_auth_enabled,
                 server: server_index(&m.server),
                 groups: m.groups.iter().map(|g| g.to_ascii_lowercase()).collect(),
                 inbox: m.inbox_messages.unwrap_or(config.default_inbox_messages),
@@ -260,6 +268,7 @@ impl ExchangeState {
                     licensed: s.licensed,
                     license: s.license,
                     ews_enabled: s.ews_enabled,
+                    smtp_auth_enabled: s.smtp_auth_enabled,
                     server,
                     groups: groups.clone(),
                     inbox: s.inbox_messages.unwrap_or(config.default_inbox_messages),
@@ -301,6 +310,7 @@ impl ExchangeState {
                         .as_ref()
                         .map(|v| v.iter().map(|a| a.to_ascii_lowercase()).collect()),
                     app_only_requires_certificate: o.app_only_requires_certificate,
+                    smtp_auth_enabled: o.smtp_auth_enabled,
                 },
             );
         }
@@ -350,6 +360,8 @@ impl ExchangeState {
             auth_failures: c.auth_failures.load(Ordering::Relaxed),
             throttled: c.throttled.load(Ordering::Relaxed),
             items_created: c.created.load(Ordering::Relaxed),
+            smtp_sessions: c.smtp_sessions.load(Ordering::Relaxed),
+            smtp_messages: c.smtp_messages.load(Ordering::Relaxed),
         }
     }
 
@@ -551,6 +563,7 @@ impl Inner {
             ews_enabled: true,
             ews_allowed_apps: None,
             app_only_requires_certificate: false,
+            smtp_auth_enabled: true,
         })
     }
 }

@@ -36,6 +36,8 @@ pub(crate) struct Mailbox {
     pub licensed: bool,
     pub license: LicenseKind,
     pub ews_enabled: bool,
+    /// SMTP AUTH allowed for this mailbox (`Set-CASMailbox -SmtpClientAuthenticationDisabled`).
+    pub smtp_auth_enabled: bool,
     /// Index of the on-premises server, if hosted on-premises.
     pub server: Option<usize>,
     /// Lower-case group names.

@@ -116,6 +116,7 @@ pub struct Emulator {
     ca_pem: Option<String>,
     shared: Arc<entra::Shared>,
     exchange: Option<exgate_emulator_exchange::ExchangeState>,
+    smtp: Option<SmtpListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -148,14 +149,18 @@ impl Emulator {
                 addr: options.listen,
                 source,
             })?;
-        let (tls, ca_pem) = if options.tls {
+        let (tls, ca_pem, smtp_tls) = if options.tls {
             let m = tls::generate()?;
+            // STARTTLS presents the same certificate; SMTP clients send no ALPN.
+            let mut smtp = (*m.config).clone();
+            smtp.alpn_protocols.clear();
             (
                 Some(tokio_rustls::TlsAcceptor::from(m.config)),
                 Some(m.ca_pem),
+                Some(Arc::new(smtp)),
             )
         } else {
-            (None, None)
+            (None, None, None)
         };
         let host = if options.tls {
             "localhost".to_string()
@@ -187,6 +192,10 @@ impl Emulator {
             Some((r, s)) => (Some(r), Some(s)),
             None => (None, None),
         };
+        let smtp = match (&exchange, smtp_tls) {
+            (Some(state), Some(config)) => Some(start_smtp(state.clone(), config).await?),
+            _ => None,
+        };
         let app = build_router(shared.clone(), exchange_router);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, tls, app, stop_rx));
@@ -196,6 +205,7 @@ impl Emulator {
             ca_pem,
             shared,
             exchange,
+            smtp,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -215,6 +225,13 @@ impl Emulator {
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.shared.counters.snapshot()
+    }
+
+    /// The SMTP submission endpoint (as `smtp.office365.com:587`: STARTTLS with the emulator's
+    /// certificate, then `AUTH XOAUTH2` / `LOGIN` / `PLAIN`), always on 127.0.0.1. Present when
+    /// the scenario has an `[exchange]` section and the emulator serves TLS.
+    pub fn smtp_addr(&self) -> Option<SocketAddr> {
+        self.smtp.as_ref().map(|s| s.addr)
     }
 
     /// Counters of the Exchange plane, when the scenario has an `[exchange]` section.
@@ -254,6 +271,14 @@ impl Emulator {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        if let Some(mut smtp) = self.smtp.take() {
+            if let Some(stop) = smtp.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(task) = smtp.task.take() {
+                let _ = task.await;
+            }
+        }
     }
 }
 
@@ -265,7 +290,53 @@ impl Drop for Emulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        if let Some(mut smtp) = self.smtp.take() {
+            if let Some(stop) = smtp.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(task) = smtp.task.take() {
+                task.abort();
+            }
+        }
     }
+}
+
+/// The running SMTP submission endpoint.
+struct SmtpListener {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Binds 127.0.0.1 on a free port and serves SMTP submission for the Exchange plane.
+async fn start_smtp(
+    state: exgate_emulator_exchange::ExchangeState,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<SmtpListener, EmulatorError> {
+    let want = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let listener = TcpListener::bind(want)
+        .await
+        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let options = exgate_emulator_exchange::SmtpOptions::default();
+    let task = tokio::spawn(exgate_emulator_exchange::serve_smtp(
+        state,
+        listener,
+        config,
+        options,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    tracing::info!(%addr, "SMTP submission listening");
+    Ok(SmtpListener {
+        addr,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
 }
 
 /// The router of a scenario, without a listener (for in-process use, e.g. benchmarks with

@@ -20,10 +20,13 @@ Examples:
   Short-lived tokens to test renewal:
     exgate emulator --scenario scenarios/demo.toml --token-lifetime 120
 
-The state file is JSON: {\"base_url\": ..., \"ca_file\": ... or null, \"pid\": ...,
-\"tenants\": [{\"name\", \"id\", \"domains\"}]}. It is written once the emulator accepts
-connections and removed when it stops. The token endpoint of a tenant is
-{base_url}/{tenant}/oauth2/v2.0/token. The scenario format is described in docs/scenarios.md.";
+The state file is JSON: {\"base_url\": ..., \"ca_file\": ... or null, \"smtp\":
+\"127.0.0.1:PORT\" or null, \"pid\": ..., \"tenants\": [{\"name\", \"id\", \"domains\"}]}.
+The state file is written once the emulator accepts connections and removed when it stops.
+The token endpoint of a tenant is {base_url}/{tenant}/oauth2/v2.0/token. With --tls and an
+[exchange] section, SMTP submission (STARTTLS, AUTH XOAUTH2/LOGIN/PLAIN, as
+smtp.office365.com:587) listens on the printed smtp address. The scenario format is described
+in docs/scenarios.md.";
 
 /// Serve the Entra ID emulator described by a scenario file.
 #[derive(Debug, clap::Args)]
@@ -111,6 +114,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ca) = &ca_file {
         writeln!(out, "ca_file: {}", ca.display())?;
     }
+    if let Some(smtp) = emulator.smtp_addr() {
+        writeln!(
+            out,
+            "smtp: {smtp} (STARTTLS, then AUTH XOAUTH2/LOGIN/PLAIN)"
+        )?;
+    }
     writeln!(
         out,
         "token endpoint: {}/{{tenant}}/oauth2/v2.0/token (Ctrl-C stops)",
@@ -123,6 +132,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         let doc = serde_json::json!({
             "base_url": emulator.base_url(),
             "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
+            "smtp": emulator.smtp_addr().map(|a| a.to_string()),
             "pid": std::process::id(),
             "tenants": tenants,
         });
