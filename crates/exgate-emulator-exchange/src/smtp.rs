@@ -1030,6 +1030,71 @@ mod tests {
         assert!(parse_path("FRO", "FROM:").is_none());
     }
 
+    fn empty_state() -> ExchangeState {
+        let cfg = crate::ExchangeConfig::from_toml_str("").unwrap_or_else(|e| panic!("{e}"));
+        ExchangeState::new(
+            cfg,
+            Arc::new(crate::InMemoryDirectory::new()),
+            crate::TokenVerifier::new(Vec::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_xoauth2(&raw);
+            let _ = parse_plain(&raw);
+            let _ = parse_message(&raw);
+            let text = String::from_utf8_lossy(&raw);
+            let _ = parse_path(&text, "FROM:");
+            let _ = addresses(&text);
+        }
+
+        #[test]
+        fn any_command_sequence_gets_an_answer(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+                    proptest::sample::select(vec![
+                        b"EHLO x".to_vec(), b"AUTH PLAIN".to_vec(), b"AUTH LOGIN =".to_vec(),
+                        b"AUTH XOAUTH2 dXNlcj0BAQ==".to_vec(), b"MAIL FROM:<a@b.cd>".to_vec(),
+                        b"RCPT TO:<".to_vec(), b"BDAT 99999999999999999999".to_vec(),
+                        b"DATA".to_vec(), b"*".to_vec(), b"BDAT 3 LAST".to_vec(),
+                    ]),
+                ],
+                0..30,
+            ),
+            tls in proptest::prelude::any::<bool>(),
+        ) {
+            let state = empty_state();
+            let st = &state.inner;
+            let mut s = Session::new("localhost");
+            if tls {
+                s.after_tls();
+            }
+            let mut pending: Option<Pending> = None;
+            for l in &lines {
+                let step = match pending.take() {
+                    Some(p) => s.sasl(st, p, l),
+                    None => s.command(st, l),
+                };
+                match step {
+                    Step::Challenge(r, p) => {
+                        proptest::prop_assert!(r.starts_with("334 "));
+                        pending = Some(p);
+                    }
+                    Step::Reply(r) | Step::Close(r) | Step::StartTls(r) | Step::Data(r) => {
+                        proptest::prop_assert!(r.ends_with("\r\n") && r.len() > 5);
+                    }
+                    Step::Bdat { size, last, keep } => {
+                        let _ = s.chunk(st, &vec![b'x'; size.min(64)], last, keep);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn headers_are_read() {
         let p = parse_message(
