@@ -39,7 +39,6 @@ def connect(emulator):
     smtp = smtplib.SMTP(host, int(port), timeout=30)
     smtp.ehlo()
     context = ssl.create_default_context(cafile=emulator.ca_file)
-    context.check_hostname = False  # the certificate names localhost; we dial 127.0.0.1 too
     smtp.starttls(context=context)
     smtp.ehlo()
     return smtp
