@@ -1,7 +1,12 @@
 //! `exgate smtp check` through the binary: help, exit codes, and (with the emulator) XOAUTH2
 //! accepted and each Exchange Online refusal explained.
 
+use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
 use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin;
 
 fn exgate() -> Command {
     let mut c = Command::cargo_bin("exgate").expect("binary");
@@ -69,4 +74,189 @@ fn an_unreachable_server_could_not_run_and_the_password_stays_hidden() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NO_SUCH_VAR_X"));
+}
+
+const SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["SMTP.SendAsApp"]
+
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["SMTP.SendAsApp"]
+
+[[applications]]
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+name = "Scanner"
+home_tenant = "contoso"
+multi_tenant = true
+
+[[applications.secrets]]
+value = "scanner-secret~1"
+expires = "2099-01-01"
+
+[exchange]
+
+[[exchange.mailboxes]]
+address = "scanner@contoso.com"
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+
+[[exchange.mailboxes]]
+address = "scanner@fabrikam.com"
+
+[[exchange.organizations]]
+tenant = "fabrikam.com"
+smtp_auth_enabled = false
+"#;
+
+struct Emulator(Child);
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `exgate emulator --tls`; returns it with its base URL and SMTP address.
+fn start_emulator(dir: &Path) -> (Emulator, String, String) {
+    std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
+    let state = dir.join("state.json");
+    let child = StdCommand::new(cargo_bin("exgate"))
+        .current_dir(dir)
+        .args([
+            "emulator",
+            "--scenario",
+            "scenario.toml",
+            "--tls",
+            "--ca-out",
+            "ca.pem",
+            "--state-file",
+        ])
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the emulator");
+    let emulator = Emulator(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&state)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let (Some(url), Some(smtp)) = (v["base_url"].as_str(), v["smtp"].as_str())
+            && dir.join("ca.pem").exists()
+        {
+            return (emulator, url.to_owned(), smtp.to_owned());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the emulator wrote no state file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn smtp_check(
+    dir: &Path,
+    base: &str,
+    smtp: &str,
+    tenant: &str,
+    user: &str,
+) -> std::process::Output {
+    exgate()
+        .current_dir(dir)
+        .env("AZURE_TENANT_ID", tenant)
+        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
+        .env("AZURE_CLIENT_SECRET", "scanner-secret~1")
+        .args([
+            "smtp",
+            "check",
+            "--user",
+            user,
+            "--to",
+            "alice@contoso.com",
+            "--host",
+            "localhost",
+            "--connect",
+            smtp,
+            "--authority-host",
+            base,
+            "--ca-cert",
+            "ca.pem",
+            "--json",
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, base, smtp) = start_emulator(dir.path());
+
+    let out = smtp_check(
+        dir.path(),
+        &base,
+        &smtp,
+        "contoso.com",
+        "scanner@contoso.com",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let steps: Vec<&str> = v["transcript"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "connect", "greeting", "ehlo", "starttls", "ehlo", "auth", "mail", "rcpt", "data",
+            "quit"
+        ]
+    );
+    assert!(!stdout.contains("scanner-secret"));
+
+    let out = smtp_check(
+        dir.path(),
+        &base,
+        &smtp,
+        "fabrikam.com",
+        "scanner@fabrikam.com",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["failed_step"], "auth");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("5.7.139"),
+        "{stdout}"
+    );
+    assert_eq!(v["causes"][0]["id"], "smtp_auth_disabled", "{stdout}");
 }
