@@ -44,10 +44,12 @@ pub mod evidence;
 pub mod ews;
 pub mod graph;
 mod http;
+pub mod imap;
 mod mailbox;
 pub mod ntlm;
 pub mod retry;
 pub mod smtp;
+mod tls;
 pub mod xml;
 
 pub use credentials::{

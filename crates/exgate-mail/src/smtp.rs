@@ -11,16 +11,15 @@
 //! steps before a failure and do not report per-step results, which is the point here; the
 //! client part of SMTP needed is about two hundred lines over tokio and tokio-rustls.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+
+use crate::tls::{Io, start_tls, tls_config};
 
 /// Longest reply line read (RFC 5321 allows 512; servers send a little more).
 const MAX_LINE: usize = 4096;
@@ -195,9 +194,6 @@ impl SmtpTranscript {
     }
 }
 
-trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
-
 struct Session {
     io: BufReader<Box<dyn Io>>,
     timeout: Duration,
@@ -300,42 +296,6 @@ impl Session {
             Err(StepError::Refused(reply))
         }
     }
-}
-
-fn tls_config(extra_root_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let extra: Vec<CertificateDer<'static>> = match extra_root_pem {
-        Some(pem) => CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<_, _>>()
-            .map_err(|e| format!("the extra root CA file is not PEM: {e}"))?,
-        None => Vec::new(),
-    };
-    let verifier =
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra, provider.clone())
-            .map_err(|e| format!("cannot load the platform's root certificates: {e}"))?;
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(Arc::new(config))
-}
-
-async fn start_tls(
-    stream: Box<dyn Io>,
-    host: &str,
-    config: Arc<rustls::ClientConfig>,
-    timeout: Duration,
-) -> Result<Box<dyn Io>, String> {
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|_| format!("`{host}` is not a valid TLS server name"))?;
-    let connector = tokio_rustls::TlsConnector::from(config);
-    let tls = tokio::time::timeout(timeout, connector.connect(name, stream))
-        .await
-        .map_err(|_| "the TLS handshake timed out".to_owned())?
-        .map_err(|e| format!("TLS: {e}"))?;
-    Ok(Box::new(tls))
 }
 
 fn message_text(m: &TestMessage, host: &str) -> String {

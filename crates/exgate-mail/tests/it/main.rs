@@ -6,6 +6,7 @@ mod failures;
 mod fixture;
 mod graph;
 mod http;
+mod imap;
 mod mailbox;
 mod ntlm;
 mod smtp;
