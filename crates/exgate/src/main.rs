@@ -55,6 +55,9 @@ enum Command {
     /// Build admin-consent URLs and receive the consent redirect.
     #[command(subcommand)]
     Consent(cmd::consent::Command),
+    /// Check IMAP access (OAuth XOAUTH2 or Basic) step by step, and explain a refusal.
+    #[command(subcommand)]
+    Imap(cmd::imap::Command),
     /// Check SMTP submission (OAuth XOAUTH2 or Basic) step by step, and explain a refusal.
     #[command(subcommand)]
     Smtp(cmd::smtp::Command),
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
             Command::Token(command) => cmd::token::run(command).await,
             Command::Cert(command) => cmd::cert::run(command).await,
             Command::Consent(command) => cmd::consent::run(command).await,
+            Command::Imap(command) => cmd::imap::run(command).await,
             Command::Smtp(command) => cmd::smtp::run(command).await,
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Redact(args) => cmd::redact::run(args).await,

@@ -5,13 +5,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use exgate_auth::{AuthSettings, TokenProvider, TokenRequest};
 use exgate_mail::smtp::{SmtpAuth, SmtpOptions, SmtpSecurity, SmtpTranscript, TestMessage, check};
-use secrecy::SecretString;
 
 use crate::exit;
 
@@ -73,27 +70,8 @@ pub struct Args {
     /// Environment variable holding a password: AUTH LOGIN instead of XOAUTH2.
     #[arg(long)]
     password_env: Option<String>,
-    /// Token settings file (see docs/auth.md); the Azure SDK variables are read first.
-    #[arg(long)]
-    profile: Option<PathBuf>,
-    /// Tenant GUID or domain (token).
-    #[arg(long)]
-    tenant: Option<String>,
-    /// Application (client) id (token).
-    #[arg(long)]
-    client_id: Option<String>,
-    /// Environment variable holding the client secret (token).
-    #[arg(long)]
-    client_secret_env: Option<String>,
-    /// Certificate, PEM or PFX (token).
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Environment variable holding the PFX password (token).
-    #[arg(long)]
-    cert_password_env: Option<String>,
-    /// Authority host (sovereign cloud, emulator) (token).
-    #[arg(long)]
-    authority_host: Option<String>,
+    #[command(flatten)]
+    token: super::app_token::TokenArgs,
     /// Print the transcript as JSON.
     #[arg(long)]
     json: bool,
@@ -103,12 +81,6 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => check_command(*args).await,
     }
-}
-
-fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
-    std::env::var(var)
-        .map(SecretString::from)
-        .map_err(|_| anyhow::anyhow!("{what}: the environment variable {var} is not set"))
 }
 
 async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
@@ -121,45 +93,28 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
     let auth = if let Some(var) = &args.password_env {
         SmtpAuth::Login {
             user: args.user.clone(),
-            password: env_secret(var, "--password-env")?,
+            password: super::app_token::env_secret(var, "--password-env")?,
         }
     } else if let Some(var) = &args.token_env {
         SmtpAuth::Xoauth2 {
             user: args.user.clone(),
-            token: env_secret(var, "--token-env")?,
+            token: super::app_token::env_secret(var, "--token-env")?,
         }
     } else {
-        let mut settings = AuthSettings::from_env();
-        if let Some(p) = &args.profile {
-            settings = settings.merge(AuthSettings::from_file(p)?);
-        }
-        settings = settings.merge(
-            AuthSettings {
-                tenant: args.tenant.clone(),
-                client_id: args.client_id.clone(),
-                authority_host: args.authority_host.clone(),
-                client_secret_env: args.client_secret_env.clone(),
-                certificate_path: args.cert.clone(),
-                certificate_password_env: args.cert_password_env.clone(),
-                ca_pem: args.ca_cert.clone(),
-                ..AuthSettings::default()
-            }
-            .from_flags(),
-        );
-        let config =
-            settings.into_provider_config(Arc::new(|_| {}), Arc::new(|_: &exgate_auth::Url| {}))?;
-        let provider = TokenProvider::new(config)?;
-        let request = TokenRequest::scopes(["https://outlook.office365.com/.default".to_owned()]);
-        match provider.token(&request).await {
-            Ok(t) => SmtpAuth::Xoauth2 {
+        match super::app_token::app_token(&args.token, args.ca_cert.as_ref()).await? {
+            Ok(token) => SmtpAuth::Xoauth2 {
                 user: args.user.clone(),
-                token: SecretString::from(t.secret().to_owned()),
+                token,
             },
-            Err(e) if e.entra().is_some() => {
-                let text = e.to_string();
-                return Ok(report_refusal("token", &text, None, args.json));
+            Err(refusal) => {
+                return Ok(super::app_token::report_refusal::<SmtpTranscript>(
+                    "token",
+                    &refusal,
+                    None,
+                    args.json,
+                    print_steps,
+                ));
             }
-            Err(e) => return Err(anyhow::anyhow!("cannot get a token: {e}")),
         }
     };
 
@@ -184,37 +139,6 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
     });
     let transcript = check(&options, &auth, message.as_ref()).await;
     Ok(report(&transcript, args.json))
-}
-
-/// The ranked causes of a refusal's text (an SMTP reply or an Entra error).
-fn diagnose(text: &str) -> exgate_diagnose::Diagnosis {
-    exgate_diagnose::explain_text(text, Some(super::explain::now_secs()))
-}
-
-fn report_refusal(
-    step: &str,
-    text: &str,
-    transcript: Option<&SmtpTranscript>,
-    json: bool,
-) -> ExitCode {
-    let diagnosis = diagnose(text);
-    if json {
-        let out = serde_json::json!({
-            "ok": false,
-            "failed_step": step,
-            "error": text,
-            "transcript": transcript,
-            "causes": diagnosis.causes,
-        });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    } else {
-        if let Some(t) = transcript {
-            print_steps(t);
-        }
-        println!("\n{step} failed: {text}\n");
-        super::explain::print_diagnosis(&diagnosis, exit::color_enabled(), "");
-    }
-    exit::found_failures()
 }
 
 fn print_steps(t: &SmtpTranscript) {
@@ -250,16 +174,15 @@ fn report(t: &SmtpTranscript, json: bool) -> ExitCode {
         (None, Some(e)) => e.clone(),
         (None, None) => "no reply".to_owned(),
     };
-    if failure.reply.is_none() && matches!(failure.name.as_str(), "connect" | "starttls") {
-        // Could not reach the server at all: no SMTP cause to rank.
-        if json {
-            let out = serde_json::json!({ "ok": false, "failed_step": failure.name, "error": text, "transcript": t });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        } else {
-            print_steps(t);
-            eprintln!("\nerror: {} failed: {text}", failure.name);
-        }
-        return exit::could_not_run();
+    if failure.reply.is_none() {
+        // No answer (connection, TLS, timeout): no SMTP cause to rank.
+        return super::app_token::report_unreachable(&failure.name, &text, t, json, print_steps);
     }
-    report_refusal(&failure.name, &format!("SMTP {text}"), Some(t), json)
+    super::app_token::report_refusal(
+        &failure.name,
+        &format!("SMTP {text}"),
+        Some(t),
+        json,
+        print_steps,
+    )
 }

@@ -1,0 +1,121 @@
+//! What the mail protocol checks (`smtp check`, `imap check`) share: the app-only token (the
+//! Azure SDK variables, then a profile file, then flags; scope
+//! `https://outlook.office365.com/.default`) and the reporting of a failed step.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use exgate_auth::{AuthSettings, TokenProvider, TokenRequest};
+use secrecy::SecretString;
+
+/// Token flags shared by the mail protocol checks.
+#[derive(Debug, clap::Args)]
+pub struct TokenArgs {
+    /// Token settings file (see docs/auth.md); the Azure SDK variables are read first.
+    #[arg(long)]
+    pub profile: Option<PathBuf>,
+    /// Tenant GUID or domain (token).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Application (client) id (token).
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// Environment variable holding the client secret (token).
+    #[arg(long)]
+    pub client_secret_env: Option<String>,
+    /// Certificate, PEM or PFX (token).
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Environment variable holding the PFX password (token).
+    #[arg(long)]
+    pub cert_password_env: Option<String>,
+    /// Authority host (sovereign cloud, emulator) (token).
+    #[arg(long)]
+    pub authority_host: Option<String>,
+}
+
+/// A token, or Entra ID's refusal as text (to be explained), or an error (could not run).
+pub async fn app_token(
+    args: &TokenArgs,
+    ca_pem: Option<&PathBuf>,
+) -> anyhow::Result<Result<SecretString, String>> {
+    let mut settings = AuthSettings::from_env();
+    if let Some(p) = &args.profile {
+        settings = settings.merge(AuthSettings::from_file(p)?);
+    }
+    settings = settings.merge(
+        AuthSettings {
+            tenant: args.tenant.clone(),
+            client_id: args.client_id.clone(),
+            authority_host: args.authority_host.clone(),
+            client_secret_env: args.client_secret_env.clone(),
+            certificate_path: args.cert.clone(),
+            certificate_password_env: args.cert_password_env.clone(),
+            ca_pem: ca_pem.cloned(),
+            ..AuthSettings::default()
+        }
+        .from_flags(),
+    );
+    let config =
+        settings.into_provider_config(Arc::new(|_| {}), Arc::new(|_: &exgate_auth::Url| {}))?;
+    let provider = TokenProvider::new(config)?;
+    let request = TokenRequest::scopes(["https://outlook.office365.com/.default".to_owned()]);
+    match provider.token(&request).await {
+        Ok(t) => Ok(Ok(SecretString::from(t.secret().to_owned()))),
+        Err(e) if e.entra().is_some() => Ok(Err(e.to_string())),
+        Err(e) => Err(anyhow::anyhow!("cannot get a token: {e}")),
+    }
+}
+
+/// A secret from an environment variable, or an error naming the variable.
+pub fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
+    std::env::var(var)
+        .map(SecretString::from)
+        .map_err(|_| anyhow::anyhow!("{what}: the environment variable {var} is not set"))
+}
+
+/// Prints a refusal (an SMTP/IMAP answer or Entra ID's) with its ranked causes; exit code 1.
+pub fn report_refusal<T: serde::Serialize>(
+    step: &str,
+    text: &str,
+    transcript: Option<&T>,
+    json: bool,
+    print_steps: fn(&T),
+) -> std::process::ExitCode {
+    let diagnosis = exgate_diagnose::explain_text(text, Some(super::explain::now_secs()));
+    if json {
+        let out = serde_json::json!({
+            "ok": false,
+            "failed_step": step,
+            "error": text,
+            "transcript": transcript,
+            "causes": diagnosis.causes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        if let Some(t) = transcript {
+            print_steps(t);
+        }
+        println!("\n{step} failed: {text}\n");
+        super::explain::print_diagnosis(&diagnosis, crate::exit::color_enabled(), "");
+    }
+    crate::exit::found_failures()
+}
+
+/// Prints a step that got no answer (connection, TLS); exit code 2.
+pub fn report_unreachable<T: serde::Serialize>(
+    step: &str,
+    text: &str,
+    transcript: &T,
+    json: bool,
+    print_steps: fn(&T),
+) -> std::process::ExitCode {
+    if json {
+        let out = serde_json::json!({ "ok": false, "failed_step": step, "error": text, "transcript": transcript });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    } else {
+        print_steps(transcript);
+        eprintln!("\nerror: {step} failed: {text}");
+    }
+    crate::exit::could_not_run()
+}

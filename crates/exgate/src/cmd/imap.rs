@@ -1,0 +1,176 @@
+//! `exgate imap check`: can this archiver or sync daemon open a mailbox over IMAP? Takes an
+//! OAuth token (app-only from the Azure SDK variables, or one given in a variable) or a
+//! password, walks TLS, CAPABILITY, AUTHENTICATE and SELECT, and explains a refusal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use exgate_mail::imap::{ImapAuth, ImapOptions, ImapTranscript, check};
+
+use crate::exit;
+
+const EXAMPLES: &str = "\
+Examples:
+  App-only OAuth (XOAUTH2) with the Azure SDK variables (AZURE_TENANT_ID, AZURE_CLIENT_ID,
+  AZURE_CLIENT_SECRET or AZURE_CLIENT_CERTIFICATE_PATH); the app needs IMAP.AccessAsApp, a
+  service principal registered in Exchange Online and FullAccess on the mailbox:
+    exgate imap check --user archive@contoso.com
+  A token obtained elsewhere, another folder, JSON:
+    exgate imap check --user archive@contoso.com --token-env IMAP_TOKEN --folder \"Sent Items\" --json
+  Against the emulator (exgate emulator --tls prints its IMAP address):
+    exgate imap check --user archive@contoso.com --connect 127.0.0.1:9930 --host localhost \\
+      --authority-host https://localhost:8443 --ca-cert /tmp/emulator-ca.pem
+
+Exchange answers every refused sign-in with the same `NO AUTHENTICATE failed.`; the causes shown
+are the ones that answer has in practice, most likely first.
+Exit codes: 0 every step succeeded, 1 the server or Entra ID refused (the causes and fixes are
+shown), 2 could not run (unreachable server, TLS failure, no token settings).";
+
+/// Check IMAP access (outlook.office365.com:993) step by step.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Connect in TLS, authenticate (XOAUTH2 or LOGIN) and SELECT a folder.
+    Check(Box<Args>),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub struct Args {
+    /// The mailbox (XOAUTH2 `user=`, LOGIN user name).
+    #[arg(long)]
+    user: String,
+    /// The folder to SELECT.
+    #[arg(long, default_value = "INBOX")]
+    folder: String,
+    /// IMAP server.
+    #[arg(long, default_value = "outlook.office365.com")]
+    host: String,
+    /// IMAP port (TLS from the first byte).
+    #[arg(long, default_value_t = 993)]
+    port: u16,
+    /// Connect to this address instead of resolving --host (the name stays the TLS name).
+    #[arg(long, value_name = "IP:PORT")]
+    connect: Option<SocketAddr>,
+    /// Extra root CA (PEM) to trust, e.g. the emulator's.
+    #[arg(long)]
+    ca_cert: Option<PathBuf>,
+    /// Seconds allowed for each step.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// Environment variable holding an access token to use as is.
+    #[arg(long, conflicts_with = "password_env")]
+    token_env: Option<String>,
+    /// Environment variable holding a password: LOGIN instead of XOAUTH2.
+    #[arg(long)]
+    password_env: Option<String>,
+    #[command(flatten)]
+    token: super::app_token::TokenArgs,
+    /// Print the transcript as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Check(args) => check_command(*args).await,
+    }
+}
+
+async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
+    let ca = match &args.ca_cert {
+        Some(p) => Some(
+            std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let auth = if let Some(var) = &args.password_env {
+        ImapAuth::Login {
+            user: args.user.clone(),
+            password: super::app_token::env_secret(var, "--password-env")?,
+        }
+    } else if let Some(var) = &args.token_env {
+        ImapAuth::Xoauth2 {
+            user: args.user.clone(),
+            token: super::app_token::env_secret(var, "--token-env")?,
+        }
+    } else {
+        match super::app_token::app_token(&args.token, args.ca_cert.as_ref()).await? {
+            Ok(token) => ImapAuth::Xoauth2 {
+                user: args.user.clone(),
+                token,
+            },
+            Err(refusal) => {
+                return Ok(super::app_token::report_refusal::<ImapTranscript>(
+                    "token",
+                    &refusal,
+                    None,
+                    args.json,
+                    print_steps,
+                ));
+            }
+        }
+    };
+    let options = ImapOptions {
+        host: args.host.clone(),
+        port: args.port,
+        connect_to: args.connect,
+        extra_root_pem: ca,
+        timeout: Duration::from_secs(args.timeout.max(1)),
+    };
+    let transcript = check(&options, &auth, &args.folder).await;
+    Ok(report(&transcript, args.json))
+}
+
+fn print_steps(t: &ImapTranscript) {
+    println!("IMAP {} ({})", t.server, t.mechanism);
+    for s in &t.steps {
+        let what = s
+            .response
+            .clone()
+            .or_else(|| s.error.clone())
+            .unwrap_or_default();
+        println!(
+            "  {} {:<12} {:>5} ms  {what}",
+            if s.ok { "ok  " } else { "FAIL" },
+            s.name,
+            s.ms
+        );
+    }
+}
+
+fn report(t: &ImapTranscript, json: bool) -> ExitCode {
+    let Some(failure) = t.failure() else {
+        if json {
+            let out = serde_json::json!({ "ok": true, "transcript": t });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            print_steps(t);
+            match t.exists {
+                Some(n) => println!("\nIMAP works: {} holds {n} messages.", t.folder),
+                None => println!("\nIMAP works."),
+            }
+        }
+        return exit::ok();
+    };
+    let Some(response) = &failure.response else {
+        let text = failure
+            .error
+            .clone()
+            .unwrap_or_else(|| "no answer".to_owned());
+        return super::app_token::report_unreachable(&failure.name, &text, t, json, print_steps);
+    };
+    // The tag is the client's; diagnosis reads the status and text.
+    let text = response
+        .split_once(' ')
+        .map_or(response.as_str(), |(_, r)| r);
+    super::app_token::report_refusal(
+        &failure.name,
+        &format!("IMAP {text}"),
+        Some(t),
+        json,
+        print_steps,
+    )
+}
