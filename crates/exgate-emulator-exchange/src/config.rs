@@ -152,6 +152,11 @@ pub struct OrganizationConfig {
     /// Basic alike (`535 5.7.139 ... disabled for the Tenant`).
     #[serde(default = "yes")]
     pub smtp_auth_enabled: bool,
+    /// IMAP4 for the organisation's mailboxes: false plays `Set-CASMailboxPlan -ImapEnabled
+    /// $false` on every plan (and every mailbox), which refuses OAuth and passwords alike with
+    /// Exchange's bare `NO AUTHENTICATE failed.` / `NO LOGIN failed.`.
+    #[serde(default = "yes")]
+    pub imap_enabled: bool,
 }
 
 /// How a mailbox is licensed.
@@ -209,6 +214,10 @@ pub struct MailboxConfig {
     /// the Mailbox`).
     #[serde(default = "yes")]
     pub smtp_auth_enabled: bool,
+    /// IMAP4 for this mailbox: false plays `Set-CASMailbox -ImapEnabled $false` (`NO
+    /// AUTHENTICATE failed.`, as every IMAP refusal).
+    #[serde(default = "yes")]
+    pub imap_enabled: bool,
     /// Name of the on-premises server hosting the mailbox; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups the mailbox belongs to (for access scoping).
@@ -257,6 +266,9 @@ pub struct MailboxSetConfig {
     /// SMTP AUTH per mailbox.
     #[serde(default = "yes")]
     pub smtp_auth_enabled: bool,
+    /// IMAP4 per mailbox (`Set-CASMailbox -ImapEnabled`).
+    #[serde(default = "yes")]
+    pub imap_enabled: bool,
     /// On-premises server; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups.

@@ -6,7 +6,8 @@
 //! The seam is narrow: an [`ExchangeConfig`] (the `[exchange]` part of a scenario), a
 //! [`Directory`] (what the identity side knows), a [`TokenVerifier`] (the emulator's signing
 //! keys), an [`ExchangeState`] and [`router`]; [`serve_smtp`] adds SMTP client submission (as
-//! `smtp.office365.com:587`) on a listener of its own. See `docs/exchange-emulator.md`.
+//! `smtp.office365.com:587`) and [`serve_imap`] IMAP4 (as `outlook.office365.com:993`), each on
+//! a listener of its own. See `docs/exchange-emulator.md`.
 
 mod auth;
 mod autodiscover;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod directory;
 mod ews;
 mod graph;
+mod imap;
 mod ntlm;
 mod smtp;
 mod state;
@@ -31,6 +33,7 @@ use axum::routing::{any, get, post};
 pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
 pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
+pub use imap::{CAPABILITIES as IMAP_CAPABILITIES, ImapOptions, serve_imap};
 /// The secret type of [`Directory::windows_password`].
 pub use secrecy::SecretString;
 pub use smtp::{ADVERTISED_SIZE as SMTP_ADVERTISED_SIZE, SmtpOptions, serve_smtp};

@@ -39,6 +39,7 @@ pub(crate) struct Org {
     pub ews_allowed_apps: Option<Vec<String>>,
     pub app_only_requires_certificate: bool,
     pub smtp_auth_enabled: bool,
+    pub imap_enabled: bool,
 }
 
 /// A resolved application access scope.
@@ -62,6 +63,7 @@ pub(crate) struct Counters {
     pub created: AtomicU64,
     pub smtp_sessions: AtomicU64,
     pub smtp_messages: AtomicU64,
+    pub imap_sessions: AtomicU64,
 }
 
 impl Counters {
@@ -93,6 +95,8 @@ pub struct ExchangeStats {
     pub smtp_sessions: u64,
     /// Messages accepted by SMTP (`250` after DATA or the last BDAT).
     pub smtp_messages: u64,
+    /// IMAP connections accepted.
+    pub imap_sessions: u64,
 }
 
 /// Which budget a request draws on.
@@ -145,6 +149,8 @@ pub(crate) struct Inner {
     pub counters: Counters,
     /// NTLM handshake state by connection.
     pub ntlm: crate::ntlm::Connections,
+    /// Mailboxes with IMAP4 off (`Set-CASMailbox -ImapEnabled $false`).
+    pub imap_disabled: std::collections::HashSet<u32>,
 }
 
 /// The Exchange plane's state; cheap to clone (an `Arc` inside).
@@ -228,7 +234,11 @@ impl ExchangeState {
                 .or_insert_with(|| tenant_id(t))
                 .clone()
         };
+        let mut imap_disabled = std::collections::HashSet::new();
         for m in &config.mailboxes {
+            if !m.imap_enabled {
+                imap_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
+            }
             let address = m.address.to_ascii_lowercase();
             let domain = address.rsplit('@').next().unwrap_or_default().to_owned();
             let local = address.split('@').next().unwrap_or_default();
@@ -259,6 +269,9 @@ impl ExchangeState {
             let server = server_index(&s.server);
             let domain = s.domain.to_ascii_lowercase();
             for n in s.first..s.first.saturating_add(s.count) {
+                if !s.imap_enabled {
+                    imap_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
+                }
                 mailboxes.push(Mailbox {
                     address: format!("{}{n}@{domain}", s.prefix.to_ascii_lowercase()),
                     display_name: format!("{} {n}", title(&s.prefix)),
@@ -311,6 +324,7 @@ impl ExchangeState {
                         .map(|v| v.iter().map(|a| a.to_ascii_lowercase()).collect()),
                     app_only_requires_certificate: o.app_only_requires_certificate,
                     smtp_auth_enabled: o.smtp_auth_enabled,
+                    imap_enabled: o.imap_enabled,
                 },
             );
         }
@@ -343,6 +357,7 @@ impl ExchangeState {
                 },
                 counters: Counters::default(),
                 ntlm: crate::ntlm::Connections::default(),
+                imap_disabled,
                 config,
             }),
         })
@@ -362,6 +377,7 @@ impl ExchangeState {
             items_created: c.created.load(Ordering::Relaxed),
             smtp_sessions: c.smtp_sessions.load(Ordering::Relaxed),
             smtp_messages: c.smtp_messages.load(Ordering::Relaxed),
+            imap_sessions: c.imap_sessions.load(Ordering::Relaxed),
         }
     }
 
@@ -564,6 +580,7 @@ impl Inner {
             ews_allowed_apps: None,
             app_only_requires_certificate: false,
             smtp_auth_enabled: true,
+            imap_enabled: true,
         })
     }
 }

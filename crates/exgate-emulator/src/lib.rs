@@ -117,6 +117,7 @@ pub struct Emulator {
     shared: Arc<entra::Shared>,
     exchange: Option<exgate_emulator_exchange::ExchangeState>,
     smtp: Option<SmtpListener>,
+    imap: Option<SmtpListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -151,7 +152,8 @@ impl Emulator {
             })?;
         let (tls, ca_pem, smtp_tls) = if options.tls {
             let m = tls::generate()?;
-            // STARTTLS presents the same certificate; SMTP clients send no ALPN.
+            // SMTP's STARTTLS and IMAP's implicit TLS present the same certificate; neither
+            // client sends ALPN.
             let mut smtp = (*m.config).clone();
             smtp.alpn_protocols.clear();
             (
@@ -192,8 +194,12 @@ impl Emulator {
             Some((r, s)) => (Some(r), Some(s)),
             None => (None, None),
         };
-        let smtp = match (&exchange, smtp_tls) {
+        let smtp = match (&exchange, smtp_tls.clone()) {
             (Some(state), Some(config)) => Some(start_smtp(state.clone(), config).await?),
+            _ => None,
+        };
+        let imap = match (&exchange, smtp_tls) {
+            (Some(state), Some(config)) => Some(start_imap(state.clone(), config).await?),
             _ => None,
         };
         let app = build_router(shared.clone(), exchange_router);
@@ -206,6 +212,7 @@ impl Emulator {
             shared,
             exchange,
             smtp,
+            imap,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -232,6 +239,13 @@ impl Emulator {
     /// the scenario has an `[exchange]` section and the emulator serves TLS.
     pub fn smtp_addr(&self) -> Option<SocketAddr> {
         self.smtp.as_ref().map(|s| s.addr)
+    }
+
+    /// The IMAP4 endpoint (as `outlook.office365.com:993`: implicit TLS with the emulator's
+    /// certificate, then `AUTHENTICATE XOAUTH2` / `PLAIN` or `LOGIN`), always on 127.0.0.1.
+    /// Present when the scenario has an `[exchange]` section and the emulator serves TLS.
+    pub fn imap_addr(&self) -> Option<SocketAddr> {
+        self.imap.as_ref().map(|s| s.addr)
     }
 
     /// Counters of the Exchange plane, when the scenario has an `[exchange]` section.
@@ -271,11 +285,11 @@ impl Emulator {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        if let Some(mut smtp) = self.smtp.take() {
-            if let Some(stop) = smtp.stop.take() {
+        for mut listener in [self.smtp.take(), self.imap.take()].into_iter().flatten() {
+            if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }
-            if let Some(task) = smtp.task.take() {
+            if let Some(task) = listener.task.take() {
                 let _ = task.await;
             }
         }
@@ -290,18 +304,18 @@ impl Drop for Emulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        if let Some(mut smtp) = self.smtp.take() {
-            if let Some(stop) = smtp.stop.take() {
+        for mut listener in [self.smtp.take(), self.imap.take()].into_iter().flatten() {
+            if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }
-            if let Some(task) = smtp.task.take() {
+            if let Some(task) = listener.task.take() {
                 task.abort();
             }
         }
     }
 }
 
-/// The running SMTP submission endpoint.
+/// A listener of its own that is running (SMTP submission, IMAP4).
 struct SmtpListener {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
@@ -332,6 +346,37 @@ async fn start_smtp(
         },
     ));
     tracing::info!(%addr, "SMTP submission listening");
+    Ok(SmtpListener {
+        addr,
+        stop: Some(stop_tx),
+        task: Some(task),
+    })
+}
+
+/// Binds 127.0.0.1 on a free port and serves IMAP4 (implicit TLS) for the Exchange plane.
+async fn start_imap(
+    state: exgate_emulator_exchange::ExchangeState,
+    config: Arc<rustls::ServerConfig>,
+) -> Result<SmtpListener, EmulatorError> {
+    let want = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let listener = TcpListener::bind(want)
+        .await
+        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let options = exgate_emulator_exchange::ImapOptions::default();
+    let task = tokio::spawn(exgate_emulator_exchange::serve_imap(
+        state,
+        listener,
+        config,
+        options,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
+    tracing::info!(%addr, "IMAP4 listening");
     Ok(SmtpListener {
         addr,
         stop: Some(stop_tx),

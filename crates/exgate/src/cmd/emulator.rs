@@ -21,12 +21,13 @@ Examples:
     exgate emulator --scenario scenarios/demo.toml --token-lifetime 120
 
 The state file is JSON: {\"base_url\": ..., \"ca_file\": ... or null, \"smtp\":
-\"127.0.0.1:PORT\" or null, \"pid\": ..., \"tenants\": [{\"name\", \"id\", \"domains\"}]}.
+\"127.0.0.1:PORT\" or null, \"imap\": \"127.0.0.1:PORT\" or null, \"pid\": ..., \"tenants\": [{\"name\", \"id\", \"domains\"}]}.
 The state file is written once the emulator accepts connections and removed when it stops.
 The token endpoint of a tenant is {base_url}/{tenant}/oauth2/v2.0/token. With --tls and an
 [exchange] section, SMTP submission (STARTTLS, AUTH XOAUTH2/LOGIN/PLAIN, as
-smtp.office365.com:587) listens on the printed smtp address. The scenario format is described
-in docs/scenarios.md.";
+smtp.office365.com:587) listens on the printed smtp address and IMAP4 (implicit TLS,
+AUTHENTICATE XOAUTH2/PLAIN and LOGIN, as outlook.office365.com:993) on the printed imap
+address. The scenario format is described in docs/scenarios.md.";
 
 /// Serve the Entra ID emulator described by a scenario file.
 #[derive(Debug, clap::Args)]
@@ -120,6 +121,12 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "smtp: {smtp} (STARTTLS, then AUTH XOAUTH2/LOGIN/PLAIN)"
         )?;
     }
+    if let Some(imap) = emulator.imap_addr() {
+        writeln!(
+            out,
+            "imap: {imap} (implicit TLS, then AUTHENTICATE XOAUTH2/PLAIN or LOGIN)"
+        )?;
+    }
     writeln!(
         out,
         "token endpoint: {}/{{tenant}}/oauth2/v2.0/token (Ctrl-C stops)",
@@ -133,6 +140,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "base_url": emulator.base_url(),
             "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
             "smtp": emulator.smtp_addr().map(|a| a.to_string()),
+            "imap": emulator.imap_addr().map(|a| a.to_string()),
             "pid": std::process::id(),
             "tenants": tenants,
         });

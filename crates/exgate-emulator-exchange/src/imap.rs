@@ -1,0 +1,1326 @@
+//! IMAP4 as Exchange Online's `outlook.office365.com:993` answers it (implicit TLS):
+//! `CAPABILITY`, `AUTHENTICATE XOAUTH2` (bearer tokens of the emulator, with or without SASL-IR),
+//! `LOGIN` / `AUTHENTICATE PLAIN` (passwords through the [`Directory`](crate::Directory)), the
+//! IMAP switches of the organisation and the mailbox, then `LIST`/`LSUB`, `SELECT`/`EXAMINE`,
+//! `STATUS`, `FETCH` (flags, UIDs, sizes), `SEARCH`, `IDLE` and `LOGOUT` over the same emulated
+//! mailboxes EWS and Graph serve.
+//!
+//! The dialogue is a pure state machine ([`Session`]) fed one command at a time (literals
+//! included); the I/O loop ([`serve_imap`]) bounds line and literal length, time per read and
+//! concurrent connections. Tokens and passwords are held as [`SecretString`] and never logged or
+//! echoed. Every authentication refusal is Exchange's bare `NO AUTHENTICATE failed.` /
+//! `NO LOGIN failed.`.
+
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::auth::{EXO_AUDIENCES, norm};
+use crate::directory::PasswordCheck;
+use crate::smtp::{ReadLine, parse_plain, parse_xoauth2, read_line};
+use crate::state::{Counters, ExchangeState, Inner};
+use crate::store::{Folder, generated_is_read};
+
+/// What `CAPABILITY` lists (before and after authentication, as Exchange Online).
+pub const CAPABILITIES: &str = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
+
+/// Longest line (a command without its literals, or a SASL response carrying a token).
+const MAX_LINE: usize = 16 * 1024;
+/// Largest literal accepted (no APPEND: literals only carry names and credentials).
+const MAX_LITERAL: usize = 64 * 1024;
+/// Largest command with its literals.
+const MAX_COMMAND: usize = 128 * 1024;
+/// Literals in one command.
+const MAX_LITERALS: usize = 8;
+/// Nesting of parenthesised lists.
+const MAX_DEPTH: usize = 8;
+/// Protocol errors before the server hangs up.
+const MAX_ERRORS: u32 = 30;
+/// Messages one FETCH or SEARCH answers for (beyond: `NO`).
+const MAX_FETCH: usize = 100_000;
+
+const FLAGS: &str = r"(\Seen \Answered \Flagged \Deleted \Draft $MDNSent)";
+const BYE_LOGOUT: &str = "* BYE Microsoft Exchange Server IMAP4 server signing off.";
+const BYE_CLOSED: &str = "* BYE Connection is closed. 13";
+const UIDVALIDITY_SALT: &[u8] = b"imap-uidvalidity";
+
+/// How the IMAP endpoint runs.
+#[derive(Debug, Clone)]
+pub struct ImapOptions {
+    /// The server name whose UTF-16 base64 closes the greeting, as Exchange names its back end.
+    pub host: String,
+    /// Time allowed for each read (a command line, a literal, a SASL response, `DONE`).
+    pub read_timeout: Duration,
+    /// Concurrent connections; beyond them a connection gets `* BYE` after the handshake.
+    pub max_connections: usize,
+}
+
+impl Default for ImapOptions {
+    fn default() -> Self {
+        ImapOptions {
+            host: "localhost".to_owned(),
+            // RFC 9051's autologout timer is at least 30 minutes.
+            read_timeout: Duration::from_secs(30 * 60),
+            max_connections: 64,
+        }
+    }
+}
+
+/// One token of a command's arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Tok {
+    /// An atom (including `NIL`, numbers, sequence sets, `BODY[...]`).
+    Atom(String),
+    /// A quoted string or a literal.
+    Str(Vec<u8>),
+    /// A parenthesised list.
+    List(Vec<Tok>),
+}
+
+impl Tok {
+    /// An astring's bytes (atom or string).
+    fn astring(&self) -> Option<&[u8]> {
+        match self {
+            Tok::Atom(a) => Some(a.as_bytes()),
+            Tok::Str(s) => Some(s),
+            Tok::List(_) => None,
+        }
+    }
+
+    fn text(&self) -> Option<String> {
+        self.astring()
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .map(str::to_owned)
+    }
+}
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Command {
+    pub tag: String,
+    /// Upper case.
+    pub name: String,
+    pub args: Vec<Tok>,
+}
+
+fn tag_char(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"(){%*\"\\+".contains(&b)
+}
+
+fn atom_char(b: u8) -> bool {
+    b.is_ascii_graphic() && !b"(){\"".contains(&b)
+}
+
+/// The tag of a raw command, when it has a valid one.
+pub(crate) fn tag_of(raw: &[u8]) -> Option<String> {
+    let end = raw.iter().position(|b| *b == b' ').unwrap_or(raw.len());
+    let tag = raw.get(..end)?;
+    (!tag.is_empty() && tag.len() <= 64 && tag.iter().all(|b| tag_char(*b)))
+        .then(|| String::from_utf8_lossy(tag).into_owned())
+}
+
+/// `{N}` or `{N+}` at the end of a line → (N, non-synchronising).
+pub(crate) fn literal_marker(line: &[u8]) -> Option<(usize, bool)> {
+    let inner = line.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|b| *b == b'{')?;
+    let spec = inner.get(open + 1..)?;
+    let (digits, plus) = match spec.strip_suffix(b"+") {
+        Some(d) => (d, true),
+        None => (spec, false),
+    };
+    if digits.is_empty() || digits.len() > 10 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = std::str::from_utf8(digits).ok()?.parse::<usize>().ok()?;
+    Some((n, plus))
+}
+
+/// Splits a command (literals inline as `{N}\r\n<N octets>`) into tag, name and arguments.
+/// `None` when it is not well formed.
+pub(crate) fn parse_command(raw: &[u8]) -> Option<Command> {
+    let tag = tag_of(raw)?;
+    let rest = raw.get(tag.len()..)?.strip_prefix(b" ")?;
+    let end = rest.iter().position(|b| *b == b' ').unwrap_or(rest.len());
+    let name = rest.get(..end)?;
+    if name.is_empty() || !name.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let args = match rest.get(end..) {
+        Some(a) if !a.is_empty() => tokenize(a.strip_prefix(b" ")?)?,
+        _ => Vec::new(),
+    };
+    Some(Command { tag, name, args })
+}
+
+/// Arguments separated by single spaces: atoms, quoted strings, literals, lists.
+pub(crate) fn tokenize(raw: &[u8]) -> Option<Vec<Tok>> {
+    let mut stack: Vec<Vec<Tok>> = vec![Vec::new()];
+    let mut i = 0usize;
+    let mut literals = 0usize;
+    let mut need_sep = false;
+    while i < raw.len() {
+        let b = *raw.get(i)?;
+        if b == b' ' {
+            if !need_sep {
+                return None;
+            }
+            need_sep = false;
+            i += 1;
+            continue;
+        }
+        if b == b')' {
+            let done = stack.pop()?;
+            stack.last_mut()?.push(Tok::List(done));
+            need_sep = true;
+            i += 1;
+            continue;
+        }
+        if need_sep {
+            return None;
+        }
+        match b {
+            b'(' => {
+                if stack.len() > MAX_DEPTH {
+                    return None;
+                }
+                stack.push(Vec::new());
+                i += 1;
+                continue;
+            }
+            b'"' => {
+                let mut s = Vec::new();
+                i += 1;
+                loop {
+                    match *raw.get(i)? {
+                        b'"' => break,
+                        b'\\' => {
+                            let c = *raw.get(i + 1)?;
+                            if c != b'"' && c != b'\\' {
+                                return None;
+                            }
+                            s.push(c);
+                            i += 2;
+                        }
+                        b'\r' | b'\n' | 0 => return None,
+                        c => {
+                            s.push(c);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+                stack.last_mut()?.push(Tok::Str(s));
+            }
+            b'{' => {
+                let close = raw.get(i..)?.iter().position(|c| *c == b'}')? + i;
+                let (n, _) = literal_marker(raw.get(i..=close)?)?;
+                literals += 1;
+                if literals > MAX_LITERALS || n > MAX_LITERAL {
+                    return None;
+                }
+                let start = close + 1;
+                if raw.get(start..start + 2)? != b"\r\n" {
+                    return None;
+                }
+                let body = raw.get(start + 2..start + 2 + n)?;
+                stack.last_mut()?.push(Tok::Str(body.to_vec()));
+                i = start + 2 + n;
+            }
+            _ => {
+                let start = i;
+                let mut depth = 0u32;
+                while let Some(&c) = raw.get(i) {
+                    if c == b'[' {
+                        depth += 1;
+                    } else if c == b']' {
+                        depth = depth.saturating_sub(1);
+                    } else if depth > 0 && (c == b' ' || c == b'(' || c == b')') {
+                        // Inside `BODY[HEADER.FIELDS (A B)]`.
+                    } else if !atom_char(c) {
+                        break;
+                    }
+                    i += 1;
+                }
+                if i == start || depth > 0 {
+                    return None;
+                }
+                let atom = std::str::from_utf8(raw.get(start..i)?).ok()?;
+                stack.last_mut()?.push(Tok::Atom(atom.to_owned()));
+            }
+        }
+        need_sep = true;
+    }
+    if stack.len() != 1 {
+        return None;
+    }
+    stack.pop()
+}
+
+/// A SASL exchange in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mech {
+    Xoauth2,
+    Plain,
+}
+
+/// What the I/O loop does after a command.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Write this (CRLF-terminated lines) and read the next command.
+    Reply(String),
+    /// Write it and close.
+    Close(String),
+    /// Write the `+ ` continuation; the next line goes to [`Session::sasl`].
+    Challenge { tag: String, mech: Mech },
+    /// Write the `+ idling` continuation, wait for `DONE`, then answer the tag.
+    Idle { tag: String },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Selected {
+    folder: Folder,
+    read_only: bool,
+    exists: u32,
+}
+
+/// One IMAP session's state.
+#[derive(Debug)]
+pub(crate) struct Session {
+    /// The authenticated mailbox (index).
+    authed: Option<u32>,
+    selected: Option<Selected>,
+    errors: u32,
+}
+
+fn line(s: &str) -> String {
+    format!("{s}\r\n")
+}
+
+/// The greeting: Exchange closes it with the base64 of its back end's name in UTF-16LE.
+pub(crate) fn greeting(host: &str) -> String {
+    let name: Vec<u8> = host.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    line(&format!(
+        "* OK The Microsoft Exchange IMAP4 service is ready. [{}]",
+        B64.encode(name)
+    ))
+}
+
+/// A mailbox name as a LIST answer writes it: an atom when it can be, else quoted.
+fn quote(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| atom_char(b) && b != b'\\' && b != b'%' && b != b'*')
+    {
+        name.to_owned()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// The IMAP name of a folder (`/` separates levels; the Inbox is `INBOX`).
+fn imap_name(f: Folder) -> String {
+    match f {
+        Folder::Inbox => "INBOX".to_owned(),
+        Folder::Custom(_) => format!("INBOX/{}", f.display_name()),
+        _ => f.display_name().into_owned(),
+    }
+}
+
+fn special_use(f: Folder) -> Option<&'static str> {
+    match f {
+        Folder::SentItems => Some(r"\Sent"),
+        Folder::DeletedItems => Some(r"\Trash"),
+        Folder::Drafts => Some(r"\Drafts"),
+        Folder::JunkEmail => Some(r"\Junk"),
+        Folder::Archive => Some(r"\Archive"),
+        _ => None,
+    }
+}
+
+/// The folders IMAP shows for a mailbox (the mail folders Graph lists), sorted by name.
+fn folders(st: &Inner, i: u32) -> Vec<Folder> {
+    let mut v: Vec<Folder> = Folder::all(st.extra(i))
+        .into_iter()
+        .filter(|f| f.is_mail_folder())
+        .collect();
+    v.sort_by_key(|f| imap_name(*f).to_ascii_lowercase());
+    v
+}
+
+fn find_folder(st: &Inner, i: u32, name: &str) -> Option<Folder> {
+    let name = name.trim_end_matches('/');
+    folders(st, i)
+        .into_iter()
+        .find(|f| imap_name(*f).eq_ignore_ascii_case(name))
+}
+
+/// LIST wildcard match: `*` any run, `%` any run without `/`; case-insensitive.
+pub(crate) fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
+    // prev[j]: pattern[..p] matches name[..j].
+    let mut prev = vec![false; name.len() + 1];
+    prev[0] = true;
+    for &p in pattern {
+        let mut cur = vec![false; name.len() + 1];
+        match p {
+            b'*' | b'%' => {
+                cur[0] = prev[0];
+                for j in 1..=name.len() {
+                    let extend = p == b'*' || name.get(j - 1) != Some(&b'/');
+                    cur[j] = prev[j] || (extend && cur[j - 1]);
+                }
+            }
+            _ => {
+                for j in 1..=name.len() {
+                    cur[j] =
+                        prev[j - 1] && name.get(j - 1).is_some_and(|c| c.eq_ignore_ascii_case(&p));
+                }
+            }
+        }
+        prev = cur;
+    }
+    prev.last().copied().unwrap_or(false)
+}
+
+fn is_read(st: &Inner, i: u32, f: Folder, pos: u32) -> bool {
+    let Some(m) = st.mailbox(i) else { return true };
+    let g = st.generated_count(m, f);
+    if pos < g {
+        generated_is_read(m, f, pos)
+    } else {
+        st.overlay.get(i, f, pos - g).is_none_or(|msg| msg.is_read)
+    }
+}
+
+/// Positions of the messages present in a folder, oldest first (sequence number = index + 1,
+/// UID = position + 1).
+fn present(st: &Inner, i: u32, f: Folder) -> Vec<u32> {
+    let gone = st.overlay.deleted_in(i, f);
+    (0..st.slots(i, f))
+        .filter(|n| gone.binary_search(n).is_err())
+        .collect()
+}
+
+fn uidvalidity(st: &Inner, i: u32, f: Folder) -> u32 {
+    let address = st
+        .mailbox(i)
+        .map(|m| m.address.as_str())
+        .unwrap_or_default();
+    let h = crate::store::fnv(&[UIDVALIDITY_SALT, address.as_bytes(), &[f.code()]]);
+    let v = (h as u32) & 0x7fff_ffff;
+    v.max(1)
+}
+
+/// A sequence set (`1:3,5,7:*`) against `max` (the value of `*`) → sorted, unique numbers
+/// within 1..=max, at most `MAX_FETCH` of them; `None` when malformed or too many.
+pub(crate) fn sequence_set(set: &str, max: u32) -> Option<Vec<u32>> {
+    let num = |s: &str| -> Option<u32> {
+        if s == "*" {
+            Some(max)
+        } else {
+            s.parse::<u32>().ok().filter(|n| *n > 0)
+        }
+    };
+    let mut out = Vec::new();
+    for part in set.split(',') {
+        let (a, b) = match part.split_once(':') {
+            Some((a, b)) => (num(a)?, num(b)?),
+            None => {
+                let n = num(part)?;
+                (n, n)
+            }
+        };
+        let (lo, hi) = (a.min(b), a.max(b).min(max));
+        if lo <= hi {
+            if out.len() + (hi - lo) as usize >= MAX_FETCH {
+                return None;
+            }
+            out.extend(lo..=hi);
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Some(out)
+}
+
+impl Session {
+    pub(crate) fn new() -> Self {
+        Session {
+            authed: None,
+            selected: None,
+            errors: 0,
+        }
+    }
+
+    fn bad(&mut self, tag: &str, text: &str) -> Step {
+        self.errors = self.errors.saturating_add(1);
+        if self.errors > MAX_ERRORS {
+            return Step::Close(format!("{tag} BAD {text}\r\n{BYE_CLOSED}\r\n"));
+        }
+        Step::Reply(line(&format!("{tag} BAD {text}")))
+    }
+
+    fn arg_error(&mut self, tag: &str) -> Step {
+        self.bad(tag, "Command Argument Error. 11")
+    }
+
+    /// A line that is not a command at all (no tag, bad syntax, too long).
+    pub(crate) fn garbage(&mut self, raw: &[u8]) -> Step {
+        match tag_of(raw) {
+            Some(tag) if raw.len() > tag.len() + 1 => self.arg_error(&tag),
+            Some(tag) => self.bad(&tag, "Command Error. 12"),
+            None => self.bad("*", "Command Error. 10"),
+        }
+    }
+
+    /// One command, literals included (without the final CRLF).
+    pub(crate) fn command(&mut self, st: &Inner, raw: &[u8]) -> Step {
+        let Some(cmd) = parse_command(raw) else {
+            return self.garbage(raw);
+        };
+        let tag = cmd.tag.as_str();
+        let args = cmd.args.as_slice();
+        match cmd.name.as_str() {
+            "CAPABILITY" => Step::Reply(format!(
+                "* CAPABILITY {CAPABILITIES}\r\n{tag} OK CAPABILITY completed.\r\n"
+            )),
+            "NOOP" | "CHECK" => {
+                let mut out = self.changes(st);
+                out.push_str(&line(&format!("{tag} OK {} completed.", cmd.name)));
+                Step::Reply(out)
+            }
+            "LOGOUT" => Step::Close(format!("{BYE_LOGOUT}\r\n{tag} OK LOGOUT completed.\r\n")),
+            "ID" => Step::Reply(format!(
+                "* ID (\"name\" \"Microsoft.Exchange.Imap4.Imap4Server\" \"version\" \"15.20\")\r\n{tag} OK ID completed.\r\n"
+            )),
+            "STARTTLS" => self.bad(tag, "Command received in Invalid state."),
+            "AUTHENTICATE" => self.authenticate(st, tag, args),
+            "LOGIN" => self.login(st, tag, args),
+            "SELECT" | "EXAMINE" | "STATUS" | "LIST" | "LSUB" | "NAMESPACE" | "CREATE"
+            | "DELETE" | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "APPEND" | "IDLE" | "FETCH"
+            | "SEARCH" | "UID" | "CLOSE" | "UNSELECT" | "EXPUNGE" | "STORE" | "COPY" | "MOVE" => {
+                let Some(i) = self.authed else {
+                    return self.bad(tag, "User is not authenticated.");
+                };
+                self.authenticated(st, i, &cmd)
+            }
+            _ => self.bad(tag, "Command Error. 12"),
+        }
+    }
+
+    fn authenticated(&mut self, st: &Inner, i: u32, cmd: &Command) -> Step {
+        let tag = cmd.tag.as_str();
+        let args = cmd.args.as_slice();
+        match cmd.name.as_str() {
+            "SELECT" | "EXAMINE" => self.select(st, i, tag, &cmd.name, args),
+            "STATUS" => self.status(st, i, tag, args),
+            "LIST" | "LSUB" => self.list(st, i, tag, &cmd.name, args),
+            "NAMESPACE" => Step::Reply(format!(
+                "* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n{tag} OK NAMESPACE completed.\r\n"
+            )),
+            "IDLE" => Step::Idle {
+                tag: tag.to_owned(),
+            },
+            "CLOSE" | "UNSELECT" => {
+                if self.selected.take().is_none() {
+                    return self.bad(tag, "Command received in Invalid state.");
+                }
+                Step::Reply(line(&format!("{tag} OK {} completed.", cmd.name)))
+            }
+            "FETCH" => self.fetch(st, i, tag, args, false),
+            "SEARCH" => self.search(st, i, tag, args, false),
+            "UID" => {
+                let sub = args
+                    .first()
+                    .and_then(Tok::text)
+                    .map(|s| s.to_ascii_uppercase());
+                let rest = args.get(1..).unwrap_or_default();
+                match sub.as_deref() {
+                    Some("FETCH") => self.fetch(st, i, tag, rest, true),
+                    Some("SEARCH") => self.search(st, i, tag, rest, true),
+                    _ => self.arg_error(tag),
+                }
+            }
+            // Known to Exchange, not played by the emulator (the mailboxes stay as EWS and
+            // Graph see them).
+            _ => Step::Reply(line(&format!(
+                "{tag} NO {} is not supported by this server.",
+                cmd.name
+            ))),
+        }
+    }
+
+    /// `* n EXISTS` when the selected folder grew or shrank since the last report.
+    fn changes(&mut self, st: &Inner) -> String {
+        let (Some(i), Some(sel)) = (self.authed, self.selected.as_mut()) else {
+            return String::new();
+        };
+        let now = st.count(i, sel.folder);
+        if now == sel.exists {
+            return String::new();
+        }
+        sel.exists = now;
+        line(&format!("* {now} EXISTS"))
+    }
+
+    fn authenticate(&mut self, st: &Inner, tag: &str, args: &[Tok]) -> Step {
+        if self.authed.is_some() {
+            return self.bad(tag, "Command received in Invalid state.");
+        }
+        let mech = match args.first().and_then(Tok::text) {
+            Some(m) if m.eq_ignore_ascii_case("XOAUTH2") => Mech::Xoauth2,
+            Some(m) if m.eq_ignore_ascii_case("PLAIN") => Mech::Plain,
+            Some(_) => return self.refuse(st, tag, "AUTHENTICATE"),
+            None => return self.arg_error(tag),
+        };
+        match args.get(1..) {
+            Some([]) | None => Step::Challenge {
+                tag: tag.to_owned(),
+                mech,
+            },
+            Some([ir]) => match ir.astring() {
+                Some(ir) => self.sasl(st, tag, mech, ir),
+                None => self.arg_error(tag),
+            },
+            Some(_) => self.arg_error(tag),
+        }
+    }
+
+    fn refuse(&mut self, st: &Inner, tag: &str, what: &str) -> Step {
+        Counters::bump(&st.counters.auth_failures);
+        self.errors = self.errors.saturating_add(1);
+        Step::Reply(line(&format!("{tag} NO {what} failed.")))
+    }
+
+    /// The client's SASL response (after `+ ` or as the initial response). `=` is empty.
+    pub(crate) fn sasl(&mut self, st: &Inner, tag: &str, mech: Mech, raw: &[u8]) -> Step {
+        let text = std::str::from_utf8(raw).unwrap_or("\u{0}").trim();
+        if text == "*" {
+            return self.bad(tag, "AUTHENTICATE cancelled.");
+        }
+        let decoded = if text == "=" || text.is_empty() {
+            Some(Vec::new())
+        } else {
+            B64.decode(text).ok()
+        };
+        let ok = match (mech, decoded) {
+            (_, None) => false,
+            (Mech::Xoauth2, Some(d)) => {
+                parse_xoauth2(&d).is_some_and(|(user, token)| self.xoauth2(st, &user, &token))
+            }
+            (Mech::Plain, Some(d)) => {
+                parse_plain(&d).is_some_and(|(user, pw)| self.password(st, &user, &pw))
+            }
+        };
+        if ok {
+            tracing::debug!("imap: authenticated");
+            Step::Reply(line(&format!("{tag} OK AUTHENTICATE completed.")))
+        } else {
+            self.refuse(st, tag, "AUTHENTICATE")
+        }
+    }
+
+    fn login(&mut self, st: &Inner, tag: &str, args: &[Tok]) -> Step {
+        if self.authed.is_some() {
+            return self.bad(tag, "Command received in Invalid state.");
+        }
+        let [user, password] = args else {
+            return self.arg_error(tag);
+        };
+        let (Some(user), Some(password)) = (user.text(), password.text()) else {
+            return self.refuse(st, tag, "LOGIN");
+        };
+        if self.password(st, &user, &SecretString::from(password)) {
+            tracing::debug!("imap: logged in");
+            Step::Reply(line(&format!("{tag} OK LOGIN completed.")))
+        } else {
+            self.refuse(st, tag, "LOGIN")
+        }
+    }
+
+    fn imap_allowed(st: &Inner, i: u32, tenant_id: &str) -> bool {
+        st.org(&tenant_id.to_ascii_lowercase()).imap_enabled && !st.imap_disabled.contains(&i)
+    }
+
+    /// XOAUTH2: the token, the mailbox, the switches, then the right to use IMAP.
+    fn xoauth2(&mut self, st: &Inner, user: &str, token: &SecretString) -> bool {
+        let Ok(claims) = st.verifier.verify(token.expose_secret()) else {
+            return false;
+        };
+        let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
+        let iss = claims.iss.clone().unwrap_or_default();
+        if !st.verifier.issuer_ok(&iss, &tid) {
+            return false;
+        }
+        let Some(tenant) = st.directory.tenant(&tid) else {
+            return false;
+        };
+        let aud = norm(&claims.audience());
+        if !EXO_AUDIENCES.iter().any(|a| norm(a) == aud) {
+            return false;
+        }
+        let Some((i, m)) = st.find(user).and_then(|i| st.mailbox(i).map(|m| (i, m))) else {
+            return false;
+        };
+        if !m.tenant_id.eq_ignore_ascii_case(&tenant.id) || !m.provisioned || m.server.is_some() {
+            return false;
+        }
+        if !Self::imap_allowed(st, i, &m.tenant_id) {
+            return false;
+        }
+        let allowed = match claims.scopes() {
+            Some(scopes) if !scopes.is_empty() => {
+                scopes
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case("IMAP.AccessAsUser.All"))
+                    && claims
+                        .user_name()
+                        .and_then(|u| st.find(&u))
+                        .is_some_and(|j| j == i)
+            }
+            _ => {
+                claims
+                    .roles()
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case("IMAP.AccessAsApp"))
+                    && st.app_may_reach(&claims.app_id(), m).is_ok()
+            }
+        };
+        if allowed {
+            self.authed = Some(i);
+        }
+        allowed
+    }
+
+    /// LOGIN / AUTHENTICATE PLAIN: every refusal looks the same.
+    fn password(&mut self, st: &Inner, user: &str, password: &SecretString) -> bool {
+        let upn = user.trim().to_ascii_lowercase();
+        let domain = upn.rsplit('@').next().unwrap_or_default();
+        let Some(tenant) = st.directory.tenant(domain) else {
+            return false;
+        };
+        if !tenant.basic_auth {
+            return false;
+        }
+        if st.directory.check_password(&upn, password.expose_secret()) != PasswordCheck::Ok {
+            return false;
+        }
+        let Some((i, m)) = st.find(&upn).and_then(|i| st.mailbox(i).map(|m| (i, m))) else {
+            return false;
+        };
+        if !m.tenant_id.eq_ignore_ascii_case(&tenant.id)
+            || !m.provisioned
+            || m.server.is_some()
+            || !Self::imap_allowed(st, i, &m.tenant_id)
+        {
+            return false;
+        }
+        self.authed = Some(i);
+        true
+    }
+
+    fn folder_arg(st: &Inner, i: u32, t: Option<&Tok>) -> Result<Option<Folder>, ()> {
+        let name = t.and_then(Tok::text).ok_or(())?;
+        Ok(find_folder(st, i, &name))
+    }
+
+    fn select(&mut self, st: &Inner, i: u32, tag: &str, name: &str, args: &[Tok]) -> Step {
+        // A failed SELECT leaves no folder selected (RFC 9051 6.3.2).
+        self.selected = None;
+        if args.len() != 1 {
+            return self.arg_error(tag);
+        }
+        let Ok(folder) = Self::folder_arg(st, i, args.first()) else {
+            return self.arg_error(tag);
+        };
+        let Some(folder) = folder else {
+            return Step::Reply(line(&format!("{tag} NO Folder not found.")));
+        };
+        let read_only = name == "EXAMINE";
+        let msgs = present(st, i, folder);
+        let exists = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+        let mut out = String::new();
+        out.push_str(&line(&format!("* {exists} EXISTS")));
+        out.push_str(&line("* 0 RECENT"));
+        out.push_str(&line(&format!("* FLAGS {FLAGS}")));
+        let permanent = if read_only { "()" } else { FLAGS };
+        out.push_str(&line(&format!(
+            "* OK [PERMANENTFLAGS {permanent}] Permanent flags"
+        )));
+        if let Some(k) = msgs.iter().position(|p| !is_read(st, i, folder, *p)) {
+            out.push_str(&line(&format!(
+                "* OK [UNSEEN {}] Is the first unseen message",
+                k + 1
+            )));
+        }
+        out.push_str(&line(&format!(
+            "* OK [UIDVALIDITY {}] UIDVALIDITY value",
+            uidvalidity(st, i, folder)
+        )));
+        out.push_str(&line(&format!(
+            "* OK [UIDNEXT {}] The next unique identifier value",
+            st.slots(i, folder).saturating_add(1)
+        )));
+        let mode = if read_only { "READ-ONLY" } else { "READ-WRITE" };
+        out.push_str(&line(&format!("{tag} OK [{mode}] {name} completed.")));
+        self.selected = Some(Selected {
+            folder,
+            read_only,
+            exists,
+        });
+        Step::Reply(out)
+    }
+
+    fn status(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok]) -> Step {
+        let [mbox, Tok::List(items)] = args else {
+            return self.arg_error(tag);
+        };
+        let Ok(folder) = Self::folder_arg(st, i, Some(mbox)) else {
+            return self.arg_error(tag);
+        };
+        let Some(folder) = folder else {
+            return Step::Reply(line(&format!("{tag} NO Folder not found.")));
+        };
+        let mut parts = Vec::new();
+        for it in items {
+            let Some(name) = it.text().map(|s| s.to_ascii_uppercase()) else {
+                return self.arg_error(tag);
+            };
+            let v = match name.as_str() {
+                "MESSAGES" => st.count(i, folder),
+                "UNSEEN" => st.unread(i, folder),
+                "RECENT" => 0,
+                "UIDNEXT" => st.slots(i, folder).saturating_add(1),
+                "UIDVALIDITY" => uidvalidity(st, i, folder),
+                _ => return self.arg_error(tag),
+            };
+            parts.push(format!("{name} {v}"));
+        }
+        Step::Reply(format!(
+            "* STATUS {} ({})\r\n{tag} OK STATUS completed.\r\n",
+            quote(&imap_name(folder)),
+            parts.join(" ")
+        ))
+    }
+
+    fn list(&mut self, st: &Inner, i: u32, tag: &str, name: &str, args: &[Tok]) -> Step {
+        let [reference, pattern] = args else {
+            return self.arg_error(tag);
+        };
+        let (Some(reference), Some(pattern)) = (reference.astring(), pattern.astring()) else {
+            return self.arg_error(tag);
+        };
+        let mut out = String::new();
+        if pattern.is_empty() {
+            out.push_str(&line(&format!("* {name} (\\Noselect) \"/\" \"\"")));
+        } else {
+            let mut full = reference.to_vec();
+            full.extend_from_slice(pattern);
+            let extra = st.extra(i);
+            for f in folders(st, i) {
+                let n = imap_name(f);
+                if !wildcard(&full, n.as_bytes()) {
+                    continue;
+                }
+                let has_children = f.children(extra).iter().any(|c| c.is_mail_folder());
+                let mut attrs = vec![if has_children {
+                    r"\HasChildren"
+                } else {
+                    r"\HasNoChildren"
+                }];
+                attrs.extend(special_use(f));
+                out.push_str(&line(&format!(
+                    "* {name} ({}) \"/\" {}",
+                    attrs.join(" "),
+                    quote(&n)
+                )));
+            }
+        }
+        out.push_str(&line(&format!("{tag} OK {name} completed.")));
+        Step::Reply(out)
+    }
+
+    fn fetch(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
+        let Some(sel) = self.selected else {
+            return self.bad(tag, "Command received in Invalid state.");
+        };
+        let [Tok::Atom(set), items] = args else {
+            return self.arg_error(tag);
+        };
+        let items: Vec<String> = match items {
+            Tok::Atom(a) => vec![a.to_ascii_uppercase()],
+            Tok::List(l) => l
+                .iter()
+                .filter_map(Tok::text)
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+            Tok::Str(_) => return self.arg_error(tag),
+        };
+        let mut items: Vec<String> = items
+            .into_iter()
+            .flat_map(|s| match s.as_str() {
+                "FAST" | "ALL" => vec!["FLAGS".to_owned(), "RFC822.SIZE".to_owned()],
+                _ => vec![s],
+            })
+            .collect();
+        if items.is_empty()
+            || items
+                .iter()
+                .any(|s| !matches!(s.as_str(), "FLAGS" | "UID" | "RFC822.SIZE"))
+        {
+            return self.arg_error(tag);
+        }
+        if uid && !items.iter().any(|s| s == "UID") {
+            items.insert(0, "UID".to_owned());
+        }
+        let msgs = present(st, i, sel.folder);
+        let chosen: Vec<(usize, u32)> = if uid {
+            let max = msgs.last().map_or(0, |p| p + 1);
+            let Some(uids) = sequence_set(set, max.max(1)) else {
+                return self.arg_error(tag);
+            };
+            msgs.iter()
+                .enumerate()
+                .filter(|(_, p)| uids.binary_search(&(**p + 1)).is_ok())
+                .map(|(k, p)| (k, *p))
+                .collect()
+        } else {
+            let max = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+            let Some(seqs) = sequence_set(set, max) else {
+                return self.arg_error(tag);
+            };
+            if seqs.is_empty() && max == 0 && !set.contains('*') {
+                return self.bad(tag, "The specified message set is invalid.");
+            }
+            seqs.iter()
+                .filter_map(|s| {
+                    let k = (*s as usize).checked_sub(1)?;
+                    msgs.get(k).map(|p| (k, *p))
+                })
+                .collect()
+        };
+        let mut out = String::new();
+        for (k, pos) in chosen {
+            let parts: Vec<String> = items
+                .iter()
+                .map(|it| match it.as_str() {
+                    "UID" => format!("UID {}", pos + 1),
+                    "RFC822.SIZE" => format!(
+                        "RFC822.SIZE {}",
+                        st.message(i, sel.folder, pos).map_or(0, |m| m.size())
+                    ),
+                    _ => {
+                        if is_read(st, i, sel.folder, pos) {
+                            r"FLAGS (\Seen)".to_owned()
+                        } else {
+                            "FLAGS ()".to_owned()
+                        }
+                    }
+                })
+                .collect();
+            out.push_str(&line(&format!("* {} FETCH ({})", k + 1, parts.join(" "))));
+        }
+        let name = if uid { "UID FETCH" } else { "FETCH" };
+        out.push_str(&line(&format!("{tag} OK {name} completed.")));
+        Step::Reply(out)
+    }
+
+    fn search(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
+        let Some(sel) = self.selected else {
+            return self.bad(tag, "Command received in Invalid state.");
+        };
+        let keys: Vec<String> = args
+            .iter()
+            .filter_map(Tok::text)
+            .map(|s| s.to_ascii_uppercase())
+            .collect();
+        if keys.len() != args.len() {
+            return self.arg_error(tag);
+        }
+        let want: fn(bool) -> bool = match keys.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            [] | ["ALL"] => |_| true,
+            ["UNSEEN"] => |read| !read,
+            ["SEEN"] => |read| read,
+            _ => return self.arg_error(tag),
+        };
+        let msgs = present(st, i, sel.folder);
+        let hits: Vec<String> = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| want(is_read(st, i, sel.folder, **p)))
+            .map(|(k, p)| if uid { p + 1 } else { k as u32 + 1 })
+            .take(MAX_FETCH)
+            .map(|n| n.to_string())
+            .collect();
+        let mut out = String::from("* SEARCH");
+        for h in hits {
+            out.push(' ');
+            out.push_str(&h);
+        }
+        out.push_str("\r\n");
+        let name = if uid { "UID SEARCH" } else { "SEARCH" };
+        out.push_str(&line(&format!("{tag} OK {name} completed.")));
+        let _ = sel.read_only;
+        Step::Reply(out)
+    }
+
+    /// After `DONE` ends an IDLE.
+    pub(crate) fn idle_done(&mut self, st: &Inner, tag: &str) -> String {
+        let mut out = self.changes(st);
+        out.push_str(&line(&format!("{tag} OK IDLE completed.")));
+        out
+    }
+}
+
+/// Outcome of reading one command.
+enum Read {
+    Command(Vec<u8>),
+    /// A line or literal beyond the limits; the reply to give (the stream may go on).
+    Refused(Step),
+    /// Hang up (EOF, error, timeout, or a non-synchronising literal too large to skip).
+    End(Option<String>),
+}
+
+async fn timed<T>(d: Duration, f: impl Future<Output = io::Result<T>>) -> Option<T> {
+    match tokio::time::timeout(d, f).await {
+        Ok(Ok(v)) => Some(v),
+        _ => None,
+    }
+}
+
+async fn send<S: AsyncWrite + Unpin>(s: &mut S, text: &str) -> io::Result<()> {
+    s.write_all(text.as_bytes()).await?;
+    s.flush().await
+}
+
+/// Reads a command line and its literals (answering `+` to synchronising ones).
+async fn read_command<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut BufReader<S>,
+    session: &mut Session,
+    d: Duration,
+) -> Read {
+    let mut buf = Vec::new();
+    let mut literals = 0usize;
+    loop {
+        let l = match tokio::time::timeout(d, read_line(io, MAX_LINE)).await {
+            Err(_) => return Read::End(Some(line(BYE_CLOSED))),
+            Ok(Err(_) | Ok(ReadLine::Eof)) => return Read::End(None),
+            Ok(Ok(ReadLine::TooLong)) => {
+                let step = if buf.is_empty() {
+                    session.bad("*", "Command Error. 10")
+                } else {
+                    session.garbage(&buf)
+                };
+                return Read::Refused(step);
+            }
+            Ok(Ok(ReadLine::Line(l))) => l,
+        };
+        buf.extend_from_slice(&l);
+        let Some((n, plus)) = literal_marker(&l) else {
+            return Read::Command(buf);
+        };
+        literals += 1;
+        if n > MAX_LITERAL || literals > MAX_LITERALS || buf.len() + n > MAX_COMMAND {
+            if plus {
+                // The octets are on their way and cannot be told from commands: hang up.
+                return Read::End(Some(line("* BYE Command too long.")));
+            }
+            return Read::Refused(session.garbage(&buf));
+        }
+        if !plus
+            && send(io.get_mut(), "+ Ready for additional command text.\r\n")
+                .await
+                .is_err()
+        {
+            return Read::End(None);
+        }
+        buf.extend_from_slice(b"\r\n");
+        let mut lit = Vec::with_capacity(n.min(MAX_LITERAL));
+        let read = timed(d, (&mut *io).take(n as u64).read_to_end(&mut lit)).await;
+        if read != Some(n) {
+            return Read::End(None);
+        }
+        buf.extend_from_slice(&lit);
+    }
+}
+
+/// Runs the dialogue on one (TLS) stream until it ends.
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(st: &Inner, stream: S, opts: &ImapOptions) {
+    let mut io = BufReader::new(stream);
+    let d = opts.read_timeout;
+    let mut session = Session::new();
+    if send(io.get_mut(), &greeting(&opts.host)).await.is_err() {
+        return;
+    }
+    loop {
+        let mut step = match read_command(&mut io, &mut session, d).await {
+            Read::Command(raw) => session.command(st, &raw),
+            Read::Refused(step) => step,
+            Read::End(bye) => {
+                if let Some(b) = bye {
+                    let _ = send(io.get_mut(), &b).await;
+                    let _ = io.get_mut().shutdown().await;
+                }
+                return;
+            }
+        };
+        loop {
+            match step {
+                Step::Reply(r) => {
+                    if send(io.get_mut(), &r).await.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                Step::Close(r) => {
+                    let _ = send(io.get_mut(), &r).await;
+                    let _ = io.get_mut().shutdown().await;
+                    return;
+                }
+                Step::Challenge { tag, mech } => {
+                    if send(io.get_mut(), "+ \r\n").await.is_err() {
+                        return;
+                    }
+                    step = match timed(d, read_line(&mut io, MAX_LINE)).await {
+                        None | Some(ReadLine::Eof) => return,
+                        Some(ReadLine::TooLong) => session.sasl(st, &tag, mech, b"!"),
+                        Some(ReadLine::Line(l)) => session.sasl(st, &tag, mech, &l),
+                    };
+                }
+                Step::Idle { tag } => {
+                    if send(io.get_mut(), "+ IDLE accepted, awaiting DONE command.\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                    loop {
+                        match timed(d, read_line(&mut io, MAX_LINE)).await {
+                            None => {
+                                let _ = send(io.get_mut(), &line(BYE_CLOSED)).await;
+                                let _ = io.get_mut().shutdown().await;
+                                return;
+                            }
+                            Some(ReadLine::Eof) => return,
+                            Some(ReadLine::Line(l)) if l.eq_ignore_ascii_case(b"DONE") => break,
+                            Some(_) => {}
+                        }
+                    }
+                    step = Step::Reply(session.idle_done(st, &tag));
+                }
+            }
+        }
+    }
+}
+
+async fn connection(
+    state: ExchangeState,
+    stream: TcpStream,
+    tls: tokio_rustls::TlsAcceptor,
+    opts: Arc<ImapOptions>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
+    let Ok(Ok(mut secure)) = tokio::time::timeout(opts.read_timeout, tls.accept(stream)).await
+    else {
+        return;
+    };
+    if permit.is_none() {
+        let _ = send(&mut secure, &line("* BYE Too many concurrent connections.")).await;
+        let _ = secure.shutdown().await;
+        return;
+    }
+    let st = &state.inner;
+    Counters::bump(&st.counters.imap_sessions);
+    run(st, secure, &opts).await;
+    drop(permit);
+}
+
+/// Serves IMAP4 with implicit TLS on `listener` until `stop` completes. `tls` is the
+/// certificate presented (no ALPN needed). Bind the listener to loopback: the endpoint is for
+/// tests.
+pub async fn serve_imap(
+    state: ExchangeState,
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    options: ImapOptions,
+    stop: impl Future<Output = ()> + Send,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let opts = Arc::new(options);
+    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    // Connections turned away still get a handshake and a `* BYE`; bound those too.
+    let overflow = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                let permit = slots.clone().try_acquire_owned().ok();
+                let turned_away = if permit.is_none() {
+                    match overflow.clone().try_acquire_owned() {
+                        Ok(p) => Some(p),
+                        Err(_) => continue, // dropped: closes the socket
+                    }
+                } else {
+                    None
+                };
+                let state = state.clone();
+                let acceptor = acceptor.clone();
+                let opts = opts.clone();
+                let short = Duration::from_secs(10).min(opts.read_timeout);
+                connections.spawn(async move {
+                    if turned_away.is_some() {
+                        let _ = tokio::time::timeout(
+                            short,
+                            connection(state, stream, acceptor, opts, None),
+                        )
+                        .await;
+                    } else {
+                        connection(state, stream, acceptor, opts, permit).await;
+                    }
+                    drop(turned_away);
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn empty_state() -> ExchangeState {
+        let cfg = crate::ExchangeConfig::from_toml_str("").unwrap_or_else(|e| panic!("{e}"));
+        ExchangeState::new(
+            cfg,
+            Arc::new(crate::InMemoryDirectory::new()),
+            crate::TokenVerifier::new(Vec::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn commands_are_parsed() {
+        let c = parse_command(b"a1 LOGIN \"a@b.c\" {3}\r\nx y").unwrap_or_else(|| panic!("parse"));
+        assert_eq!(c.tag, "a1");
+        assert_eq!(c.name, "LOGIN");
+        assert_eq!(
+            c.args,
+            vec![Tok::Str(b"a@b.c".to_vec()), Tok::Str(b"x y".to_vec())]
+        );
+        let c =
+            parse_command(b"b status INBOX (MESSAGES UNSEEN)").unwrap_or_else(|| panic!("parse"));
+        assert_eq!(c.name, "STATUS");
+        assert_eq!(
+            c.args,
+            vec![
+                Tok::Atom("INBOX".into()),
+                Tok::List(vec![
+                    Tok::Atom("MESSAGES".into()),
+                    Tok::Atom("UNSEEN".into())
+                ])
+            ]
+        );
+        let c = parse_command(b"c FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (FROM TO)])")
+            .unwrap_or_else(|| panic!("parse"));
+        assert_eq!(c.args.len(), 2);
+        assert!(parse_command(b"noverb").is_none());
+        assert!(parse_command(b"a LIST (").is_none());
+        assert!(parse_command(b"a LIST \"x").is_none());
+        assert!(parse_command(b"a LIST  x").is_none());
+        assert_eq!(literal_marker(b"a LOGIN {12+}"), Some((12, true)));
+        assert_eq!(literal_marker(b"a LOGIN {x}"), None);
+    }
+
+    #[test]
+    fn wildcards_match_as_list_wants() {
+        assert!(wildcard(b"*", b"INBOX/Project 1"));
+        assert!(!wildcard(b"%", b"INBOX/Project 1"));
+        assert!(wildcard(b"inbox/%", b"INBOX/Project 1"));
+        assert!(wildcard(b"Sent*", b"Sent Items"));
+        assert!(!wildcard(b"Sent", b"Sent Items"));
+    }
+
+    #[test]
+    fn sequence_sets() {
+        assert_eq!(sequence_set("1:3,5,4:*", 6), Some(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(sequence_set("*", 0), Some(vec![]));
+        assert_eq!(sequence_set("0", 3), None);
+        assert_eq!(sequence_set("1:4294967295", 4_294_967_295), None);
+    }
+
+    #[test]
+    fn greeting_carries_the_server_name() {
+        let g = greeting("localhost");
+        assert!(g.starts_with("* OK The Microsoft Exchange IMAP4 service is ready. ["));
+        assert!(g.ends_with("]\r\n"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parsers_never_panic(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..400)) {
+            let _ = parse_command(&raw);
+            let _ = tokenize(&raw);
+            let _ = literal_marker(&raw);
+            let _ = tag_of(&raw);
+            let text = String::from_utf8_lossy(&raw);
+            let _ = sequence_set(&text, 50);
+            let _ = wildcard(&raw, b"INBOX/Project 1");
+        }
+
+        #[test]
+        fn any_command_sequence_gets_a_tagged_or_untagged_answer(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80),
+                    proptest::sample::select(vec![
+                        b"a CAPABILITY".to_vec(), b"a AUTHENTICATE XOAUTH2".to_vec(),
+                        b"a AUTHENTICATE PLAIN =".to_vec(), b"a LOGIN x y".to_vec(),
+                        b"a SELECT INBOX".to_vec(), b"a LIST \"\" *".to_vec(),
+                        b"a FETCH 1:* FLAGS".to_vec(), b"a STATUS INBOX (MESSAGES)".to_vec(),
+                        b"*".to_vec(), b"a IDLE".to_vec(), b"a UID FETCH 1:* (FLAGS)".to_vec(),
+                    ]),
+                ],
+                0..30,
+            ),
+        ) {
+            let state = empty_state();
+            let st = &state.inner;
+            let mut s = Session::new();
+            let mut pending: Option<(String, Mech)> = None;
+            for l in &lines {
+                let step = match pending.take() {
+                    Some((tag, mech)) => s.sasl(st, &tag, mech, l),
+                    None => s.command(st, l),
+                };
+                match step {
+                    Step::Challenge { tag, mech } => pending = Some((tag, mech)),
+                    Step::Idle { tag } => {
+                        let r = s.idle_done(st, &tag);
+                        proptest::prop_assert!(r.ends_with("\r\n"));
+                    }
+                    Step::Reply(r) | Step::Close(r) => {
+                        proptest::prop_assert!(r.ends_with("\r\n") && r.len() > 5);
+                        let last = r.trim_end().rsplit("\r\n").next().unwrap_or_default();
+                        proptest::prop_assert!(
+                            last.contains(" OK ") || last.contains(" NO ") || last.contains(" BAD ") || last.starts_with("* BYE"),
+                            "{}", r
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

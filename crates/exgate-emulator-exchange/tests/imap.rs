@@ -1,0 +1,449 @@
+//! IMAP4: a raw TLS client against `serve_imap` through the dialogue, authentication with
+//! tokens and passwords, the IMAP switches, and counts that agree with Graph.
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use common::*;
+use exgate_emulator_exchange::{ExchangeConfig, ExchangeState, ImapOptions, serve_imap};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+const IMAP_SCENARIO: &str = r#"
+default_inbox_messages = 7
+default_sent_messages = 2
+
+[[organizations]]
+tenant = "litware.com"
+imap_enabled = false
+
+[[mailboxes]]
+address = "adele@contoso.com"
+display_name = "Adele Vance"
+groups = ["sales"]
+extra_folders = 2
+
+[[mailboxes]]
+address = "bob@contoso.com"
+display_name = "Bob Kelly"
+
+[[mailboxes]]
+address = "noimap@contoso.com"
+imap_enabled = false
+
+[[mailboxes]]
+address = "mfa@contoso.com"
+
+[[mailboxes]]
+address = "fred@fabrikam.com"
+
+[[mailboxes]]
+address = "lena@litware.com"
+
+[[app_access]]
+tenant = "contoso.com"
+app_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+group = "sales"
+"#;
+
+struct Server {
+    state: ExchangeState,
+    addr: std::net::SocketAddr,
+    ca: rustls::pki_types::CertificateDer<'static>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn tls_material() -> (
+    Arc<rustls::ServerConfig>,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
+    let cert = params.self_signed(&key).expect("certificate");
+    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+    let pk = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], pk)
+        .expect("server config");
+    (Arc::new(config), der)
+}
+
+async fn server_with(options: ImapOptions) -> Server {
+    let cfg = ExchangeConfig::from_toml_str(IMAP_SCENARIO).expect("scenario parses");
+    let state = ExchangeState::new(cfg, Arc::new(directory()), verifier()).expect("state");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (config, ca) = tls_material();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve_imap(
+        state.clone(),
+        listener,
+        config,
+        options,
+        async move {
+            let _ = rx.await;
+        },
+    ));
+    Server {
+        state,
+        addr,
+        ca,
+        _stop: tx,
+    }
+}
+
+async fn server() -> Server {
+    server_with(ImapOptions::default()).await
+}
+
+type Tls = tokio_rustls::client::TlsStream<TcpStream>;
+
+struct Client {
+    io: BufReader<Tls>,
+}
+
+impl Client {
+    async fn connect(s: &Server) -> (Client, String) {
+        let stream = TcpStream::connect(s.addr).await.expect("connect");
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(s.ca.clone()).expect("root");
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let tls = connector
+            .connect(name, stream)
+            .await
+            .expect("TLS handshake");
+        let mut c = Client {
+            io: BufReader::new(tls),
+        };
+        let greeting = c.line().await;
+        (c, greeting)
+    }
+
+    async fn send(&mut self, line: &str) {
+        self.io
+            .get_mut()
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write");
+        self.io.get_mut().flush().await.expect("flush");
+    }
+
+    async fn line(&mut self) -> String {
+        let mut l = String::new();
+        let n = self.io.read_line(&mut l).await.expect("read");
+        assert!(n > 0, "connection closed");
+        l
+    }
+
+    /// Reads up to and including the line tagged `tag` (or a `+` continuation).
+    async fn until(&mut self, tag: &str) -> String {
+        let mut all = String::new();
+        loop {
+            let l = self.line().await;
+            all.push_str(&l);
+            if l.starts_with(&format!("{tag} ")) || l.starts_with("+ ") {
+                return all;
+            }
+        }
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(line).await;
+        let tag = line.split(' ').next().unwrap_or_default().to_owned();
+        self.until(&tag).await
+    }
+
+    async fn xoauth2(&mut self, user: &str, token: &str) -> String {
+        let payload = B64.encode(format!("user={user}\x01auth=Bearer {token}\x01\x01"));
+        self.cmd(&format!("a AUTHENTICATE XOAUTH2 {payload}")).await
+    }
+}
+
+const EXO_APP: &str = "https://outlook.office365.com";
+const AUTH_OK: &str = "a OK AUTHENTICATE completed.\r\n";
+const AUTH_NO: &str = "a NO AUTHENTICATE failed.\r\n";
+const LOGIN_NO: &str = "a NO LOGIN failed.\r\n";
+
+fn app_imap() -> String {
+    sign(&app_claims(TID, APP, EXO_APP, &["IMAP.AccessAsApp"]))
+}
+
+#[tokio::test]
+async fn greeting_capability_and_unauthenticated_commands() {
+    let s = server().await;
+    let (mut c, greeting) = Client::connect(&s).await;
+    assert!(
+        greeting.starts_with("* OK The Microsoft Exchange IMAP4 service is ready. ["),
+        "{greeting}"
+    );
+    assert!(greeting.ends_with("]\r\n"));
+    assert_eq!(
+        c.cmd("a CAPABILITY").await,
+        "* CAPABILITY IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT \
+         CHILDREN IDLE NAMESPACE LITERAL+\r\na OK CAPABILITY completed.\r\n"
+    );
+    assert_eq!(
+        c.cmd("b SELECT INBOX").await,
+        "b BAD User is not authenticated.\r\n"
+    );
+    assert_eq!(
+        c.cmd("c LIST \"\" \"*\"").await,
+        "c BAD User is not authenticated.\r\n"
+    );
+    assert_eq!(c.cmd("d FROB").await, "d BAD Command Error. 12\r\n");
+    assert_eq!(c.cmd("e NOOP").await, "e OK NOOP completed.\r\n");
+    let id = c.cmd("f ID (\"name\" \"test\")").await;
+    assert!(id.starts_with("* ID ("), "{id}");
+    assert!(id.ends_with("f OK ID completed.\r\n"));
+    assert_eq!(
+        c.cmd("g LOGOUT").await,
+        "* BYE Microsoft Exchange Server IMAP4 server signing off.\r\ng OK LOGOUT completed.\r\n"
+    );
+}
+
+#[tokio::test]
+async fn xoauth2_app_only_then_list_select_status_agree_with_graph() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(c.xoauth2("adele@contoso.com", &app_imap()).await, AUTH_OK);
+    let list = c.cmd("b LIST \"\" \"*\"").await;
+    assert!(
+        list.contains("* LIST (\\HasChildren) \"/\" INBOX\r\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("* LIST (\\HasNoChildren \\Sent) \"/\" \"Sent Items\"\r\n"),
+        "{list}"
+    );
+    assert!(
+        list.contains("* LIST (\\HasNoChildren) \"/\" \"INBOX/Project 2\"\r\n"),
+        "{list}"
+    );
+    assert!(list.ends_with("b OK LIST completed.\r\n"));
+
+    // What Graph says of the Inbox.
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let v = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&graph),
+        )
+        .await
+        .json();
+    let total = v["totalItemCount"].as_u64().expect("total");
+    let unread = v["unreadItemCount"].as_u64().expect("unread");
+    assert_eq!(total, 7);
+
+    let sel = c.cmd("c SELECT INBOX").await;
+    assert!(
+        sel.starts_with(&format!("* {total} EXISTS\r\n* 0 RECENT\r\n* FLAGS (")),
+        "{sel}"
+    );
+    assert!(sel.contains("* OK [UIDVALIDITY "), "{sel}");
+    assert!(
+        sel.contains(&format!("* OK [UIDNEXT {}] ", total + 1)),
+        "{sel}"
+    );
+    assert!(
+        sel.ends_with("c OK [READ-WRITE] SELECT completed.\r\n"),
+        "{sel}"
+    );
+    assert_eq!(
+        c.cmd("d STATUS INBOX (MESSAGES UNSEEN)").await,
+        format!("* STATUS INBOX (MESSAGES {total} UNSEEN {unread})\r\nd OK STATUS completed.\r\n")
+    );
+    let fetch = c.cmd("e FETCH 1:* (FLAGS)").await;
+    assert_eq!(
+        fetch.matches(" FETCH (FLAGS (").count() as u64,
+        total,
+        "{fetch}"
+    );
+    assert_eq!(fetch.matches("FLAGS ()").count() as u64, unread, "{fetch}");
+    let uid = c.cmd("f UID FETCH 1:* (FLAGS)").await;
+    assert!(uid.contains("* 1 FETCH (UID 1 FLAGS"), "{uid}");
+    let search = c.cmd("g SEARCH UNSEEN").await;
+    assert_eq!(
+        search.lines().next().unwrap_or_default().split(' ').count() as u64 - 2,
+        unread,
+        "{search}"
+    );
+    let ex = c.cmd("h EXAMINE \"Sent Items\"").await;
+    assert!(ex.starts_with("* 2 EXISTS\r\n"), "{ex}");
+    assert!(
+        ex.ends_with("h OK [READ-ONLY] EXAMINE completed.\r\n"),
+        "{ex}"
+    );
+    assert_eq!(
+        c.cmd("i SELECT Nowhere").await,
+        "i NO Folder not found.\r\n"
+    );
+    assert_eq!(
+        c.cmd("j AUTHENTICATE XOAUTH2 x").await,
+        "j BAD Command received in Invalid state.\r\n"
+    );
+    assert!(s.state.stats().imap_sessions >= 1);
+}
+
+#[tokio::test]
+async fn xoauth2_refusals_are_bare() {
+    let s = server().await;
+    let cases = [
+        // No IMAP.AccessAsApp role.
+        (
+            "adele@contoso.com",
+            sign(&app_claims(TID, APP, EXO_APP, &["full_access_as_app"])),
+        ),
+        // Graph audience.
+        (
+            "adele@contoso.com",
+            sign(&app_claims(TID, APP, GRAPH, &["IMAP.AccessAsApp"])),
+        ),
+        // App access scope excludes Bob.
+        (
+            "bob@contoso.com",
+            sign(&app_claims(TID, SCOPED_APP, EXO_APP, &["IMAP.AccessAsApp"])),
+        ),
+        // Foreign key.
+        (
+            "adele@contoso.com",
+            sign_with(
+                &app_claims(TID, APP, EXO_APP, &["IMAP.AccessAsApp"]),
+                foreign_key(),
+            ),
+        ),
+        // Delegated token of Bob naming Adele.
+        (
+            "adele@contoso.com",
+            user_token("bob@contoso.com", EXO_APP, "IMAP.AccessAsUser.All"),
+        ),
+        // Delegated without the IMAP scope.
+        (
+            "bob@contoso.com",
+            user_token("bob@contoso.com", EXO_APP, "EWS.AccessAsUser.All"),
+        ),
+        // Switches: mailbox and organisation.
+        ("noimap@contoso.com", app_imap()),
+        (
+            "lena@litware.com",
+            sign(&app_claims(LIT_TID, APP, EXO_APP, &["IMAP.AccessAsApp"])),
+        ),
+    ];
+    for (user, token) in cases {
+        let (mut c, _) = Client::connect(&s).await;
+        assert_eq!(c.xoauth2(user, &token).await, AUTH_NO, "{user}");
+        assert_eq!(
+            c.cmd("b SELECT INBOX").await,
+            "b BAD User is not authenticated.\r\n"
+        );
+    }
+    // The same app reaches a mailbox inside its scope.
+    let (mut c, _) = Client::connect(&s).await;
+    let scoped = sign(&app_claims(TID, SCOPED_APP, EXO_APP, &["IMAP.AccessAsApp"]));
+    assert_eq!(c.xoauth2("adele@contoso.com", &scoped).await, AUTH_OK);
+}
+
+#[tokio::test]
+async fn delegated_xoauth2_in_two_steps() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(c.cmd("a AUTHENTICATE XOAUTH2").await, "+ \r\n");
+    let token = user_token("bob@contoso.com", EXO_APP, "IMAP.AccessAsUser.All");
+    let payload = B64.encode(format!(
+        "user=bob@contoso.com\x01auth=Bearer {token}\x01\x01"
+    ));
+    c.send(&payload).await;
+    assert_eq!(c.until("a").await, AUTH_OK);
+    let st = c.cmd("b STATUS INBOX (MESSAGES)").await;
+    assert_eq!(
+        st,
+        "* STATUS INBOX (MESSAGES 7)\r\nb OK STATUS completed.\r\n"
+    );
+}
+
+#[tokio::test]
+async fn login_and_plain_refusals_are_identical() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    for (user, pw) in [
+        ("adele@contoso.com", "wrong"),
+        ("fred@fabrikam.com", PASSWORD), // Basic off for the tenant
+        ("mfa@contoso.com", PASSWORD),
+        ("lena@litware.com", PASSWORD), // IMAP off for the organisation
+        ("nobody@nowhere.example", PASSWORD),
+    ] {
+        let (mut c, _) = Client::connect(&s).await;
+        assert_eq!(
+            c.cmd(&format!("a LOGIN \"{user}\" \"{pw}\"")).await,
+            LOGIN_NO,
+            "{user}"
+        );
+        let plain = B64.encode(format!("\0{user}\0{pw}"));
+        assert_eq!(
+            c.cmd(&format!("a AUTHENTICATE PLAIN {plain}")).await,
+            AUTH_NO,
+            "{user}"
+        );
+    }
+    // A literal password (synchronising literal).
+    let (mut c, _) = Client::connect(&s).await;
+    c.send(&format!("a LOGIN bob@contoso.com {{{}}}", PASSWORD.len()))
+        .await;
+    assert_eq!(c.line().await, "+ Ready for additional command text.\r\n");
+    c.send(PASSWORD).await;
+    assert_eq!(c.until("a").await, "a OK LOGIN completed.\r\n");
+    let plain = B64.encode(format!("\0adele@contoso.com\0{PASSWORD}"));
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a AUTHENTICATE PLAIN {plain}")).await,
+        AUTH_OK
+    );
+}
+
+#[tokio::test]
+async fn limits_and_timeouts() {
+    let s = server_with(ImapOptions {
+        read_timeout: std::time::Duration::from_millis(1000),
+        max_connections: 1,
+        ..ImapOptions::default()
+    })
+    .await;
+    let (mut c, _) = Client::connect(&s).await;
+    let long = format!("a NOOP {}", "x".repeat(20_000));
+    c.send(&long).await;
+    assert_eq!(c.line().await, "* BAD Command Error. 10\r\n");
+    c.send("b LOGIN x {999999}").await;
+    assert_eq!(c.line().await, "b BAD Command Argument Error. 11\r\n");
+    // A second connection is turned away while the first holds the only slot.
+    let (mut d, bye) = Client::connect(&s).await;
+    assert_eq!(bye, "* BYE Too many concurrent connections.\r\n");
+    let mut rest = String::new();
+    let _ = d.io.read_line(&mut rest).await;
+    // The first one times out.
+    assert_eq!(c.line().await, "* BYE Connection is closed. 13\r\n");
+}
