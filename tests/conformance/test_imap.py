@@ -1,0 +1,129 @@
+"""IMAP4 against the emulator with Python's imaplib, as archivers and sync daemons write it:
+implicit TLS trusting the emulator's CA, AUTHENTICATE XOAUTH2 with an msal client-credentials
+token for Exchange Online (or LOGIN), then SELECT/STATUS/LIST/FETCH.
+"""
+
+import imaplib
+import ssl
+
+import msal
+import pytest
+import requests
+
+from conftest import DAEMON, EXO_DEFAULT, SECRET, TENANT
+
+ARCHIVER = "eeeeeeee-0000-0000-0000-000000000007"
+ARCHIVER_SECRET = "conformance-archiver-secret~7"
+MAILBOX = "user@contoso.com"
+
+
+def token(emulator, client_id, secret, tenant=TENANT):
+    app = msal.ConfidentialClientApplication(
+        client_id,
+        client_credential=secret,
+        authority=emulator.authority(tenant),
+        instance_discovery=False,
+    )
+    result = app.acquire_token_for_client(scopes=[EXO_DEFAULT])
+    assert "access_token" in result, result
+    return result["access_token"]
+
+
+def connect(emulator):
+    if not emulator.imap:
+        pytest.fail("the emulator's state file has no imap address")
+    host, port = emulator.imap.rsplit(":", 1)
+    context = ssl.create_default_context(cafile=emulator.ca_file)
+    # The certificate names localhost; the listener is on 127.0.0.1.
+    return imaplib.IMAP4_SSL("localhost", int(port), ssl_context=context, timeout=30)
+
+
+def inbox_counts_from_graph(emulator):
+    app = msal.ConfidentialClientApplication(
+        DAEMON, client_credential=SECRET, authority=emulator.authority(), instance_discovery=False
+    )
+    graph = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    assert "access_token" in graph, graph
+    r = requests.get(
+        f"{emulator.base_url}/v1.0/users/{MAILBOX}/mailFolders/inbox",
+        headers={"Authorization": "Bearer " + graph["access_token"]},
+        verify=emulator.ca_file,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return r.json()["totalItemCount"], r.json()["unreadItemCount"]
+
+
+def test_xoauth2_app_only_selects_the_inbox(emulator):
+    access_token = token(emulator, ARCHIVER, ARCHIVER_SECRET)
+    imap = connect(emulator)
+    try:
+        assert imap.welcome.startswith(b"* OK The Microsoft Exchange IMAP4 service is ready.")
+        assert "AUTH=XOAUTH2" in imap.capabilities
+        typ, data = imap.authenticate(
+            "XOAUTH2",
+            lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+        )
+        assert typ == "OK", data
+        assert data == [b"AUTHENTICATE completed."]
+
+        # Counts agree with Graph (read after SMTP tests may have delivered more).
+        total, unread = inbox_counts_from_graph(emulator)
+        typ, data = imap.select("INBOX")
+        assert typ == "OK"
+        assert int(data[0]) == total
+        typ, data = imap.status("INBOX", "(MESSAGES UNSEEN)")
+        assert typ == "OK"
+        assert data == [f"INBOX (MESSAGES {total} UNSEEN {unread})".encode()]
+
+        typ, folders = imap.list('""', "*")
+        assert typ == "OK"
+        assert b'(\\HasChildren) "/" INBOX' in folders
+        assert b'(\\HasNoChildren \\Sent) "/" "Sent Items"' in folders
+
+        typ, data = imap.fetch("1:*", "(FLAGS)")
+        assert typ == "OK"
+        assert len(data) == total
+        typ, data = imap.uid("SEARCH", None, "ALL")
+        assert typ == "OK"
+        assert len(data[0].split()) == total
+        imap.close()
+    finally:
+        imap.logout()
+
+
+def test_token_without_imap_accessasapp_is_refused(emulator):
+    access_token = token(emulator, DAEMON, SECRET)  # full_access_as_app only
+    imap = connect(emulator)
+    try:
+        with pytest.raises(imaplib.IMAP4.error) as e:
+            imap.authenticate(
+                "XOAUTH2",
+                lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+            )
+        assert "AUTHENTICATE failed." in str(e.value)
+        assert imap.state == "NONAUTH"
+    finally:
+        imap.logout()
+
+
+def test_login_with_basic_disabled_is_refused(emulator):
+    imap = connect(emulator)
+    try:
+        with pytest.raises(imaplib.IMAP4.error) as e:
+            imap.login("scanner@litware.com", "conformance-litware-pw")
+        assert "LOGIN failed." in str(e.value)
+    finally:
+        imap.logout()
+
+
+def test_login_with_a_wrong_password_looks_the_same(emulator):
+    imap = connect(emulator)
+    try:
+        with pytest.raises(imaplib.IMAP4.error) as e:
+            imap.login(MAILBOX, "not-the-password")
+        assert "LOGIN failed." in str(e.value)
+        typ, data = imap.login(MAILBOX, "conformance-user-pw")
+        assert typ == "OK"
+    finally:
+        imap.logout()
