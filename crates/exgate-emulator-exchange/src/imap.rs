@@ -438,7 +438,7 @@ pub(crate) fn sequence_set(set: &str, max: u32) -> Option<Vec<u32>> {
                 (n, n)
             }
         };
-        let (lo, hi) = (a.min(b), a.max(b).min(max));
+        let (lo, hi) = (a.min(b).max(1), a.max(b).min(max));
         if lo <= hi {
             if out.len() + (hi - lo) as usize >= MAX_FETCH {
                 return None;
