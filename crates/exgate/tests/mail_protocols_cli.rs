@@ -1,5 +1,5 @@
-//! `exgate smtp check` through the binary: help, exit codes, and (with the emulator) XOAUTH2
-//! accepted and each Exchange Online refusal explained.
+//! `exgate smtp check` and `exgate imap check` through the binary: help, exit codes, and (with
+//! the emulator) XOAUTH2 accepted and Exchange Online's refusals explained.
 
 use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
@@ -85,7 +85,7 @@ domains = ["contoso.com"]
 [[tenants.consent]]
 app = "Scanner"
 resource = "https://outlook.office365.com"
-roles = ["SMTP.SendAsApp"]
+roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
 
 [[tenants]]
 name = "fabrikam"
@@ -134,6 +134,12 @@ impl Drop for Emulator {
 
 /// Starts `exgate emulator --tls`; returns it with its base URL and SMTP address.
 fn start_emulator(dir: &Path) -> (Emulator, String, String) {
+    let (emulator, base, smtp, _) = start_emulator_with_imap(dir);
+    (emulator, base, smtp)
+}
+
+/// Starts `exgate emulator --tls`; returns it with its base URL, SMTP and IMAP addresses.
+fn start_emulator_with_imap(dir: &Path) -> (Emulator, String, String, String) {
     std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
     let state = dir.join("state.json");
     let child = StdCommand::new(cargo_bin("exgate"))
@@ -157,10 +163,14 @@ fn start_emulator(dir: &Path) -> (Emulator, String, String) {
     loop {
         if let Ok(text) = std::fs::read_to_string(&state)
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let (Some(url), Some(smtp)) = (v["base_url"].as_str(), v["smtp"].as_str())
+            && let (Some(url), Some(smtp), Some(imap)) = (
+                v["base_url"].as_str(),
+                v["smtp"].as_str(),
+                v["imap"].as_str(),
+            )
             && dir.join("ca.pem").exists()
         {
-            return (emulator, url.to_owned(), smtp.to_owned());
+            return (emulator, url.to_owned(), smtp.to_owned(), imap.to_owned());
         }
         assert!(
             Instant::now() < deadline,
@@ -259,4 +269,82 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         "{stdout}"
     );
     assert_eq!(v["causes"][0]["id"], "smtp_auth_disabled", "{stdout}");
+}
+
+fn imap_check(
+    dir: &Path,
+    base: &str,
+    imap: &str,
+    tenant: &str,
+    user: &str,
+) -> std::process::Output {
+    exgate()
+        .current_dir(dir)
+        .env("AZURE_TENANT_ID", tenant)
+        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
+        .env("AZURE_CLIENT_SECRET", "scanner-secret~1")
+        .args([
+            "imap",
+            "check",
+            "--user",
+            user,
+            "--host",
+            "localhost",
+            "--connect",
+            imap,
+            "--authority-host",
+            base,
+            "--ca-cert",
+            "ca.pem",
+            "--json",
+        ])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn imap_xoauth2_selects_the_inbox_and_a_token_without_the_role_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, base, _smtp, imap) = start_emulator_with_imap(dir.path());
+
+    let out = imap_check(
+        dir.path(),
+        &base,
+        &imap,
+        "contoso.com",
+        "scanner@contoso.com",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert!(v["transcript"]["exists"].is_u64(), "{stdout}");
+    assert!(!stdout.contains("scanner-secret"));
+
+    // Fabrikam consented SMTP.SendAsApp only: Exchange refuses without saying why.
+    let out = imap_check(
+        dir.path(),
+        &base,
+        &imap,
+        "fabrikam.com",
+        "scanner@fabrikam.com",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["failed_step"], "authenticate");
+    assert_eq!(v["error"], "IMAP NO AUTHENTICATE failed.");
+    assert_eq!(
+        v["causes"][0]["id"], "wrong_service_principal_object_id",
+        "{stdout}"
+    );
 }
