@@ -8,8 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -22,8 +21,6 @@ const MAX_LINE: usize = 16 * 1024;
 const MAX_UNTAGGED: usize = 10_000;
 /// Largest literal (`{n}`) read inside a response.
 const MAX_LITERAL: usize = 1024 * 1024;
-
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// Where to connect.
 #[derive(Debug, Clone)]
@@ -53,43 +50,8 @@ impl ImapOptions {
     }
 }
 
-/// How to authenticate. Secrets never appear in `Debug`.
-#[derive(Clone)]
-pub enum ImapAuth {
-    /// SASL XOAUTH2 with an access token for `user`.
-    Xoauth2 {
-        /// The mailbox (`user=`).
-        user: String,
-        /// The access token.
-        token: SecretString,
-    },
-    /// LOGIN (Basic: a password or an app password).
-    Login {
-        /// The account.
-        user: String,
-        /// The password.
-        password: SecretString,
-    },
-}
-
-impl std::fmt::Debug for ImapAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ImapAuth::Xoauth2 { user, .. } => write!(f, "Xoauth2({user}, [REDACTED])"),
-            ImapAuth::Login { user, .. } => write!(f, "Login({user}, [REDACTED])"),
-        }
-    }
-}
-
-impl ImapAuth {
-    /// `xoauth2` or `login`.
-    pub fn mechanism(&self) -> &'static str {
-        match self {
-            ImapAuth::Xoauth2 { .. } => "xoauth2",
-            ImapAuth::Login { .. } => "login",
-        }
-    }
-}
+/// How to authenticate (XOAUTH2 or a password). Secrets never appear in `Debug`.
+pub use crate::sasl::SaslAuth as ImapAuth;
 
 /// One step of the check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -374,11 +336,7 @@ async fn run(
     let start = Instant::now();
     let r = match auth {
         ImapAuth::Xoauth2 { user, token } => {
-            let payload = format!(
-                "user={user}\x01auth=Bearer {}\x01\x01",
-                token.expose_secret()
-            );
-            let encoded = B64.encode(payload);
+            let encoded = crate::sasl::xoauth2_response(user, token);
             let tag = s.tag();
             let sasl_ir = t
                 .capabilities
@@ -448,7 +406,7 @@ mod tests {
         assert_eq!(quoted(r#"a"b\c"#), r#""a\"b\\c""#);
         let a = ImapAuth::Login {
             user: "u".into(),
-            password: SecretString::from("CANARY-imap-pw"),
+            password: secrecy::SecretString::from("CANARY-imap-pw"),
         };
         assert!(!format!("{a:?}").contains("CANARY"));
     }

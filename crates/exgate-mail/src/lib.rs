@@ -48,6 +48,7 @@ pub mod imap;
 mod mailbox;
 pub mod ntlm;
 pub mod retry;
+pub mod sasl;
 pub mod smtp;
 mod tls;
 pub mod xml;

@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -72,43 +72,8 @@ impl SmtpOptions {
     }
 }
 
-/// How to authenticate. Secrets never appear in `Debug`.
-#[derive(Clone)]
-pub enum SmtpAuth {
-    /// SASL XOAUTH2 with an access token for `user`.
-    Xoauth2 {
-        /// The mailbox (`user=`).
-        user: String,
-        /// The access token.
-        token: SecretString,
-    },
-    /// AUTH LOGIN (Basic: a password or an app password).
-    Login {
-        /// The account.
-        user: String,
-        /// The password.
-        password: SecretString,
-    },
-}
-
-impl std::fmt::Debug for SmtpAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SmtpAuth::Xoauth2 { user, .. } => write!(f, "Xoauth2({user}, [REDACTED])"),
-            SmtpAuth::Login { user, .. } => write!(f, "Login({user}, [REDACTED])"),
-        }
-    }
-}
-
-impl SmtpAuth {
-    /// `xoauth2` or `login`.
-    pub fn mechanism(&self) -> &'static str {
-        match self {
-            SmtpAuth::Xoauth2 { .. } => "xoauth2",
-            SmtpAuth::Login { .. } => "login",
-        }
-    }
-}
+/// How to authenticate (XOAUTH2 or a password). Secrets never appear in `Debug`.
+pub use crate::sasl::SaslAuth as SmtpAuth;
 
 /// A message to send once authenticated.
 #[derive(Debug, Clone)]
@@ -554,12 +519,11 @@ async fn run(
 async fn authenticate(s: &mut Session, auth: &SmtpAuth) -> Result<SmtpReply, StepError> {
     match auth {
         SmtpAuth::Xoauth2 { user, token } => {
-            let payload = format!(
-                "user={user}\x01auth=Bearer {}\x01\x01",
-                token.expose_secret()
-            );
-            s.send_line(&format!("AUTH XOAUTH2 {}", B64.encode(payload)))
-                .await?;
+            s.send_line(&format!(
+                "AUTH XOAUTH2 {}",
+                crate::sasl::xoauth2_response(user, token)
+            ))
+            .await?;
             let reply = s.read_reply().await?;
             if reply.code == 334 {
                 // An error challenge (RFC 7628): answer with an empty line for the final reply.
@@ -639,7 +603,7 @@ mod tests {
     fn auth_debug_hides_secrets() {
         let a = SmtpAuth::Login {
             user: "u".into(),
-            password: SecretString::from("CANARY-pw"),
+            password: secrecy::SecretString::from("CANARY-pw"),
         };
         assert!(!format!("{a:?}").contains("CANARY"));
     }

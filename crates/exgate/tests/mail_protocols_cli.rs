@@ -180,12 +180,15 @@ fn start_emulator_with_imap(dir: &Path) -> (Emulator, String, String, String) {
     }
 }
 
-fn smtp_check(
+/// `exgate <protocol> check --json` for `user` with the Scanner app's token from `tenant`.
+fn mail_check(
     dir: &Path,
     base: &str,
-    smtp: &str,
+    protocol: &str,
+    addr: &str,
     tenant: &str,
     user: &str,
+    extra: &[&str],
 ) -> std::process::Output {
     exgate()
         .current_dir(dir)
@@ -193,24 +196,37 @@ fn smtp_check(
         .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
         .env("AZURE_CLIENT_SECRET", "scanner-secret~1")
         .args([
-            "smtp",
+            protocol,
             "check",
             "--user",
             user,
-            "--to",
-            "alice@contoso.com",
             "--host",
             "localhost",
             "--connect",
-            smtp,
-            "--authority-host",
-            base,
-            "--ca-cert",
-            "ca.pem",
-            "--json",
+            addr,
         ])
+        .args(["--authority-host", base, "--ca-cert", "ca.pem", "--json"])
+        .args(extra)
         .output()
         .unwrap()
+}
+
+fn smtp_check(
+    dir: &Path,
+    base: &str,
+    smtp: &str,
+    tenant: &str,
+    user: &str,
+) -> std::process::Output {
+    mail_check(
+        dir,
+        base,
+        "smtp",
+        smtp,
+        tenant,
+        user,
+        &["--to", "alice@contoso.com"],
+    )
 }
 
 #[test]
@@ -278,28 +294,7 @@ fn imap_check(
     tenant: &str,
     user: &str,
 ) -> std::process::Output {
-    exgate()
-        .current_dir(dir)
-        .env("AZURE_TENANT_ID", tenant)
-        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
-        .env("AZURE_CLIENT_SECRET", "scanner-secret~1")
-        .args([
-            "imap",
-            "check",
-            "--user",
-            user,
-            "--host",
-            "localhost",
-            "--connect",
-            imap,
-            "--authority-host",
-            base,
-            "--ca-cert",
-            "ca.pem",
-            "--json",
-        ])
-        .output()
-        .unwrap()
+    mail_check(dir, base, "imap", imap, tenant, user, &[])
 }
 
 #[test]

@@ -2,11 +2,77 @@
 //! Azure SDK variables, then a profile file, then flags; scope
 //! `https://outlook.office365.com/.default`) and the reporting of a failed step.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context as _;
 use exgate_auth::{AuthSettings, TokenProvider, TokenRequest};
+use exgate_mail::sasl::SaslAuth;
 use secrecy::SecretString;
+
+/// Flags every mail protocol check takes besides its server's host and port.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Connect to this address instead of resolving --host (the name stays the TLS name).
+    #[arg(long, value_name = "IP:PORT")]
+    pub connect: Option<SocketAddr>,
+    /// Extra root CA (PEM) to trust, e.g. the emulator's.
+    #[arg(long)]
+    pub ca_cert: Option<PathBuf>,
+    /// Seconds allowed for each step.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+    /// Environment variable holding an access token to use as is.
+    #[arg(long, conflicts_with = "password_env")]
+    pub token_env: Option<String>,
+    /// Environment variable holding a password: Basic (LOGIN) instead of XOAUTH2.
+    #[arg(long)]
+    pub password_env: Option<String>,
+    #[command(flatten)]
+    pub token: TokenArgs,
+    /// Print the transcript as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl CheckArgs {
+    /// The extra root CA's PEM, if one was given.
+    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        self.ca_cert
+            .as_ref()
+            .map(|p| {
+                std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))
+            })
+            .transpose()
+    }
+
+    /// The limit of each step.
+    pub fn step_timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout.max(1))
+    }
+
+    /// How `user` signs in: a password, a token given in a variable, or an app-only token; the
+    /// inner `Err` is Entra ID's refusal as text (to be explained).
+    pub async fn sign_in(&self, user: &str) -> anyhow::Result<Result<SaslAuth, String>> {
+        let user = user.to_owned();
+        if let Some(var) = &self.password_env {
+            return Ok(Ok(SaslAuth::Login {
+                user,
+                password: env_secret(var, "--password-env")?,
+            }));
+        }
+        let token = match &self.token_env {
+            Some(var) => env_secret(var, "--token-env")?,
+            None => match app_token(&self.token, self.ca_cert.as_ref()).await? {
+                Ok(t) => t,
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+        };
+        Ok(Ok(SaslAuth::Xoauth2 { user, token }))
+    }
+}
 
 /// Token flags shared by the mail protocol checks.
 #[derive(Debug, clap::Args)]
@@ -68,7 +134,7 @@ pub async fn app_token(
 }
 
 /// A secret from an environment variable, or an error naming the variable.
-pub fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
+fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
     std::env::var(var)
         .map(SecretString::from)
         .map_err(|_| anyhow::anyhow!("{what}: the environment variable {var} is not set"))

@@ -2,13 +2,9 @@
 //! OAuth token (app-only from the Azure SDK variables, or one given in a variable) or a
 //! password, walks TLS, CAPABILITY, AUTHENTICATE and SELECT, and explains a refusal.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use exgate_mail::imap::{ImapAuth, ImapOptions, ImapTranscript, check};
+use exgate_mail::imap::{ImapOptions, ImapTranscript, check};
 
 use crate::exit;
 
@@ -51,26 +47,8 @@ pub struct Args {
     /// IMAP port (TLS from the first byte).
     #[arg(long, default_value_t = 993)]
     port: u16,
-    /// Connect to this address instead of resolving --host (the name stays the TLS name).
-    #[arg(long, value_name = "IP:PORT")]
-    connect: Option<SocketAddr>,
-    /// Extra root CA (PEM) to trust, e.g. the emulator's.
-    #[arg(long)]
-    ca_cert: Option<PathBuf>,
-    /// Seconds allowed for each step.
-    #[arg(long, default_value_t = 30)]
-    timeout: u64,
-    /// Environment variable holding an access token to use as is.
-    #[arg(long, conflicts_with = "password_env")]
-    token_env: Option<String>,
-    /// Environment variable holding a password: LOGIN instead of XOAUTH2.
-    #[arg(long)]
-    password_env: Option<String>,
     #[command(flatten)]
-    token: super::app_token::TokenArgs,
-    /// Print the transcript as JSON.
-    #[arg(long)]
-    json: bool,
+    common: super::app_token::CheckArgs,
 }
 
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -80,48 +58,28 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
-    let ca = match &args.ca_cert {
-        Some(p) => Some(
-            std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let auth = if let Some(var) = &args.password_env {
-        ImapAuth::Login {
-            user: args.user.clone(),
-            password: super::app_token::env_secret(var, "--password-env")?,
-        }
-    } else if let Some(var) = &args.token_env {
-        ImapAuth::Xoauth2 {
-            user: args.user.clone(),
-            token: super::app_token::env_secret(var, "--token-env")?,
-        }
-    } else {
-        match super::app_token::app_token(&args.token, args.ca_cert.as_ref()).await? {
-            Ok(token) => ImapAuth::Xoauth2 {
-                user: args.user.clone(),
-                token,
-            },
-            Err(refusal) => {
-                return Ok(super::app_token::report_refusal::<ImapTranscript>(
-                    "token",
-                    &refusal,
-                    None,
-                    args.json,
-                    print_steps,
-                ));
-            }
+    let ca = args.common.ca_pem()?;
+    let auth = match args.common.sign_in(&args.user).await? {
+        Ok(auth) => auth,
+        Err(refusal) => {
+            return Ok(super::app_token::report_refusal::<ImapTranscript>(
+                "token",
+                &refusal,
+                None,
+                args.common.json,
+                print_steps,
+            ));
         }
     };
     let options = ImapOptions {
         host: args.host.clone(),
         port: args.port,
-        connect_to: args.connect,
+        connect_to: args.common.connect,
         extra_root_pem: ca,
-        timeout: Duration::from_secs(args.timeout.max(1)),
+        timeout: args.common.step_timeout(),
     };
     let transcript = check(&options, &auth, &args.folder).await;
-    Ok(report(&transcript, args.json))
+    Ok(report(&transcript, args.common.json))
 }
 
 fn print_steps(t: &ImapTranscript) {
