@@ -908,6 +908,62 @@ pub(crate) fn forbidden(st: &Inner) -> Response {
     r
 }
 
+/// The mailbox an XOAUTH2 sign-in (SMTP, IMAP) names, when its token passes the checks every
+/// Exchange Online protocol makes: signature and times, the tenant's issuer, an Exchange Online
+/// audience, and `user=` an Exchange Online mailbox of that tenant. `None` is a refusal.
+pub(crate) fn xoauth2_mailbox<'a>(
+    st: &'a Inner,
+    user: &str,
+    token: &SecretString,
+) -> Option<(crate::token::Claims, u32, &'a crate::store::Mailbox)> {
+    let claims = st.verifier.verify(token.expose_secret()).ok()?;
+    let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
+    let iss = claims.iss.clone().unwrap_or_default();
+    if !st.verifier.issuer_ok(&iss, &tid) {
+        return None;
+    }
+    let tenant = st.directory.tenant(&tid)?;
+    let aud = norm(&claims.audience());
+    if !EXO_AUDIENCES.iter().any(|a| norm(a) == aud) {
+        return None;
+    }
+    let i = st.find(user)?;
+    let m = st.mailbox(i)?;
+    (m.tenant_id.eq_ignore_ascii_case(&tenant.id) && m.provisioned && m.server.is_none())
+        .then_some((claims, i, m))
+}
+
+/// Whether `claims` give the right to use a protocol on mailbox `i`: delegated with
+/// `delegated_scope` and signed in as that mailbox, or app-only with `app_role` and reaching it
+/// under the app access rules.
+pub(crate) fn protocol_right(
+    st: &Inner,
+    claims: &crate::token::Claims,
+    i: u32,
+    m: &crate::store::Mailbox,
+    delegated_scope: &str,
+    app_role: &str,
+) -> bool {
+    match claims.scopes() {
+        Some(scopes) if !scopes.is_empty() => {
+            scopes
+                .iter()
+                .any(|s| s.eq_ignore_ascii_case(delegated_scope))
+                && claims
+                    .user_name()
+                    .and_then(|u| st.find(&u))
+                    .is_some_and(|j| j == i)
+        }
+        _ => {
+            claims
+                .roles()
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(app_role))
+                && st.app_may_reach(&claims.app_id(), m).is_ok()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -986,22 +986,35 @@ fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message,
             "At least one recipient isn't valid.",
         ));
     }
+    let msg = message_from_json(&v, i, m, Folder::Drafts, to, cc);
+    st.store(msg).ok_or_else(|| {
+        gerr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ErrorInternalServerError",
+            "The item could not be saved.",
+        )
+    })
+}
+
+/// A message of mailbox `i` from a Graph message resource (`subject`, `body`), with its
+/// recipients already read: a draft in Drafts, or a sent message in Sent Items.
+fn message_from_json(
+    v: &Value,
+    i: u32,
+    m: &Mailbox,
+    folder: Folder,
+    to: Vec<Person>,
+    cc: Vec<Person>,
+) -> Message {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
     let body_v = v.get("body");
     let now = OffsetDateTime::now_utc();
-    let msg = Message {
+    Message {
         mailbox: i,
-        folder: Folder::Drafts,
+        folder,
         n: 0,
-        subject: v
-            .get("subject")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        body: body_v
-            .and_then(|b| b.get("content"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        subject: text(v.get("subject")),
+        body: text(body_v.and_then(|b| b.get("content"))),
         body_is_html: body_v
             .and_then(|b| b.get("contentType"))
             .and_then(Value::as_str)
@@ -1015,16 +1028,9 @@ fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message,
         received: now,
         sent: now,
         is_read: true,
-        is_draft: true,
+        is_draft: folder == Folder::Drafts,
         internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
-    };
-    st.store(msg).ok_or_else(|| {
-        gerr(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "ErrorInternalServerError",
-            "The item could not be saved.",
-        )
-    })
+    }
 }
 
 fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, GraphError> {
@@ -1056,38 +1062,7 @@ fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, G
             "At least one recipient isn't valid., A message can't be sent because it contains no recipients.",
         ));
     }
-    let now = OffsetDateTime::now_utc();
-    let body_v = msg.get("body");
-    let message = Message {
-        mailbox: i,
-        folder: Folder::SentItems,
-        n: 0,
-        subject: msg
-            .get("subject")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        body: body_v
-            .and_then(|b| b.get("content"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        body_is_html: body_v
-            .and_then(|b| b.get("contentType"))
-            .and_then(Value::as_str)
-            .is_some_and(|c| c.eq_ignore_ascii_case("html")),
-        from: Person {
-            name: m.display_name.clone(),
-            address: m.address.clone(),
-        },
-        to,
-        cc,
-        received: now,
-        sent: now,
-        is_read: true,
-        is_draft: false,
-        internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
-    };
+    let message = message_from_json(msg, i, m, Folder::SentItems, to, cc);
     crate::ews::deliver(st, &message);
     if v.get("saveToSentItems")
         .and_then(Value::as_bool)

@@ -22,7 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::auth::{EXO_AUDIENCES, norm};
+use crate::auth::{protocol_right, xoauth2_mailbox};
 use crate::directory::PasswordCheck;
 use crate::smtp::{ReadLine, parse_plain, parse_xoauth2, read_line};
 use crate::state::{Counters, ExchangeState, Inner};
@@ -652,48 +652,20 @@ impl Session {
 
     /// XOAUTH2: the token, the mailbox, the switches, then the right to use IMAP.
     fn xoauth2(&mut self, st: &Inner, user: &str, token: &SecretString) -> bool {
-        let Ok(claims) = st.verifier.verify(token.expose_secret()) else {
+        let Some((claims, i, m)) = xoauth2_mailbox(st, user, token) else {
             return false;
         };
-        let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
-        let iss = claims.iss.clone().unwrap_or_default();
-        if !st.verifier.issuer_ok(&iss, &tid) {
-            return false;
-        }
-        let Some(tenant) = st.directory.tenant(&tid) else {
-            return false;
-        };
-        let aud = norm(&claims.audience());
-        if !EXO_AUDIENCES.iter().any(|a| norm(a) == aud) {
-            return false;
-        }
-        let Some((i, m)) = st.find(user).and_then(|i| st.mailbox(i).map(|m| (i, m))) else {
-            return false;
-        };
-        if !m.tenant_id.eq_ignore_ascii_case(&tenant.id) || !m.provisioned || m.server.is_some() {
-            return false;
-        }
         if !Self::imap_allowed(st, i, &m.tenant_id) {
             return false;
         }
-        let allowed = match claims.scopes() {
-            Some(scopes) if !scopes.is_empty() => {
-                scopes
-                    .iter()
-                    .any(|s| s.eq_ignore_ascii_case("IMAP.AccessAsUser.All"))
-                    && claims
-                        .user_name()
-                        .and_then(|u| st.find(&u))
-                        .is_some_and(|j| j == i)
-            }
-            _ => {
-                claims
-                    .roles()
-                    .iter()
-                    .any(|r| r.eq_ignore_ascii_case("IMAP.AccessAsApp"))
-                    && st.app_may_reach(&claims.app_id(), m).is_ok()
-            }
-        };
+        let allowed = protocol_right(
+            st,
+            &claims,
+            i,
+            m,
+            "IMAP.AccessAsUser.All",
+            "IMAP.AccessAsApp",
+        );
         if allowed {
             self.authed = Some(i);
         }

@@ -22,7 +22,7 @@ use tokio::io::{
 };
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::auth::{EXO_AUDIENCES, norm};
+use crate::auth::{protocol_right, xoauth2_mailbox};
 use crate::directory::PasswordCheck;
 use crate::state::{Counters, ExchangeState, Inner};
 use crate::store::{Folder, Message, Person};
@@ -402,50 +402,16 @@ impl Session {
     /// XOAUTH2: the token, then the switches, then the right to send.
     fn xoauth2(&mut self, st: &Inner, user: &str, token: &SecretString) -> String {
         let host = self.host.clone();
-        let Ok(claims) = st.verifier.verify(token.expose_secret()) else {
+        let Some((claims, i, m)) = xoauth2_mailbox(st, user, token) else {
             return failed(&host);
         };
-        let tid = claims.tid.clone().unwrap_or_default().to_ascii_lowercase();
-        let iss = claims.iss.clone().unwrap_or_default();
-        if !st.verifier.issuer_ok(&iss, &tid) {
-            return failed(&host);
-        }
-        let Some(tenant) = st.directory.tenant(&tid) else {
-            return failed(&host);
-        };
-        let aud = norm(&claims.audience());
-        if !EXO_AUDIENCES.iter().any(|a| norm(a) == aud) {
-            return failed(&host);
-        }
-        let Some((i, m)) = st.find(user).and_then(|i| st.mailbox(i).map(|m| (i, m))) else {
-            return failed(&host);
-        };
-        if !m.tenant_id.eq_ignore_ascii_case(&tenant.id) || !m.provisioned || m.server.is_some() {
-            return failed(&host);
-        }
         if !st.org(&m.tenant_id).smtp_auth_enabled {
             return smtp_disabled(&host, "Tenant");
         }
         if !m.smtp_auth_enabled {
             return smtp_disabled(&host, "Mailbox");
         }
-        let allowed = match claims.scopes() {
-            Some(scopes) if !scopes.is_empty() => {
-                scopes.iter().any(|s| s.eq_ignore_ascii_case("SMTP.Send"))
-                    && claims
-                        .user_name()
-                        .and_then(|u| st.find(&u))
-                        .is_some_and(|j| j == i)
-            }
-            _ => {
-                claims
-                    .roles()
-                    .iter()
-                    .any(|r| r.eq_ignore_ascii_case("SMTP.SendAsApp"))
-                    && st.app_may_reach(&claims.app_id(), m).is_ok()
-            }
-        };
-        if !allowed {
+        if !protocol_right(st, &claims, i, m, "SMTP.Send", "SMTP.SendAsApp") {
             return failed(&host);
         }
         self.authed = Some(i);

@@ -116,8 +116,8 @@ pub struct Emulator {
     ca_pem: Option<String>,
     shared: Arc<entra::Shared>,
     exchange: Option<exgate_emulator_exchange::ExchangeState>,
-    smtp: Option<SmtpListener>,
-    imap: Option<SmtpListener>,
+    smtp: Option<LineListener>,
+    imap: Option<LineListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -195,11 +195,33 @@ impl Emulator {
             None => (None, None),
         };
         let smtp = match (&exchange, smtp_tls.clone()) {
-            (Some(state), Some(config)) => Some(start_smtp(state.clone(), config).await?),
+            (Some(state), Some(config)) => Some(
+                start_line("SMTP submission", |l, stop| {
+                    exgate_emulator_exchange::serve_smtp(
+                        state.clone(),
+                        l,
+                        config,
+                        exgate_emulator_exchange::SmtpOptions::default(),
+                        stop,
+                    )
+                })
+                .await?,
+            ),
             _ => None,
         };
         let imap = match (&exchange, smtp_tls) {
-            (Some(state), Some(config)) => Some(start_imap(state.clone(), config).await?),
+            (Some(state), Some(config)) => Some(
+                start_line("IMAP4", |l, stop| {
+                    exgate_emulator_exchange::serve_imap(
+                        state.clone(),
+                        l,
+                        config,
+                        exgate_emulator_exchange::ImapOptions::default(),
+                        stop,
+                    )
+                })
+                .await?,
+            ),
             _ => None,
         };
         let app = build_router(shared.clone(), exchange_router);
@@ -316,17 +338,19 @@ impl Drop for Emulator {
 }
 
 /// A listener of its own that is running (SMTP submission, IMAP4).
-struct SmtpListener {
+struct LineListener {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
 
-/// Binds 127.0.0.1 on a free port and serves SMTP submission for the Exchange plane.
-async fn start_smtp(
-    state: exgate_emulator_exchange::ExchangeState,
-    config: Arc<rustls::ServerConfig>,
-) -> Result<SmtpListener, EmulatorError> {
+/// Binds 127.0.0.1 on a free port and runs `serve` (SMTP submission, IMAP4) on it until the
+/// listener is stopped.
+async fn start_line<F, Fut>(name: &str, serve: F) -> Result<LineListener, EmulatorError>
+where
+    F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let want = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
     let listener = TcpListener::bind(want)
         .await
@@ -335,49 +359,14 @@ async fn start_smtp(
         .local_addr()
         .map_err(|source| EmulatorError::Bind { addr: want, source })?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let options = exgate_emulator_exchange::SmtpOptions::default();
-    let task = tokio::spawn(exgate_emulator_exchange::serve_smtp(
-        state,
+    let task = tokio::spawn(serve(
         listener,
-        config,
-        options,
-        async move {
+        Box::pin(async move {
             let _ = stop_rx.await;
-        },
+        }),
     ));
-    tracing::info!(%addr, "SMTP submission listening");
-    Ok(SmtpListener {
-        addr,
-        stop: Some(stop_tx),
-        task: Some(task),
-    })
-}
-
-/// Binds 127.0.0.1 on a free port and serves IMAP4 (implicit TLS) for the Exchange plane.
-async fn start_imap(
-    state: exgate_emulator_exchange::ExchangeState,
-    config: Arc<rustls::ServerConfig>,
-) -> Result<SmtpListener, EmulatorError> {
-    let want = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
-    let listener = TcpListener::bind(want)
-        .await
-        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|source| EmulatorError::Bind { addr: want, source })?;
-    let (stop_tx, stop_rx) = oneshot::channel::<()>();
-    let options = exgate_emulator_exchange::ImapOptions::default();
-    let task = tokio::spawn(exgate_emulator_exchange::serve_imap(
-        state,
-        listener,
-        config,
-        options,
-        async move {
-            let _ = stop_rx.await;
-        },
-    ));
-    tracing::info!(%addr, "IMAP4 listening");
-    Ok(SmtpListener {
+    tracing::info!(%addr, "{name} listening");
+    Ok(LineListener {
         addr,
         stop: Some(stop_tx),
         task: Some(task),
