@@ -12,7 +12,6 @@
 //! `NO LOGIN failed.`.
 
 use std::future::Future;
-use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::auth::{protocol_right, xoauth2_mailbox};
 use crate::directory::PasswordCheck;
-use crate::smtp::{ReadLine, parse_plain, parse_xoauth2, read_line};
+use crate::smtp::{ReadLine, parse_plain, parse_xoauth2, read_line, send, timed};
 use crate::state::{Counters, ExchangeState, Inner};
 use crate::store::{Folder, generated_is_read};
 
@@ -959,18 +958,6 @@ enum Read {
     Refused(Step),
     /// Hang up (EOF, error, timeout, or a non-synchronising literal too large to skip).
     End(Option<String>),
-}
-
-async fn timed<T>(d: Duration, f: impl Future<Output = io::Result<T>>) -> Option<T> {
-    match tokio::time::timeout(d, f).await {
-        Ok(Ok(v)) => Some(v),
-        _ => None,
-    }
-}
-
-async fn send<S: AsyncWrite + Unpin>(s: &mut S, text: &str) -> io::Result<()> {
-    s.write_all(text.as_bytes()).await?;
-    s.flush().await
 }
 
 /// Reads a command line and its literals (answering `+` to synchronising ones).

@@ -779,14 +779,14 @@ enum Outcome<S> {
     StartTls(S),
 }
 
-async fn timed<T>(d: Duration, f: impl Future<Output = io::Result<T>>) -> Option<T> {
+pub(crate) async fn timed<T>(d: Duration, f: impl Future<Output = io::Result<T>>) -> Option<T> {
     match tokio::time::timeout(d, f).await {
         Ok(Ok(v)) => Some(v),
         _ => None,
     }
 }
 
-async fn send<S: AsyncWrite + Unpin>(s: &mut S, text: &str) -> io::Result<()> {
+pub(crate) async fn send<S: AsyncWrite + Unpin>(s: &mut S, text: &str) -> io::Result<()> {
     s.write_all(text.as_bytes()).await?;
     s.flush().await
 }

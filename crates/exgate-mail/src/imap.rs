@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::tls::{Io, start_tls, tls_config};
+use crate::tls::{LineIo, read_line, start_tls, tls_config, write_line};
 
 /// Longest response line read.
 const MAX_LINE: usize = 16 * 1024;
@@ -115,27 +115,14 @@ impl Answer {
 }
 
 struct Session {
-    io: BufReader<Box<dyn Io>>,
+    io: LineIo,
     timeout: Duration,
     next_tag: u32,
 }
 
 impl Session {
     async fn read_line(&mut self) -> Result<String, String> {
-        let mut raw = Vec::new();
-        let n = tokio::time::timeout(self.timeout, async {
-            let mut limited = (&mut self.io).take(MAX_LINE as u64);
-            limited.read_until(b'\n', &mut raw).await
-        })
-        .await
-        .map_err(|_| "no answer within the timeout".to_owned())?
-        .map_err(|e| format!("reading: {e}"))?;
-        if n == 0 {
-            return Err("the server closed the connection".into());
-        }
-        let mut line = String::from_utf8_lossy(&raw)
-            .trim_end_matches(['\r', '\n'])
-            .to_owned();
+        let mut line = read_line(&mut self.io, MAX_LINE, self.timeout).await?;
         // A literal `{n}` at the end: its bytes, then the rest of the line.
         if let Some(size) = literal_size(&line) {
             if size > MAX_LITERAL {
@@ -154,16 +141,7 @@ impl Session {
     }
 
     async fn send_line(&mut self, line: &str) -> Result<(), String> {
-        let mut bytes = line.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        tokio::time::timeout(self.timeout, async {
-            let w = self.io.get_mut();
-            w.write_all(&bytes).await?;
-            w.flush().await
-        })
-        .await
-        .map_err(|_| "sending timed out".to_owned())?
-        .map_err(|e| format!("sending: {e}"))
+        write_line(&mut self.io, line, self.timeout).await
     }
 
     fn tag(&mut self) -> String {

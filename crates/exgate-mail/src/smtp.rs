@@ -16,10 +16,10 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use crate::tls::{Io, start_tls, tls_config};
+use crate::tls::{Io, LineIo, read_line, start_tls, tls_config, write_line};
 
 /// Longest reply line read (RFC 5321 allows 512; servers send a little more).
 const MAX_LINE: usize = 4096;
@@ -160,7 +160,7 @@ impl SmtpTranscript {
 }
 
 struct Session {
-    io: BufReader<Box<dyn Io>>,
+    io: LineIo,
     timeout: Duration,
 }
 
@@ -177,21 +177,10 @@ impl Session {
         let mut code = None;
         let mut lines = Vec::new();
         loop {
-            let mut raw = Vec::new();
-            let read = tokio::time::timeout(self.timeout, async {
-                let mut limited = (&mut self.io).take(MAX_LINE as u64);
-                limited.read_until(b'\n', &mut raw).await
-            })
-            .await
-            .map_err(|_| StepError::Transport("no reply within the timeout".into()))?
-            .map_err(|e| StepError::Transport(format!("reading the reply: {e}")))?;
-            if read == 0 {
-                return Err(StepError::Transport(
-                    "the server closed the connection".into(),
-                ));
-            }
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\r', '\n']);
+            let line = read_line(&mut self.io, MAX_LINE, self.timeout)
+                .await
+                .map_err(StepError::Transport)?;
+            let line = line.as_str();
             let (c, rest) = (line.get(..3), line.get(3..).unwrap_or(""));
             let c: u16 = c
                 .and_then(|c| c.parse().ok())
@@ -239,16 +228,9 @@ impl Session {
     }
 
     async fn send_line(&mut self, line: &str) -> Result<(), StepError> {
-        let mut bytes = line.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        tokio::time::timeout(self.timeout, async {
-            let w = self.io.get_mut();
-            w.write_all(&bytes).await?;
-            w.flush().await
-        })
-        .await
-        .map_err(|_| StepError::Transport("sending timed out".into()))?
-        .map_err(|e| StepError::Transport(format!("sending: {e}")))
+        write_line(&mut self.io, line, self.timeout)
+            .await
+            .map_err(StepError::Transport)
     }
 
     /// Sends `line` and reads the reply; a negative reply is [`StepError::Refused`].
@@ -560,6 +542,8 @@ async fn authenticate(s: &mut Session, auth: &SmtpAuth) -> Result<SmtpReply, Ste
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::AsyncWriteExt as _;
+
     use super::*;
 
     fn read(bytes: &[u8]) -> Result<SmtpReply, StepError> {

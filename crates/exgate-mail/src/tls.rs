@@ -1,12 +1,13 @@
-//! TLS for the line protocols (SMTP, IMAP): rustls with the aws-lc-rs provider, the platform's
-//! roots plus optional extra roots (an emulator's CA), over any async stream.
+//! The transport of the line protocols (SMTP, IMAP): rustls with the aws-lc-rs provider, the
+//! platform's roots plus optional extra roots (an emulator's CA), over any async stream, and
+//! bounded, timed line reads and writes.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, ServerName};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// A byte stream, plain or TLS.
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -48,4 +49,47 @@ pub(crate) async fn start_tls(
         .map_err(|_| "the TLS handshake timed out".to_owned())?
         .map_err(|e| format!("TLS: {e}"))?;
     Ok(Box::new(tls))
+}
+
+/// A buffered connection of a line protocol.
+pub(crate) type LineIo = BufReader<Box<dyn Io>>;
+
+/// Reads one line of at most `max` bytes, without its line ending (lossy UTF-8).
+pub(crate) async fn read_line(
+    io: &mut LineIo,
+    max: usize,
+    timeout: Duration,
+) -> Result<String, String> {
+    let mut raw = Vec::new();
+    let n = tokio::time::timeout(timeout, async {
+        let mut limited = io.take(max as u64);
+        limited.read_until(b'\n', &mut raw).await
+    })
+    .await
+    .map_err(|_| "no answer within the timeout".to_owned())?
+    .map_err(|e| format!("reading: {e}"))?;
+    if n == 0 {
+        return Err("the server closed the connection".into());
+    }
+    Ok(String::from_utf8_lossy(&raw)
+        .trim_end_matches(['\r', '\n'])
+        .to_owned())
+}
+
+/// Writes `line` and CRLF.
+pub(crate) async fn write_line(
+    io: &mut LineIo,
+    line: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    let mut bytes = line.as_bytes().to_vec();
+    bytes.extend_from_slice(b"\r\n");
+    tokio::time::timeout(timeout, async {
+        let w = io.get_mut();
+        w.write_all(&bytes).await?;
+        w.flush().await
+    })
+    .await
+    .map_err(|_| "sending timed out".to_owned())?
+    .map_err(|e| format!("sending: {e}"))
 }
