@@ -285,6 +285,50 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         "{stdout}"
     );
     assert_eq!(v["causes"][0]["id"], "smtp_auth_disabled", "{stdout}");
+
+    // Entra ID refuses the app's secret: the token step fails, explained, and no secret shows.
+    let out = exgate()
+        .current_dir(dir.path())
+        .env("AZURE_TENANT_ID", "contoso.com")
+        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
+        .env("AZURE_CLIENT_SECRET", "CANARY-wrong-secret")
+        .args([
+            "smtp",
+            "check",
+            "--user",
+            "scanner@contoso.com",
+            "--host",
+            "localhost",
+        ])
+        .args([
+            "--connect",
+            &smtp,
+            "--authority-host",
+            &base,
+            "--ca-cert",
+            "ca.pem",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["failed_step"], "token");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("7000215"),
+        "{stdout}"
+    );
+    assert!(
+        v["causes"].as_array().is_some_and(|c| !c.is_empty()),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("CANARY"));
 }
 
 fn imap_check(

@@ -53,6 +53,18 @@ impl CheckArgs {
         Duration::from_secs(self.timeout.max(1))
     }
 
+    /// [`CheckArgs::sign_in`], with Entra ID's refusal already reported (explained, exit code
+    /// 1) as the inner `Err`.
+    pub async fn sign_in_or_report<T: serde::Serialize>(
+        &self,
+        user: &str,
+        print_steps: fn(&T),
+    ) -> anyhow::Result<Result<SaslAuth, std::process::ExitCode>> {
+        Ok(self.sign_in(user).await?.map_err(|refusal| {
+            report_refusal::<T>("token", &refusal, None, self.json, print_steps)
+        }))
+    }
+
     /// How `user` signs in: a password, a token given in a variable, or an app-only token; the
     /// inner `Err` is Entra ID's refusal as text (to be explained).
     pub async fn sign_in(&self, user: &str) -> anyhow::Result<Result<SaslAuth, String>> {

@@ -59,17 +59,13 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
     let ca = args.common.ca_pem()?;
-    let auth = match args.common.sign_in(&args.user).await? {
+    let auth = match args
+        .common
+        .sign_in_or_report::<ImapTranscript>(&args.user, print_steps)
+        .await?
+    {
         Ok(auth) => auth,
-        Err(refusal) => {
-            return Ok(super::app_token::report_refusal::<ImapTranscript>(
-                "token",
-                &refusal,
-                None,
-                args.common.json,
-                print_steps,
-            ));
-        }
+        Err(code) => return Ok(code),
     };
     let options = ImapOptions {
         host: args.host.clone(),
