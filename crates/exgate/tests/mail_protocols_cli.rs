@@ -18,6 +18,15 @@ fn exgate() -> Command {
     c
 }
 
+/// The JSON a check printed, after asserting its exit code (output shown on failure).
+fn json_output(out: &std::process::Output, code: i32) -> (String, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{stdout}{stderr}");
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    (stdout, v)
+}
+
 #[test]
 fn help_has_examples() {
     let out = exgate().args(["smtp", "check", "--help"]).output().unwrap();
@@ -241,14 +250,7 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         "contoso.com",
         "scanner@contoso.com",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, v) = json_output(&out, 0);
     let steps: Vec<&str> = v["transcript"]["steps"]
         .as_array()
         .unwrap()
@@ -271,14 +273,7 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         "fabrikam.com",
         "scanner@fabrikam.com",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, v) = json_output(&out, 1);
     assert_eq!(v["failed_step"], "auth");
     assert!(
         v["error"].as_str().unwrap_or("").contains("5.7.139"),
@@ -311,14 +306,7 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         ])
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, v) = json_output(&out, 1);
     assert_eq!(v["failed_step"], "token");
     assert!(
         v["error"].as_str().unwrap_or("").contains("7000215"),
@@ -353,14 +341,7 @@ fn imap_xoauth2_selects_the_inbox_and_a_token_without_the_role_is_explained() {
         "contoso.com",
         "scanner@contoso.com",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, v) = json_output(&out, 0);
     assert!(v["transcript"]["exists"].is_u64(), "{stdout}");
     assert!(!stdout.contains("scanner-secret"));
 
@@ -372,14 +353,7 @@ fn imap_xoauth2_selects_the_inbox_and_a_token_without_the_role_is_explained() {
         "fabrikam.com",
         "scanner@fabrikam.com",
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let (stdout, v) = json_output(&out, 1);
     assert_eq!(v["failed_step"], "authenticate");
     assert_eq!(v["error"], "IMAP NO AUTHENTICATE failed.");
     assert_eq!(
