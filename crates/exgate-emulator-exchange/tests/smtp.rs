@@ -8,9 +8,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
-use exgate_emulator_exchange::{ExchangeConfig, ExchangeState, SmtpOptions, serve_smtp};
+use exgate_emulator_exchange::{SmtpOptions, serve_smtp};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 const SMTP_SCENARIO: &str = r#"
 default_inbox_messages = 3
@@ -52,57 +52,13 @@ group = "sales"
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
-struct Server {
-    state: ExchangeState,
-    addr: std::net::SocketAddr,
-    ca: rustls::pki_types::CertificateDer<'static>,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-fn tls_material() -> (
-    Arc<rustls::ServerConfig>,
-    rustls::pki_types::CertificateDer<'static>,
-) {
-    let key = rcgen::KeyPair::generate().expect("key");
-    let params =
-        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
-    let cert = params.self_signed(&key).expect("certificate");
-    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
-    let pk = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
-        key.serialize_der(),
-    ));
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![der.clone()], pk)
-        .expect("server config");
-    (Arc::new(config), der)
-}
+type Server = LineServer;
 
 async fn server_with(options: SmtpOptions) -> Server {
-    let cfg = ExchangeConfig::from_toml_str(SMTP_SCENARIO).expect("scenario parses");
-    let state = ExchangeState::new(cfg, Arc::new(directory()), verifier()).expect("state");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let (config, ca) = tls_material();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve_smtp(
-        state.clone(),
-        listener,
-        config,
-        options,
-        async move {
-            let _ = rx.await;
-        },
-    ));
-    Server {
-        state,
-        addr,
-        ca,
-        _stop: tx,
-    }
+    line_server(SMTP_SCENARIO, |state, listener, config, stop| {
+        serve_smtp(state, listener, config, options, stop)
+    })
+    .await
 }
 
 async fn server() -> Server {

@@ -399,3 +399,70 @@ pub fn all_attrs(xml: &str, name: &str) -> Vec<String> {
     }
     out
 }
+
+/// A line-protocol server (SMTP, IMAP) of the Exchange plane on a loopback port, with a fresh
+/// self-signed certificate for `localhost` (`ca`); it stops when dropped.
+pub struct LineServer {
+    pub state: ExchangeState,
+    pub addr: std::net::SocketAddr,
+    pub ca: rustls::pki_types::CertificateDer<'static>,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
+/// A self-signed `localhost` certificate: the server configuration and the certificate.
+pub fn tls_material() -> (
+    Arc<rustls::ServerConfig>,
+    rustls::pki_types::CertificateDer<'static>,
+) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned()]).expect("certificate params");
+    let cert = params.self_signed(&key).expect("certificate");
+    let der = rustls::pki_types::CertificateDer::from(cert.der().to_vec());
+    let pk = rustls::pki_types::PrivateKeyDer::Pkcs8(rustls::pki_types::PrivatePkcs8KeyDer::from(
+        key.serialize_der(),
+    ));
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![der.clone()], pk)
+        .expect("server config");
+    (Arc::new(config), der)
+}
+
+/// Starts `serve` (e.g. `serve_smtp` with its options) for the Exchange plane of `scenario`.
+pub async fn line_server<F, Fut>(scenario: &str, serve: F) -> LineServer
+where
+    F: FnOnce(
+        ExchangeState,
+        tokio::net::TcpListener,
+        Arc<rustls::ServerConfig>,
+        std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    ) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let cfg = ExchangeConfig::from_toml_str(scenario).expect("scenario parses");
+    let state = ExchangeState::new(cfg, Arc::new(directory()), verifier()).expect("state");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (config, ca) = tls_material();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(
+        state.clone(),
+        listener,
+        config,
+        Box::pin(async move {
+            let _ = rx.await;
+        }),
+    ));
+    LineServer {
+        state,
+        addr,
+        ca,
+        _stop: tx,
+    }
+}
