@@ -35,6 +35,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("hybrid.toml", include_str!("../../../catalog/hybrid.toml")),
     (
+        "fallback.toml",
+        include_str!("../../../catalog/fallback.toml"),
+    ),
+    (
         "transport.toml",
         include_str!("../../../catalog/transport.toml"),
     ),
@@ -60,7 +64,7 @@ pub struct CatalogError {
 }
 
 /// One cause of the vocabulary.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CauseDef {
     /// Stable id.
@@ -73,6 +77,14 @@ pub struct CauseDef {
     /// Whether a response alone can show it (false for `library_regression`).
     #[serde(default = "yes")]
     pub diagnosable: bool,
+    /// How often this cause is the real one where its signatures are shared with other causes,
+    /// relative to the others (1.0 = typical). Taken from public reports; see docs/diagnose.md.
+    #[serde(default = "one")]
+    pub prior: f32,
+    /// The one observation that tells this cause apart, and how to make it (a command, a field
+    /// to read). Shown with the cause when several causes fit.
+    #[serde(default)]
+    pub check: Option<String>,
 }
 
 fn yes() -> bool {
@@ -104,6 +116,8 @@ struct RawEntry {
     environments: Vec<Environment>,
     #[serde(default = "one")]
     weight: f32,
+    #[serde(default)]
+    differential: Vec<String>,
     explanation: String,
     fix: Vec<String>,
     #[serde(default)]
@@ -142,6 +156,8 @@ struct RawMatcher {
     text: Option<String>,
     lint: Option<Vec<String>>,
     protocol: Option<Vec<Protocol>>,
+    hint: Option<Vec<Protocol>>,
+    failure: Option<bool>,
     auth: Option<Vec<AuthMode>>,
     app_only: Option<bool>,
 }
@@ -172,6 +188,8 @@ pub struct Matcher {
     pub(crate) text: Option<Regex>,
     pub(crate) lint: Option<Vec<String>>,
     pub(crate) protocol: Option<Vec<Protocol>>,
+    pub(crate) hint: Option<Vec<Protocol>>,
+    pub(crate) failure: Option<bool>,
     pub(crate) auth: Option<Vec<AuthMode>>,
     pub(crate) app_only: Option<bool>,
 }
@@ -191,6 +209,12 @@ pub struct Entry {
     pub environments: Vec<Environment>,
     /// Score multiplier.
     pub weight: f32,
+    /// Other causes that show the same signature; they are ranked with `cause` by their priors.
+    pub differential: Vec<String>,
+    /// Whether every matcher of the entry rests on `failure = true` alone (with status, protocol
+    /// hints and the like): a catch-all of `fallback.toml`, consulted only when no specific entry
+    /// matched.
+    pub catch_all: bool,
     /// Plain-words explanation.
     pub explanation: String,
     /// Ordered fix steps.
@@ -208,6 +232,7 @@ pub struct Catalog {
     /// Every entry, in file order.
     pub entries: Vec<Entry>,
     by_cause: HashMap<String, usize>,
+    in_differential: HashSet<String>,
 }
 
 fn compile(
@@ -240,6 +265,13 @@ impl Catalog {
         })?;
         let mut known = HashSet::new();
         for c in &causes.cause {
+            if !(c.prior.is_finite() && c.prior > 0.0) {
+                return Err(CatalogError {
+                    file: "causes.toml".into(),
+                    location: format!("cause \"{}\", field \"prior\"", c.id),
+                    message: "prior must be a positive number".into(),
+                });
+            }
             if !known.insert(c.id.clone()) {
                 return Err(CatalogError {
                     file: "causes.toml".into(),
@@ -280,6 +312,12 @@ impl Catalog {
                         ),
                     ));
                 }
+                if let Some(d) = raw.differential.iter().find(|d| !known.contains(*d)) {
+                    return Err(err(
+                        "differential",
+                        format!("unknown cause id \"{d}\"; add it to catalog/causes.toml"),
+                    ));
+                }
                 if raw.matchers.is_empty() {
                     return Err(err("match", "entry has no [[entry.match]] matcher".into()));
                 }
@@ -296,6 +334,7 @@ impl Catalog {
                         || m.diag_category.is_some()
                         || m.diag_reason.is_some()
                         || m.challenge.is_some()
+                        || m.no_challenge.is_some()
                         || m.aadsts.is_some()
                         || m.oauth_error.is_some()
                         || m.ews_code.is_some()
@@ -306,7 +345,8 @@ impl Catalog {
                         || m.reply_enhanced.is_some()
                         || m.reply_text.is_some()
                         || m.text.is_some()
-                        || m.lint.is_some();
+                        || m.lint.is_some()
+                        || m.failure == Some(true);
                     if !signal {
                         return Err(err(
                             "match",
@@ -343,6 +383,8 @@ impl Catalog {
                         text: compile(file, id, "text", &m.text)?,
                         lint: m.lint.clone(),
                         protocol: m.protocol.clone(),
+                        hint: m.hint.clone(),
+                        failure: m.failure,
                         auth: m.auth.clone(),
                         app_only: m.app_only,
                     });
@@ -354,6 +396,27 @@ impl Catalog {
                     protocols: raw.protocols,
                     environments: raw.environments,
                     weight: raw.weight,
+                    catch_all: raw.matchers.iter().all(|m| {
+                        m.failure == Some(true)
+                            && m.header.is_none()
+                            && m.diag_code.is_none()
+                            && m.diag_category.is_none()
+                            && m.diag_reason.is_none()
+                            && m.challenge.is_none()
+                            && m.no_challenge.is_none()
+                            && m.aadsts.is_none()
+                            && m.oauth_error.is_none()
+                            && m.ews_code.is_none()
+                            && m.ews_message.is_none()
+                            && m.graph_code.is_none()
+                            && m.graph_message.is_none()
+                            && m.reply_code.is_none()
+                            && m.reply_enhanced.is_none()
+                            && m.reply_text.is_none()
+                            && m.text.is_none()
+                            && m.lint.is_none()
+                    }),
+                    differential: raw.differential,
                     explanation: raw.explanation.trim().to_owned(),
                     fix: raw.fix,
                     references: raw.references,
@@ -365,18 +428,28 @@ impl Catalog {
         for (i, e) in entries.iter().enumerate() {
             by_cause.entry(e.cause.clone()).or_insert(i);
         }
+        let mut in_differential = HashSet::new();
+        for e in &entries {
+            in_differential.extend(e.differential.iter().cloned());
+        }
         Ok(Catalog {
             causes: causes.cause,
             entries,
             by_cause,
+            in_differential,
         })
     }
 
-    /// Diagnosable causes of the vocabulary that no entry names.
+    /// Diagnosable causes of the vocabulary that no entry names (as its cause or among its
+    /// differential).
     pub fn uncovered_causes(&self) -> Vec<&str> {
         self.causes
             .iter()
-            .filter(|c| c.diagnosable && !self.by_cause.contains_key(&c.id))
+            .filter(|c| {
+                c.diagnosable
+                    && !self.by_cause.contains_key(&c.id)
+                    && !self.in_differential.contains(&c.id)
+            })
             .map(|c| c.id.as_str())
             .collect()
     }

@@ -177,7 +177,8 @@ static DIAG_START: LazyLock<Option<Regex>> = LazyLock::new(|| {
 });
 static DIAG_END: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r#"(?i)error_category\s*=\s*["']?[A-Za-z_]+["']?"#));
-static AADSTS: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"AADSTS(\d{4,8})"));
+/// `AADSTS` codes, also as users retype them (`ADSTS50059`).
+static AADSTS: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\bA?ADSTS(\d{4,8})"));
 static OAUTH_ERROR: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r#"(?:"error"\s*:\s*"([a-z_]+)"|[?&#]error=([a-z_]+))"#));
 static EWS_CODE: LazyLock<Option<Regex>> = LazyLock::new(|| re(r"\b(Error[A-Z][A-Za-z]{3,})\b"));
@@ -187,7 +188,7 @@ static CHALLENGE_LINE: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"(?im)www-authenticate[ \t]*(?::|→)[ \t]*([^\r\n]+)"));
 static STATUS_HINT: LazyLock<Option<Regex>> = LazyLock::new(|| {
     re(
-        r"(?i)(?:\b|\()(400|401|403|404|429|500|502|503)\)?[\s:-]*(?:unauthorized|forbidden|not found|too many requests|internal server error|bad gateway|service unavailable|bad request)",
+        r"(?i)(?:(?:\b|\()(400|401|403|404|429|500|502|503)\)?[\s:-]*(?:unauthorized|forbidden|not found|too many requests|internal server error|bad gateway|service unavailable|bad request)|\bstatus(?: code)?(?: of|:|=)?\s*(400|401|403|404|429|500|502|503)\b|\b(?:returned|error|http)\s*:?\s*(400|401|403|404|429|500|502|503)\b)",
     )
 });
 static JWT_IN_TEXT: LazyLock<Option<Regex>> =
@@ -378,7 +379,12 @@ impl Parsed {
         }
         if let Some(r) = STATUS_HINT.as_ref() {
             for c in r.captures_iter(text) {
-                if let Some(n) = c.get(1).and_then(|m| m.as_str().parse().ok()) {
+                if let Some(n) = c
+                    .get(1)
+                    .or_else(|| c.get(2))
+                    .or_else(|| c.get(3))
+                    .and_then(|m| m.as_str().parse().ok())
+                {
                     push_unique(&mut p.status_hints, n);
                 }
             }

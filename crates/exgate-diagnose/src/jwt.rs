@@ -365,6 +365,85 @@ pub struct LintContext {
     pub tenant: Option<String>,
     /// The mailbox the call targets.
     pub mailbox: Option<String>,
+    /// The protocol the token is used with, when the URL does not tell (IMAP, POP, SMTP).
+    #[serde(default)]
+    pub protocol: Option<crate::Protocol>,
+}
+
+/// The permission a mail protocol needs: the application role (app-only) and the delegated
+/// scope, both of Office 365 Exchange Online.
+pub fn protocol_permissions(p: crate::Protocol) -> Option<(&'static str, &'static str)> {
+    match p {
+        crate::Protocol::Smtp => Some(("SMTP.SendAsApp", "SMTP.Send")),
+        crate::Protocol::Imap => Some(("IMAP.AccessAsApp", "IMAP.AccessAsUser.All")),
+        crate::Protocol::Pop => Some(("POP.AccessAsApp", "POP.AccessAsUser.All")),
+        crate::Protocol::Ews => Some(("full_access_as_app", "EWS.AccessAsUser.All")),
+        _ => None,
+    }
+}
+
+/// One check made on a token the caller holds, and what it showed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenCheck {
+    /// What was checked: `audience`, `permissions`, `lifetime`, `user`, `tenant`.
+    pub name: String,
+    /// Whether the token passed it.
+    pub ok: bool,
+    /// What the token shows.
+    pub detail: String,
+}
+
+/// The checks [`lint`] made on `c`, each with its outcome, for reports that say which checks
+/// ran and what each showed.
+pub fn checks(c: &TokenClaims, ctx: &LintContext, findings: &[Finding]) -> Vec<TokenCheck> {
+    let failed = |codes: &[&str]| {
+        findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error || f.code == "user_mismatch")
+            .find(|f| {
+                codes.iter().any(|x| {
+                    f.code == *x
+                        || (x.ends_with('*') && f.code.starts_with(x.trim_end_matches('*')))
+                })
+            })
+    };
+    let mut out = Vec::new();
+    let mut push = |name: &str, f: Option<&Finding>, ok_detail: String| {
+        out.push(TokenCheck {
+            name: name.into(),
+            ok: f.is_none(),
+            detail: f.map_or(ok_detail, |f| f.message.clone()),
+        });
+    };
+    push(
+        "audience",
+        failed(&["aud_*"]),
+        format!("aud={}", c.aud.as_deref().unwrap_or("-")),
+    );
+    push(
+        "permissions",
+        failed(&["no_permissions", "scp_without_roles", "missing_*"]),
+        if c.roles.is_empty() {
+            format!("scp={}", c.scp.join(" "))
+        } else {
+            format!("roles={}", c.roles.join(","))
+        },
+    );
+    if let (Some(now), Some(exp)) = (ctx.now, c.exp) {
+        push(
+            "lifetime",
+            failed(&["expired", "not_yet_valid"]),
+            format!("valid for {} s more", exp.saturating_sub(now)),
+        );
+    }
+    if ctx.mailbox.is_some() && c.upn.is_some() {
+        push(
+            "user",
+            failed(&["user_mismatch"]),
+            format!("upn={}", c.upn.as_deref().unwrap_or("-")),
+        );
+    }
+    out
 }
 
 fn has_role(list: &[String], pred: impl Fn(&str) -> bool) -> bool {
@@ -471,6 +550,55 @@ pub fn lint(c: &TokenClaims, ctx: &LintContext) -> Vec<Finding> {
         || (target_kind.is_none() && matches!(aud_kind, Some(Resource::Graph)));
     let graph_mail = to_graph
         && (path.contains("/messages") || path.contains("/mail") || path.contains("sendmail"));
+    let mail_protocol = ctx.protocol.filter(|p| {
+        matches!(
+            p,
+            crate::Protocol::Smtp | crate::Protocol::Imap | crate::Protocol::Pop
+        )
+    });
+    if let Some(p) = mail_protocol
+        && let Some((role, scope)) = protocol_permissions(p)
+    {
+        let name = format!("{p:?}").to_ascii_uppercase();
+        if matches!(aud_kind, Some(Resource::Graph) | Some(Resource::AadGraph)) {
+            out.push(finding(
+                Error,
+                "aud_graph_on_mail",
+                Some("wrong_audience"),
+                format!(
+                    "the token is for Microsoft Graph (aud {}) but {name} needs a token for https://outlook.office365.com/.default",
+                    c.aud.as_deref().unwrap_or("-")
+                ),
+            ));
+        }
+        if app_only_token
+            && !c.roles.is_empty()
+            && !has_role(&c.roles, |r| r.eq_ignore_ascii_case(role))
+        {
+            out.push(finding(
+                Error,
+                "missing_protocol_role",
+                Some("missing_application_permission"),
+                format!(
+                    "app-only {name} needs the {role} application permission of Office 365 Exchange Online; the token has roles={}",
+                    c.roles.join(",")
+                ),
+            ));
+        } else if !app_only_token
+            && !c.scp.is_empty()
+            && !has_role(&c.scp, |s| s.eq_ignore_ascii_case(scope))
+        {
+            out.push(finding(
+                Error,
+                "missing_protocol_scope",
+                Some("missing_permission"),
+                format!(
+                    "delegated {name} needs the {scope} scope of Office 365 Exchange Online; the token has scp={}",
+                    c.scp.join(" ")
+                ),
+            ));
+        }
+    }
     if c.roles.is_empty() && c.scp.is_empty() {
         out.push(finding(
             Error,
@@ -498,7 +626,11 @@ pub fn lint(c: &TokenClaims, ctx: &LintContext) -> Vec<Finding> {
             aud_kind,
             Some(Resource::ExchangeOnline) | Some(Resource::Host(..))
         );
-        if to_exchange && aud_exchange && (is_ews || target_kind.is_none()) && !ews_ok {
+        if to_exchange
+            && aud_exchange
+            && (is_ews || (target_kind.is_none() && mail_protocol.is_none()))
+            && !ews_ok
+        {
             out.push(finding(
                 Error,
                 "missing_full_access_as_app",

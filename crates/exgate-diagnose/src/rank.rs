@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Entry, Matcher};
 use crate::evidence::{AuthMode, Evidence, Parsed, Protocol};
-use crate::jwt::{self, Finding, LintContext, Severity};
+use crate::jwt::{self, Finding, LintContext, Severity, TokenCheck};
 use crate::redact::{TokenMode, redact_text};
 
 /// One ranked cause.
@@ -28,6 +28,9 @@ pub struct RankedCause {
     pub fix: Vec<String>,
     /// Reference URLs.
     pub references: Vec<String>,
+    /// The observation that tells this cause apart from the others listed, and how to make it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
 }
 
 /// The result of [`diagnose`]: causes ranked most likely first.
@@ -40,6 +43,9 @@ pub struct Diagnosis {
     /// Token lint findings, when a token was part of the evidence.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub token_findings: Vec<Finding>,
+    /// The checks made on the token that was part of the evidence, and what each showed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub token_checks: Vec<TokenCheck>,
 }
 
 /// Everything the matchers look at, computed once per diagnosis.
@@ -50,10 +56,38 @@ pub(crate) struct Facts<'a> {
     p: Parsed,
     blob: String,
     protocol: Option<Protocol>,
+    /// The protocol as far as the text suggests it (library and exception names, host names);
+    /// only the catch-all entries of `fallback.toml` look at it.
+    hint: Option<Protocol>,
+    /// The context the token was linted in.
+    lint_ctx: LintContext,
+    /// Whether the evidence shows a failure at all (a status, a code, a negative reply, an
+    /// exception name or a failure word).
+    failure: bool,
     lint: Vec<Finding>,
 }
 
 const BLOB_LIMIT: usize = 256 * 1024;
+
+/// Below this score for every cause, a failure counts as unexplained and the catch-alls apply.
+const CATCH_ALL_BELOW: f32 = 1.0;
+
+/// The most causes a diagnosis lists.
+const MAX_CAUSES: usize = 5;
+
+/// The least share of a shared signature's points a candidate cause gets, whatever its place.
+const SHARED_FLOOR: f32 = 0.5;
+
+/// How much less each further candidate of a shared signature gets than the one before it.
+const PLACE_STEP: f32 = 0.1;
+
+/// How far a candidate's prior moves its share (a fraction of it).
+const PRIOR_SPAN: f32 = 0.08;
+
+/// AADSTS codes that only say that something failed ("Error validating credentials",
+/// "Provided grant is invalid or malformed"): when a text carries one of them next to a more
+/// specific code, the specific code decides and the umbrella is context.
+const UMBRELLA_AADSTS: &[u32] = &[70002, 70000, 50000, 50064];
 
 fn clip(s: &str, n: usize) -> String {
     let one_line: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -159,29 +193,37 @@ impl<'a> Facts<'a> {
                 None
             }
         });
+        let lint_ctx = LintContext {
+            url: ev.url_hint(),
+            now: ev.now,
+            skew_secs: None,
+            app_only: ev.attempt.app_only,
+            tenant: ev.attempt.tenant.clone(),
+            mailbox: ev.attempt.mailbox.clone(),
+            protocol: ev.attempt.protocol,
+        };
         let lint = match &ev.token {
-            Some(c) => jwt::lint(
-                c,
-                &LintContext {
-                    url: ev.url_hint(),
-                    now: ev.now,
-                    skew_secs: None,
-                    app_only: ev.attempt.app_only,
-                    tenant: ev.attempt.tenant.clone(),
-                    mailbox: ev.attempt.mailbox.clone(),
-                },
-            ),
+            Some(c) => jwt::lint(c, &lint_ctx),
             None => Vec::new(),
         };
-        Facts {
+        let hint = protocol.or_else(|| protocol_hint(&blob));
+        let mut facts = Facts {
             ev,
             status,
             headers,
             p,
             blob,
             protocol,
+            hint,
+            lint_ctx,
+            failure: false,
             lint,
-        }
+        };
+        facts.failure = facts.failed()
+            || FAILURE_WORD
+                .as_ref()
+                .is_some_and(|r| r.is_match(&facts.blob));
+        facts
     }
 
     fn failed(&self) -> bool {
@@ -192,6 +234,62 @@ impl<'a> Facts<'a> {
             || !self.p.ews.is_empty()
             || !self.p.graph.is_empty()
             || !self.p.replies.is_empty()
+    }
+}
+
+static FAILURE_WORD: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(
+        r"(?i)(\b(errors?|exception|fail(s|ed|ure)?|denied|unauthori[sz]ed|forbidden|refused|invalid|unsuccessful|rejected|blocked|disabled|timed? ?out|unable|cannot|can't|could not|not (found|allowed|permitted|authenticated|connected))\b|[a-z](error|exception)\b|-ERR\b|\bNO [A-Z])",
+    )
+    .ok()
+});
+
+/// The protocol a text is about, from names only a client of that protocol prints.
+fn protocol_hint(blob: &str) -> Option<Protocol> {
+    let l = blob.to_ascii_lowercase();
+    let has = |ws: &[&str]| ws.iter().any(|w| l.contains(w));
+    if l.contains("aadsts") {
+        Some(Protocol::TokenEndpoint)
+    } else if has(&["poplib", "pop3", "-err "]) {
+        Some(Protocol::Pop)
+    } else if has(&["imaplib", "imap"]) {
+        Some(Protocol::Imap)
+    } else if has(&[
+        "smtp",
+        "phpmailer",
+        "nodemailer",
+        "send-mailmessage",
+        "system.net.mail",
+    ]) {
+        Some(Protocol::Smtp)
+    } else if l.contains("autodiscover") {
+        Some(Protocol::Autodiscover)
+    } else if has(&[
+        "exchange.asmx",
+        "exchangelib",
+        "webservices",
+        "exchangeservice",
+        "ews",
+        "soap",
+    ]) {
+        Some(Protocol::Ews)
+    } else if has(&[
+        "graph.microsoft.com",
+        "msgraph",
+        "odataerror",
+        "microsoft.graph",
+    ]) {
+        Some(Protocol::Graph)
+    } else if has(&[
+        "msal",
+        "login.microsoftonline",
+        "/oauth2/",
+        "invalid_grant",
+        "invalid_client",
+    ]) {
+        Some(Protocol::TokenEndpoint)
+    } else {
+        None
     }
 }
 
@@ -284,7 +382,9 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
     }
     if let Some(codes) = &m.aadsts {
         let c = f.p.aadsts.iter().find(|c| codes.contains(c))?;
-        pts += 4.0;
+        let umbrella =
+            UMBRELLA_AADSTS.contains(c) && f.p.aadsts.iter().any(|o| !UMBRELLA_AADSTS.contains(o));
+        pts += if umbrella { 1.0 } else { 4.0 };
         ev.push(format!("AADSTS{c}"));
     }
     if let Some(errs) = &m.oauth_error {
@@ -358,6 +458,19 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
         }
         pts += 0.5;
     }
+    if let Some(ps) = &m.hint {
+        let p = f.hint?;
+        if !ps.contains(&p) {
+            return None;
+        }
+        pts += 0.5;
+    }
+    if m.failure == Some(true) {
+        if !f.failure {
+            return None;
+        }
+        pts += 0.2;
+    }
     if let Some(auths) = &m.auth {
         let a = f.ev.attempt.auth?;
         if !auths.contains(&a) {
@@ -394,6 +507,8 @@ struct Acc {
     factor: f32,
     entry: Option<usize>,
     evidence: Vec<String>,
+    /// Whether a signature of this cause itself matched (not only one it shares with others).
+    direct: bool,
 }
 
 impl Default for Acc {
@@ -404,12 +519,19 @@ impl Default for Acc {
             factor: 1.0,
             entry: None,
             evidence: Vec::new(),
+            direct: false,
         }
     }
 }
 
 impl Acc {
     fn add(&mut self, pts: f32, entry: Option<usize>, ev: Vec<String>) {
+        self.direct = true;
+        self.add_shared(pts, entry, ev);
+    }
+
+    /// Points from a signature this cause shares with others (a differential candidate).
+    fn add_shared(&mut self, pts: f32, entry: Option<usize>, ev: Vec<String>) {
         if entry.is_some() && (pts > self.best || self.entry.is_none()) {
             self.entry = entry;
         }
@@ -440,21 +562,7 @@ pub fn diagnose(ev: &Evidence) -> Diagnosis {
 pub fn diagnose_with(cat: &Catalog, ev: &Evidence) -> Diagnosis {
     let f = Facts::new(ev);
     let mut acc: HashMap<String, Acc> = HashMap::new();
-    for (i, e) in cat.entries.iter().enumerate() {
-        if !entry_applies(e, &f) {
-            continue;
-        }
-        let best = e
-            .matchers
-            .iter()
-            .filter_map(|m| eval(m, &f))
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some((pts, lines)) = best {
-            acc.entry(e.cause.clone())
-                .or_default()
-                .add(pts * e.weight, Some(i), lines);
-        }
-    }
+    score_entries(cat, &f, &mut acc, false);
     combine(&f, &mut acc);
     // Token lint findings that point at a cause count as evidence on a failure.
     let failed = f.failed() || ev.response.is_none();
@@ -476,7 +584,177 @@ pub fn diagnose_with(cat: &Catalog, ev: &Evidence) -> Diagnosis {
             }
         }
     }
-    rank(cat, acc, f.lint)
+    rule_out_by_token(&f, &mut acc);
+    rule_out_by_mechanism(&f, &mut acc);
+    // Never silent on a failure: when no specific signature matched, the catch-alls list the
+    // usual causes for what is known of the protocol.
+    if f.failure && acc.values().all(|a| a.score() < CATCH_ALL_BELOW) {
+        let mut more: HashMap<String, Acc> = HashMap::new();
+        score_entries(cat, &f, &mut more, true);
+        rule_out_by_token(&f, &mut more);
+        rule_out_by_mechanism(&f, &mut more);
+        for (cause, a) in more {
+            let slot = acc.entry(cause).or_default();
+            let score = a.score();
+            if a.direct {
+                slot.add(score, a.entry, a.evidence);
+            } else {
+                slot.add_shared(score, a.entry, a.evidence);
+            }
+        }
+    }
+    let token_checks = match &ev.token {
+        Some(c) => jwt::checks(c, &f.lint_ctx, &f.lint),
+        None => Vec::new(),
+    };
+    let mut d = rank(cat, acc, f.lint);
+    d.token_checks = token_checks;
+    d
+}
+
+static OAUTH_WORDS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)(xoauth2|\boauth ?2?\b|access[ _]token|\bbearer\b)").ok()
+});
+static PASSWORD_WORDS: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+    regex::Regex::new(r"(?i)(auth (login|plain)\b|\bLOGIN \S+ \S+|app password|\bbasic auth)").ok()
+});
+
+/// What the sign-in mechanism rules out, when the attempt or the text shows only one: a client
+/// that sent a token cannot have a wrong password, one that sent a password cannot lack a role.
+fn rule_out_by_mechanism(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
+    // Known from the attempt: the other mechanism's causes are out. Read from the text: less sure.
+    let (oauth, password, factor) = match f.ev.attempt.auth {
+        Some(AuthMode::Bearer | AuthMode::Xoauth2 | AuthMode::BearerProbe) => (true, false, 0.0),
+        Some(AuthMode::Basic | AuthMode::Ntlm | AuthMode::Negotiate) => (false, true, 0.0),
+        Some(_) => return,
+        None => (
+            OAUTH_WORDS.as_ref().is_some_and(|r| r.is_match(&f.blob)),
+            PASSWORD_WORDS.as_ref().is_some_and(|r| r.is_match(&f.blob)),
+            0.3,
+        ),
+    };
+    let out: &[&str] = if oauth && !password {
+        &[
+            "wrong_credentials",
+            "basic_auth_disabled",
+            "mfa_required",
+            "account_locked",
+        ]
+    } else if password && !oauth {
+        &[
+            "wrong_audience",
+            "missing_application_permission",
+            "missing_permission",
+            "wrong_service_principal_object_id",
+            "token_user_mismatch",
+            "token_expired",
+            "token_malformed",
+            "delegated_instead_of_application",
+            "graph_permission_instead_of_ews",
+        ]
+    } else {
+        &[]
+    };
+    for c in out {
+        suppress(acc, c, factor);
+    }
+}
+
+/// Where the caller holds the token, its claims decide between causes a shared signature
+/// leaves open: a cause the token rules out keeps a tenth of its points.
+fn rule_out_by_token(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
+    let Some(t) = &f.ev.token else { return };
+    let has = |code: &str| {
+        f.lint
+            .iter()
+            .any(|l| l.code == code || l.code.starts_with(code))
+    };
+    // A token with application roles is not a delegated-only configuration.
+    if !t.roles.is_empty() {
+        suppress(acc, "delegated_instead_of_application", 0.1);
+    }
+    // Its audience matched the target: not a wrong-audience or Graph-instead-of-EWS case.
+    if t.aud.is_some() && !has("aud_") {
+        suppress(acc, "wrong_audience", 0.1);
+        suppress(acc, "graph_permission_instead_of_ews", 0.1);
+    }
+    // Its permissions cover the call: not a missing permission.
+    if !has("no_permissions") && !has("missing_") && !has("scp_without_roles") {
+        let (app, user) = (t.is_app_only(), !t.is_app_only());
+        if app && f.lint_ctx.protocol.is_some() {
+            suppress(acc, "missing_application_permission", 0.1);
+        }
+        if user && f.lint_ctx.protocol.is_some() {
+            suppress(acc, "missing_permission", 0.1);
+        }
+    }
+    // Not expired at the time of the failure.
+    if f.ev.now.is_some() && t.exp.is_some() && !has("expired") {
+        suppress(acc, "token_expired", 0.1);
+    }
+    // It decoded, so it is a JWT.
+    suppress(acc, "token_malformed", 0.1);
+    // The token's user is the mailbox.
+    if let (Some(m), Some(u)) = (&f.ev.attempt.mailbox, &t.upn)
+        && m.eq_ignore_ascii_case(u)
+    {
+        suppress(acc, "token_user_mismatch", 0.1);
+    }
+    // A token was sent: the client did authenticate with OAuth, so neither a password nor Basic
+    // is the matter.
+    suppress(acc, "wrong_credentials", 0.1);
+    suppress(acc, "basic_auth_disabled", 0.1);
+}
+
+/// Scores every entry that applies (the catch-alls, or every other entry) into `acc`.
+fn score_entries(cat: &Catalog, f: &Facts<'_>, acc: &mut HashMap<String, Acc>, catch_all: bool) {
+    for (i, e) in cat.entries.iter().enumerate() {
+        if e.catch_all != catch_all || !entry_applies(e, f) {
+            continue;
+        }
+        // The catch-all for an unknown protocol stands back when the protocol is known.
+        if e.catch_all && f.hint.is_some() && e.matchers.iter().all(|m| m.hint.is_none()) {
+            continue;
+        }
+        let best = e
+            .matchers
+            .iter()
+            .filter_map(|m| eval(m, f))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((pts, lines)) = best {
+            let pts = pts * e.weight;
+            if e.differential.is_empty() {
+                acc.entry(e.cause.clone())
+                    .or_default()
+                    .add(pts, Some(i), lines);
+                continue;
+            }
+            // A shared signature: every candidate gets the points, scaled by its place in the
+            // entry's list (most frequent real cause first, from the threads where the signature
+            // appeared) and, more gently, by its prior across all public reports.
+            let prior = |c: &str| cat.cause(c).map_or(1.0, |d| d.prior);
+            let top = std::iter::once(&e.cause)
+                .chain(&e.differential)
+                .map(|c| prior(c))
+                .fold(f32::MIN_POSITIVE, f32::max);
+            for (k, c) in std::iter::once(&e.cause).chain(&e.differential).enumerate() {
+                let primary = k == 0;
+                let place = (1.0 - PLACE_STEP * k as f32).max(SHARED_FLOOR);
+                let share = place * (1.0 - PRIOR_SPAN + PRIOR_SPAN * prior(c) / top);
+                let slot = acc.entry(c.clone()).or_default();
+                if primary {
+                    slot.add(pts * share, Some(i), lines.clone());
+                } else {
+                    slot.add_shared(pts * share, None, lines.clone());
+                }
+            }
+        }
+    }
+}
+
+/// Whether a signature of `cause` itself matched.
+fn direct(acc: &HashMap<String, Acc>, cause: &str) -> bool {
+    acc.get(cause).is_some_and(|a| a.direct)
 }
 
 fn suppress(acc: &mut HashMap<String, Acc>, cause: &str, factor: f32) {
@@ -513,16 +791,16 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
         );
     }
     // An https audience on a request Exchange received as http: TLS offloading, not a wrong host.
-    if acc.contains_key("ssl_offloading") {
+    if direct(acc, "ssl_offloading") {
         suppress(acc, "wrong_audience", 0.3);
     }
     // A Graph-audience token on EWS: the permissions were granted on the wrong API.
-    if acc.contains_key("graph_permission_instead_of_ews") {
+    if direct(acc, "graph_permission_instead_of_ews") {
         suppress(acc, "wrong_audience", 0.4);
         suppress(acc, "missing_application_permission", 0.5);
     }
     // Delegated scopes on an app-only token: the permission type is wrong, not just missing.
-    if acc.contains_key("delegated_instead_of_application") {
+    if direct(acc, "delegated_instead_of_application") {
         suppress(acc, "missing_application_permission", 0.5);
         suppress(acc, "missing_permission", 0.5);
     }
@@ -600,17 +878,52 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
             suppress(acc, "resource_not_found", 0.4);
         }
     }
+    // "Application with identifier 'X' was not found": an X that is not one GUID is not an
+    // application (client) id at all (a name, an object id pasted twice, a secret).
+    if let Some(id) = named_application_id(&f.blob)
+        && !is_guid(&id)
+    {
+        acc.entry("wrong_client_id".into()).or_default().add(
+            6.0,
+            None,
+            vec![format!(
+                "the identifier '{}' is not an application (client) id",
+                clip(&id, 60)
+            )],
+        );
+    }
     // AADSTS70002 "Error validating credentials" is about the client's credential unless the
     // request was a password grant; its companion 50064 then does not mean a wrong password.
     if f.p.aadsts.contains(&70002) && auth != Some(AuthMode::Password) {
         suppress(acc, "wrong_credentials", 0.4);
+        suppress(acc, "federated_user_ropc", 0.4);
+    }
+    // AUTH was refused (535) and the session went on to MAIL unauthenticated (5.7.57): the client
+    // did try to authenticate, and a policy blocking the sign-in is the documented cause.
+    let replies = &f.p.replies;
+    if replies
+        .iter()
+        .any(|r| r.enhanced.as_deref() == Some("5.7.57"))
+        && replies.iter().any(|r| r.code == "535")
+    {
+        acc.entry("conditional_access_blocked".into())
+            .or_default()
+            .add(
+                4.0,
+                None,
+                vec![
+                "AUTH was refused (535) before MAIL FROM was refused as unauthenticated (5.7.57)"
+                    .into(),
+            ],
+            );
+        suppress(acc, "smtp_auth_not_attempted", 0.3);
     }
     // A policy that scopes the app out explains an access denied better than a missing role.
-    if acc.contains_key("application_access_policy_denied") {
+    if direct(acc, "application_access_policy_denied") {
         suppress(acc, "missing_application_permission", 0.4);
     }
     // Throttling signals dominate generic server errors.
-    if acc.contains_key("throttled") {
+    if direct(acc, "throttled") {
         suppress(acc, "service_side_transient", 0.5);
     }
     // A specific AADSTS / diagnostics cause makes generic "wrong credentials" text less likely.
@@ -635,15 +948,27 @@ fn rank(cat: &Catalog, acc: HashMap<String, Acc>, lint: Vec<Finding>) -> Diagnos
     let total: f32 = scored.iter().map(|(_, s, _)| s).sum();
     let top = scored.first().map_or(0.0, |(_, s, _)| *s);
     let strength = 1.0 - (-top / 3.0).exp();
+    scored.truncate(MAX_CAUSES);
+    let raw_top = if total > 0.0 {
+        top / total * strength
+    } else {
+        0.0
+    };
+    let calibrated_top = calibrate(raw_top);
+    let rest: f32 = scored.iter().skip(1).map(|(_, s, _)| s).sum();
     let mut causes = Vec::new();
-    for (id, score, a) in &scored {
+    for (i, (id, score, a)) in scored.iter().enumerate() {
         let entry = a
             .entry
             .and_then(|i| cat.entries.get(i))
             .or_else(|| cat.primary_entry(id));
         let Some(entry) = entry else { continue };
-        let conf = if total > 0.0 {
-            score / total * strength
+        // The top cause gets the calibrated probability of being the true one; the others share
+        // what is left in proportion to their scores, none above the top.
+        let conf = if i == 0 {
+            calibrated_top
+        } else if rest > 0.0 {
+            ((1.0 - calibrated_top) * score / rest).min(calibrated_top)
         } else {
             0.0
         };
@@ -660,17 +985,18 @@ fn rank(cat: &Catalog, acc: HashMap<String, Acc>, lint: Vec<Finding>) -> Diagnos
                 .collect(),
             fix: entry.fix.clone(),
             references: entry.references.clone(),
+            check: cat
+                .cause(id)
+                .and_then(|d| d.check.clone().or_else(|| d.question.clone())),
         });
     }
     let mut decisive_questions = Vec::new();
-    // Thin: several candidates and no clear winner, or one weakly supported candidate.
+    // Thin: several candidates and no clear winner, or one weakly supported candidate (judged on
+    // the raw share of the score, before calibration).
     let thin = match causes.len() {
         0 => false,
-        1 => causes.first().is_some_and(|c| c.confidence < 0.35),
-        _ => {
-            causes.first().is_some_and(|c| c.confidence < 0.6)
-                || scored.get(1).is_some_and(|(_, b, _)| *b >= 0.6 * top)
-        }
+        1 => raw_top < 0.35,
+        _ => raw_top < 0.6 || scored.get(1).is_some_and(|(_, b, _)| *b >= 0.6 * top),
     };
     if thin {
         for c in causes.iter().take(3) {
@@ -683,7 +1009,56 @@ fn rank(cat: &Catalog, acc: HashMap<String, Acc>, lint: Vec<Finding>) -> Diagnos
         causes,
         decisive_questions,
         token_findings: lint,
+        token_checks: Vec::new(),
     }
+}
+
+/// The raw confidence of the top cause (its share of the score, times the strength of the
+/// evidence) mapped to how often a top cause of that raw confidence was the true cause on the
+/// development part of the corpus of real reports (docs/diagnose.md, "Calibration").
+const CALIBRATION: &[(f32, f32)] = &[
+    (0.0, 0.05),
+    (0.1, 0.26),
+    (0.3, 0.62),
+    (0.5, 0.85),
+    (0.7, 0.97),
+    (1.0, 0.98),
+];
+
+fn calibrate(raw: f32) -> f32 {
+    let raw = raw.clamp(0.0, 1.0);
+    let mut out = raw;
+    for w in CALIBRATION.windows(2) {
+        if let [(x0, y0), (x1, y1)] = w
+            && raw >= *x0
+            && raw <= *x1
+        {
+            out = y0 + (y1 - y0) * (raw - x0) / (x1 - x0);
+            break;
+        }
+    }
+    (out * 100.0).round() / 100.0
+}
+
+fn named_application_id(blob: &str) -> Option<String> {
+    static NAMED: std::sync::LazyLock<Option<regex::Regex>> = std::sync::LazyLock::new(|| {
+        regex::Regex::new(r"(?i)application with identifier '?([^'\s]+)'? was not found").ok()
+    });
+    NAMED
+        .as_ref()?
+        .captures(blob)?
+        .get(1)
+        .map(|m| m.as_str().to_owned())
+}
+
+/// Whether `s` is a GUID in its usual 8-4-4-4-12 form.
+fn is_guid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn named_resource_host(blob: &str) -> Option<String> {

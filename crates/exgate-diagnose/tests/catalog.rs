@@ -72,6 +72,23 @@ const SHARED_CAUSE_IDS: &[&str] = &[
     "network_unreachable",
     "local_token_store_key_mismatch",
     "library_regression",
+    "user_home_tenant_mismatch",
+    "auth_code_redeemed_at_other_tenant",
+    "mailbox_permission_missing",
+    "impersonation_header_with_delegated_token",
+    "stale_item_id",
+    "smtp_auth_not_attempted",
+    "hma_unsupported_topology",
+    "hma_evosts_missing",
+    "hma_evosts_not_default",
+    "hma_client_profile_disabled",
+    "hma_vdir_oauth_disabled",
+    "hma_servers_inconsistent",
+    "hma_s2s_oauth_missing",
+    "hma_auth_certificate_invalid",
+    "publishing_name_mismatch",
+    "bearer_challenge_stripped",
+    "pop_xoauth2_two_step_required",
 ];
 
 #[test]

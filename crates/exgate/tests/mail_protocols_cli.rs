@@ -106,6 +106,16 @@ app = "Scanner"
 resource = "https://outlook.office365.com"
 roles = ["SMTP.SendAsApp"]
 
+[[tenants]]
+name = "northwind"
+id = "33333333-4444-5555-6666-777777777777"
+domains = ["northwind.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["IMAP.AccessAsApp"]
+
 [[applications]]
 client_id = "aaaaaaaa-0000-0000-0000-000000000001"
 name = "Scanner"
@@ -126,6 +136,9 @@ address = "alice@contoso.com"
 
 [[exchange.mailboxes]]
 address = "scanner@fabrikam.com"
+
+[[exchange.mailboxes]]
+address = "scanner@northwind.com"
 
 [[exchange.organizations]]
 tenant = "fabrikam.com"
@@ -281,6 +294,38 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
     );
     assert_eq!(v["causes"][0]["id"], "smtp_auth_disabled", "{stdout}");
 
+    // Northwind consented IMAP.AccessAsApp only: Exchange answers the bare 535 5.7.3, and the
+    // check reads its own token to name the missing role first.
+    let out = smtp_check(
+        dir.path(),
+        &base,
+        &smtp,
+        "northwind.com",
+        "scanner@northwind.com",
+    );
+    let (stdout, v) = json_output(&out, 1);
+    assert_eq!(v["failed_step"], "auth");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("5.7.3"),
+        "{stdout}"
+    );
+    assert_eq!(
+        v["causes"][0]["id"], "missing_application_permission",
+        "{stdout}"
+    );
+    assert!(
+        v["causes"][0]["evidence"].as_array().is_some_and(|e| e
+            .iter()
+            .any(|l| l.as_str().unwrap_or("").contains("SMTP.SendAsApp"))),
+        "{stdout}"
+    );
+    let permissions = v["token_checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "permissions"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(permissions["ok"], false, "{stdout}");
+
     // Entra ID refuses the app's secret: the token step fails, explained, and no secret shows.
     let out = exgate()
         .current_dir(dir.path())
@@ -356,8 +401,16 @@ fn imap_xoauth2_selects_the_inbox_and_a_token_without_the_role_is_explained() {
     let (stdout, v) = json_output(&out, 1);
     assert_eq!(v["failed_step"], "authenticate");
     assert_eq!(v["error"], "IMAP NO AUTHENTICATE failed.");
+    // The check holds the token: it lacks IMAP.AccessAsApp, and the report says so first.
     assert_eq!(
-        v["causes"][0]["id"], "wrong_service_principal_object_id",
+        v["causes"][0]["id"], "missing_application_permission",
         "{stdout}"
     );
+    assert!(stdout.contains("IMAP.AccessAsApp"), "{stdout}");
+    let permissions = v["token_checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "permissions"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(permissions["ok"], false, "{stdout}");
 }

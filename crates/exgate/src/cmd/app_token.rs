@@ -61,7 +61,7 @@ impl CheckArgs {
         print_steps: fn(&T),
     ) -> anyhow::Result<Result<SaslAuth, std::process::ExitCode>> {
         Ok(self.sign_in(user).await?.map_err(|refusal| {
-            report_refusal::<T>("token", &refusal, None, self.json, print_steps)
+            report_refusal::<T>("token", &refusal, None, None, self.json, print_steps)
         }))
     }
 
@@ -152,15 +152,56 @@ fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
         .map_err(|_| anyhow::anyhow!("{what}: the environment variable {var} is not set"))
 }
 
+/// What a check knows of its own attempt: the protocol it spoke and how it signed in. With it,
+/// diagnosis reads the check's own token (audience, roles or scopes for that protocol, expiry,
+/// user) before it ranks, and never gives token advice for a password refusal.
+pub struct Attempted<'a> {
+    /// The protocol of the check.
+    pub protocol: exgate_diagnose::Protocol,
+    /// How the check signed in.
+    pub auth: &'a SaslAuth,
+}
+
+/// The evidence of a refusal: the server's answer, and what the check itself sent.
+fn refusal_evidence(text: &str, attempted: Option<&Attempted<'_>>) -> exgate_diagnose::Evidence {
+    use exgate_diagnose::AuthMode;
+    use secrecy::ExposeSecret as _;
+    let mut ev = exgate_diagnose::Evidence::from_text(text);
+    if let Some(a) = attempted {
+        ev.attempt.protocol = Some(a.protocol);
+        ev = match a.auth {
+            SaslAuth::Xoauth2 { user, token } => {
+                let ev = ev
+                    .with_bearer_token(token.expose_secret())
+                    .with_auth(AuthMode::Xoauth2)
+                    .with_mailbox(user.clone());
+                let app_only = ev.token.as_ref().map(|t| t.is_app_only());
+                exgate_diagnose::Evidence {
+                    attempt: exgate_diagnose::Attempt {
+                        app_only,
+                        ..ev.attempt.clone()
+                    },
+                    ..ev
+                }
+            }
+            SaslAuth::Login { user, .. } => {
+                ev.with_auth(AuthMode::Basic).with_mailbox(user.clone())
+            }
+        };
+    }
+    ev.at(super::explain::now_secs())
+}
+
 /// Prints a refusal (an SMTP/IMAP answer or Entra ID's) with its ranked causes; exit code 1.
 pub fn report_refusal<T: serde::Serialize>(
     step: &str,
     text: &str,
+    attempted: Option<&Attempted<'_>>,
     transcript: Option<&T>,
     json: bool,
     print_steps: fn(&T),
 ) -> std::process::ExitCode {
-    let diagnosis = exgate_diagnose::explain_text(text, Some(super::explain::now_secs()));
+    let diagnosis = exgate_diagnose::diagnose(&refusal_evidence(text, attempted));
     if json {
         let out = serde_json::json!({
             "ok": false,
@@ -168,6 +209,7 @@ pub fn report_refusal<T: serde::Serialize>(
             "error": text,
             "transcript": transcript,
             "causes": diagnosis.causes,
+            "token_checks": diagnosis.token_checks,
         });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {

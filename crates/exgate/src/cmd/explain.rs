@@ -29,7 +29,7 @@ Exit codes: 0 no failure found, 1 causes found, 2 the input could not be read.";
 pub struct Args {
     /// The file to explain; `-` or nothing reads standard input.
     pub input: Option<PathBuf>,
-    /// Print the ranked causes as JSON: {"causes": [{"id", "confidence", "title", "evidence", "fix", …}]}.
+    /// Print the ranked causes as JSON: {"causes": [{"id", "confidence", "title", "evidence", "fix", "check", …}]}.
     #[arg(long)]
     pub json: bool,
     /// "Now" as Unix seconds for token expiry checks (default: the clock; HAR entries use their own time).
@@ -139,6 +139,9 @@ fn print_cause(i: usize, c: &RankedCause, color: bool, indent: &str) {
         }
     }
     println!("{indent}   Why: {}", c.explanation.replace('\n', " "));
+    if let Some(check) = &c.check {
+        println!("{indent}   Tells it apart: {check}");
+    }
     println!("{indent}   Fix:");
     for (n, f) in c.fix.iter().enumerate() {
         println!("{indent}     {}. {f}", n + 1);
@@ -169,10 +172,27 @@ pub(crate) fn print_diagnosis(d: &Diagnosis, color: bool, indent: &str) {
         print_findings(&d.token_findings, indent);
         return;
     }
+    if d.causes.len() > 1 {
+        println!(
+            "{indent}{} possible causes, most likely first:",
+            d.causes.len()
+        );
+    }
     for (i, c) in d.causes.iter().enumerate() {
         print_cause(i, c, color, indent);
     }
     print_findings(&d.token_findings, indent);
+    if !d.token_checks.is_empty() {
+        println!("{indent}Checked on the token:");
+        for c in &d.token_checks {
+            println!(
+                "{indent}  [{}] {}: {}",
+                if c.ok { "ok" } else { "FAIL" },
+                c.name,
+                c.detail
+            );
+        }
+    }
     if !d.decisive_questions.is_empty() {
         println!("{indent}To decide between these, find out:");
         for q in &d.decisive_questions {

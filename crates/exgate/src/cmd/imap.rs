@@ -75,7 +75,11 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
         timeout: args.common.step_timeout(),
     };
     let transcript = check(&options, &auth, &args.folder).await;
-    Ok(report(&transcript, args.common.json))
+    let attempted = super::app_token::Attempted {
+        protocol: exgate_diagnose::Protocol::Imap,
+        auth: &auth,
+    };
+    Ok(report(&transcript, &attempted, args.common.json))
 }
 
 fn print_steps(t: &ImapTranscript) {
@@ -95,7 +99,7 @@ fn print_steps(t: &ImapTranscript) {
     }
 }
 
-fn report(t: &ImapTranscript, json: bool) -> ExitCode {
+fn report(t: &ImapTranscript, attempted: &super::app_token::Attempted<'_>, json: bool) -> ExitCode {
     let Some(failure) = t.failure() else {
         if json {
             let out = serde_json::json!({ "ok": true, "transcript": t });
@@ -123,6 +127,7 @@ fn report(t: &ImapTranscript, json: bool) -> ExitCode {
     super::app_token::report_refusal(
         &failure.name,
         &format!("IMAP {text}"),
+        Some(attempted),
         Some(t),
         json,
         print_steps,

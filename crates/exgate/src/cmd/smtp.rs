@@ -91,7 +91,11 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
         body: "This message was sent by `exgate smtp check` to test SMTP submission.".to_owned(),
     });
     let transcript = check(&options, &auth, message.as_ref()).await;
-    Ok(report(&transcript, args.common.json))
+    let attempted = super::app_token::Attempted {
+        protocol: exgate_diagnose::Protocol::Smtp,
+        auth: &auth,
+    };
+    Ok(report(&transcript, &attempted, args.common.json))
 }
 
 fn print_steps(t: &SmtpTranscript) {
@@ -111,7 +115,7 @@ fn print_steps(t: &SmtpTranscript) {
     }
 }
 
-fn report(t: &SmtpTranscript, json: bool) -> ExitCode {
+fn report(t: &SmtpTranscript, attempted: &super::app_token::Attempted<'_>, json: bool) -> ExitCode {
     let Some(failure) = t.failure() else {
         if json {
             let out = serde_json::json!({ "ok": true, "transcript": t });
@@ -134,6 +138,7 @@ fn report(t: &SmtpTranscript, json: bool) -> ExitCode {
     super::app_token::report_refusal(
         &failure.name,
         &format!("SMTP {text}"),
+        Some(attempted),
         Some(t),
         json,
         print_steps,

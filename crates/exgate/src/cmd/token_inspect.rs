@@ -90,6 +90,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         app_only: args.app_only.then_some(true),
         tenant: args.tenant.clone(),
         mailbox: args.mailbox.clone(),
+        protocol: None,
     };
     let findings = jwt::lint(&claims, &ctx);
     if args.json {
