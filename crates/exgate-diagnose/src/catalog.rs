@@ -85,6 +85,21 @@ pub struct CauseDef {
     /// to read). Shown with the cause when several causes fit.
     #[serde(default)]
     pub check: Option<String>,
+    /// Whether the cause lies with the endpoint (the app, the tenant, the service account, the
+    /// server) rather than one mailbox: every mailbox behind that endpoint then fails alike.
+    #[serde(default)]
+    pub scope: CauseScope,
+}
+
+/// Where a cause lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CauseScope {
+    /// With one mailbox (its permissions, licence, provisioning).
+    #[default]
+    Mailbox,
+    /// With the endpoint: every mailbox reached through it fails the same way.
+    Endpoint,
 }
 
 fn yes() -> bool {
@@ -462,6 +477,12 @@ impl Catalog {
     /// The vocabulary entry of a cause.
     pub fn cause(&self, id: &str) -> Option<&CauseDef> {
         self.causes.iter().find(|c| c.id == id)
+    }
+
+    /// Whether a cause lies with the endpoint rather than one mailbox (`scope = "endpoint"`).
+    pub fn is_endpoint_wide(&self, id: &str) -> bool {
+        self.cause(id)
+            .is_some_and(|c| c.scope == CauseScope::Endpoint)
     }
 }
 

@@ -25,7 +25,7 @@ mod rank;
 pub mod redact;
 
 pub use catalog::{
-    CAUSES_SOURCE, Catalog, CatalogError, CauseDef, Entry, SOURCES as CATALOG_SOURCES,
+    CAUSES_SOURCE, Catalog, CatalogError, CauseDef, CauseScope, Entry, SOURCES as CATALOG_SOURCES,
     builtin as builtin_catalog,
 };
 pub use evidence::{

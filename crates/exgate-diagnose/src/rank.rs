@@ -69,6 +69,9 @@ pub(crate) struct Facts<'a> {
 
 const BLOB_LIMIT: usize = 256 * 1024;
 
+/// The tenant that issues tokens to personal Microsoft accounts.
+const MSA_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
 /// Below this score for every cause, a failure counts as unexplained and the catch-alls apply.
 const CATCH_ALL_BELOW: f32 = 1.0;
 
@@ -661,7 +664,7 @@ fn rule_out_by_mechanism(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
 }
 
 /// Where the caller holds the token, its claims decide between causes a shared signature
-/// leaves open: a cause the token rules out keeps a tenth of its points.
+/// leaves open: a cause the token rules out is dropped.
 fn rule_out_by_token(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
     let Some(t) = &f.ev.token else { return };
     let has = |code: &str| {
@@ -671,10 +674,11 @@ fn rule_out_by_token(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
     };
     // A token with application roles is not a delegated-only configuration.
     if !t.roles.is_empty() {
-        suppress(acc, "delegated_instead_of_application", 0.1);
+        suppress(acc, "delegated_instead_of_application", 0.0);
     }
     // Its audience matched the target: not a wrong-audience or Graph-instead-of-EWS case.
     if t.aud.is_some() && !has("aud_") {
+        // (Kept at a tenth: the audience check compares kinds of host, not every name.)
         suppress(acc, "wrong_audience", 0.1);
         suppress(acc, "graph_permission_instead_of_ews", 0.1);
     }
@@ -682,28 +686,33 @@ fn rule_out_by_token(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
     if !has("no_permissions") && !has("missing_") && !has("scp_without_roles") {
         let (app, user) = (t.is_app_only(), !t.is_app_only());
         if app && f.lint_ctx.protocol.is_some() {
-            suppress(acc, "missing_application_permission", 0.1);
+            suppress(acc, "missing_application_permission", 0.0);
         }
         if user && f.lint_ctx.protocol.is_some() {
-            suppress(acc, "missing_permission", 0.1);
+            suppress(acc, "missing_permission", 0.0);
         }
     }
     // Not expired at the time of the failure.
     if f.ev.now.is_some() && t.exp.is_some() && !has("expired") {
-        suppress(acc, "token_expired", 0.1);
+        suppress(acc, "token_expired", 0.0);
     }
-    // It decoded, so it is a JWT.
-    suppress(acc, "token_malformed", 0.1);
+    // Issued by an organisation's tenant, not the personal-account one.
+    if t.tid
+        .as_deref()
+        .is_some_and(|tid| !tid.eq_ignore_ascii_case(MSA_TENANT_ID))
+    {
+        suppress(acc, "personal_account_unsupported_endpoint", 0.0);
+    }
     // The token's user is the mailbox.
     if let (Some(m), Some(u)) = (&f.ev.attempt.mailbox, &t.upn)
         && m.eq_ignore_ascii_case(u)
     {
-        suppress(acc, "token_user_mismatch", 0.1);
+        suppress(acc, "token_user_mismatch", 0.0);
     }
     // A token was sent: the client did authenticate with OAuth, so neither a password nor Basic
     // is the matter.
-    suppress(acc, "wrong_credentials", 0.1);
-    suppress(acc, "basic_auth_disabled", 0.1);
+    suppress(acc, "wrong_credentials", 0.0);
+    suppress(acc, "basic_auth_disabled", 0.0);
 }
 
 /// Scores every entry that applies (the catch-alls, or every other entry) into `acc`.

@@ -180,3 +180,61 @@ fn invalid_catalogs_are_rejected_with_location() {
     let e = err(&ok.replace("aadsts = [1]", "colour = \"red\""));
     assert!(e.contains("t.toml") && e.contains("line"), "{e}");
 }
+
+/// Every cause id that code names (the ranking's rules, token findings, store errors, the demo's
+/// expectations) is a cause of the catalog: a renamed or mistyped id fails here, not in a report.
+#[test]
+fn every_cause_id_named_in_code_exists() {
+    use regex::Regex;
+    let cat = builtin_catalog().unwrap_or_else(|e| panic!("{e}"));
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    // The shapes in which code names a cause.
+    let shapes = [
+        r#"(?:suppress|direct)\(\s*acc,\s*"([a-z0-9_]+)""#,
+        r#"\bentry\("([a-z0-9_]+)"\.into\(\)\)"#,
+        r#"(?m)^\s*Some\("([a-z0-9_]+)"\),?$"#,
+        r#"Some\(if [^{]*\{\s*"([a-z0-9_]+)"\s*\} else \{\s*"([a-z0-9_]+)"\s*\}\)"#,
+        r#"\bcause: "([a-z0-9_]+)""#,
+        r#"=> Some\("([a-z0-9_]+)"\)"#,
+        r#"(?s)let out: &\[&str\] = if .*?\{(.*?)\};"#,
+    ];
+    let files = [
+        "crates/exgate-diagnose/src/rank.rs",
+        "crates/exgate-diagnose/src/jwt.rs",
+        "crates/exgate-auth/src/error.rs",
+        "crates/exgate/src/cmd/demo.rs",
+    ];
+    let quoted = Regex::new(r#""([a-z0-9_]+)""#).unwrap();
+    let mut named = 0;
+    for f in files {
+        let src =
+            std::fs::read_to_string(format!("{root}/{f}")).unwrap_or_else(|e| panic!("{f}: {e}"));
+        for shape in shapes {
+            let re = Regex::new(shape).unwrap();
+            for c in re.captures_iter(&src) {
+                for g in c.iter().skip(1).flatten() {
+                    // A captured block (a list of ids) or one id.
+                    let ids: Vec<&str> = if g.as_str().contains('"') {
+                        quoted
+                            .captures_iter(g.as_str())
+                            .filter_map(|q| q.get(1).map(|m| m.as_str()))
+                            .collect()
+                    } else {
+                        vec![g.as_str()]
+                    };
+                    for id in ids {
+                        named += 1;
+                        assert!(
+                            cat.cause(id).is_some(),
+                            "{f} names cause \"{id}\", which catalog/causes.toml lacks"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        named > 40,
+        "only {named} cause ids found in code: the shapes above no longer match it"
+    );
+}

@@ -75,52 +75,6 @@ pub enum LiveError {
 /// The resource Graph tokens are requested for.
 const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 
-/// Causes that concern the app, the tenant or the server rather than one mailbox.
-const ENDPOINT_CAUSES: &[&str] = &[
-    "wrong_client_id",
-    "app_not_in_tenant",
-    "app_disabled",
-    "invalid_client_secret",
-    "expired_client_secret",
-    "certificate_not_registered",
-    "thumbprint_header_mismatch",
-    "assertion_invalid",
-    "clock_skew",
-    "secret_instead_of_certificate",
-    "client_not_authenticating",
-    "tenant_not_specified",
-    "tenant_not_found",
-    "malformed_authority_url",
-    "invalid_scope",
-    "resource_not_found",
-    "missing_admin_consent",
-    "basic_auth_disabled",
-    "missing_application_permission",
-    "missing_permission",
-    "delegated_instead_of_application",
-    "graph_permission_instead_of_ews",
-    "wrong_audience",
-    "ssl_offloading",
-    "spn_missing",
-    "oauth_not_enabled_onprem",
-    "partner_app_apponly_permissions_missing",
-    "tenant_restrictions_blocked",
-    "ews_useragent_allowlist_block",
-    "tls_untrusted",
-    "network_unreachable",
-    // The endpoint's own account (Basic service account, delegated user): every mailbox fails
-    // the same way. Per-user credentials are scoped to their mailbox before this list is read.
-    "wrong_credentials",
-    "mfa_required",
-    "sspr_registration_interrupt",
-    "account_locked",
-    "account_disabled",
-    "password_expired",
-    "user_not_found",
-    "conditional_access_blocked",
-    "federated_user_ropc",
-];
-
 /// The public client used for the sign-in check of a Basic failure: Microsoft's Azure CLI, which
 /// exists in every tenant and may sign users in with a password. Entra ID's answer (AADSTS50126
 /// wrong password, 50076 MFA required, 50053 locked, ...) tells apart what a bare 401 from Exchange
@@ -266,6 +220,25 @@ impl LiveProber {
 
     fn side(&self, side: Side) -> &SideLive {
         &self.sides[idx(side)]
+    }
+
+    /// The claims of the token this endpoint sends, for a refusal (401/403) of a bearer call: the
+    /// provider's cache still holds it, so this makes no new request.
+    async fn token_claims(
+        &self,
+        target: &Target,
+        resolved: &Resolved,
+        err: &MailError,
+    ) -> Option<exgate_diagnose::jwt::TokenClaims> {
+        if !matches!(err.kind(), ErrorKind::Unauthorized | ErrorKind::Forbidden)
+            || auth_mode(target) != exgate_diagnose::AuthMode::Bearer
+        {
+            return None;
+        }
+        let provider = self.side(target.side).provider.as_ref()?;
+        let request = Self::token_request(&target.endpoint, resolved);
+        let token = provider.token(&request).await.ok()?;
+        exgate_diagnose::jwt::TokenClaims::from_token(token.secret()).ok()
     }
 
     fn is_app_only(ep: &Endpoint) -> bool {
@@ -488,13 +461,17 @@ fn scope_for(target: &Target, causes: &[Cause], transport: bool) -> FailureScope
         return FailureScope::Mailbox;
     }
     match causes.first() {
-        Some(c) if ENDPOINT_CAUSES.contains(&c.id.as_str()) => FailureScope::Endpoint,
+        Some(c)
+            if exgate_diagnose::builtin_catalog().is_ok_and(|cat| cat.is_endpoint_wide(&c.id)) =>
+        {
+            FailureScope::Endpoint
+        }
         _ => FailureScope::Mailbox,
     }
 }
 
 fn mail_failure(err: &MailError, target: &Target, auth: exgate_diagnose::AuthMode) -> StepFailure {
-    mail_failure_with(err, target, auth, None)
+    mail_failure_with(err, target, auth, None, None)
 }
 
 /// [`mail_failure`], with Entra ID's answer to a sign-in check with the same credentials.
@@ -503,6 +480,7 @@ fn mail_failure_with(
     target: &Target,
     auth: exgate_diagnose::AuthMode,
     signin: Option<SigninCheck>,
+    claims: Option<exgate_diagnose::jwt::TokenClaims>,
 ) -> StepFailure {
     let ev = err.evidence();
     let message = err.to_string();
@@ -527,6 +505,10 @@ fn mail_failure_with(
         });
     if let Some(code) = ev.service_code() {
         d = d.with_ews_error(code, message.clone());
+    }
+    // The token this endpoint sent: its claims are checked against what the call needs.
+    if let Some(c) = claims {
+        d = d.with_claims(c).at(now_secs());
     }
     if ev.status.is_some() {
         d = d.with_text(&message);
@@ -661,6 +643,12 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
     }
 }
 
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 fn auth_mode(target: &Target) -> exgate_diagnose::AuthMode {
     if matches!(target.endpoint.auth, AuthProfile::Basic { ntlm: true, .. }) {
         exgate_diagnose::AuthMode::Ntlm
@@ -759,7 +747,14 @@ impl Prober for LiveProber {
             Ok(info) => info,
             Err(e) => {
                 let signin = self.signin_check(target, &e).await;
-                return Err(mail_failure_with(&e, target, auth_mode(target), signin));
+                let claims = self.token_claims(target, resolved, &e).await;
+                return Err(mail_failure_with(
+                    &e,
+                    target,
+                    auth_mode(target),
+                    signin,
+                    claims,
+                ));
             }
         };
         let mut detail = info.display_name.unwrap_or_else(|| info.address.clone());

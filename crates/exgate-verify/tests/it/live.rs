@@ -484,3 +484,114 @@ destination = "bob@contoso.com"
     store.close().await;
     emu.shutdown().await;
 }
+
+/// A loopback HTTP/1.1 server that answers every request with the 401 Exchange gives a token it
+/// cannot validate: a Bearer challenge and `x-ms-diagnostics: 2000001`.
+async fn refusing_ews() -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // Read the head, then the body its Content-Length announces.
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..end + 4 + len);
+                    let answer = "HTTP/1.1 401 Unauthorized\r\n\
+                        WWW-Authenticate: Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@*\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"invalid_token\"\r\n\
+                        x-ms-diagnostics: 2000001;reason=\"The token signature is invalid or the signing key is unknown.\";error_category=\"invalid_token\"\r\n\
+                        Content-Length: 0\r\n\r\n";
+                    if sock.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// An EWS 401 with `x-ms-diagnostics: 2000001` reaches the report as a named cause, with the
+/// server's diagnostics among its evidence.
+#[tokio::test]
+async fn ews_401_with_diagnostics_2000001_is_named() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let emu = support::start_emulator(support::TWO_TENANTS).await;
+    let base = emu.base_url();
+    let (port, server) = refusing_ews().await;
+    let text = format!(
+        r#"name = "2000001"
+[source]
+kind = "exchange-online"
+api = "ews"
+url = "http://127.0.0.1:{port}/EWS/Exchange.asmx"
+tenant = "fabrikam.com"
+authority_host = "{base}"
+[source.auth]
+mode = "app-secret"
+client_id = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+secret = "daemon-secret-2099"
+
+[[mailboxes]]
+source = "alice@fabrikam.com"
+
+[[mailboxes]]
+source = "bob@fabrikam.com"
+"#
+    );
+    let project = support::parse_project(&text);
+    let (report, store, _dir) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
+    let fault = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Source)
+        .unwrap_or_else(|| panic!("no source fault: {report:?}"));
+    assert_eq!(fault.causes[0].id, "token_malformed", "{:?}", fault.causes);
+    assert!(
+        fault.causes[0]
+            .evidence
+            .iter()
+            .any(|e| e.contains("2000001")),
+        "{:?}",
+        fault.causes[0].evidence
+    );
+    // The token the endpoint sent was checked too, and passed: its audience, roles and
+    // lifetime are not the matter, so those causes stay off the list.
+    assert!(
+        fault
+            .causes
+            .iter()
+            .all(|c| c.id != "token_expired" && c.id != "missing_application_permission"),
+        "{:?}",
+        fault.causes
+    );
+    assert_eq!(report.summary.ok, 0);
+    server.abort();
+    store.close().await;
+    emu.shutdown().await;
+}
