@@ -201,6 +201,8 @@ pub struct Matcher {
     pub(crate) reply_enhanced: Option<Vec<String>>,
     pub(crate) reply_text: Option<Regex>,
     pub(crate) text: Option<Regex>,
+    /// The index of `text` in [`Catalog::text_set`].
+    pub(crate) text_idx: usize,
     pub(crate) lint: Option<Vec<String>>,
     pub(crate) protocol: Option<Vec<Protocol>>,
     pub(crate) hint: Option<Vec<Protocol>>,
@@ -248,6 +250,9 @@ pub struct Catalog {
     pub entries: Vec<Entry>,
     by_cause: HashMap<String, usize>,
     in_differential: HashSet<String>,
+    /// Every matcher's `text` regex in one set: the free text is scanned once per diagnosis,
+    /// and only the matchers whose pattern the set found run their own regex.
+    pub(crate) text_set: regex::RegexSet,
 }
 
 fn compile(
@@ -396,6 +401,7 @@ impl Catalog {
                         reply_enhanced: m.reply_enhanced.clone(),
                         reply_text: compile(file, id, "reply_text", &m.reply_text)?,
                         text: compile(file, id, "text", &m.text)?,
+                        text_idx: 0,
                         lint: m.lint.clone(),
                         protocol: m.protocol.clone(),
                         hint: m.hint.clone(),
@@ -447,11 +453,26 @@ impl Catalog {
         for e in &entries {
             in_differential.extend(e.differential.iter().cloned());
         }
+        let mut patterns = Vec::new();
+        for e in &mut entries {
+            for m in &mut e.matchers {
+                if let Some(t) = &m.text {
+                    m.text_idx = patterns.len();
+                    patterns.push(t.as_str().to_owned());
+                }
+            }
+        }
+        let text_set = regex::RegexSet::new(&patterns).map_err(|e| CatalogError {
+            file: "catalog".into(),
+            location: "text patterns".into(),
+            message: format!("the text patterns do not build one set: {e}"),
+        })?;
         Ok(Catalog {
             causes: causes.cause,
             entries,
             by_cause,
             in_differential,
+            text_set,
         })
     }
 

@@ -58,12 +58,14 @@ pub(crate) struct Facts<'a> {
     protocol: Option<Protocol>,
     /// The protocol as far as the text suggests it (library and exception names, host names);
     /// only the catch-all entries of `fallback.toml` look at it.
-    hint: Option<Protocol>,
+    hint: std::cell::OnceCell<Option<Protocol>>,
     /// The context the token was linted in.
     lint_ctx: LintContext,
     /// Whether the evidence shows a failure at all (a status, a code, a negative reply, an
-    /// exception name or a failure word).
-    failure: bool,
+    /// exception name or a failure word); read only when nothing specific matched.
+    failure: std::cell::OnceCell<bool>,
+    /// Which `text` patterns of the catalog the free text matches (one pass for all).
+    text_hits: std::cell::OnceCell<regex::SetMatches>,
     lint: Vec<Finding>,
 }
 
@@ -209,24 +211,36 @@ impl<'a> Facts<'a> {
             Some(c) => jwt::lint(c, &lint_ctx),
             None => Vec::new(),
         };
-        let hint = protocol.or_else(|| protocol_hint(&blob));
-        let mut facts = Facts {
+        Facts {
             ev,
             status,
             headers,
             p,
             blob,
             protocol,
-            hint,
+            hint: std::cell::OnceCell::new(),
             lint_ctx,
-            failure: false,
+            failure: std::cell::OnceCell::new(),
+            text_hits: std::cell::OnceCell::new(),
             lint,
-        };
-        facts.failure = facts.failed()
-            || FAILURE_WORD
-                .as_ref()
-                .is_some_and(|r| r.is_match(&facts.blob));
-        facts
+        }
+    }
+
+    /// The protocol, or the one the text suggests (computed on first use).
+    fn hint(&self) -> Option<Protocol> {
+        *self
+            .hint
+            .get_or_init(|| self.protocol.or_else(|| protocol_hint(&self.blob)))
+    }
+
+    /// Whether the evidence shows a failure at all (computed on first use).
+    fn failure(&self) -> bool {
+        *self.failure.get_or_init(|| {
+            self.failed()
+                || FAILURE_WORD
+                    .as_ref()
+                    .is_some_and(|r| r.is_match(&self.blob))
+        })
     }
 
     fn failed(&self) -> bool {
@@ -444,6 +458,9 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
         ));
     }
     if let Some(t) = &m.text {
+        if !f.text_hits.get().is_none_or(|h| h.matched(m.text_idx)) {
+            return None;
+        }
         let hit = t.find(&f.blob)?;
         pts += 3.0;
         ev.push(format!("text: \"{}\"", clip(hit.as_str(), 120)));
@@ -462,14 +479,14 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
         pts += 0.5;
     }
     if let Some(ps) = &m.hint {
-        let p = f.hint?;
+        let p = f.hint()?;
         if !ps.contains(&p) {
             return None;
         }
         pts += 0.5;
     }
     if m.failure == Some(true) {
-        if !f.failure {
+        if !f.failure() {
             return None;
         }
         pts += 0.2;
@@ -564,6 +581,7 @@ pub fn diagnose(ev: &Evidence) -> Diagnosis {
 /// Diagnoses evidence with a given catalog.
 pub fn diagnose_with(cat: &Catalog, ev: &Evidence) -> Diagnosis {
     let f = Facts::new(ev);
+    let _ = f.text_hits.set(cat.text_set.matches(&f.blob));
     let mut acc: HashMap<String, Acc> = HashMap::new();
     score_entries(cat, &f, &mut acc, false);
     combine(&f, &mut acc);
@@ -591,7 +609,7 @@ pub fn diagnose_with(cat: &Catalog, ev: &Evidence) -> Diagnosis {
     rule_out_by_mechanism(&f, &mut acc);
     // Never silent on a failure: when no specific signature matched, the catch-alls list the
     // usual causes for what is known of the protocol.
-    if f.failure && acc.values().all(|a| a.score() < CATCH_ALL_BELOW) {
+    if acc.values().all(|a| a.score() < CATCH_ALL_BELOW) && f.failure() {
         let mut more: HashMap<String, Acc> = HashMap::new();
         score_entries(cat, &f, &mut more, true);
         rule_out_by_token(&f, &mut more);
@@ -722,7 +740,7 @@ fn score_entries(cat: &Catalog, f: &Facts<'_>, acc: &mut HashMap<String, Acc>, c
             continue;
         }
         // The catch-all for an unknown protocol stands back when the protocol is known.
-        if e.catch_all && f.hint.is_some() && e.matchers.iter().all(|m| m.hint.is_none()) {
+        if e.catch_all && f.hint().is_some() && e.matchers.iter().all(|m| m.hint.is_none()) {
             continue;
         }
         let best = e
