@@ -326,6 +326,34 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         .unwrap_or_default();
     assert_eq!(permissions["ok"], false, "{stdout}");
 
+    // Without the emulator's CA the TLS step fails, and the answer names exgate's trust option.
+    let out = exgate()
+        .current_dir(dir.path())
+        .env("SMTP_PW", "CANARY-smtp-password")
+        .args([
+            "smtp",
+            "check",
+            "--user",
+            "scanner@contoso.com",
+            "--password-env",
+            "SMTP_PW",
+            "--host",
+            "localhost",
+            "--connect",
+            &smtp,
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, v) = json_output(&out, 2);
+    assert_eq!(v["failed_step"], "starttls", "{stdout}");
+    assert!(
+        v["hint"].as_str().unwrap_or("").contains("--ca-cert"),
+        "{stdout}"
+    );
+    assert_eq!(v["causes"][0]["id"], "tls_untrusted", "{stdout}");
+    assert!(!stdout.contains("CANARY"));
+
     // Entra ID refuses the app's secret: the token step fails, explained, and no secret shows.
     let out = exgate()
         .current_dir(dir.path())

@@ -230,12 +230,34 @@ pub fn report_unreachable<T: serde::Serialize>(
     json: bool,
     print_steps: fn(&T),
 ) -> std::process::ExitCode {
+    let diagnosis = exgate_diagnose::explain_text(text, None);
+    // exgate made this connection itself, so its own trust option is the first thing to name.
+    let hint = diagnosis
+        .causes
+        .first()
+        .filter(|c| c.id == "tls_untrusted")
+        .map(|_| {
+            "the server's certificate is not trusted here: if it comes from a private CA (the \
+             emulator's, a test server's), pass that CA with --ca-cert FILE"
+        });
     if json {
-        let out = serde_json::json!({ "ok": false, "failed_step": step, "error": text, "transcript": transcript });
+        let out = serde_json::json!({
+            "ok": false,
+            "failed_step": step,
+            "error": text,
+            "transcript": transcript,
+            "causes": diagnosis.causes,
+            "hint": hint,
+        });
         println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     } else {
         print_steps(transcript);
         eprintln!("\nerror: {step} failed: {text}");
+        if let Some(h) = hint {
+            eprintln!("hint: {h}");
+        } else if let Some(c) = diagnosis.causes.first() {
+            eprintln!("likely: {} ({})", c.id, c.title);
+        }
     }
     crate::exit::could_not_run()
 }
