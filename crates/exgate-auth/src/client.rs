@@ -653,8 +653,7 @@ impl TokenClient {
             .headers()
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(|v| exgate_wire::retry_after::parse(v, std::time::SystemTime::now()));
         let body = resp
             .bytes()
             .await

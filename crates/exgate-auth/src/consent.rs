@@ -1,8 +1,6 @@
 //! Admin consent: the URL an administrator opens, and the reading of the redirect that comes
 //! back (query `admin_consent=True&tenant=...`, an error, or a `form_post` with an `id_token`).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use url::Url;
 
@@ -78,12 +76,7 @@ pub fn consent_outcome(params: &RedirectParams, expected_state: Option<&str>) ->
 
 /// The claims of a JWT, decoded without verification (display only).
 pub fn jwt_claims(jwt: &str) -> Option<serde_json::Map<String, serde_json::Value>> {
-    let payload = jwt.split('.').nth(1)?;
-    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
-    match serde_json::from_slice(&bytes).ok()? {
-        serde_json::Value::Object(m) => Some(m),
-        _ => None,
-    }
+    exgate_wire::jwt::decode(jwt).ok().map(|d| d.claims)
 }
 
 /// One claim of a JWT, decoded without verification (display only).
@@ -97,6 +90,8 @@ pub fn jwt_claim(jwt: &str, claim: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
     #[test]
     fn urls_v2_and_v1() {

@@ -465,7 +465,4 @@ impl Inner {
     }
 }
 
-/// Whether `s` is a GUID.
-pub fn is_guid(s: &str) -> bool {
-    uuid::Uuid::parse_str(s).is_ok() && s.len() == 36
-}
+pub use exgate_wire::ids::is_guid;

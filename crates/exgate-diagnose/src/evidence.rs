@@ -359,7 +359,7 @@ impl Parsed {
                         &mut p.graph,
                         GraphError {
                             code: m.as_str().to_owned(),
-                            message: String::new(),
+                            ..GraphError::default()
                         },
                     );
                 }

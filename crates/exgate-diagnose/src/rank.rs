@@ -71,8 +71,7 @@ pub(crate) struct Facts<'a> {
 
 const BLOB_LIMIT: usize = 256 * 1024;
 
-/// The tenant that issues tokens to personal Microsoft accounts.
-const MSA_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+use exgate_wire::ids::{MSA_TENANT_ID, is_guid};
 
 /// Below this score for every cause, a failure counts as unexplained and the catch-alls apply.
 const CATCH_ALL_BELOW: f32 = 1.0;
@@ -1076,16 +1075,6 @@ fn named_application_id(blob: &str) -> Option<String> {
         .captures(blob)?
         .get(1)
         .map(|m| m.as_str().to_owned())
-}
-
-/// Whether `s` is a GUID in its usual 8-4-4-4-12 form.
-fn is_guid(s: &str) -> bool {
-    let parts: Vec<&str> = s.split('-').collect();
-    parts.len() == 5
-        && parts
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(p, n)| p.len() == n && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn named_resource_host(blob: &str) -> Option<String> {

@@ -16,7 +16,7 @@ use crate::state::{Counters, Inner, Server, Site};
 use crate::token::{Claims, TokenError};
 
 /// Exchange's first-party application id.
-pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+pub use exgate_wire::ids::EXCHANGE_APP_ID;
 /// Microsoft Graph's application id.
 pub const GRAPH_APP_ID: &str = "00000003-0000-0000-c000-000000000000";
 /// The ACS principal used in `trusted_issuers`.

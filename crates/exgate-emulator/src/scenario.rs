@@ -110,7 +110,7 @@ impl ScenarioError {
 /// Well-known resource of Exchange Online ("Office 365 Exchange Online").
 pub const EXCHANGE_RESOURCE: &str = "https://outlook.office365.com";
 /// Application id of Exchange Online.
-pub const EXCHANGE_APP_ID: &str = "00000002-0000-0ff1-ce00-000000000000";
+pub use exgate_wire::ids::EXCHANGE_APP_ID;
 /// Well-known resource of Microsoft Graph.
 pub const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 /// Application id of Microsoft Graph.

@@ -112,9 +112,9 @@ fn describe(kind: ErrorKind, ev: &ErrorEvidence) -> String {
         }
     }
     if let Some(d) = &ev.diagnostics {
-        let _ = write!(m, ", x-ms-diagnostics {}", d.code);
-        if let Some(r) = &d.reason {
-            let _ = write!(m, " ({r})");
+        let _ = write!(m, ", x-ms-diagnostics {}", d.code.as_deref().unwrap_or("-"));
+        if !d.reason.is_empty() {
+            let _ = write!(m, " ({})", d.reason);
         }
     }
     if let Some(t) = ev.transport {

@@ -60,146 +60,9 @@ pub enum TransportKind {
     TooLarge,
 }
 
-/// A parsed `x-ms-diagnostics` header: `code;reason="...";error_category="..."`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MsDiagnostics {
-    /// The numeric code, e.g. `2000001`.
-    pub code: String,
-    /// The `reason` text.
-    pub reason: Option<String>,
-    /// The `error_category`, e.g. `invalid_token`.
-    pub error_category: Option<String>,
-}
-
-impl MsDiagnostics {
-    /// Parses the header value; `None` if it has no leading code.
-    pub fn parse(raw: &str) -> Option<Self> {
-        let mut parts = split_params(raw, ';');
-        let code = parts.next()?.trim().to_owned();
-        if code.is_empty() {
-            return None;
-        }
-        let mut out = MsDiagnostics {
-            code,
-            reason: None,
-            error_category: None,
-        };
-        for p in parts {
-            if let Some((k, v)) = p.split_once('=') {
-                let v = unquote(v.trim());
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "reason" => out.reason = Some(v),
-                    "error_category" => out.error_category = Some(v),
-                    _ => {}
-                }
-            }
-        }
-        Some(out)
-    }
-}
-
-/// One authentication challenge from `WWW-Authenticate`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Challenge {
-    /// The scheme (`Bearer`, `Basic`, `Negotiate`, ...).
-    pub scheme: String,
-    /// Parameters in order, names lower-cased, values unquoted.
-    pub params: Vec<(String, String)>,
-}
-
-impl Challenge {
-    /// A parameter value by (case-insensitive) name.
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// Parses all challenges of one or more `WWW-Authenticate` values. Exchange Online joins
-    /// `Bearer ...` and `Basic Realm=""` in one header with a comma; on-premises sends two
-    /// headers. Both come out as separate challenges.
-    pub fn parse_all<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Challenge> {
-        let mut out: Vec<Challenge> = Vec::new();
-        for value in values {
-            for piece in split_params(value, ',') {
-                let piece = piece.trim();
-                if piece.is_empty() {
-                    continue;
-                }
-                // A piece is either `name=value` (a parameter of the current challenge) or
-                // `Scheme [name=value]` (a new challenge).
-                let (head, rest) = match piece.find(char::is_whitespace) {
-                    Some(i) => (&piece[..i], piece[i..].trim_start()),
-                    None => (piece, ""),
-                };
-                let starts_challenge = !head.contains('=');
-                if starts_challenge {
-                    let mut c = Challenge {
-                        scheme: head.to_owned(),
-                        params: Vec::new(),
-                    };
-                    if let Some((k, v)) = rest.split_once('=') {
-                        c.params
-                            .push((k.trim().to_ascii_lowercase(), unquote(v.trim())));
-                    }
-                    out.push(c);
-                } else if let Some((k, v)) = piece.split_once('=')
-                    && let Some(cur) = out.last_mut()
-                {
-                    cur.params
-                        .push((k.trim().to_ascii_lowercase(), unquote(v.trim())));
-                }
-            }
-        }
-        out
-    }
-}
-
-/// Splits on `sep` outside double quotes (backslash escapes respected).
-fn split_params(s: &str, sep: char) -> impl Iterator<Item = &str> {
-    let mut pieces = Vec::new();
-    let mut start = 0;
-    let mut in_quotes = false;
-    let mut escaped = false;
-    for (i, ch) in s.char_indices() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match ch {
-            '\\' if in_quotes => escaped = true,
-            '"' => in_quotes = !in_quotes,
-            c if c == sep && !in_quotes => {
-                pieces.push(&s[start..i]);
-                start = i + c.len_utf8();
-            }
-            _ => {}
-        }
-    }
-    pieces.push(&s[start..]);
-    pieces.into_iter()
-}
-
-fn unquote(v: &str) -> String {
-    match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(inner) => {
-            let mut out = String::with_capacity(inner.len());
-            let mut chars = inner.chars();
-            while let Some(c) = chars.next() {
-                if c == '\\' {
-                    if let Some(n) = chars.next() {
-                        out.push(n);
-                    }
-                } else {
-                    out.push(c);
-                }
-            }
-            out
-        }
-        None => v.to_owned(),
-    }
-}
+pub use exgate_wire::diagnostics::MsDiagnostic;
+pub use exgate_wire::graph::GraphError;
+pub use exgate_wire::www_authenticate::Challenge;
 
 /// `ServerVersionInfo` from an EWS or Autodiscover SOAP header.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -245,42 +108,6 @@ pub struct EwsResponseError {
     pub message_xml: Vec<(String, String)>,
 }
 
-/// A Graph error body.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GraphError {
-    /// `error.code`, e.g. `ErrorAccessDenied`.
-    pub code: String,
-    /// `error.message`.
-    pub message: String,
-    /// `error.innerError.code`, when present.
-    pub inner_code: Option<String>,
-    /// `error.innerError.request-id`.
-    pub request_id: Option<String>,
-    /// `error.innerError.client-request-id`.
-    pub client_request_id: Option<String>,
-    /// `error.innerError.date`.
-    pub date: Option<String>,
-}
-
-impl GraphError {
-    /// Parses Graph's `{"error":{...}}` shape; `None` for anything else.
-    pub fn parse(body: &[u8]) -> Option<Self> {
-        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-        let e = v.get("error")?;
-        let s =
-            |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
-        let inner = e.get("innerError").or_else(|| e.get("innererror"));
-        Some(GraphError {
-            code: s(e, "code")?,
-            message: s(e, "message").unwrap_or_default(),
-            inner_code: inner.and_then(|i| s(i, "code")),
-            request_id: inner.and_then(|i| s(i, "request-id")),
-            client_request_id: inner.and_then(|i| s(i, "client-request-id")),
-            date: inner.and_then(|i| s(i, "date")),
-        })
-    }
-}
-
 /// An Autodiscover error (any of the three forms).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AutodiscoverError {
@@ -313,7 +140,7 @@ pub struct ErrorEvidence {
     /// Raw `x-ms-diagnostics` header.
     pub x_ms_diagnostics: Option<String>,
     /// Parsed `x-ms-diagnostics`.
-    pub diagnostics: Option<MsDiagnostics>,
+    pub diagnostics: Option<MsDiagnostic>,
     /// Parsed `WWW-Authenticate` challenges (all headers).
     pub challenges: Vec<Challenge>,
     /// `ServerVersionInfo`, when the response had one.
@@ -419,8 +246,9 @@ impl ErrorEvidence {
         self.diagnostics = self
             .x_ms_diagnostics
             .as_deref()
-            .and_then(MsDiagnostics::parse);
-        self.challenges = Challenge::parse_all(self.header_values("www-authenticate"));
+            .and_then(exgate_wire::diagnostics::parse_ms_diagnostics);
+        self.challenges =
+            exgate_wire::www_authenticate::parse_all(self.header_values("www-authenticate"));
     }
 
     /// Stores a bounded excerpt of the body.
@@ -441,7 +269,7 @@ mod tests {
     #[test]
     fn parses_exchange_online_combined_challenge() {
         let v = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="invalid_token",Basic Realm="""#;
-        let c = Challenge::parse_all([v]);
+        let c = exgate_wire::www_authenticate::parse_all([v]);
         assert_eq!(c.len(), 2, "{c:?}");
         assert_eq!(c[0].scheme, "Bearer");
         assert_eq!(
@@ -460,7 +288,7 @@ mod tests {
     #[test]
     fn parses_onprem_two_headers_with_comma_inside_quotes() {
         let b = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@5de110f8-2e0f-4d45-891d-bcf2218e253d,00000004-0000-0ff1-ce00-000000000000@contoso.com", token_types="app_asserted_user_v1 service_asserted_app_v1""#;
-        let c = Challenge::parse_all([b, r#"Basic realm="mail.contoso.com""#]);
+        let c = exgate_wire::www_authenticate::parse_all([b, r#"Basic realm="mail.contoso.com""#]);
         assert_eq!(c.len(), 2);
         assert!(
             c[0].param("trusted_issuers")
@@ -473,14 +301,14 @@ mod tests {
 
     #[test]
     fn parses_x_ms_diagnostics() {
-        let d = MsDiagnostics::parse(
+        let d = exgate_wire::diagnostics::parse_ms_diagnostics(
             r#"2000003;reason="The hostname component of the audience claim value is invalid. Expected 'https://mail.contoso.com'. Actual 'http://mail.contoso.com'.";error_category="invalid_resource""#,
         )
         .unwrap();
-        assert_eq!(d.code, "2000003");
-        assert!(d.reason.unwrap().starts_with("The hostname component"));
-        assert_eq!(d.error_category.as_deref(), Some("invalid_resource"));
-        assert_eq!(MsDiagnostics::parse(""), None);
+        assert_eq!(d.code.as_deref(), Some("2000003"));
+        assert!(d.reason.starts_with("The hostname component"));
+        assert_eq!(d.category.as_deref(), Some("invalid_resource"));
+        assert_eq!(exgate_wire::diagnostics::parse_ms_diagnostics(""), None);
     }
 
     #[test]
@@ -505,7 +333,7 @@ mod tests {
             ..ErrorEvidence::default()
         };
         ev.headers = vec![("x-ms-diagnostics".into(), "2000001;reason=\"x\"".into())];
-        ev.diagnostics = MsDiagnostics::parse("2000001;reason=\"x\"");
+        ev.diagnostics = exgate_wire::diagnostics::parse_ms_diagnostics("2000001;reason=\"x\"");
         ev.soap_fault = Some(SoapFault {
             faultcode: "a:ErrorServerBusy".into(),
             message_xml: vec![("BackOffMilliseconds".into(), "5".into())],
@@ -522,8 +350,8 @@ mod tests {
     proptest! {
         #[test]
         fn header_parsers_never_panic(s in ".{0,200}") {
-            let _ = Challenge::parse_all([s.as_str()]);
-            let _ = MsDiagnostics::parse(&s);
+            let _ = exgate_wire::www_authenticate::parse_all([s.as_str()]);
+            let _ = exgate_wire::diagnostics::parse_ms_diagnostics(&s);
             let _ = GraphError::parse(s.as_bytes());
         }
 
@@ -534,7 +362,7 @@ mod tests {
         ) {
             let rendered: Vec<String> = params.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
             let header = format!("{scheme} {}", rendered.join(", "));
-            let c = Challenge::parse_all([header.as_str()]);
+            let c = exgate_wire::www_authenticate::parse_all([header.as_str()]);
             prop_assert_eq!(c.len(), 1);
             prop_assert_eq!(&c[0].scheme, &scheme);
             prop_assert_eq!(&c[0].params, &params);

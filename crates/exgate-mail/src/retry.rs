@@ -139,18 +139,13 @@ impl RetryPolicy {
 
 /// The wait the server asked for: `Retry-After` (seconds or HTTP-date) or `BackOffMilliseconds`.
 pub fn advertised_wait(evidence: &ErrorEvidence, now: SystemTime) -> Option<Duration> {
-    if let Some(ms) = evidence
+    if let Some(wait) = evidence
         .message_xml_value("BackOffMilliseconds")
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(exgate_wire::retry_after::back_off_milliseconds)
     {
-        return Some(Duration::from_millis(ms));
+        return Some(wait);
     }
-    let ra = evidence.header("retry-after")?.trim();
-    if let Ok(secs) = ra.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let when = httpdate::parse_http_date(ra).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    exgate_wire::retry_after::parse(evidence.header("retry-after")?, now)
 }
 
 fn is_retryable(ev: &ErrorEvidence) -> bool {

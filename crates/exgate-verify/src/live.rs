@@ -333,7 +333,7 @@ enum SigninCheck {
     /// The password works: Exchange refused Basic for another reason.
     Accepted,
     /// Entra ID refused the sign-in, and said why.
-    Refused(Box<exgate_diagnose::parse::json::EntraError>),
+    Refused(Box<exgate_wire::entra::EntraError>),
 }
 
 impl LiveProber {
@@ -387,12 +387,7 @@ impl LiveProber {
             TokenRequest::scopes(["https://outlook.office365.com/EWS.AccessAsUser.All".to_owned()]);
         match provider.token(&request).await {
             Ok(_) => Some(SigninCheck::Accepted),
-            Err(AuthError::Entra { body, .. }) => {
-                let value = serde_json::to_value(body.as_ref()).ok()?;
-                serde_json::from_value(value)
-                    .ok()
-                    .map(|e| SigninCheck::Refused(Box::new(e)))
-            }
+            Err(AuthError::Entra { body, .. }) => Some(SigninCheck::Refused(body)),
             Err(_) => None,
         }
     }
@@ -591,13 +586,15 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
             if !body.correlation_id.is_empty() {
                 facts.insert("correlation_id".to_owned(), body.correlation_id.clone());
             }
-            let json = serde_json::to_string(body.as_ref()).unwrap_or_default();
+            // The typed body goes to diagnosis as it is: one type from the wire to the report.
+            let mut d = exgate_diagnose::Evidence::from_http_response(
+                *status,
+                [("Content-Type", "application/json")],
+                "",
+            );
+            d.attempt.protocol = Some(exgate_diagnose::Protocol::TokenEndpoint);
             (
-                exgate_diagnose::Evidence::from_http_response(
-                    *status,
-                    [("Content-Type", "application/json")],
-                    json,
-                ),
+                d.with_entra_error(body.as_ref().clone()),
                 Some(*status),
                 body.error_codes.first().map(|c| format!("AADSTS{c}")),
             )

@@ -1046,14 +1046,7 @@ fn line_of(text: &str, offset: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn is_guid(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
-}
+use exgate_wire::ids::is_guid;
 
 /// Checks that a string looks like an SMTP address (one `@`, non-empty parts, a dot in the
 /// domain, no spaces or control characters).

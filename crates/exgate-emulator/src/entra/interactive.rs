@@ -19,20 +19,7 @@ use super::{CodeRecord, DeviceRecord, DeviceStatus, Shared, TenantRef};
 use crate::scenario::{Application, Consent, Tenant, User};
 use crate::tokens;
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use exgate_wire::markup::escape;
 
 fn page(status: StatusCode, title: &str, body: &str) -> Response {
     let html = format!(

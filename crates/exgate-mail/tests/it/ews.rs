@@ -188,8 +188,8 @@ async fn unauthorized_keeps_challenge_and_diagnostics_and_is_never_retried() {
     assert_eq!(bearer.param("error"), Some("invalid_token"));
     assert!(ev.challenges.iter().any(|c| c.scheme == "Basic"));
     let d = ev.diagnostics.as_ref().unwrap();
-    assert_eq!(d.code, "2000001");
-    assert_eq!(d.error_category.as_deref(), Some("invalid_token"));
+    assert_eq!(d.code.as_deref(), Some("2000001"));
+    assert_eq!(d.category.as_deref(), Some("invalid_token"));
     assert!(
         ev.x_ms_diagnostics
             .as_deref()

@@ -60,14 +60,18 @@ impl CheckArgs {
         user: &str,
         print_steps: fn(&T),
     ) -> anyhow::Result<Result<SaslAuth, std::process::ExitCode>> {
-        Ok(self.sign_in(user).await?.map_err(|refusal| {
-            report_refusal::<T>("token", &refusal, None, None, self.json, print_steps)
-        }))
+        Ok(self
+            .sign_in(user)
+            .await?
+            .map_err(|refusal| report_token_refusal::<T>(&refusal, self.json, print_steps)))
     }
 
     /// How `user` signs in: a password, a token given in a variable, or an app-only token; the
-    /// inner `Err` is Entra ID's refusal as text (to be explained).
-    pub async fn sign_in(&self, user: &str) -> anyhow::Result<Result<SaslAuth, String>> {
+    /// inner `Err` is Entra ID's refusal (to be explained).
+    pub async fn sign_in(
+        &self,
+        user: &str,
+    ) -> anyhow::Result<Result<SaslAuth, Box<exgate_auth::EntraError>>> {
         let user = user.to_owned();
         if let Some(var) = &self.password_env {
             return Ok(Ok(SaslAuth::Login {
@@ -112,11 +116,11 @@ pub struct TokenArgs {
     pub authority_host: Option<String>,
 }
 
-/// A token, or Entra ID's refusal as text (to be explained), or an error (could not run).
+/// A token, or Entra ID's refusal (to be explained), or an error (could not run).
 pub async fn app_token(
     args: &TokenArgs,
     ca_pem: Option<&PathBuf>,
-) -> anyhow::Result<Result<SecretString, String>> {
+) -> anyhow::Result<Result<SecretString, Box<exgate_auth::EntraError>>> {
     let mut settings = AuthSettings::from_env();
     if let Some(p) = &args.profile {
         settings = settings.merge(AuthSettings::from_file(p)?);
@@ -140,7 +144,7 @@ pub async fn app_token(
     let request = TokenRequest::scopes(["https://outlook.office365.com/.default".to_owned()]);
     match provider.token(&request).await {
         Ok(t) => Ok(Ok(SecretString::from(t.secret().to_owned()))),
-        Err(e) if e.entra().is_some() => Ok(Err(e.to_string())),
+        Err(exgate_auth::AuthError::Entra { body, .. }) => Ok(Err(body)),
         Err(e) => Err(anyhow::anyhow!("cannot get a token: {e}")),
     }
 }
@@ -192,6 +196,28 @@ fn refusal_evidence(text: &str, attempted: Option<&Attempted<'_>>) -> exgate_dia
     ev.at(super::explain::now_secs())
 }
 
+/// Prints Entra ID's refusal of the app's token request, ranked from its typed body (the app
+/// authenticates with client credentials); exit code 1.
+fn report_token_refusal<T: serde::Serialize>(
+    body: &exgate_auth::EntraError,
+    json: bool,
+    print_steps: fn(&T),
+) -> std::process::ExitCode {
+    let evidence = exgate_diagnose::Evidence::new()
+        .with_protocol(exgate_diagnose::Protocol::TokenEndpoint)
+        .app_only(true)
+        .with_entra_error(body.clone());
+    let text = format!("{}: {}", body.error, body.summary());
+    print_refusal::<T>(
+        "token",
+        &text,
+        &exgate_diagnose::diagnose(&evidence),
+        None,
+        json,
+        print_steps,
+    )
+}
+
 /// Prints a refusal (an SMTP/IMAP answer or Entra ID's) with its ranked causes; exit code 1.
 pub fn report_refusal<T: serde::Serialize>(
     step: &str,
@@ -202,6 +228,17 @@ pub fn report_refusal<T: serde::Serialize>(
     print_steps: fn(&T),
 ) -> std::process::ExitCode {
     let diagnosis = exgate_diagnose::diagnose(&refusal_evidence(text, attempted));
+    print_refusal(step, text, &diagnosis, transcript, json, print_steps)
+}
+
+fn print_refusal<T: serde::Serialize>(
+    step: &str,
+    text: &str,
+    diagnosis: &exgate_diagnose::Diagnosis,
+    transcript: Option<&T>,
+    json: bool,
+    print_steps: fn(&T),
+) -> std::process::ExitCode {
     if json {
         let out = serde_json::json!({
             "ok": false,
@@ -217,7 +254,7 @@ pub fn report_refusal<T: serde::Serialize>(
             print_steps(t);
         }
         println!("\n{step} failed: {text}\n");
-        super::explain::print_diagnosis(&diagnosis, crate::exit::color_enabled(), "");
+        super::explain::print_diagnosis(diagnosis, crate::exit::color_enabled(), "");
     }
     crate::exit::found_failures()
 }

@@ -231,7 +231,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let token = match provider.token(&request).await {
         Ok(t) => t,
-        Err(err) => return report_error(&err, args.json),
+        Err(err) => return report_error(&err, flow, args.json),
     };
 
     // The authority after tenant resolution (a domain becomes the tenant GUID).
@@ -324,11 +324,26 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn report_error(err: &AuthError, json: bool) -> anyhow::Result<ExitCode> {
+fn report_error(err: &AuthError, flow: &str, json: bool) -> anyhow::Result<ExitCode> {
     let Some(body) = err.entra() else {
         // Transport, configuration, store: the command could not run.
         return Err(anyhow::anyhow!("{err}"));
     };
+    // Entra ID's typed answer, with what this command knows of its own request (the grant and
+    // the client credential), ranked directly.
+    let mut evidence = exgate_diagnose::Evidence::new()
+        .with_protocol(exgate_diagnose::Protocol::TokenEndpoint)
+        .with_entra_error(body.clone());
+    if let Some(mode) = auth_mode_of_flow(flow) {
+        evidence = evidence.with_auth(mode);
+        if matches!(
+            mode,
+            exgate_diagnose::AuthMode::ClientSecret | exgate_diagnose::AuthMode::ClientAssertion
+        ) {
+            evidence = evidence.app_only(true);
+        }
+    }
+    let diagnosis = exgate_diagnose::diagnose(&evidence);
     if json {
         let out = serde_json::json!({
             "error": body.error,
@@ -338,6 +353,7 @@ fn report_error(err: &AuthError, json: bool) -> anyhow::Result<ExitCode> {
             "correlation_id": body.correlation_id,
             "timestamp": body.timestamp,
             "suberror": body.suberror,
+            "causes": diagnosis.causes,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -356,7 +372,22 @@ fn report_error(err: &AuthError, json: bool) -> anyhow::Result<ExitCode> {
                 body.trace_id, body.correlation_id, body.timestamp
             );
         }
-        eprintln!("hint: `exgate explain` names the cause and the fix of this error");
+        eprintln!();
+        super::explain::print_diagnosis(&diagnosis, crate::exit::color_enabled(), "");
     }
     Ok(ExitCode::from(1))
+}
+
+/// The diagnosis vocabulary's name for a credential flow of `exgate-auth`.
+fn auth_mode_of_flow(flow: &str) -> Option<exgate_diagnose::AuthMode> {
+    use exgate_diagnose::AuthMode;
+    Some(match flow {
+        "client_secret" => AuthMode::ClientSecret,
+        "client_assertion" | "certificate" => AuthMode::ClientAssertion,
+        "password" => AuthMode::Password,
+        "refresh_token" => AuthMode::RefreshToken,
+        "device_code" => AuthMode::DeviceCode,
+        "authorization_code" => AuthMode::AuthorizationCode,
+        _ => return None,
+    })
 }

@@ -124,6 +124,13 @@ pub fn parse_replies(text: &str) -> Vec<MailReply> {
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in ".{0,200}") {
+            let _ = parse_replies(&s);
+        }
+    }
+
     #[test]
     fn smtp_enhanced() {
         let r = parse_replies(

@@ -19,7 +19,12 @@ pub struct MsDiagnostic {
     #[serde(default)]
     pub reason: String,
     /// The error category (`invalid_resource`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "error_category",
+        alias = "category",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub category: Option<String>,
 }
 
@@ -71,6 +76,13 @@ pub fn parse_ms_diagnostics(value: &str) -> Option<MsDiagnostic> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in ".{0,200}") {
+            let _ = parse_ms_diagnostics(&s);
+        }
+    }
 
     #[test]
     fn double_quoted() {

@@ -132,6 +132,13 @@ pub fn parse_all<'a>(values: impl IntoIterator<Item = &'a str>) -> Vec<Challenge
 mod tests {
     use super::*;
 
+    proptest::proptest! {
+        #[test]
+        fn never_panics(s in ".{0,200}") {
+            let _ = parse_challenges(&s);
+        }
+    }
+
     #[test]
     fn exchange_online_combined_header() {
         let v = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize",Basic Realm="""#;
