@@ -21,8 +21,8 @@
 //! # Ok(()) }
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 mod assertion;
 mod authority;

@@ -179,7 +179,7 @@ struct RawMatcher {
 
 /// A compiled matcher. All present conditions must hold.
 #[derive(Debug, Clone, Default)]
-pub struct Matcher {
+pub(crate) struct Matcher {
     pub(crate) status: Option<Vec<u16>>,
     pub(crate) header: Option<String>,
     pub(crate) header_value: Option<Regex>,

@@ -16,6 +16,9 @@
 //! assert_eq!(diagnose(&ev).causes[0].id, "ssl_offloading");
 //! ```
 
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod catalog;
 mod evidence;
 pub mod har;

@@ -58,20 +58,20 @@ pub(crate) enum Principal {
 
 impl Principal {
     /// The throttling key: app id for app-only, UPN otherwise.
-    pub fn budget_key(&self) -> &str {
+    pub(crate) fn budget_key(&self) -> &str {
         match self {
             Principal::App { app_id, .. } => app_id,
             Principal::User { upn, .. } => upn,
         }
     }
 
-    pub fn tenant_id(&self) -> &str {
+    pub(crate) fn tenant_id(&self) -> &str {
         match self {
             Principal::App { tenant_id, .. } | Principal::User { tenant_id, .. } => tenant_id,
         }
     }
 
-    pub fn app_id(&self) -> Option<&str> {
+    pub(crate) fn app_id(&self) -> Option<&str> {
         match self {
             Principal::App { app_id, .. } => Some(app_id),
             Principal::User { app_id, .. } => app_id.as_deref(),

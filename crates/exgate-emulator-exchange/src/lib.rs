@@ -9,6 +9,9 @@
 //! `smtp.office365.com:587`) and [`serve_imap`] IMAP4 (as `outlook.office365.com:993`), each on
 //! a listener of its own. See `docs/exchange-emulator.md`.
 
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 mod auth;
 mod autodiscover;
 pub mod config;

@@ -22,32 +22,32 @@ const SIGNATURE: &[u8; 8] = b"NTLMSSP\0";
 
 /// NegotiateFlags ([MS-NLMP] 2.2.2.5).
 pub(crate) mod flags {
-    pub const UNICODE: u32 = 0x0000_0001;
-    pub const OEM: u32 = 0x0000_0002;
-    pub const REQUEST_TARGET: u32 = 0x0000_0004;
-    pub const SIGN: u32 = 0x0000_0010;
-    pub const SEAL: u32 = 0x0000_0020;
-    pub const NTLM: u32 = 0x0000_0200;
-    pub const ANONYMOUS: u32 = 0x0000_0800;
-    pub const ALWAYS_SIGN: u32 = 0x0000_8000;
-    pub const TARGET_TYPE_DOMAIN: u32 = 0x0001_0000;
-    pub const EXTENDED_SESSIONSECURITY: u32 = 0x0008_0000;
-    pub const TARGET_INFO: u32 = 0x0080_0000;
-    pub const VERSION: u32 = 0x0200_0000;
-    pub const N128: u32 = 0x2000_0000;
-    pub const KEY_EXCH: u32 = 0x4000_0000;
-    pub const N56: u32 = 0x8000_0000;
+    pub(crate) const UNICODE: u32 = 0x0000_0001;
+    pub(crate) const OEM: u32 = 0x0000_0002;
+    pub(crate) const REQUEST_TARGET: u32 = 0x0000_0004;
+    pub(crate) const SIGN: u32 = 0x0000_0010;
+    pub(crate) const SEAL: u32 = 0x0000_0020;
+    pub(crate) const NTLM: u32 = 0x0000_0200;
+    pub(crate) const ANONYMOUS: u32 = 0x0000_0800;
+    pub(crate) const ALWAYS_SIGN: u32 = 0x0000_8000;
+    pub(crate) const TARGET_TYPE_DOMAIN: u32 = 0x0001_0000;
+    pub(crate) const EXTENDED_SESSIONSECURITY: u32 = 0x0008_0000;
+    pub(crate) const TARGET_INFO: u32 = 0x0080_0000;
+    pub(crate) const VERSION: u32 = 0x0200_0000;
+    pub(crate) const N128: u32 = 0x2000_0000;
+    pub(crate) const KEY_EXCH: u32 = 0x4000_0000;
+    pub(crate) const N56: u32 = 0x8000_0000;
 }
 
 /// AV pair ids ([MS-NLMP] 2.2.2.1).
 mod av {
-    pub const EOL: u16 = 0;
-    pub const NB_COMPUTER_NAME: u16 = 1;
-    pub const NB_DOMAIN_NAME: u16 = 2;
-    pub const DNS_COMPUTER_NAME: u16 = 3;
-    pub const DNS_DOMAIN_NAME: u16 = 4;
-    pub const FLAGS: u16 = 6;
-    pub const TIMESTAMP: u16 = 7;
+    pub(super) const EOL: u16 = 0;
+    pub(super) const NB_COMPUTER_NAME: u16 = 1;
+    pub(super) const NB_DOMAIN_NAME: u16 = 2;
+    pub(super) const DNS_COMPUTER_NAME: u16 = 3;
+    pub(super) const DNS_DOMAIN_NAME: u16 = 4;
+    pub(super) const FLAGS: u16 = 6;
+    pub(super) const TIMESTAMP: u16 = 7;
 }
 
 /// MsvAvFlags bit: the AUTHENTICATE_MESSAGE carries a MIC.
@@ -488,7 +488,7 @@ impl Connections {
     }
 
     /// Records a connection's state, dropping the oldest connections (ids grow) when full.
-    pub fn set(&self, id: u64, state: ConnState) {
+    pub(crate) fn set(&self, id: u64, state: ConnState) {
         let mut m = self.lock();
         if m.len() >= MAX_CONNECTIONS && !m.contains_key(&id) {
             let mut ids: Vec<u64> = m.keys().copied().collect();
@@ -501,7 +501,7 @@ impl Connections {
     }
 
     /// Takes a pending challenge of a connection (it can be answered once).
-    pub fn take_challenge(&self, id: u64) -> Option<ConnState> {
+    pub(crate) fn take_challenge(&self, id: u64) -> Option<ConnState> {
         let mut m = self.lock();
         match m.get(&id) {
             Some(ConnState::Challenged { at, .. }) if at.elapsed() <= CHALLENGE_TTL => {
@@ -516,7 +516,7 @@ impl Connections {
     }
 
     /// The user a connection is authenticated as on `site`, if any.
-    pub fn authenticated(&self, id: u64, site: Site) -> Option<Principal> {
+    pub(crate) fn authenticated(&self, id: u64, site: Site) -> Option<Principal> {
         match self.lock().get(&id) {
             Some(ConnState::Authenticated { site: s, principal }) if *s == site => {
                 Some(principal.clone())
@@ -526,13 +526,13 @@ impl Connections {
     }
 
     /// Forgets a connection.
-    pub fn forget(&self, id: u64) {
+    pub(crate) fn forget(&self, id: u64) {
         self.lock().remove(&id);
     }
 
     /// Number of connections remembered.
     #[cfg(test)]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.lock().len()
     }
 }

@@ -35,7 +35,7 @@ const MAX_LINE: usize = 16 * 1024;
 /// Longest line inside DATA.
 const MAX_DATA_LINE: usize = 64 * 1024;
 /// Largest message kept (Exchange Online's default send limit is 35 MB).
-pub const MAX_MESSAGE: usize = 36 * 1024 * 1024;
+pub(crate) const MAX_MESSAGE: usize = 36 * 1024 * 1024;
 /// Recipients per message.
 const MAX_RECIPIENTS: usize = 500;
 /// Protocol errors before the server hangs up.

@@ -67,7 +67,7 @@ pub(crate) struct Counters {
 }
 
 impl Counters {
-    pub fn bump(c: &AtomicU64) {
+    pub(crate) fn bump(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -115,7 +115,7 @@ pub(crate) struct Throttle {
 
 impl Throttle {
     /// Takes one request from the budget; `Err(remaining)` when the budget is spent.
-    pub fn take(&self, plane: Plane, principal: &str, budget: u64) -> Result<(), Duration> {
+    pub(crate) fn take(&self, plane: Plane, principal: &str, budget: u64) -> Result<(), Duration> {
         let now = Instant::now();
         let Ok(mut map) = self.used.lock() else {
             return Ok(());
@@ -410,24 +410,24 @@ fn title(s: &str) -> String {
 }
 
 impl Inner {
-    pub fn mailbox(&self, i: u32) -> Option<&Mailbox> {
+    pub(crate) fn mailbox(&self, i: u32) -> Option<&Mailbox> {
         self.mailboxes.get(i as usize)
     }
 
     /// Mailbox by address or alias.
-    pub fn find(&self, address: &str) -> Option<u32> {
+    pub(crate) fn find(&self, address: &str) -> Option<u32> {
         self.by_address
             .get(&address.trim().to_ascii_lowercase())
             .copied()
     }
 
     /// Mailbox by address, alias or object id.
-    pub fn find_any(&self, id: &str) -> Option<u32> {
+    pub(crate) fn find_any(&self, id: &str) -> Option<u32> {
         self.find(id)
             .or_else(|| self.by_oid.get(&id.trim().to_ascii_lowercase()).copied())
     }
 
-    pub fn generated_count(&self, m: &Mailbox, folder: Folder) -> u32 {
+    pub(crate) fn generated_count(&self, m: &Mailbox, folder: Folder) -> u32 {
         match folder {
             Folder::Inbox => m.inbox,
             Folder::SentItems => m.sent,
@@ -437,7 +437,7 @@ impl Inner {
     }
 
     /// Whether the mailbox has this folder.
-    pub fn folder_exists(&self, i: u32, folder: Folder) -> bool {
+    pub(crate) fn folder_exists(&self, i: u32, folder: Folder) -> bool {
         match (self.mailbox(i), folder) {
             (Some(m), Folder::Custom(k)) => k < m.extra_folders,
             (Some(_), _) => true,
@@ -446,25 +446,25 @@ impl Inner {
     }
 
     /// Extra (generated) folder count of a mailbox.
-    pub fn extra(&self, i: u32) -> u8 {
+    pub(crate) fn extra(&self, i: u32) -> u8 {
         self.mailbox(i).map_or(0, |m| m.extra_folders)
     }
 
     /// Positions used in a folder: generated plus created items, deleted ones included. Ids,
     /// sync states and delta tokens count positions.
-    pub fn slots(&self, i: u32, folder: Folder) -> u32 {
+    pub(crate) fn slots(&self, i: u32, folder: Folder) -> u32 {
         let Some(m) = self.mailbox(i) else { return 0 };
         self.generated_count(m, folder)
             .saturating_add(self.overlay.count(i, folder))
     }
 
     /// Items present in a folder (deleted ones excluded).
-    pub fn count(&self, i: u32, folder: Folder) -> u32 {
+    pub(crate) fn count(&self, i: u32, folder: Folder) -> u32 {
         let gone = self.overlay.deleted_count(i, folder);
         self.slots(i, folder).saturating_sub(gone)
     }
 
-    pub fn unread(&self, i: u32, folder: Folder) -> u32 {
+    pub(crate) fn unread(&self, i: u32, folder: Folder) -> u32 {
         let Some(m) = self.mailbox(i) else { return 0 };
         let gone = self.overlay.deleted_in(i, folder);
         let g = self.generated_count(m, folder);
@@ -480,7 +480,7 @@ impl Inner {
     }
 
     /// Message at position `n` (creation order) of a folder; `None` when deleted.
-    pub fn message(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
+    pub(crate) fn message(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
         let m = self.mailbox(i)?;
         if self.overlay.is_deleted(i, folder, n) {
             return None;
@@ -494,7 +494,7 @@ impl Inner {
     }
 
     /// Position of the `k`-th present item (0 = oldest) of a folder, skipping deleted ones.
-    pub fn position(&self, i: u32, folder: Folder, k: u32) -> u32 {
+    pub(crate) fn position(&self, i: u32, folder: Folder, k: u32) -> u32 {
         let mut pos = k;
         for d in self.overlay.deleted_in(i, folder) {
             if d <= pos {
@@ -507,13 +507,13 @@ impl Inner {
     }
 
     /// Deletes the item at position `n`; returns it, or `None` when there is no such item.
-    pub fn delete(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
+    pub(crate) fn delete(&self, i: u32, folder: Folder, n: u32) -> Option<Message> {
         let msg = self.message(i, folder, n)?;
         self.overlay.delete(i, folder, n).then_some(msg)
     }
 
     /// Stores a new message in a folder.
-    pub fn store(&self, msg: Message) -> Option<Message> {
+    pub(crate) fn store(&self, msg: Message) -> Option<Message> {
         let m = self.mailbox(msg.mailbox)?;
         let base = self.generated_count(m, msg.folder);
         let stored = self.overlay.push(base, msg)?;
@@ -521,14 +521,14 @@ impl Inner {
         Some(stored)
     }
 
-    pub fn site_of(&self, m: &Mailbox) -> Site {
+    pub(crate) fn site_of(&self, m: &Mailbox) -> Site {
         match m.server {
             Some(s) => Site::OnPrem(s),
             None => Site::Online,
         }
     }
 
-    pub fn budget(&self, plane: Plane, principal: &str) -> u64 {
+    pub(crate) fn budget(&self, plane: Plane, principal: &str) -> u64 {
         let t = &self.config.throttling;
         let o = t
             .overrides
@@ -542,7 +542,7 @@ impl Inner {
 
     /// Whether app scoping lets `app_id` reach mailbox `m`; `Err(kind)` names the mechanism that
     /// blocked it.
-    pub fn app_may_reach(&self, app_id: &str, m: &Mailbox) -> Result<(), AppAccessKind> {
+    pub(crate) fn app_may_reach(&self, app_id: &str, m: &Mailbox) -> Result<(), AppAccessKind> {
         for s in self
             .scopes
             .iter()
@@ -561,7 +561,7 @@ impl Inner {
     }
 
     /// Whether service account `upn` holds the impersonation right over mailbox `m`.
-    pub fn may_impersonate(&self, upn: &str, m: &Mailbox) -> bool {
+    pub(crate) fn may_impersonate(&self, upn: &str, m: &Mailbox) -> bool {
         let upn_domain = upn.rsplit('@').next().unwrap_or_default();
         let same_tenant = self
             .directory
@@ -574,7 +574,7 @@ impl Inner {
             })
     }
 
-    pub fn org(&self, tenant_id: &str) -> Org {
+    pub(crate) fn org(&self, tenant_id: &str) -> Org {
         self.orgs.get(tenant_id).cloned().unwrap_or(Org {
             ews_enabled: true,
             ews_allowed_apps: None,

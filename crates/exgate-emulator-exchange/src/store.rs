@@ -52,7 +52,7 @@ pub(crate) struct Mailbox {
 
 impl Mailbox {
     /// The user's object id (deterministic from the address).
-    pub fn object_id(&self) -> uuid::Uuid {
+    pub(crate) fn object_id(&self) -> uuid::Uuid {
         let a = fnv(&[b"oid", self.address.as_bytes()]);
         let b = fnv(&[b"oid2", self.address.as_bytes()]);
         let mut bytes = [0u8; 16];
@@ -62,13 +62,13 @@ impl Mailbox {
     }
 
     /// Whether `addr` is the primary address or an alias (case-insensitive).
-    pub fn has_address(&self, addr: &str) -> bool {
+    pub(crate) fn has_address(&self, addr: &str) -> bool {
         self.address.eq_ignore_ascii_case(addr)
             || self.aliases.iter().any(|a| a.eq_ignore_ascii_case(addr))
     }
 
     /// Whether the mailbox is in a group.
-    pub fn in_group(&self, group: &str) -> bool {
+    pub(crate) fn in_group(&self, group: &str) -> bool {
         self.groups.iter().any(|g| g.eq_ignore_ascii_case(group))
     }
 }
@@ -110,7 +110,7 @@ const DUMPSTER: [(Folder, u8); 3] = [
 pub(crate) const MAX_CUSTOM_FOLDERS: u8 = 200;
 
 impl Folder {
-    pub const WELL_KNOWN: [Folder; 12] = [
+    pub(crate) const WELL_KNOWN: [Folder; 12] = [
         Folder::Root,
         Folder::MsgFolderRoot,
         Folder::Inbox,
@@ -126,13 +126,13 @@ impl Folder {
     ];
 
     /// Every folder of a mailbox with `extra` generated folders.
-    pub fn all(extra: u8) -> Vec<Folder> {
+    pub(crate) fn all(extra: u8) -> Vec<Folder> {
         let mut v = Folder::WELL_KNOWN.to_vec();
         v.extend((0..extra.min(MAX_CUSTOM_FOLDERS)).map(Folder::Custom));
         v
     }
 
-    pub fn code(self) -> u8 {
+    pub(crate) fn code(self) -> u8 {
         match self {
             Folder::Custom(k) => 12u8.saturating_add(k),
             f @ (Folder::RecoverableItemsRoot
@@ -149,7 +149,7 @@ impl Folder {
         }
     }
 
-    pub fn from_code(c: u8) -> Option<Folder> {
+    pub(crate) fn from_code(c: u8) -> Option<Folder> {
         match c.checked_sub(12) {
             None => Folder::WELL_KNOWN.get(usize::from(c)).copied(),
             Some(k) if k < MAX_CUSTOM_FOLDERS => Some(Folder::Custom(k)),
@@ -158,7 +158,7 @@ impl Folder {
     }
 
     /// EWS distinguished folder id (none for generated folders).
-    pub fn distinguished(self) -> Option<&'static str> {
+    pub(crate) fn distinguished(self) -> Option<&'static str> {
         Some(match self {
             Folder::Root => "root",
             Folder::MsgFolderRoot => "msgfolderroot",
@@ -180,7 +180,7 @@ impl Folder {
     }
 
     /// By EWS distinguished id or Graph well-known name (case-insensitive).
-    pub fn from_name(name: &str) -> Option<Folder> {
+    pub(crate) fn from_name(name: &str) -> Option<Folder> {
         let n = name.to_ascii_lowercase();
         Folder::WELL_KNOWN
             .iter()
@@ -194,7 +194,7 @@ impl Folder {
             })
     }
 
-    pub fn display_name(self) -> std::borrow::Cow<'static, str> {
+    pub(crate) fn display_name(self) -> std::borrow::Cow<'static, str> {
         std::borrow::Cow::Borrowed(match self {
             Folder::Root => "Root",
             Folder::MsgFolderRoot => "Top of Information Store",
@@ -218,7 +218,7 @@ impl Folder {
     }
 
     /// EWS folder class (`None` for the root).
-    pub fn class(self) -> Option<&'static str> {
+    pub(crate) fn class(self) -> Option<&'static str> {
         match self {
             Folder::Root | Folder::RecoverableItemsRoot => None,
             Folder::Calendar => Some("IPF.Appointment"),
@@ -229,7 +229,7 @@ impl Folder {
     }
 
     /// The EWS element name for this folder.
-    pub fn element(self) -> &'static str {
+    pub(crate) fn element(self) -> &'static str {
         match self {
             Folder::Calendar => "CalendarFolder",
             Folder::Contacts => "ContactsFolder",
@@ -238,7 +238,7 @@ impl Folder {
         }
     }
 
-    pub fn parent(self) -> Option<Folder> {
+    pub(crate) fn parent(self) -> Option<Folder> {
         match self {
             Folder::Root => None,
             Folder::MsgFolderRoot => Some(Folder::Root),
@@ -252,7 +252,7 @@ impl Folder {
     }
 
     /// Child folders in a mailbox with `extra` generated folders.
-    pub fn children(self, extra: u8) -> Vec<Folder> {
+    pub(crate) fn children(self, extra: u8) -> Vec<Folder> {
         Folder::all(extra)
             .into_iter()
             .filter(|f| f.parent() == Some(self))
@@ -260,7 +260,7 @@ impl Folder {
     }
 
     /// Whether Graph lists it among `mailFolders` (mail folders only).
-    pub fn is_mail_folder(self) -> bool {
+    pub(crate) fn is_mail_folder(self) -> bool {
         !matches!(
             self,
             Folder::Root
@@ -303,25 +303,25 @@ pub(crate) struct Message {
 }
 
 impl Message {
-    pub fn item_id(&self, mbx: &Mailbox) -> String {
+    pub(crate) fn item_id(&self, mbx: &Mailbox) -> String {
         encode_id(b'I', self.mailbox, self.folder, self.n, &mbx.address)
     }
 
-    pub fn change_key(&self, mbx: &Mailbox) -> String {
+    pub(crate) fn change_key(&self, mbx: &Mailbox) -> String {
         change_key(&mbx.address, self.folder, self.n)
     }
 
-    pub fn size(&self) -> usize {
+    pub(crate) fn size(&self) -> usize {
         self.mime().len()
     }
 
     /// Plain-text preview (first 255 characters).
-    pub fn preview(&self) -> String {
+    pub(crate) fn preview(&self) -> String {
         self.body.chars().take(255).collect()
     }
 
     /// The RFC 5322 message.
-    pub fn mime(&self) -> String {
+    pub(crate) fn mime(&self) -> String {
         let mut out = String::with_capacity(512 + self.body.len());
         let people = |v: &[Person]| {
             v.iter()
@@ -368,7 +368,7 @@ impl Message {
         out
     }
 
-    pub fn body_text(&self) -> String {
+    pub(crate) fn body_text(&self) -> String {
         if self.body_is_html {
             strip_tags(&self.body)
         } else {
@@ -376,7 +376,7 @@ impl Message {
         }
     }
 
-    pub fn body_html(&self) -> String {
+    pub(crate) fn body_html(&self) -> String {
         if self.body_is_html {
             self.body.clone()
         } else {
@@ -444,7 +444,7 @@ pub(crate) struct RawId {
 
 impl RawId {
     /// Whether the id's check value matches the mailbox's address.
-    pub fn verify(&self, address: &str) -> bool {
+    pub(crate) fn verify(&self, address: &str) -> bool {
         let check = fnv(&[
             b"id",
             &[self.kind, self.folder.code()],
@@ -666,7 +666,7 @@ pub(crate) struct Overlay {
 
 impl Overlay {
     /// Marks position `n` deleted; `false` when it already was.
-    pub fn delete(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
+    pub(crate) fn delete(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
         self.deleted
             .lock()
             .map(|mut d| d.entry((mailbox, folder)).or_default().insert(n))
@@ -674,7 +674,7 @@ impl Overlay {
     }
 
     /// Whether position `n` was deleted.
-    pub fn is_deleted(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
+    pub(crate) fn is_deleted(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
         self.deleted
             .lock()
             .map(|d| d.get(&(mailbox, folder)).is_some_and(|s| s.contains(&n)))
@@ -682,7 +682,7 @@ impl Overlay {
     }
 
     /// Number of deleted positions in a folder.
-    pub fn deleted_count(&self, mailbox: u32, folder: Folder) -> u32 {
+    pub(crate) fn deleted_count(&self, mailbox: u32, folder: Folder) -> u32 {
         self.deleted
             .lock()
             .map(|d| d.get(&(mailbox, folder)).map_or(0, |s| s.len() as u32))
@@ -690,7 +690,7 @@ impl Overlay {
     }
 
     /// Deleted positions of a folder, ascending.
-    pub fn deleted_in(&self, mailbox: u32, folder: Folder) -> Vec<u32> {
+    pub(crate) fn deleted_in(&self, mailbox: u32, folder: Folder) -> Vec<u32> {
         self.deleted
             .lock()
             .map(|d| {
@@ -701,14 +701,14 @@ impl Overlay {
             .unwrap_or_default()
     }
 
-    pub fn count(&self, mailbox: u32, folder: Folder) -> u32 {
+    pub(crate) fn count(&self, mailbox: u32, folder: Folder) -> u32 {
         self.items
             .lock()
             .map(|m| m.get(&(mailbox, folder)).map_or(0, |v| v.len() as u32))
             .unwrap_or(0)
     }
 
-    pub fn get(&self, mailbox: u32, folder: Folder, k: u32) -> Option<Message> {
+    pub(crate) fn get(&self, mailbox: u32, folder: Folder, k: u32) -> Option<Message> {
         self.items
             .lock()
             .ok()?
@@ -719,7 +719,7 @@ impl Overlay {
 
     /// Appends a message; `base` is the number of generated messages in the folder. Returns the
     /// stored message with its position set.
-    pub fn push(&self, base: u32, mut msg: Message) -> Option<Message> {
+    pub(crate) fn push(&self, base: u32, mut msg: Message) -> Option<Message> {
         let mut map = self.items.lock().ok()?;
         let list = map.entry((msg.mailbox, msg.folder)).or_default();
         msg.n = base.checked_add(list.len() as u32)?;

@@ -78,7 +78,7 @@ pub(crate) struct Claims {
 
 impl Claims {
     /// The audience as a single string (first entry of an array).
-    pub fn audience(&self) -> String {
+    pub(crate) fn audience(&self) -> String {
         match &self.aud {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Array(a)) => a
@@ -91,7 +91,7 @@ impl Claims {
     }
 
     /// The client application id (`appid` in v1 tokens, `azp` in v2).
-    pub fn app_id(&self) -> String {
+    pub(crate) fn app_id(&self) -> String {
         self.appid
             .clone()
             .or_else(|| self.azp.clone())
@@ -101,7 +101,7 @@ impl Claims {
 
     /// The strength of the app's own authentication to Entra ID (`appidacr`/`azpacr`): 0 public
     /// client, 1 client secret, 2 certificate. `None` when the token does not say.
-    pub fn app_auth_strength(&self) -> Option<u8> {
+    pub(crate) fn app_auth_strength(&self) -> Option<u8> {
         let v = self.appidacr.as_ref().or(self.azpacr.as_ref())?;
         match v {
             serde_json::Value::String(s) => s.trim().parse().ok(),
@@ -111,19 +111,19 @@ impl Claims {
     }
 
     /// Delegated scopes, if the token is a delegated one.
-    pub fn scopes(&self) -> Option<Vec<String>> {
+    pub(crate) fn scopes(&self) -> Option<Vec<String>> {
         self.scp
             .as_ref()
             .map(|s| s.split_whitespace().map(str::to_owned).collect())
     }
 
     /// Application roles (empty when absent).
-    pub fn roles(&self) -> Vec<String> {
+    pub(crate) fn roles(&self) -> Vec<String> {
         self.roles.clone().unwrap_or_default()
     }
 
     /// The signed-in user's name, for delegated tokens.
-    pub fn user_name(&self) -> Option<String> {
+    pub(crate) fn user_name(&self) -> Option<String> {
         self.upn
             .clone()
             .or_else(|| self.unique_name.clone())

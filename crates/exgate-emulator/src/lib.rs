@@ -15,6 +15,9 @@
 //! # Ok(()) }
 //! ```
 
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod entra;
 pub mod exchange;
 pub mod scenario;

@@ -34,8 +34,8 @@
 //! # }
 //! ```
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod autodiscover;
 pub mod credentials;

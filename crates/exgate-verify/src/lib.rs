@@ -12,8 +12,8 @@
 //!
 //! The public interface is:
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod live;
 mod model;

@@ -16,8 +16,8 @@
 //! Pure: no I/O, no clock (callers pass "now"), no async runtime. No parser fails or panics on
 //! malformed input; each returns what it could read, and each is property-tested for that.
 
-#![forbid(unsafe_code)]
-#![warn(missing_docs)]
+// Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
 
 pub mod diagnostics;
 pub mod entra;

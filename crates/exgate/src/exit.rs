@@ -8,23 +8,49 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 /// Everything checked was fine.
-#[allow(dead_code)]
-pub fn ok() -> ExitCode {
+pub(crate) fn ok() -> ExitCode {
     ExitCode::SUCCESS
 }
 
 /// The command ran and found failures.
 #[allow(dead_code)]
-pub fn found_failures() -> ExitCode {
+pub(crate) fn found_failures() -> ExitCode {
     ExitCode::from(1)
 }
 
 /// The command could not run: bad input, bad configuration, unreachable set-up.
-pub fn could_not_run() -> ExitCode {
+pub(crate) fn could_not_run() -> ExitCode {
     ExitCode::from(2)
 }
 
 /// Colour only on a terminal, and never when `NO_COLOR` is set (https://no-color.org).
-pub fn color_enabled() -> bool {
+pub(crate) fn color_enabled() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && std::io::stderr().is_terminal()
+}
+
+/// Whether an error comes from writing to a pipe whose reader has gone (`exgate … | head`).
+pub(crate) fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Makes a closed standard output end the process quietly with exit code 0, as a shell pipeline
+/// expects, instead of the panic that `println!` raises when the reader has gone: the one place
+/// where broken pipes are handled for every command.
+pub(crate) fn quiet_on_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info);
+    }));
 }

@@ -68,6 +68,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    exit::quiet_on_broken_pipe();
     let cli = Cli::parse();
     init_logging(cli.verbose);
     // One rustls crypto provider, installed before any TLS client or server is built.
@@ -99,6 +100,8 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // The reader went away (`exgate … | head`): nothing is wrong with what was done.
+        Err(err) if exit::is_broken_pipe(&err) => exit::ok(),
         Err(err) => {
             eprintln!("error: {err:#}");
             exit::could_not_run()

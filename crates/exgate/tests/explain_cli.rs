@@ -238,3 +238,30 @@ fn help_has_examples() {
             .stdout(predicate::str::contains("Examples:"));
     }
 }
+
+/// A reader that goes away early (`exgate explain … | head -1`) ends the command quietly with
+/// exit code 0: no panic, no error.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let text = "HTTP/1.1 401 Unauthorized\nWWW-Authenticate: Basic realm=\"x\"\n\n".repeat(200);
+    for _ in 0..3 {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin("exgate"))
+            .args(["explain", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(text.as_bytes());
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        // The reader was gone before anything was written.
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+    }
+}

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 /// Streams `target_bytes` (approximately) of HAR JSON.
-pub struct GeneratedHar {
+pub(crate) struct GeneratedHar {
     target_bytes: u64,
     produced: u64,
     index: u64,
@@ -29,7 +29,7 @@ enum State {
 
 impl GeneratedHar {
     /// A generator of about `target_bytes` bytes.
-    pub fn new(target_bytes: u64) -> Self {
+    pub(crate) fn new(target_bytes: u64) -> Self {
         let h = URL_SAFE_NO_PAD.encode(br#"{"typ":"JWT","alg":"RS256","x5t":"abc","kid":"abc"}"#);
         let p = URL_SAFE_NO_PAD.encode(
             br#"{"aud":"https://mail.contoso.com","iss":"https://sts.windows.net/f31f3647-5d87-4b69-a0b6-73f62aeab14c/","tid":"f31f3647-5d87-4b69-a0b6-73f62aeab14c","appid":"d3590ed6-52b3-4102-aeff-aad2292ab01c","appidacr":"0","scp":"EWS.AccessAsUser.All","upn":"user@contoso.com","ver":"1.0","iat":1700000000,"nbf":1700000000,"exp":1700003600}"#,
@@ -115,7 +115,7 @@ impl GeneratedHar {
 
     /// Entries generated so far.
     #[allow(dead_code)]
-    pub fn entries(&self) -> u64 {
+    pub(crate) fn entries(&self) -> u64 {
         self.index
     }
 }

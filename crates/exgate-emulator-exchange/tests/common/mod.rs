@@ -14,19 +14,19 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-pub const TID: &str = "11111111-2222-3333-4444-555555555555";
-pub const FAB_TID: &str = "22222222-3333-4444-5555-666666666666";
-pub const LIT_TID: &str = "33333333-4444-5555-6666-777777777777";
-pub const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
-pub const SCOPED_APP: &str = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff";
-pub const ALLOWED_APP: &str = "cccccccc-dddd-eeee-ffff-000000000000";
-pub const THROTTLED_APP: &str = "dddddddd-eeee-ffff-0000-111111111111";
-pub const KID: &str = "test-kid-1";
-pub const EXO: &str = "https://outlook.office365.com";
-pub const GRAPH: &str = "https://graph.microsoft.com";
-pub const PASSWORD: &str = "Correct-Horse-7";
+pub(crate) const TID: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const FAB_TID: &str = "22222222-3333-4444-5555-666666666666";
+pub(crate) const LIT_TID: &str = "33333333-4444-5555-6666-777777777777";
+pub(crate) const APP: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+pub(crate) const SCOPED_APP: &str = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff";
+pub(crate) const ALLOWED_APP: &str = "cccccccc-dddd-eeee-ffff-000000000000";
+pub(crate) const THROTTLED_APP: &str = "dddddddd-eeee-ffff-0000-111111111111";
+pub(crate) const KID: &str = "test-kid-1";
+pub(crate) const EXO: &str = "https://outlook.office365.com";
+pub(crate) const GRAPH: &str = "https://graph.microsoft.com";
+pub(crate) const PASSWORD: &str = "Correct-Horse-7";
 
-pub const SCENARIO: &str = r#"
+pub(crate) const SCENARIO: &str = r#"
 default_inbox_messages = 12
 default_sent_messages = 3
 
@@ -157,7 +157,7 @@ fn keys() -> &'static Keys {
 }
 
 /// A second key the verifier does not know.
-pub fn foreign_key() -> &'static EncodingKey {
+pub(crate) fn foreign_key() -> &'static EncodingKey {
     static K: OnceLock<EncodingKey> = OnceLock::new();
     K.get_or_init(|| {
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
@@ -165,7 +165,7 @@ pub fn foreign_key() -> &'static EncodingKey {
     })
 }
 
-pub fn directory() -> InMemoryDirectory {
+pub(crate) fn directory() -> InMemoryDirectory {
     InMemoryDirectory::new()
         .with_tenant(TID, &["contoso.com", "contoso.onmicrosoft.com"], true)
         .with_tenant(FAB_TID, &["fabrikam.com"], false)
@@ -178,7 +178,7 @@ pub fn directory() -> InMemoryDirectory {
         .with_user("fred@fabrikam.com", PASSWORD, PasswordCheck::Ok)
 }
 
-pub fn verifier() -> TokenVerifier {
+pub(crate) fn verifier() -> TokenVerifier {
     TokenVerifier::new(vec![(
         KID.to_owned(),
         DecodingKey::from_rsa_pem(&keys().dec_pem).expect("decoding key"),
@@ -187,17 +187,17 @@ pub fn verifier() -> TokenVerifier {
 }
 
 /// The authority the emulator issues v2 tokens under in these tests.
-pub const EMULATOR_AUTHORITY: &str = "https://127.0.0.1:9999";
+pub(crate) const EMULATOR_AUTHORITY: &str = "https://127.0.0.1:9999";
 
-pub fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-pub fn sign(claims: &Value) -> String {
+pub(crate) fn sign(claims: &Value) -> String {
     sign_with(claims, &keys().enc)
 }
 
-pub fn sign_with(claims: &Value, key: &EncodingKey) -> String {
+pub(crate) fn sign_with(claims: &Value, key: &EncodingKey) -> String {
     let mut h = Header::new(Algorithm::RS256);
     h.kid = Some(KID.to_owned());
     h.x5t = Some(KID.to_owned());
@@ -206,7 +206,7 @@ pub fn sign_with(claims: &Value, key: &EncodingKey) -> String {
 }
 
 /// v1 app-only claims.
-pub fn app_claims(tid: &str, app: &str, aud: &str, roles: &[&str]) -> Value {
+pub(crate) fn app_claims(tid: &str, app: &str, aud: &str, roles: &[&str]) -> Value {
     let t = now();
     let mut c = json!({
         "aud": aud, "iss": format!("https://sts.windows.net/{tid}/"), "iat": t, "nbf": t, "exp": t + 3600,
@@ -221,12 +221,12 @@ pub fn app_claims(tid: &str, app: &str, aud: &str, roles: &[&str]) -> Value {
     c
 }
 
-pub fn app_token(aud: &str, roles: &[&str]) -> String {
+pub(crate) fn app_token(aud: &str, roles: &[&str]) -> String {
     sign(&app_claims(TID, APP, aud, roles))
 }
 
 /// v1 delegated claims.
-pub fn user_claims(tid: &str, upn: &str, aud: &str, scp: &str) -> Value {
+pub(crate) fn user_claims(tid: &str, upn: &str, aud: &str, scp: &str) -> Value {
     let t = now();
     json!({
         "aud": aud, "iss": format!("https://sts.windows.net/{tid}/"), "iat": t, "nbf": t, "exp": t + 3600,
@@ -236,15 +236,15 @@ pub fn user_claims(tid: &str, upn: &str, aud: &str, scp: &str) -> Value {
     })
 }
 
-pub fn user_token(upn: &str, aud: &str, scp: &str) -> String {
+pub(crate) fn user_token(upn: &str, aud: &str, scp: &str) -> String {
     sign(&user_claims(TID, upn, aud, scp))
 }
 
-pub fn bearer(t: &str) -> String {
+pub(crate) fn bearer(t: &str) -> String {
     format!("Bearer {t}")
 }
 
-pub fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine;
     format!(
         "Basic {}",
@@ -252,19 +252,19 @@ pub fn basic(user: &str, password: &str) -> String {
     )
 }
 
-pub struct Harness {
+pub(crate) struct Harness {
     pub state: ExchangeState,
     pub router: Router,
 }
 
-pub struct Resp {
+pub(crate) struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
 }
 
 impl Resp {
-    pub fn header(&self, name: &str) -> String {
+    pub(crate) fn header(&self, name: &str) -> String {
         self.headers
             .get_all(name)
             .iter()
@@ -273,17 +273,17 @@ impl Resp {
             .join("\n")
     }
 
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
 }
 
 impl Harness {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with(SCENARIO)
     }
 
-    pub fn with(toml_text: &str) -> Self {
+    pub(crate) fn with(toml_text: &str) -> Self {
         let cfg = ExchangeConfig::from_toml_str(toml_text).expect("scenario parses");
         let state = ExchangeState::new(cfg, Arc::new(directory()), verifier()).expect("state");
         Self {
@@ -292,7 +292,7 @@ impl Harness {
         }
     }
 
-    pub async fn send(&self, req: Request<Body>) -> Resp {
+    pub(crate) async fn send(&self, req: Request<Body>) -> Resp {
         let resp = self.router.clone().oneshot(req).await.expect("infallible");
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -304,7 +304,7 @@ impl Harness {
         }
     }
 
-    pub async fn post(&self, path: &str, auth: Option<&str>, body: &str) -> Resp {
+    pub(crate) async fn post(&self, path: &str, auth: Option<&str>, body: &str) -> Resp {
         let mut b = Request::post(path)
             .header("host", "127.0.0.1:8443")
             .header("content-type", "text/xml; charset=utf-8");
@@ -315,11 +315,11 @@ impl Harness {
             .await
     }
 
-    pub async fn ews(&self, auth: &str, body: &str) -> Resp {
+    pub(crate) async fn ews(&self, auth: &str, body: &str) -> Resp {
         self.post("/EWS/Exchange.asmx", Some(auth), body).await
     }
 
-    pub async fn get(&self, path: &str, auth: Option<&str>) -> Resp {
+    pub(crate) async fn get(&self, path: &str, auth: Option<&str>) -> Resp {
         let mut b = Request::get(path).header("host", "127.0.0.1:8443");
         if let Some(a) = auth {
             b = b.header("authorization", a);
@@ -327,7 +327,7 @@ impl Harness {
         self.send(b.body(Body::empty()).expect("request")).await
     }
 
-    pub async fn graph_post(&self, path: &str, auth: &str, json_body: &Value) -> Resp {
+    pub(crate) async fn graph_post(&self, path: &str, auth: &str, json_body: &Value) -> Resp {
         let b = Request::post(path)
             .header("host", "127.0.0.1:8443")
             .header("content-type", "application/json")
@@ -337,20 +337,20 @@ impl Harness {
     }
 }
 
-pub fn soap(header: &str, body: &str) -> String {
+pub(crate) fn soap(header: &str, body: &str) -> String {
     format!(
         r#"<?xml version='1.0' encoding='utf-8'?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><s:Header><t:RequestServerVersion Version="Exchange2016"/>{header}</s:Header><s:Body>{body}</s:Body></s:Envelope>"#
     )
 }
 
-pub fn imp(addr: &str) -> String {
+pub(crate) fn imp(addr: &str) -> String {
     format!(
         "<t:ExchangeImpersonation><t:ConnectingSID><t:PrimarySmtpAddress>{addr}</t:PrimarySmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>"
     )
 }
 
-pub fn get_folder(id: &str, mailbox: Option<&str>) -> String {
+pub(crate) fn get_folder(id: &str, mailbox: Option<&str>) -> String {
     let mbx = mailbox
         .map(|m| format!("<t:Mailbox><t:EmailAddress>{m}</t:EmailAddress></t:Mailbox>"))
         .unwrap_or_default();
@@ -359,10 +359,10 @@ pub fn get_folder(id: &str, mailbox: Option<&str>) -> String {
     )
 }
 
-pub const CONVERT_ID_PROBE: &str = r#"<m:ConvertId DestinationFormat="EntryId"><m:SourceIds><t:AlternateId Id="DUMMY" Format="EwsId" Mailbox="DUMMY"/></m:SourceIds></m:ConvertId>"#;
+pub(crate) const CONVERT_ID_PROBE: &str = r#"<m:ConvertId DestinationFormat="EntryId"><m:SourceIds><t:AlternateId Id="DUMMY" Format="EwsId" Mailbox="DUMMY"/></m:SourceIds></m:ConvertId>"#;
 
 /// Text of the first element with this local name (any prefix).
-pub fn tag(xml: &str, local: &str) -> Option<String> {
+pub(crate) fn tag(xml: &str, local: &str) -> Option<String> {
     for prefix in ["m:", "t:", "e:", ""] {
         let open = format!("<{prefix}{local}>");
         if let Some(a) = xml.find(&open) {
@@ -377,14 +377,14 @@ pub fn tag(xml: &str, local: &str) -> Option<String> {
 }
 
 /// Value of an attribute on the first element that has it.
-pub fn attr(xml: &str, name: &str) -> Option<String> {
+pub(crate) fn attr(xml: &str, name: &str) -> Option<String> {
     let key = format!(" {name}=\"");
     let a = xml.find(&key)? + key.len();
     let rest = &xml[a..];
     Some(rest[..rest.find('"')?].to_owned())
 }
 
-pub fn all_attrs(xml: &str, name: &str) -> Vec<String> {
+pub(crate) fn all_attrs(xml: &str, name: &str) -> Vec<String> {
     let key = format!(" {name}=\"");
     let mut out = Vec::new();
     let mut s = xml;
@@ -402,7 +402,7 @@ pub fn all_attrs(xml: &str, name: &str) -> Vec<String> {
 
 /// A line-protocol server (SMTP, IMAP) of the Exchange plane on a loopback port, with a fresh
 /// self-signed certificate for `localhost` (`ca`); it stops when dropped.
-pub struct LineServer {
+pub(crate) struct LineServer {
     pub state: ExchangeState,
     pub addr: std::net::SocketAddr,
     pub ca: rustls::pki_types::CertificateDer<'static>,
@@ -410,7 +410,7 @@ pub struct LineServer {
 }
 
 /// A self-signed `localhost` certificate: the server configuration and the certificate.
-pub fn tls_material() -> (
+pub(crate) fn tls_material() -> (
     Arc<rustls::ServerConfig>,
     rustls::pki_types::CertificateDer<'static>,
 ) {
@@ -433,7 +433,7 @@ pub fn tls_material() -> (
 }
 
 /// Starts `serve` (e.g. `serve_smtp` with its options) for the Exchange plane of `scenario`.
-pub async fn line_server<F, Fut>(scenario: &str, serve: F) -> LineServer
+pub(crate) async fn line_server<F, Fut>(scenario: &str, serve: F) -> LineServer
 where
     F: FnOnce(
         ExchangeState,

@@ -9,34 +9,34 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE, URL_SAFE_NO_PAD};
 use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
 use serde_json::{Value, json};
 
-pub const CONTOSO: &str = "11111111-2222-3333-4444-555555555555";
-pub const FABRIKAM: &str = "22222222-3333-4444-5555-666666666666";
+pub(crate) const CONTOSO: &str = "11111111-2222-3333-4444-555555555555";
+pub(crate) const FABRIKAM: &str = "22222222-3333-4444-5555-666666666666";
 /// Confidential daemon: secret, expired secret, certificate; home Contoso; multi-tenant.
-pub const DAEMON: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
+pub(crate) const DAEMON: &str = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee";
 /// Public client (device code, ROPC) with delegated consent.
-pub const PUBLIC: &str = "cccccccc-0000-0000-0000-000000000001";
+pub(crate) const PUBLIC: &str = "cccccccc-0000-0000-0000-000000000001";
 /// Disabled application.
-pub const DISABLED_APP: &str = "dddddddd-0000-0000-0000-000000000001";
+pub(crate) const DISABLED_APP: &str = "dddddddd-0000-0000-0000-000000000001";
 /// Public client without any consent.
-pub const NOCONSENT_APP: &str = "eeeeeeee-0000-0000-0000-000000000001";
+pub(crate) const NOCONSENT_APP: &str = "eeeeeeee-0000-0000-0000-000000000001";
 /// App blocked by a Conditional Access rule for client credentials.
-pub const BLOCKED_APP: &str = "ffffffff-0000-0000-0000-000000000001";
-pub const SECRET: &str = "good-secret~value";
-pub const OLD_SECRET: &str = "old-secret~value";
-pub const EXO_DEFAULT: &str = "https://outlook.office365.com/.default";
-pub const EWS_DELEGATED: &str =
+pub(crate) const BLOCKED_APP: &str = "ffffffff-0000-0000-0000-000000000001";
+pub(crate) const SECRET: &str = "good-secret~value";
+pub(crate) const OLD_SECRET: &str = "old-secret~value";
+pub(crate) const EXO_DEFAULT: &str = "https://outlook.office365.com/.default";
+pub(crate) const EWS_DELEGATED: &str =
     "https://outlook.office365.com/EWS.AccessAsUser.All offline_access openid profile";
-pub const REDIRECT: &str = "http://localhost:8400/cb";
+pub(crate) const REDIRECT: &str = "http://localhost:8400/cb";
 
 /// An RSA key and self-signed certificate made for a test.
-pub struct TestCert {
+pub(crate) struct TestCert {
     pub key_pem: String,
     pub cert_pem: String,
     pub der: Vec<u8>,
 }
 
 impl TestCert {
-    pub fn new(cn: &str) -> TestCert {
+    pub(crate) fn new(cn: &str) -> TestCert {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
         params
@@ -50,13 +50,13 @@ impl TestCert {
         }
     }
 
-    pub fn sha1(&self) -> Vec<u8> {
+    pub(crate) fn sha1(&self) -> Vec<u8> {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der)
             .as_ref()
             .to_vec()
     }
 
-    pub fn sha256(&self) -> Vec<u8> {
+    pub(crate) fn sha256(&self) -> Vec<u8> {
         aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.der)
             .as_ref()
             .to_vec()
@@ -64,7 +64,7 @@ impl TestCert {
 }
 
 /// How to build a client assertion.
-pub struct AssertionOpts<'a> {
+pub(crate) struct AssertionOpts<'a> {
     pub alg: jsonwebtoken::Algorithm,
     /// `x5t` with `=` padding as msal sends it (`false`: unpadded).
     pub padded: bool,
@@ -80,7 +80,7 @@ pub struct AssertionOpts<'a> {
 }
 
 impl AssertionOpts<'_> {
-    pub fn msal(aud: String) -> AssertionOpts<'static> {
+    pub(crate) fn msal(aud: String) -> AssertionOpts<'static> {
         AssertionOpts {
             alg: jsonwebtoken::Algorithm::RS256,
             padded: true,
@@ -95,7 +95,7 @@ impl AssertionOpts<'_> {
     }
 }
 
-pub fn now_f64() -> f64 {
+pub(crate) fn now_f64() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -103,7 +103,7 @@ pub fn now_f64() -> f64 {
 }
 
 /// Signs a client assertion with `cert`'s key.
-pub fn assertion(cert: &TestCert, o: &AssertionOpts<'_>) -> String {
+pub(crate) fn assertion(cert: &TestCert, o: &AssertionOpts<'_>) -> String {
     let mut header = jsonwebtoken::Header::new(o.alg);
     header.typ = Some("JWT".into());
     let enc = |b: &[u8]| {
@@ -144,7 +144,7 @@ pub fn assertion(cert: &TestCert, o: &AssertionOpts<'_>) -> String {
 }
 
 /// The test scenario: every failure mode reachable. `extra` is appended (more settings, etc.).
-pub fn scenario_toml(cert: &TestCert, settings: &str, extra: &str) -> String {
+pub(crate) fn scenario_toml(cert: &TestCert, settings: &str, extra: &str) -> String {
     let pem = cert.cert_pem.trim();
     format!(
         r#"
@@ -329,16 +329,16 @@ value = "{SECRET}"
     )
 }
 
-pub async fn start_with(toml: &str, options: EmulatorOptions) -> Emulator {
+pub(crate) async fn start_with(toml: &str, options: EmulatorOptions) -> Emulator {
     let scenario = Scenario::from_toml_str(toml, Path::new("test.toml")).expect("scenario");
     Emulator::start(scenario, options).await.expect("start")
 }
 
-pub async fn start(cert: &TestCert) -> Emulator {
+pub(crate) async fn start(cert: &TestCert) -> Emulator {
     start_with(&scenario_toml(cert, "", ""), EmulatorOptions::default()).await
 }
 
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -346,7 +346,7 @@ pub fn client() -> reqwest::Client {
 }
 
 /// POSTs a form and returns status and JSON body.
-pub async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
+pub(crate) async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let resp = client()
         .post(url)
         .header("client-request-id", "5e08d5c7-d3fc-48de-a1a1-9695d44763d1")
@@ -359,12 +359,12 @@ pub async fn post_form(url: &str, form: &[(&str, &str)]) -> (u16, Value) {
     (status, body)
 }
 
-pub fn token_url(emu: &Emulator, tenant: &str) -> String {
+pub(crate) fn token_url(emu: &Emulator, tenant: &str) -> String {
     format!("{}/{tenant}/oauth2/v2.0/token", emu.base_url())
 }
 
 /// Decodes a JWT's claims after verifying it against the emulator's published JWKS.
-pub async fn verified_claims(emu: &Emulator, token: &str) -> Value {
+pub(crate) async fn verified_claims(emu: &Emulator, token: &str) -> Value {
     let jwks: jsonwebtoken::jwk::JwkSet = client()
         .get(format!("{}/{CONTOSO}/discovery/v2.0/keys", emu.base_url()))
         .send()
@@ -385,12 +385,12 @@ pub async fn verified_claims(emu: &Emulator, token: &str) -> Value {
 }
 
 /// The first AADSTS code of an error body.
-pub fn code(body: &Value) -> u64 {
+pub(crate) fn code(body: &Value) -> u64 {
     body["error_codes"][0].as_u64().unwrap_or(0)
 }
 
 /// `base?k=v&...`, percent-encoded.
-pub fn with_query(base: &str, params: &[(&str, &str)]) -> String {
+pub(crate) fn with_query(base: &str, params: &[(&str, &str)]) -> String {
     let q: String = form_urlencoded::Serializer::new(String::new())
         .extend_pairs(params.iter())
         .finish();

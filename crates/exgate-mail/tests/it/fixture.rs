@@ -16,7 +16,7 @@ use base64::Engine as _;
 
 /// A request as the server saw it.
 #[derive(Debug, Clone)]
-pub struct Recorded {
+pub(crate) struct Recorded {
     pub peer: SocketAddr,
     pub method: String,
     pub path: String,
@@ -26,7 +26,7 @@ pub struct Recorded {
 }
 
 impl Recorded {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
@@ -34,7 +34,7 @@ impl Recorded {
     }
 
     /// The local name of the first element inside `s:Body`, for EWS requests.
-    pub fn ews_operation(&self) -> Option<String> {
+    pub(crate) fn ews_operation(&self) -> Option<String> {
         let root = exgate_mail::xml::parse(&self.body).ok()?;
         Some(root.child("Body")?.children.first()?.name.clone())
     }
@@ -42,7 +42,7 @@ impl Recorded {
 
 /// A canned answer.
 #[derive(Debug, Clone)]
-pub struct Canned {
+pub(crate) struct Canned {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: String,
@@ -50,7 +50,7 @@ pub struct Canned {
 }
 
 impl Canned {
-    pub fn new(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, body: impl Into<String>) -> Self {
         Canned {
             status,
             headers: Vec::new(),
@@ -59,21 +59,21 @@ impl Canned {
         }
     }
 
-    pub fn delayed(mut self, ms: u64) -> Self {
+    pub(crate) fn delayed(mut self, ms: u64) -> Self {
         self.delay = Some(std::time::Duration::from_millis(ms));
         self
     }
 
-    pub fn header(mut self, k: &str, v: &str) -> Self {
+    pub(crate) fn header(mut self, k: &str, v: &str) -> Self {
         self.headers.push((k.to_owned(), v.to_owned()));
         self
     }
 
-    pub fn xml(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn xml(status: u16, body: impl Into<String>) -> Self {
         Canned::new(status, body).header("content-type", "text/xml; charset=utf-8")
     }
 
-    pub fn json(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn json(status: u16, body: impl Into<String>) -> Self {
         Canned::new(status, body).header(
             "content-type",
             "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8",
@@ -81,10 +81,10 @@ impl Canned {
     }
 }
 
-pub type Responder = Arc<dyn Fn(&Ctx, &Recorded) -> Canned + Send + Sync>;
+pub(crate) type Responder = Arc<dyn Fn(&Ctx, &Recorded) -> Canned + Send + Sync>;
 
 /// What a responder knows besides the request.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub base: String,
     pub call: usize,
 }
@@ -100,7 +100,7 @@ struct AppState {
 }
 
 /// A running fixture server; stops when dropped.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub base: String,
     log: Arc<Mutex<Vec<Recorded>>>,
     max_in_flight: Arc<AtomicUsize>,
@@ -108,7 +108,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub async fn start(responder: Responder) -> Fixture {
+    pub(crate) async fn start(responder: Responder) -> Fixture {
         let log = Arc::new(Mutex::new(Vec::new()));
         let base_cell = Arc::new(Mutex::new(String::new()));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
@@ -146,16 +146,16 @@ impl Fixture {
         }
     }
 
-    pub fn requests(&self) -> Vec<Recorded> {
+    pub(crate) fn requests(&self) -> Vec<Recorded> {
         self.log.lock().unwrap().clone()
     }
 
     /// The most requests the server had in progress at once.
-    pub fn max_in_flight(&self) -> usize {
+    pub(crate) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
     }
 
-    pub fn url(&self, path: &str) -> url::Url {
+    pub(crate) fn url(&self, path: &str) -> url::Url {
         url::Url::parse(&format!("{}{path}", self.base)).unwrap()
     }
 }
@@ -214,16 +214,16 @@ async fn handle(
 // ---------------------------------------------------------------------------------------------
 // Canned EWS shapes.
 
-pub const SERVER_VERSION: &str = r#"<h:ServerVersionInfo MajorVersion="15" MinorVersion="20" MajorBuildNumber="8466" MinorBuildNumber="32" Version="V2018_01_08" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>"#;
+pub(crate) const SERVER_VERSION: &str = r#"<h:ServerVersionInfo MajorVersion="15" MinorVersion="20" MajorBuildNumber="8466" MinorBuildNumber="32" Version="V2018_01_08" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>"#;
 
-pub fn ews_envelope(body: &str) -> String {
+pub(crate) fn ews_envelope(body: &str) -> String {
     format!(
         r#"<?xml version="1.0" encoding="utf-8"?><s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Header>{SERVER_VERSION}</s:Header><s:Body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">{body}</s:Body></s:Envelope>"#
     )
 }
 
 /// A 200 answer with one response message of class Success.
-pub fn ews_success(op: &str, inner: &str) -> Canned {
+pub(crate) fn ews_success(op: &str, inner: &str) -> Canned {
     Canned::xml(
         200,
         ews_envelope(&format!(
@@ -233,7 +233,7 @@ pub fn ews_success(op: &str, inner: &str) -> Canned {
 }
 
 /// A 200 answer with one failing response message.
-pub fn ews_item_error(
+pub(crate) fn ews_item_error(
     op: &str,
     class: &str,
     code: &str,
@@ -250,7 +250,7 @@ pub fn ews_item_error(
 }
 
 /// An HTTP 500 SOAP fault in the shape real Exchange sends.
-pub fn soap_fault(code: &str, text: &str, message_xml: &str) -> Canned {
+pub(crate) fn soap_fault(code: &str, text: &str, message_xml: &str) -> Canned {
     Canned::xml(
         500,
         ews_envelope(&format!(
@@ -259,23 +259,23 @@ pub fn soap_fault(code: &str, text: &str, message_xml: &str) -> Canned {
     )
 }
 
-pub fn back_off(ms: u64) -> String {
+pub(crate) fn back_off(ms: u64) -> String {
     format!(
         r#"<t:MessageXml xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><t:Value Name="BackOffMilliseconds">{ms}</t:Value></t:MessageXml>"#
     )
 }
 
-pub const EXO_CHALLENGE: &str = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="invalid_token",Basic Realm="""#;
+pub(crate) const EXO_CHALLENGE: &str = r#"Bearer client_id="00000002-0000-0ff1-ce00-000000000000", trusted_issuers="00000001-0000-0000-c000-000000000000@*", token_types="app_asserted_user_v1 service_asserted_app_v1", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="invalid_token",Basic Realm="""#;
 
 /// Exchange Online's 401 for a rejected token.
-pub fn ews_401(diag: &str) -> Canned {
+pub(crate) fn ews_401(diag: &str) -> Canned {
     Canned::new(401, "")
         .header("www-authenticate", EXO_CHALLENGE)
         .header("x-ms-diagnostics", diag)
         .header("request-id", "5ca2c827-5147-474c-8457-63c4e5099c6e")
 }
 
-pub const MIME: &[u8] = b"From: Sender <sender@example.org>\r\nTo: user@example.com\r\nSubject: Hello\r\nMessage-ID: <abc@example.org>\r\n\r\nHi there\r\n";
+pub(crate) const MIME: &[u8] = b"From: Sender <sender@example.org>\r\nTo: user@example.com\r\nSubject: Hello\r\nMessage-ID: <abc@example.org>\r\n\r\nHi there\r\n";
 
 fn attr_of(body: &str, element: &str, attr: &str) -> Option<String> {
     let root = exgate_mail::xml::parse(body).ok()?;
@@ -298,7 +298,7 @@ const INBOX_IDS: [&str; 3] = ["AAMkItem1", "AAMkItem2", "AAMkItem3"];
 ///
 /// Tokens: `Bearer app-token` is app-only (needs impersonation), `Bearer user-token` is
 /// delegated (must not impersonate); anything else, including an empty Bearer, gets a 401.
-pub fn exchange() -> Responder {
+pub(crate) fn exchange() -> Responder {
     Arc::new(|ctx, r| {
         if r.path.eq_ignore_ascii_case("/EWS/Exchange.asmx") {
             ews(r)
@@ -495,7 +495,7 @@ fn ews(r: &Recorded) -> Canned {
     }
 }
 
-pub fn graph_error(status: u16, code: &str, message: &str) -> Canned {
+pub(crate) fn graph_error(status: u16, code: &str, message: &str) -> Canned {
     Canned::json(
         status,
         format!(

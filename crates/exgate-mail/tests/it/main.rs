@@ -31,6 +31,6 @@ pub fn http() -> HttpClient {
         .expect("client")
 }
 
-pub fn bearer(token: &str) -> Arc<dyn Credentials> {
+pub(crate) fn bearer(token: &str) -> Arc<dyn Credentials> {
     Arc::new(Bearer::fixed(SecretString::from(token.to_owned())))
 }

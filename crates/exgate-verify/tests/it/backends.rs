@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use exgate_verify::store::{Store, sqlite_url};
 
 /// A store under test and what to clean up afterwards.
-pub struct Backend {
+pub(crate) struct Backend {
     pub name: &'static str,
     pub store: Store,
     _dir: Option<tempfile::TempDir>,
@@ -15,7 +15,7 @@ pub struct Backend {
 
 impl Backend {
     /// Closes the store and removes what the test created.
-    pub async fn cleanup(self) {
+    pub(crate) async fn cleanup(self) {
         self.store.close().await;
         if let Some((url, schema)) = self.pg {
             let pool = sqlx::any::AnyPoolOptions::new()
@@ -34,7 +34,7 @@ impl Backend {
     }
 }
 
-pub async fn sqlite() -> Backend {
+pub(crate) async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("state dir?#%").join("p.exgate.sqlite");
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
@@ -51,7 +51,7 @@ pub async fn sqlite() -> Backend {
 static SEQ: AtomicU32 = AtomicU32::new(0);
 
 /// PostgreSQL, or `None` (with a loud message) when no server is configured or answers.
-pub async fn postgres() -> Option<Backend> {
+pub(crate) async fn postgres() -> Option<Backend> {
     sqlx::any::install_default_drivers();
     let url = match std::env::var("EXGATE_TEST_DATABASE_URL") {
         Ok(u) if !u.trim().is_empty() => u,

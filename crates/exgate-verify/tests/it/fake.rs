@@ -11,7 +11,7 @@ use exgate_verify::{
 };
 
 #[derive(Default)]
-pub struct Fake {
+pub(crate) struct Fake {
     /// (side, step, address) that fail for one mailbox.
     pub mailbox_faults: Mutex<HashSet<(Side, StepName, String)>>,
     /// (side, step) that fail for the whole endpoint.
@@ -20,7 +20,7 @@ pub struct Fake {
     pub resolves: Mutex<HashMap<String, u32>>,
 }
 
-pub fn cause(id: &str) -> Cause {
+pub(crate) fn cause(id: &str) -> Cause {
     Cause {
         id: id.to_owned(),
         confidence: 0.9,
@@ -65,7 +65,7 @@ impl Fake {
         Ok(())
     }
 
-    pub fn resolves_of(&self, address: &str) -> u32 {
+    pub(crate) fn resolves_of(&self, address: &str) -> u32 {
         self.resolves
             .lock()
             .unwrap()
@@ -74,7 +74,7 @@ impl Fake {
             .unwrap_or(0)
     }
 
-    pub fn total_resolves(&self) -> u32 {
+    pub(crate) fn total_resolves(&self) -> u32 {
         self.resolves
             .lock()
             .unwrap()
@@ -145,7 +145,7 @@ impl Prober for Fake {
 }
 
 /// A project of `n` mailboxes named `user{i}@contoso.com`, under a unique name.
-pub fn project(name: &str, n: usize) -> Project {
+pub(crate) fn project(name: &str, n: usize) -> Project {
     let mut text = format!(
         r#"name = "{name}"
 [source]

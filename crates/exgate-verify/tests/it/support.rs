@@ -13,7 +13,7 @@ use exgate_verify::{NoProgress, Project, VerifyOptions, verify_project};
 use tokio::sync::watch;
 
 /// Starts the emulator on a loopback port with this scenario.
-pub async fn start_emulator(scenario: &str) -> Emulator {
+pub(crate) async fn start_emulator(scenario: &str) -> Emulator {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let scenario = Scenario::from_toml_str(scenario, Path::new("scenario.toml")).unwrap();
     Emulator::start(scenario, EmulatorOptions::default())
@@ -22,13 +22,13 @@ pub async fn start_emulator(scenario: &str) -> Emulator {
 }
 
 /// Parses a project file's text (no environment variables).
-pub fn parse_project(text: &str) -> Project {
+pub(crate) fn parse_project(text: &str) -> Project {
     exgate_verify::project::parse(text, Path::new("project.toml"), &HashMap::new()).unwrap()
 }
 
 /// Verifies `project` with the live prober, state in a fresh SQLite file. The store stays open
 /// (for re-runs); the directory lives as long as the returned guard.
-pub async fn run(
+pub(crate) async fn run(
     project: &Project,
     live: &LiveOptions,
     options: &VerifyOptions,
@@ -48,7 +48,7 @@ pub async fn run(
 /// Two tenants for the live tests: the migration daemon (secret, multi-tenant; Graph
 /// `Mail.ReadWrite` at Contoso, EWS `full_access_as_app` at Fabrikam), a read-only reporting app
 /// (Graph `Mail.Read` at Contoso), and mailboxes on both sides (`bob@fabrikam.com` not provisioned).
-pub const TWO_TENANTS: &str = r#"
+pub(crate) const TWO_TENANTS: &str = r#"
 [[tenants]]
 name = "contoso"
 id = "11111111-2222-3333-4444-555555555555"

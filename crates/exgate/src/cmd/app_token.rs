@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 /// Flags every mail protocol check takes besides its server's host and port.
 #[derive(Debug, clap::Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     /// Connect to this address instead of resolving --host (the name stays the TLS name).
     #[arg(long, value_name = "IP:PORT")]
     pub connect: Option<SocketAddr>,
@@ -39,7 +39,7 @@ pub struct CheckArgs {
 
 impl CheckArgs {
     /// The extra root CA's PEM, if one was given.
-    pub fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
+    pub(crate) fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
         self.ca_cert
             .as_ref()
             .map(|p| {
@@ -49,13 +49,13 @@ impl CheckArgs {
     }
 
     /// The limit of each step.
-    pub fn step_timeout(&self) -> Duration {
+    pub(crate) fn step_timeout(&self) -> Duration {
         Duration::from_secs(self.timeout.max(1))
     }
 
     /// [`CheckArgs::sign_in`], with Entra ID's refusal already reported (explained, exit code
     /// 1) as the inner `Err`.
-    pub async fn sign_in_or_report<T: serde::Serialize>(
+    pub(crate) async fn sign_in_or_report<T: serde::Serialize>(
         &self,
         user: &str,
         print_steps: fn(&T),
@@ -68,7 +68,7 @@ impl CheckArgs {
 
     /// How `user` signs in: a password, a token given in a variable, or an app-only token; the
     /// inner `Err` is Entra ID's refusal (to be explained).
-    pub async fn sign_in(
+    pub(crate) async fn sign_in(
         &self,
         user: &str,
     ) -> anyhow::Result<Result<SaslAuth, Box<exgate_auth::EntraError>>> {
@@ -92,7 +92,7 @@ impl CheckArgs {
 
 /// Token flags shared by the mail protocol checks.
 #[derive(Debug, clap::Args)]
-pub struct TokenArgs {
+pub(crate) struct TokenArgs {
     /// Token settings file (see docs/auth.md); the Azure SDK variables are read first.
     #[arg(long)]
     pub profile: Option<PathBuf>,
@@ -117,7 +117,7 @@ pub struct TokenArgs {
 }
 
 /// A token, or Entra ID's refusal (to be explained), or an error (could not run).
-pub async fn app_token(
+pub(crate) async fn app_token(
     args: &TokenArgs,
     ca_pem: Option<&PathBuf>,
 ) -> anyhow::Result<Result<SecretString, Box<exgate_auth::EntraError>>> {
@@ -159,7 +159,7 @@ fn env_secret(var: &str, what: &str) -> anyhow::Result<SecretString> {
 /// What a check knows of its own attempt: the protocol it spoke and how it signed in. With it,
 /// diagnosis reads the check's own token (audience, roles or scopes for that protocol, expiry,
 /// user) before it ranks, and never gives token advice for a password refusal.
-pub struct Attempted<'a> {
+pub(crate) struct Attempted<'a> {
     /// The protocol of the check.
     pub protocol: exgate_diagnose::Protocol,
     /// How the check signed in.
@@ -219,7 +219,7 @@ fn report_token_refusal<T: serde::Serialize>(
 }
 
 /// Prints a refusal (an SMTP/IMAP answer or Entra ID's) with its ranked causes; exit code 1.
-pub fn report_refusal<T: serde::Serialize>(
+pub(crate) fn report_refusal<T: serde::Serialize>(
     step: &str,
     text: &str,
     attempted: Option<&Attempted<'_>>,
@@ -260,7 +260,7 @@ fn print_refusal<T: serde::Serialize>(
 }
 
 /// Prints a step that got no answer (connection, TLS); exit code 2.
-pub fn report_unreachable<T: serde::Serialize>(
+pub(crate) fn report_unreachable<T: serde::Serialize>(
     step: &str,
     text: &str,
     transcript: &T,

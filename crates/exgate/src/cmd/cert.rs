@@ -28,7 +28,7 @@ Exit codes: 0 valid, 1 expired or not yet valid, 2 could not read the file.
 A warning is printed when the certificate expires within 30 days.";
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Create an RSA key and a self-signed certificate (PEM key, PEM certificate, PFX).
     #[command(after_help = NEW_EXAMPLES)]
     New(NewArgs),
@@ -38,7 +38,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct NewArgs {
+pub(crate) struct NewArgs {
     /// Subject, e.g. CN=exgate-daemon,O=Contoso (CN, O, OU, C, L, ST).
     #[arg(long)]
     subject: String,
@@ -63,7 +63,7 @@ pub struct NewArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ShowArgs {
+pub(crate) struct ShowArgs {
     /// PEM or DER certificate, or PFX.
     file: PathBuf,
     /// Environment variable holding the PFX password.
@@ -74,7 +74,7 @@ pub struct ShowArgs {
     json: bool,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::New(args) => new(args),
         Command::Show(args) => show(args),

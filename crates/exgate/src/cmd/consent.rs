@@ -25,7 +25,7 @@ Examples:
 Exit codes: 0 consent granted, 1 consent refused or failed, 2 no answer (timeout) or bad input.";
 
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Print the admin-consent URL for a tenant (or `common`).
     #[command(after_help = URL_EXAMPLES)]
     Url(UrlArgs),
@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct UrlArgs {
+pub(crate) struct UrlArgs {
     /// Application (client) id.
     #[arg(long, env = "AZURE_CLIENT_ID")]
     client_id: String,
@@ -63,7 +63,7 @@ pub struct UrlArgs {
 }
 
 #[derive(Debug, clap::Args)]
-pub struct ListenArgs {
+pub(crate) struct ListenArgs {
     /// Port on 127.0.0.1 (the redirect URI's port).
     #[arg(long, default_value_t = 8400)]
     port: u16,
@@ -78,7 +78,7 @@ pub struct ListenArgs {
     json: bool,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Url(args) => url(args),
         Command::Listen(args) => listen(args).await,

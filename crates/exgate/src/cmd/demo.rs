@@ -41,7 +41,7 @@ with the right cause, every other mailbox reachable), 1 it did not, 2 it could n
 /// Run the demonstration on the embedded emulator.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -212,7 +212,7 @@ struct PlantedCheck {
     named: Vec<String>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let work = WorkDir::create()?;
     for (rel, text) in FILES {
         work.write(rel, text)?;

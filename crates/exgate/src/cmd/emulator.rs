@@ -32,7 +32,7 @@ address. The scenario format is described in docs/scenarios.md.";
 /// Serve the Entra ID emulator described by a scenario file.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// Scenario file (TOML) with tenants, applications, consent and users.
     #[arg(long, value_name = "FILE")]
     pub scenario: PathBuf,
@@ -64,7 +64,7 @@ pub struct Args {
 }
 
 /// Runs the emulator until interrupted.
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
         anyhow::bail!(
             "refusing to listen on {}: the emulator accepts any client; use a loopback address \

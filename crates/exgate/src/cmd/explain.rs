@@ -26,7 +26,7 @@ Exit codes: 0 no failure found, 1 causes found, 2 the input could not be read.";
 /// Explain a failure: error text, HTTP response, Entra JSON, SOAP body, JWT or HAR file.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The file to explain; `-` or nothing reads standard input.
     pub input: Option<PathBuf>,
     /// Print the ranked causes as JSON: {"causes": [{"id", "confidence", "title", "evidence", "fix", "check", …}]}.
@@ -67,7 +67,7 @@ pub(crate) fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let (mut reader, name) = open_input(args.input.as_ref())?;
     let prefix = read_prefix(&mut reader, &name)?;
     let color = exit::color_enabled();

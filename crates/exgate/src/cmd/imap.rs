@@ -27,14 +27,14 @@ shown), 2 could not run (unreachable server, TLS failure, no token settings).";
 
 /// Check IMAP access (outlook.office365.com:993) step by step.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect in TLS, authenticate (XOAUTH2 or LOGIN) and SELECT a folder.
     Check(Box<Args>),
 }
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The mailbox (XOAUTH2 `user=`, LOGIN user name).
     #[arg(long)]
     user: String,
@@ -51,7 +51,7 @@ pub struct Args {
     common: super::app_token::CheckArgs,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => check_command(*args).await,
     }

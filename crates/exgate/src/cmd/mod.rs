@@ -1,15 +1,15 @@
 //! One module per subcommand. Each defines its clap arguments and an async `run`.
 
-pub mod app_token;
-pub mod cert;
-pub mod consent;
-pub mod demo;
-pub mod emulator;
-pub mod explain;
-pub mod imap;
-pub mod redact;
-pub mod smtp;
-pub mod token;
-pub mod token_get;
-pub mod token_inspect;
-pub mod verify;
+pub(crate) mod app_token;
+pub(crate) mod cert;
+pub(crate) mod consent;
+pub(crate) mod demo;
+pub(crate) mod emulator;
+pub(crate) mod explain;
+pub(crate) mod imap;
+pub(crate) mod redact;
+pub(crate) mod smtp;
+pub(crate) mod token;
+pub(crate) mod token_get;
+pub(crate) mod token_inspect;
+pub(crate) mod verify;

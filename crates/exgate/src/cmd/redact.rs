@@ -26,7 +26,7 @@ token holding only its diagnostic claims, so `exgate explain` of the output give
 
 /// What to do with bearer tokens.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub enum Tokens {
+pub(crate) enum Tokens {
     /// Keep an unsigned claim summary (audience, roles, scopes, times); it cannot be replayed.
     Summary,
     /// Remove the token entirely.
@@ -36,7 +36,7 @@ pub enum Tokens {
 /// Remove secrets from a HAR file or a raw capture before sharing it.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The HAR file or capture to redact (`-` for standard input).
     pub input: PathBuf,
     /// Where to write the result (default: standard output). Must differ from the input.
@@ -46,7 +46,7 @@ pub struct Args {
     pub tokens: Tokens,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(out) = &args.output
         && args.input.as_os_str() != "-"
         && (out == &args.input

@@ -28,14 +28,14 @@ shown), 2 could not run (no token settings, unreadable CA file).";
 
 /// Check SMTP submission (smtp.office365.com:587) step by step.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Connect, STARTTLS, authenticate (XOAUTH2 or LOGIN) and optionally send a test message.
     Check(Box<Args>),
 }
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The mailbox that sends (XOAUTH2 `user=`, LOGIN user name, envelope sender).
     #[arg(long)]
     user: String,
@@ -55,7 +55,7 @@ pub struct Args {
     common: super::app_token::CheckArgs,
 }
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Check(args) => check_command(*args).await,
     }

@@ -32,7 +32,7 @@ Exit codes: 0 token acquired, 1 Entra ID refused (the AADSTS code is shown), 2 c
 
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// Boxed: the options are many, and the subcommand enum stays small.
     #[command(flatten)]
     options: Box<Options>,
@@ -91,8 +91,8 @@ struct Options {
     /// User the delegated token is for (cache key).
     #[arg(long)]
     user: Option<String>,
-    /// Extra root CA (PEM) to trust, e.g. the emulator's.
-    #[arg(long)]
+    /// Extra root CA (PEM) to trust, e.g. the emulator's (`--ca-pem` is the old name).
+    #[arg(long = "ca-cert", alias = "ca-pem", value_name = "FILE")]
     ca_pem: Option<PathBuf>,
     /// Encrypted token store file (refresh tokens and app tokens).
     #[arg(long)]
@@ -177,7 +177,7 @@ fn open_browser(url: &Url) {
         .spawn();
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let args = *args.options;
     if let Some(path) = &args.new_store_key {
         exgate_auth::StoreKey::generate()?.write_new_file(path)?;

@@ -25,7 +25,7 @@ Exit codes: 0 no problem found, 1 the token will be rejected for the target, 2 n
 /// Decode a JWT and lint it against the URL it is meant for.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The token itself, a file holding it (a token response JSON works too), or `-` for stdin.
     pub token: Option<String>,
     /// The URL the token is sent to.
@@ -78,7 +78,7 @@ fn read_source(arg: Option<&str>) -> anyhow::Result<String> {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = read_source(args.token.as_deref())?;
     let token = find_jwt(&source).unwrap_or(source.trim());
     let decoded = jwt::decode(token).map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -40,7 +40,7 @@ The project format is described in docs/verify.md.";
 /// Verify that every mailbox of a migration or sync project can be reached.
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
-pub struct Args {
+pub(crate) struct Args {
     /// The project file (TOML): endpoints, auth profiles and mailboxes.
     #[arg(value_name = "PROJECT")]
     pub project: PathBuf,
@@ -172,7 +172,7 @@ impl Progress for Bar {
     }
 }
 
-pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let project = match exgate_verify::project::load(&args.project) {
         Ok(p) => p,
         Err(e) => {
