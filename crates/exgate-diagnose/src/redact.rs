@@ -135,116 +135,350 @@ fn re(p: &str) -> Option<Regex> {
     Regex::new(p).ok()
 }
 
-static AUTH_LINE: LazyLock<Option<Regex>> =
-    LazyLock::new(|| re(r"(?im)^([ \t]*(?:proxy-)?authorization[ \t]*(?::|→)[ \t]*)([^\r\n]*)$"));
-static COOKIE_LINE: LazyLock<Option<Regex>> =
-    LazyLock::new(|| re(r"(?im)^([ \t]*(?:set-)?cookie[ \t]*(?::|→)[ \t]*)([^\r\n]+)$"));
+/// Names of headers whose values are credentials (besides `Authorization`, whose scheme is kept).
+static SECRET_HEADER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)^(?:proxy-authorization|cookie|set-cookie|x-ms-refreshtokencredential|x-api-key|api-key|apikey|ocp-apim-subscription-key|x-functions-key|x-auth-token|x-csrf-token|x-xsrf-token)$",
+    )
+});
+/// A header line in any line ending, with curl's `> `/`< ` prefixes and Fiddler's `→`.
+static HEADER_LINE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(r"(?im)^([ \t]*(?:[<>*][ \t]+)?)([A-Za-z][A-Za-z0-9_-]*)([ \t]*(?::|→)[ \t]*)([^\r\n]*)")
+});
 static JWT: LazyLock<Option<Regex>> =
     LazyLock::new(|| re(r"eyJ[A-Za-z0-9_-]{2,}\.eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]*"));
-static FORM_PARAM: LazyLock<Option<Regex>> = LazyLock::new(|| {
+/// `name=value` in form bodies, query strings and free text (`AZURE_CLIENT_SECRET=…`).
+static ASSIGNMENT: LazyLock<Option<Regex>> = LazyLock::new(|| {
     re(
-        r"(?i)(^|[?&;\s])(client_secret|client_assertion|refresh_token|access_token|id_token|code|device_code|code_verifier|password|passwd|pwd|assertion)=([^&\s\x22'<]*)",
+        r#"(?i)(^|[?&;\s,({\[])([A-Za-z_][A-Za-z0-9_.-]*)([ \t]*=[ \t]*)(\[REDACTED\]|"[^"\r\n]*"|'[^'\r\n]*'|[^&\s"'<,;)}\]]*)"#,
     )
 });
+/// `name: value` in free text and YAML-like settings (`pwd: …`, `client_secret: …`).
+static COLON_PAIR: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r#"(?im)(^|[\s,({])([A-Za-z_][A-Za-z0-9_.-]*)([ \t]*:[ \t]+)(\[REDACTED\]|"[^"\r\n]*"|'[^'\r\n]*'|[^\s,;)}]+)"#,
+    )
+});
+/// A JSON (or JSON-like) key with a string value: `"refreshToken": "…"`, `'client-secret': '…'`.
 static JSON_KEY: LazyLock<Option<Regex>> = LazyLock::new(|| {
-    // `code` is left out on purpose: in JSON it is almost always an error code (Graph), while
-    // authorization codes travel in URLs and form bodies (see FORM_PARAM).
+    re(r#"(["'])([A-Za-z_][A-Za-z0-9_.-]*)(["']\s*:\s*)(["'])((?:[^"'\\]|\\.)*)(["'])"#)
+});
+static XML_SECRET: LazyLock<Option<Regex>> = LazyLock::new(|| {
     re(
-        r#"(?i)("(?:client_secret|client_assertion|refresh_token|access_token|id_token|device_code|code_verifier|password|passwd|pwd|assertion)"\s*:\s*)"((?:[^"\\]|\\.)*)""#,
+        r"(?is)(<((?:[\w.-]+:)?(?:Password|SignatureValue|BinarySecurityToken|CipherValue|ClientSecret|RefreshToken|AccessToken))\b[^>]*>)(.*?)(</(?:[\w.-]+:)?(?:Password|SignatureValue|BinarySecurityToken|CipherValue|ClientSecret|RefreshToken|AccessToken)>)",
     )
 });
+static SAML_ASSERTION: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r"(?is)(<(?:[\w.-]+:)?Assertion\b[^>]*>)(.*?)(</(?:[\w.-]+:)?Assertion>)"));
+static PEM_PRIVATE: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?s)(-----BEGIN (?:[A-Z0-9 ]+ )?PRIVATE KEY-----)(.*?)(-----END (?:[A-Z0-9 ]+ )?PRIVATE KEY-----)",
+    )
+});
+/// SASL and mail-protocol sign-ins in transcripts: `AUTH XOAUTH2 <b64>`, `AUTH PLAIN <b64>`,
+/// `AUTHENTICATE XOAUTH2 <b64>`, IMAP `LOGIN user password`, POP `PASS password`.
+static SASL_COMMAND: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r#"(?im)(\b(?:AUTH|AUTHENTICATE)[ \t]+(?:XOAUTH2|PLAIN|LOGIN|OAUTHBEARER)[ \t]+)([A-Za-z0-9+/=._-]+)"#,
+    )
+});
+static IMAP_LOGIN: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(r#"(?im)(\bLOGIN[ \t]+(?:"[^"\r\n]*"|\S+)[ \t]+)("(?:[^"\\\r\n]|\\.)*"|[^\s"]+)"#)
+});
+static POP_PASS: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r"(?im)^((?:[ \t]*(?:C:|>|\[?C\]?)?[ \t]*)PASS[ \t]+)(\S[^\r\n]*)"));
+/// A client line of a SASL exchange that is only base64 (an `AUTH LOGIN` user name or password,
+/// an `AUTHENTICATE` continuation), optionally after a transcript prefix.
+static SASL_CONTINUATION: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?m)^((?:[ \t]*(?:C:|>>|>|Tx|\[C\]|CLIENT:)[ \t]*'?)?)([A-Za-z0-9+/]{6,}={0,2})('?[ \t]*\r?)$",
+    )
+});
+static SECURE_STRING: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r#"(?i)(ConvertTo-SecureString\s+(?:-String\s+)?)("[^"]*"|'[^']*'|\S+)"#));
+static URL_USERINFO: LazyLock<Option<Regex>> =
+    LazyLock::new(|| re(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)"));
+
+/// The words every marker below needs; a string without any of them holds no secret.
+static PREFILTER: LazyLock<Option<Regex>> = LazyLock::new(|| {
+    re(
+        r"(?i)(authorization|cookie|eyJ|secret|assertion|token|code|passw|pwd|verifier|credential|key|sig|saml|wresult|auth|login|pass|securestring|password|signaturevalue|ciphervalue)",
+    )
+});
+
 /// Markers that gate the patterns above, in the order they are checked.
 static MARKERS: LazyLock<Option<RegexSet>> = LazyLock::new(|| {
     RegexSet::new([
-        r"(?i)authorization",
-        r"(?i)cookie",
+        // 0: header lines
+        r"(?i)(authorization|cookie|key|token|credential)[ \t]*(?::|→)",
+        // 1: JWTs
         r"eyJ",
-        r"(?i)(secret|assertion|token|code|password|passwd|pwd|verifier)=",
-        r#"(?i)"(secret|assertion|token|password|passwd|pwd|verifier|client_secret|client_assertion|refresh_token|access_token|id_token|device_code|code_verifier|assertion)""#,
-        r"(?i)password",
+        // 2: assignments, pairs and JSON keys with a secret-looking name
+        r#"(?i)(secret|assertion|token|code|password|passwd|pwd|verifier|credential|key|sig|saml|pass|wresult)[A-Za-z0-9_.-]{0,24}["']?[ \t]*[=:]"#,
+        // 3: XML secrets and SAML assertions
+        r"(?i)<(?:[\w.-]+:)?(Password|SignatureValue|BinarySecurityToken|CipherValue|ClientSecret|RefreshToken|AccessToken|Assertion)\b",
+        // 4: PEM private keys
+        r"PRIVATE KEY-----",
+        // 5: SASL and mail-protocol sign-ins
+        r"(?im)(\bauth(enticate)?[ \t]+(xoauth2|plain|login|oauthbearer)\b|\blogin[ \t]+\S+[ \t]+\S|^[ \t]*(c:[ \t]*|>[ \t]*)?pass[ \t]+\S)",
+        // 6: PowerShell secure strings
+        r"(?i)ConvertTo-SecureString",
+        // 7: credentials in a URL
+        r"://[^/\s:@]+:[^/\s@]+@",
     ])
     .ok()
 });
-static XML_PASSWORD: LazyLock<Option<Regex>> =
-    LazyLock::new(|| re(r"(?is)(<(?:[\w.-]+:)?Password\b[^>]*>)(.*?)(</(?:[\w.-]+:)?Password>)"));
 
-/// Redacts secrets anywhere in free text or a raw HTTP capture.
+/// Whether a parameter, key or setting name names a secret, whatever its case and separators
+/// (`client_secret`, `clientSecret`, `client-secret`, `AZURE_CLIENT_SECRET`, `refreshToken`).
+pub fn is_secret_key(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    if n.is_empty() {
+        return false;
+    }
+    const EXACT: &[&str] = &[
+        "code",
+        "pwd",
+        "pass",
+        "passwd",
+        "sig",
+        "signature",
+        "assertion",
+        "samlresponse",
+        "samlrequest",
+        "wresult",
+        "sessionstate",
+        "sessionid",
+        "apikey",
+        "xapikey",
+        "subscriptionkey",
+        "key",
+        "token",
+        "secret",
+        "credential",
+        "credentials",
+    ];
+    const SUFFIXES: &[&str] = &[
+        "secret",
+        "password",
+        "passwd",
+        "passphrase",
+        "assertion",
+        "credential",
+        "clientcredential",
+        "apikey",
+        "accesskey",
+        "privatekey",
+        "storekey",
+        "signingkey",
+        "encryptionkey",
+        "token",
+        "refreshtoken",
+        "accesstoken",
+        "idtoken",
+        "devicecode",
+        "codeverifier",
+        "authcode",
+        "authorizationcode",
+    ];
+    // Names that end like a secret but only describe one.
+    const NOT: &[&str] = &[
+        "tokentype",
+        "tokentypes",
+        "nexttoken",
+        "tokenendpoint",
+        "secretid",
+        "keyid",
+        "passwordexpired",
+        "tokenexpiry",
+        "csrftokenname",
+    ];
+    if NOT.contains(&n.as_str()) {
+        return false;
+    }
+    EXACT.contains(&n.as_str())
+        || SUFFIXES.iter().any(|s| n.ends_with(s))
+        || (n.ends_with("key") && n.starts_with("exgate"))
+}
+
+/// Single words that name a secret in `name=value` (a query string, a form) but are everyday
+/// words in prose and in `Name: value` lines ("token: the audience is ...").
+fn is_generic_word(name: &str) -> bool {
+    [
+        "token",
+        "key",
+        "secret",
+        "credential",
+        "credentials",
+        "signature",
+        "code",
+        "sig",
+        "assertion",
+        "pass",
+    ]
+    .iter()
+    .any(|w| w.eq_ignore_ascii_case(name.trim()))
+}
+
+fn keep_value(v: &str, summary_prefix: &str) -> bool {
+    let bare = v.trim_matches(['"', '\'']);
+    bare.is_empty() || bare == REDACTED || bare.starts_with(summary_prefix)
+}
+
+/// The value with its quotes kept and its content replaced.
+fn replaced(v: &str) -> String {
+    match (v.chars().next(), v.chars().last()) {
+        (Some(q @ ('"' | '\'')), Some(e)) if v.len() >= 2 && e == q => format!("{q}{REDACTED}{q}"),
+        _ => REDACTED.to_owned(),
+    }
+}
+
+/// Group `i` of a match, or "".
+fn g<'a>(c: &Captures<'a>, i: usize) -> &'a str {
+    c.get(i).map_or("", |m| m.as_str())
+}
+
+/// Redacts secrets anywhere in free text or a raw capture: HTTP headers (any line ending, curl
+/// `-v` prefixes), form bodies and query strings, JSON keys in any case and separator style,
+/// XML elements and SAML assertions, SASL and IMAP/POP sign-ins in transcripts, PEM private keys,
+/// settings assignments (`AZURE_CLIENT_SECRET=…`, `pwd: …`), PowerShell secure strings, URL
+/// credentials, and every JWT.
 pub fn redact_text(text: &str, mode: TokenMode) -> String {
     // One scan for the markers first: most strings of a HAR hold none of them.
     let Some(markers) = MARKERS.as_ref() else {
         return REDACTED.to_owned();
     };
+    // Most strings of a HAR hold no secret word at all: one literal scan decides that cheaply.
+    let userinfo = text.contains("://") && text.contains('@');
+    if !userinfo && !PREFILTER.as_ref().is_none_or(|r| r.is_match(text)) {
+        return text.to_owned();
+    }
     let found = markers.matches(text);
     if !found.matched_any() {
         return text.to_owned();
     }
-    let mut s = text.to_owned();
-    if found.matched(0)
-        && let Some(r) = AUTH_LINE.as_ref()
-    {
-        s = r
-            .replace_all(&s, |c: &Captures| {
-                format!(
-                    "{}{}",
-                    c.get(1).map_or("", |m| m.as_str()),
-                    redact_authorization(c.get(2).map_or("", |m| m.as_str()), mode)
-                )
-            })
-            .into_owned();
-    }
-    if found.matched(1)
-        && let Some(r) = COOKIE_LINE.as_ref()
-    {
-        s = r.replace_all(&s, format!("${{1}}{REDACTED}")).into_owned();
-    }
-    if found.matched(2)
-        && let Some(r) = JWT.as_ref()
-    {
-        s = r
-            .replace_all(&s, |c: &Captures| {
-                let t = c.get(0).map_or("", |m| m.as_str());
-                token_replacement(t, mode)
-            })
-            .into_owned();
-    }
     let summary_prefix = summary_header();
-    if found.matched(3)
-        && let Some(r) = FORM_PARAM.as_ref()
-    {
-        s = r
-            .replace_all(&s, |c: &Captures| {
-                let v = c.get(3).map_or("", |m| m.as_str());
-                let keep = v.is_empty() || v == REDACTED || v.starts_with(&summary_prefix);
-                format!(
-                    "{}{}={}",
-                    c.get(1).map_or("", |m| m.as_str()),
-                    c.get(2).map_or("", |m| m.as_str()),
-                    if keep { v } else { REDACTED }
-                )
-            })
-            .into_owned();
+    let mut s = text.to_owned();
+    let apply = |s: &mut String, r: &LazyLock<Option<Regex>>, f: &dyn Fn(&Captures) -> String| {
+        if let Some(r) = r.as_ref()
+            && let std::borrow::Cow::Owned(out) = r.replace_all(s, |c: &Captures| f(c))
+        {
+            *s = out;
+        }
+    };
+    if found.matched(4) {
+        apply(&mut s, &PEM_PRIVATE, &|c| {
+            format!("{}\n{REDACTED}\n{}", g(c, 1), g(c, 3))
+        });
     }
-    if found.matched(4)
-        && let Some(r) = JSON_KEY.as_ref()
-    {
-        s = r
-            .replace_all(&s, |c: &Captures| {
-                let v = c.get(2).map_or("", |m| m.as_str());
-                let keep = v.is_empty() || v == REDACTED || v.starts_with(&summary_prefix);
-                format!(
-                    "{}\"{}\"",
-                    c.get(1).map_or("", |m| m.as_str()),
-                    if keep { v } else { REDACTED }
-                )
-            })
-            .into_owned();
+    if found.matched(0) {
+        apply(&mut s, &HEADER_LINE, &|c| {
+            let name = g(c, 2);
+            let value = g(c, 4);
+            let lname = name.to_ascii_lowercase();
+            let new = if lname == "authorization" {
+                redact_authorization(value, mode)
+            } else if lname == "proxy-authorization" {
+                redact_authorization(value, TokenMode::Remove)
+            } else if SECRET_HEADER.as_ref().is_some_and(|r| r.is_match(name))
+                || (is_secret_key(name) && !is_generic_word(name) && !value.trim().is_empty())
+            {
+                if value.trim().is_empty() || keep_value(value, &summary_prefix) {
+                    value.to_owned()
+                } else {
+                    REDACTED.to_owned()
+                }
+            } else {
+                value.to_owned()
+            };
+            format!("{}{}{}{}", g(c, 1), name, g(c, 3), new)
+        });
     }
-    if found.matched(5)
-        && let Some(r) = XML_PASSWORD.as_ref()
-    {
-        s = r
-            .replace_all(&s, format!("${{1}}{REDACTED}${{3}}"))
-            .into_owned();
+    if found.matched(5) {
+        apply(&mut s, &SASL_COMMAND, &|c| format!("{}{REDACTED}", g(c, 1)));
+        apply(&mut s, &IMAP_LOGIN, &|c| {
+            format!("{}{}", g(c, 1), replaced(g(c, 2)))
+        });
+        apply(&mut s, &POP_PASS, &|c| format!("{}{REDACTED}", g(c, 1)));
+        // Continuation lines only in a transcript that has a SASL exchange.
+        let sasl = s.contains("334 ")
+            || s.contains("\n+ ")
+            || s.to_ascii_uppercase().contains("AUTH LOGIN")
+            || s.to_ascii_uppercase().contains("AUTHENTICATE");
+        if sasl {
+            apply(&mut s, &SASL_CONTINUATION, &|c| {
+                let v = g(c, 2);
+                // Server prompts of AUTH LOGIN ("Username:", "Password:") are not secrets.
+                if matches!(v, "VXNlcm5hbWU6" | "UGFzc3dvcmQ6") {
+                    g(c, 0).to_owned()
+                } else {
+                    format!("{}{REDACTED}{}", g(c, 1), g(c, 3))
+                }
+            });
+        }
+    }
+    if found.matched(1) {
+        apply(&mut s, &JWT, &|c| token_replacement(g(c, 0), mode));
+    }
+    if found.matched(3) {
+        apply(&mut s, &SAML_ASSERTION, &|c| {
+            format!("{}{REDACTED}{}", g(c, 1), g(c, 3))
+        });
+        apply(&mut s, &XML_SECRET, &|c| {
+            format!("{}{REDACTED}{}", g(c, 1), g(c, 4))
+        });
+    }
+    if found.matched(2) {
+        apply(&mut s, &ASSIGNMENT, &|c| {
+            let (name, v) = (g(c, 2), g(c, 4));
+            let secret = is_secret_key(name);
+            if !secret || keep_value(v, &summary_prefix) {
+                g(c, 0).to_owned()
+            } else {
+                format!("{}{}{}{}", g(c, 1), name, g(c, 3), replaced(v))
+            }
+        });
+        apply(&mut s, &JSON_KEY, &|c| {
+            let (name, v) = (g(c, 2), g(c, 5));
+            // `code` in JSON is almost always an error code (Graph), not an authorization code.
+            if !is_secret_key(name)
+                || name.eq_ignore_ascii_case("code")
+                || keep_value(v, &summary_prefix)
+            {
+                g(c, 0).to_owned()
+            } else {
+                format!(
+                    "{}{}{}{}{REDACTED}{}",
+                    g(c, 1),
+                    name,
+                    g(c, 3),
+                    g(c, 4),
+                    g(c, 6)
+                )
+            }
+        });
+        apply(&mut s, &COLON_PAIR, &|c| {
+            let (name, v) = (g(c, 2), g(c, 4));
+            if !is_secret_key(name) || is_generic_word(name) || keep_value(v, &summary_prefix) {
+                g(c, 0).to_owned()
+            } else {
+                format!("{}{}{}{}", g(c, 1), name, g(c, 3), replaced(v))
+            }
+        });
+    }
+    if found.matched(6) {
+        apply(&mut s, &SECURE_STRING, &|c| {
+            format!("{}{}", g(c, 1), replaced(g(c, 2)))
+        });
+    }
+    if found.matched(7) {
+        apply(&mut s, &URL_USERINFO, &|c| {
+            format!("{}{REDACTED}{}", g(c, 1), g(c, 3))
+        });
     }
     s
 }
