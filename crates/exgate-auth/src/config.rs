@@ -88,6 +88,51 @@ pub struct StoreSettings {
     pub key_keyring: Option<String>,
 }
 
+impl StoreSettings {
+    /// Opens the store these settings name, with its key from (in order) `key_file`, `key_env`,
+    /// `key_keyring`, the `EXGATE_TOKEN_STORE_KEY` variable, or the OS keyring's `default`
+    /// account. `source` names the file (or `flags`) the settings came from, for errors.
+    pub fn open(&self, source: &str) -> Result<TokenStore, AuthError> {
+        let err = |field: &str, message: &str, fix: String| {
+            ConfigError::new(source.to_owned(), field, message, fix)
+        };
+        let path = self.path.clone().ok_or_else(|| {
+            err(
+                "store.path",
+                "no store file",
+                "set [store] path = \"tokens.bin\"".to_owned(),
+            )
+        })?;
+        let key = if let Some(f) = &self.key_file {
+            StoreKey::from_file(f)?
+        } else if let Some(var) = &self.key_env {
+            StoreKey::from_env(var)?
+        } else if let Some(account) = &self.key_keyring {
+            Keyring::detect()
+                .ok_or_else(|| {
+                    err(
+                        "store.key_keyring",
+                        "no OS keyring tool (secret-tool or security) is installed",
+                        "use key_file or key_env on machines without a keyring".to_owned(),
+                    )
+                })?
+                .load(account)?
+        } else if std::env::var_os(STORE_KEY_ENV).is_some() {
+            StoreKey::from_env(STORE_KEY_ENV)?
+        } else if let Some(keyring) = Keyring::detect() {
+            keyring.load("default")?
+        } else {
+            return Err(err(
+                "store.key_file",
+                "no key for the token store",
+                format!("set [store] key_file (a 0600 file) or key_env, or export {STORE_KEY_ENV}"),
+            )
+            .into());
+        };
+        Ok(TokenStore::open(path, &key)?)
+    }
+}
+
 /// Merged settings. Secrets are held as `SecretString`; `Debug` never shows them.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -476,41 +521,12 @@ impl AuthSettings {
             config.cache.renew_ahead = Duration::from_secs(secs.max(60));
         }
         if let Some(store) = &self.store {
-            let path = store.path.clone().ok_or_else(|| {
-                self.err(
-                    "store.path",
-                    "no store file",
-                    "set [store] path = \"tokens.bin\"",
-                )
-            })?;
-            let key = if let Some(f) = &store.key_file {
-                StoreKey::from_file(f)?
-            } else if let Some(var) = &store.key_env {
-                StoreKey::from_env(var)?
-            } else if let Some(account) = &store.key_keyring {
-                Keyring::detect()
-                    .ok_or_else(|| {
-                        self.err(
-                            "store.key_keyring",
-                            "no OS keyring tool (secret-tool or security) is installed",
-                            "use key_file or key_env on machines without a keyring",
-                        )
-                    })?
-                    .load(account)?
-            } else if std::env::var_os(STORE_KEY_ENV).is_some() {
-                StoreKey::from_env(STORE_KEY_ENV)?
-            } else if let Some(keyring) = Keyring::detect() {
-                keyring.load("default")?
+            let source = if self.source.is_empty() {
+                "settings"
             } else {
-                return Err(self
-                    .err(
-                        "store.key_file",
-                        "no key for the token store",
-                        format!("set [store] key_file (a 0600 file) or key_env, or export {STORE_KEY_ENV}"),
-                    )
-                    .into());
+                self.source.as_str()
             };
-            config.store = Some(TokenStore::open(path, &key)?);
+            config.store = Some(store.open(source)?);
         }
         Ok(config)
     }

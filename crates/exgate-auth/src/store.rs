@@ -343,7 +343,9 @@ struct StoreData {
     app_tokens: BTreeMap<String, StoredToken>,
 }
 
-/// The encrypted token store. Cheap to clone; writes are serialised within the process.
+/// The encrypted token store. Cheap to clone; writes are serialised within the process (a mutex)
+/// and across processes (an OS lock on `<store>.lock`), so concurrent writers never lose one
+/// another's entries.
 #[derive(Clone)]
 pub struct TokenStore {
     path: PathBuf,
@@ -436,8 +438,37 @@ impl TokenStore {
         write_atomic_private(&self.path, &out)
     }
 
+    /// The lock file beside the store (the store itself is replaced by rename on every write,
+    /// so it cannot carry the lock): an OS advisory lock on it serialises read-modify-write
+    /// across processes, as the mutex does within one.
+    fn lock_file(&self, exclusive: bool) -> Result<std::fs::File, StoreError> {
+        let mut name = self.path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let path = self.path.with_file_name(name);
+        let io = |e: std::io::Error| StoreError::Io {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(0o600);
+        }
+        let file = options.open(&path).map_err(io)?;
+        if exclusive {
+            file.lock().map_err(io)?;
+        } else {
+            file.lock_shared().map_err(io)?;
+        }
+        Ok(file)
+    }
+
     fn update<T>(&self, f: impl FnOnce(&mut StoreData) -> T) -> Result<T, StoreError> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        // Held until the new file is in place; closing the file releases the lock.
+        let _file_lock = self.lock_file(true)?;
         let mut data = self.load()?;
         data.version = 1;
         let out = f(&mut data);
@@ -448,6 +479,7 @@ impl TokenStore {
     /// The refresh token stored under `key`.
     pub fn refresh_token(&self, key: &str) -> Result<Option<SecretString>, StoreError> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _file_lock = self.lock_file(false)?;
         Ok(self
             .load()?
             .refresh_tokens
@@ -466,6 +498,7 @@ impl TokenStore {
     /// The app token stored under `key`.
     pub fn app_token(&self, key: &str) -> Result<Option<StoredToken>, StoreError> {
         let _guard = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        let _file_lock = self.lock_file(false)?;
         Ok(self.load()?.app_tokens.get(key).cloned())
     }
 
@@ -527,13 +560,14 @@ mod tests {
                 .map(|s| s.expose_secret().to_string()),
             Some("second".to_string())
         );
-        // No temporary files are left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path())
+        // No temporary files are left behind: the store and its lock file only.
+        let mut names: Vec<_> = std::fs::read_dir(dir.path())
             .expect("dir")
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names.len(), 1);
+        names.sort();
+        assert_eq!(names, ["tokens.bin", "tokens.bin.lock"]);
         assert!(!format!("{store:?}").contains(canary));
     }
 

@@ -183,6 +183,13 @@ fn provider_for(
         extra_root_ca_pem: options.extra_root_pem.clone(),
         timeout: options.timeout,
     };
+    if let Some(store) = &ep.store {
+        config.store = Some(
+            store
+                .open(&format!("[{}.auth.store]", side.as_str()))
+                .map_err(|e| setup(format!("token store: {e}")))?,
+        );
+    }
     TokenProvider::new(config)
         .map(Some)
         .map_err(|e| setup(e.to_string()))

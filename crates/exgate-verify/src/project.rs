@@ -97,6 +97,10 @@ pub struct Endpoint {
     pub auth: AuthProfile,
     /// Maximum concurrent requests to this endpoint's tenant (overrides the run default).
     pub max_concurrency: Option<usize>,
+    /// The encrypted token store (`[side.auth.store]`, the keys of an auth profile's `[store]`):
+    /// a rotated refresh token is kept there, so the next run uses it instead of the one the
+    /// project names, which Entra ID no longer accepts.
+    pub store: Option<exgate_auth::StoreSettings>,
 }
 
 impl Endpoint {
@@ -372,6 +376,17 @@ struct RawAuth {
     password: Option<Spanned<RawSecret>>,
     impersonation: Option<Spanned<bool>>,
     resource: Option<Spanned<String>>,
+    store: Option<Spanned<RawStore>>,
+}
+
+/// `[side.auth.store]`: the keys of an auth profile's `[store]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    path: Spanned<String>,
+    key_env: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    key_keyring: Option<Spanned<String>>,
 }
 
 /// The auth modes and the fields each accepts (required fields first, then `|`, then optional).
@@ -799,6 +814,42 @@ impl Cx<'_> {
             }
             None => None,
         };
+        let store = match &r.auth.get_ref().store {
+            None => None,
+            Some(st) if matches!(auth, AuthProfile::Basic { .. }) => {
+                return Err(self.err(
+                    st.span(),
+                    format!("{side}.auth.store"),
+                    format!("auth mode {} keeps no tokens", auth.mode()),
+                    Some("remove [store]: a token store is for the OAuth modes"),
+                ));
+            }
+            Some(st) => {
+                let st = st.get_ref();
+                let f = |name: &str| format!("{side}.auth.store.{name}");
+                let path_of = |name: &str, v: &Spanned<String>| {
+                    self.text_field(&f(name), v).map(|p| self.base.join(p))
+                };
+                Some(exgate_auth::StoreSettings {
+                    path: Some(path_of("path", &st.path)?),
+                    key_env: st
+                        .key_env
+                        .as_ref()
+                        .map(|v| self.text_field(&f("key_env"), v))
+                        .transpose()?,
+                    key_file: st
+                        .key_file
+                        .as_ref()
+                        .map(|v| path_of("key_file", v))
+                        .transpose()?,
+                    key_keyring: st
+                        .key_keyring
+                        .as_ref()
+                        .map(|v| self.text_field(&f("key_keyring"), v))
+                        .transpose()?,
+                })
+            }
+        };
         Ok(Endpoint {
             kind,
             api,
@@ -807,6 +858,7 @@ impl Cx<'_> {
             discovery,
             auth,
             max_concurrency,
+            store,
         })
     }
 

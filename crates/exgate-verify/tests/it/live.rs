@@ -595,3 +595,114 @@ source = "bob@fabrikam.com"
     store.close().await;
     emu.shutdown().await;
 }
+
+const DELEGATED: &str = r#"
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+
+[[tenants.users]]
+upn = "alice@fabrikam.com"
+password = "alice-pw"
+
+[[tenants.consent]]
+app = "Sync tool"
+resource = "https://outlook.office365.com"
+scopes = ["EWS.AccessAsUser.All"]
+
+[[tenants.refresh_tokens]]
+value = "rt-seeded-alice"
+user = "alice@fabrikam.com"
+app = "Sync tool"
+scopes = ["https://outlook.office365.com/EWS.AccessAsUser.All", "offline_access"]
+
+[[applications]]
+client_id = "dddddddd-0000-0000-0000-000000000001"
+name = "Sync tool"
+home_tenant = "fabrikam"
+public_client = true
+
+[exchange]
+
+[[exchange.mailboxes]]
+address = "alice@fabrikam.com"
+"#;
+
+fn delegated_project(base: &str, store: Option<&std::path::Path>) -> exgate_verify::Project {
+    let mut text = format!(
+        r#"name = "delegated"
+[source]
+kind = "exchange-online"
+api = "ews"
+url = "{base}/EWS/Exchange.asmx"
+tenant = "fabrikam.com"
+authority_host = "{base}"
+[source.auth]
+mode = "delegated-refresh"
+client_id = "dddddddd-0000-0000-0000-000000000001"
+refresh_token = "rt-seeded-alice"
+"#
+    );
+    if let Some(dir) = store {
+        text.push_str(&format!(
+            "[source.auth.store]\npath = \"{}\"\nkey_file = \"{}\"\n",
+            dir.join("tokens.bin").display(),
+            dir.join("store.key").display()
+        ));
+    }
+    text.push_str("\n[[mailboxes]]\nsource = \"alice@fabrikam.com\"\n");
+    support::parse_project(&text)
+}
+
+/// Entra ID rotates refresh tokens: the token a delegated project names works once. With
+/// `[source.auth.store]` the rotated token is kept (encrypted) and the next run uses it; without,
+/// the next run fails and the report says the token was already redeemed.
+#[tokio::test]
+async fn delegated_refresh_keeps_the_rotated_token_across_runs() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let emu = support::start_emulator(DELEGATED).await;
+    let base = emu.base_url();
+    let dir = tempfile::tempdir().unwrap();
+    exgate_auth::StoreKey::generate()
+        .unwrap()
+        .write_new_file(&dir.path().join("store.key"))
+        .unwrap();
+
+    let project = delegated_project(base, Some(dir.path()));
+    for run in 1..=3 {
+        let (report, store, _state) =
+            support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
+        assert_eq!(report.summary.ok, 1, "run {run}: {report:?}");
+        store.close().await;
+    }
+    let stored = std::fs::read(dir.path().join("tokens.bin")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("rt-"),
+        "the store holds refresh tokens in the clear"
+    );
+    emu.shutdown().await;
+
+    // Without a store: the first run redeems the token, the second is refused and explained.
+    let emu = support::start_emulator(DELEGATED).await;
+    let project = delegated_project(emu.base_url(), None);
+    let (first, store, _state) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
+    assert_eq!(first.summary.ok, 1, "{first:?}");
+    store.close().await;
+    let (second, store, _state) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
+    assert_eq!(second.summary.ok, 0);
+    let fault = second
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Source)
+        .unwrap_or_else(|| panic!("no source fault: {second:?}"));
+    assert_eq!(
+        fault.causes[0].id, "refresh_token_expired",
+        "{:?}",
+        fault.causes
+    );
+    store.close().await;
+    emu.shutdown().await;
+}
