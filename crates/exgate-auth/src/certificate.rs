@@ -439,7 +439,7 @@ fn load_pem_key(
     Err(CredentialError::new(
         path,
         "no private key block found",
-        "give the key file (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----) with --key",
+        "put the private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----) in the same PEM file, or name its file: --key on the command line, key_path in an auth profile, key in a project",
     ))
 }
 

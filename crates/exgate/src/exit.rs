@@ -54,3 +54,27 @@ pub(crate) fn quiet_on_broken_pipe() {
         default(info);
     }));
 }
+
+/// An error and its causes on one line, each cause once: an error whose message already quotes
+/// its source (`cannot read x: No such file or directory`) does not repeat it.
+pub(crate) fn describe(err: &anyhow::Error) -> String {
+    let mut out = err.to_string();
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !out.contains(&c) {
+            out.push_str(": ");
+            out.push_str(&c);
+        }
+    }
+    out
+}
+
+/// A moment as RFC 3339 in UTC (`2026-12-07T09:43:33Z`), the one form every command prints.
+pub(crate) fn rfc3339(t: exgate_auth::reexports::time::OffsetDateTime) -> String {
+    use exgate_auth::reexports::time::{UtcOffset, format_description::well_known::Rfc3339};
+    t.to_offset(UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}

@@ -103,7 +103,7 @@ fn main() -> ExitCode {
         // The reader went away (`exgate … | head`): nothing is wrong with what was done.
         Err(err) if exit::is_broken_pipe(&err) => exit::ok(),
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", exit::describe(&err));
             exit::could_not_run()
         }
     }

@@ -80,6 +80,41 @@ fn cert_new_show_register_token_get_round_trip() {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    // Times are RFC 3339 in UTC.
+    let text = exgate(dir)
+        .args(["cert", "show", "app.cert.pem"])
+        .output()
+        .expect("cert show");
+    let text = String::from_utf8_lossy(&text.stdout).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("not after"))
+        .expect("not after line");
+    let stamp = line.split_whitespace().nth(2).unwrap_or("");
+    assert!(
+        stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes().get(10) == Some(&b'T'),
+        "{line}"
+    );
+
+    // The PFX `cert new` just wrote opens with the password file beside it.
+    let pfx = exgate(dir)
+        .env_remove("EXGATE_PFX_PASSWORD")
+        .args(["cert", "show", "app.pfx", "--json"])
+        .output()
+        .expect("cert show pfx");
+    assert!(
+        pfx.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pfx.stderr)
+    );
+    let pw = std::fs::read_to_string(dir.join("app.pfx.password")).expect("password file");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&pfx.stdout),
+        String::from_utf8_lossy(&pfx.stderr)
+    );
+    assert!(!all.contains(pw.trim()), "the PFX password was printed");
+
     let shown = exgate(dir)
         .args(["cert", "show", "app.cert.pem", "--json"])
         .output()

@@ -265,3 +265,27 @@ fn a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "{stderr}");
     }
 }
+
+/// An operating-system error is named once, with the file it concerns.
+#[test]
+fn an_os_error_is_printed_once() {
+    for args in [
+        vec!["emulator", "--scenario", "/nonexistent/scenario.toml"],
+        vec!["verify", "/nonexistent/project.toml"],
+        vec!["explain", "/nonexistent/error.txt"],
+    ] {
+        let out = assert_cmd::Command::cargo_bin("exgate")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.matches("os error 2").count(),
+            1,
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("/nonexistent/"), "{args:?}: {stderr}");
+    }
+}

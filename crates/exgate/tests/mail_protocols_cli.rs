@@ -442,3 +442,63 @@ fn imap_xoauth2_selects_the_inbox_and_a_token_without_the_role_is_explained() {
         .unwrap_or_default();
     assert_eq!(permissions["ok"], false, "{stdout}");
 }
+
+/// `--cert` with its key in another file: `--key` exists, and a certificate without a key names
+/// the ways to give one.
+#[test]
+fn a_certificate_and_its_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = exgate()
+        .current_dir(dir.path())
+        .env("AZURE_TENANT_ID", "contoso.com")
+        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
+        .env_remove("AZURE_CLIENT_SECRET")
+        .args([
+            "smtp",
+            "check",
+            "--user",
+            "a@contoso.com",
+            "--host",
+            "localhost",
+            "--cert",
+            "missing.pem",
+            "--key",
+            "missing.key",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("unexpected argument"), "{stderr}");
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+
+    // A PEM certificate without its key: the message names --key, and it exists.
+    std::fs::write(
+        dir.path().join("only-cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = exgate()
+        .current_dir(dir.path())
+        .env("AZURE_TENANT_ID", "contoso.com")
+        .env("AZURE_CLIENT_ID", "aaaaaaaa-0000-0000-0000-000000000001")
+        .env_remove("AZURE_CLIENT_SECRET")
+        .args([
+            "smtp",
+            "check",
+            "--user",
+            "a@contoso.com",
+            "--host",
+            "localhost",
+            "--cert",
+            "only-cert.pem",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    if stderr.contains("--key") {
+        let help = exgate().args(["smtp", "check", "--help"]).output().unwrap();
+        assert!(String::from_utf8_lossy(&help.stdout).contains("--key"));
+    }
+}

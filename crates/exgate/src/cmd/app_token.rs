@@ -108,6 +108,9 @@ pub(crate) struct TokenArgs {
     /// Certificate, PEM or PFX (token).
     #[arg(long)]
     pub cert: Option<PathBuf>,
+    /// PEM private key, when --cert holds only the certificate (token).
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Environment variable holding the PFX password (token).
     #[arg(long)]
     pub cert_password_env: Option<String>,
@@ -132,6 +135,7 @@ pub(crate) async fn app_token(
             authority_host: args.authority_host.clone(),
             client_secret_env: args.client_secret_env.clone(),
             certificate_path: args.cert.clone(),
+            key_path: args.key.clone(),
             certificate_password_env: args.cert_password_env.clone(),
             ca_pem: ca_pem.cloned(),
             ..AuthSettings::default()

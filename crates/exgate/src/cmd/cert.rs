@@ -66,7 +66,8 @@ pub(crate) struct NewArgs {
 pub(crate) struct ShowArgs {
     /// PEM or DER certificate, or PFX.
     file: PathBuf,
-    /// Environment variable holding the PFX password.
+    /// Environment variable holding the PFX password (default: FILE.password when it exists, as
+    /// `cert new` writes it).
     #[arg(long, default_value = "EXGATE_PFX_PASSWORD")]
     password_env: String,
     /// Print the result as JSON.
@@ -157,10 +158,10 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
 fn print_info(info: &CertificateInfo) {
     println!("subject      {}", info.subject);
     println!("issuer       {}", info.issuer);
-    println!("not before   {}", info.not_before);
+    println!("not before   {}", crate::exit::rfc3339(info.not_before));
     println!(
         "not after    {} ({} days left)",
-        info.not_after,
+        crate::exit::rfc3339(info.not_after),
         info.days_left_now()
     );
     if let Some(bits) = info.key_bits {
@@ -181,20 +182,20 @@ fn warnings(info: &CertificateInfo) -> (Vec<String>, bool) {
     if info.not_before > now {
         w.push(format!(
             "the certificate is not valid before {}",
-            info.not_before
+            crate::exit::rfc3339(info.not_before)
         ));
         invalid = true;
     }
     if info.not_after <= now {
         w.push(format!(
             "the certificate expired on {}: Entra ID answers AADSTS7000274 (fix: make a new one with `exgate cert new` and register it)",
-            info.not_after
+            crate::exit::rfc3339(info.not_after)
         ));
         invalid = true;
     } else if days < 30 {
         w.push(format!(
             "the certificate expires in {days} days ({}): register a new one before then",
-            info.not_after
+            crate::exit::rfc3339(info.not_after)
         ));
     }
     if info.key_bits.is_some_and(|b| b < 2048) {
@@ -205,9 +206,20 @@ fn warnings(info: &CertificateInfo) -> (Vec<String>, bool) {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    // The variable first; else the FILE.password file `cert new` writes beside a PFX.
+    let beside = {
+        let mut p = args.file.clone().into_os_string();
+        p.push(".password");
+        PathBuf::from(p)
+    };
     let password = std::env::var(&args.password_env)
         .ok()
         .filter(|p| !p.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string(&beside)
+                .ok()
+                .map(|p| p.trim_end_matches(['\r', '\n']).to_owned())
+        })
         .map(SecretString::from);
     let info = exgate_auth::load_certificate_info(&args.file, password.as_ref())?;
     let (warns, invalid) = warnings(&info);

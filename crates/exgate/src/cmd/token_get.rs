@@ -283,7 +283,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             format!("authority   {authority}"),
             format!("client id   {client_id}"),
             format!("scopes      {}", token.scopes().join(" ")),
-            format!("expires     {} ({seconds_left} s left)", token.expires_at()),
+            format!(
+                "expires     {} ({seconds_left} s left)",
+                crate::exit::rfc3339(token.expires_at())
+            ),
             format!("aud         {}", text(claim("aud"))),
             format!("iss         {}", text(claim("iss"))),
             format!("tid         {}", text(claim("tid"))),
