@@ -15,18 +15,23 @@ pub struct RankedCause {
     /// Cause id (see `catalog/causes.toml`).
     pub id: String,
     /// The catalog entry that matched best.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub entry: String,
     /// Confidence in `0.0..=1.0`.
     pub confidence: f32,
     /// Title.
     pub title: String,
     /// Explanation in plain words.
+    #[serde(default)]
     pub explanation: String,
     /// What in the evidence supports this cause.
+    #[serde(default)]
     pub evidence: Vec<String>,
     /// Ordered fix steps.
+    #[serde(default)]
     pub fix: Vec<String>,
     /// Reference URLs.
+    #[serde(default)]
     pub references: Vec<String>,
     /// The observation that tells this cause apart from the others listed, and how to make it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -429,18 +429,6 @@ impl exgate_mail::TokenSource for ProviderSource {
 
 fn convert_causes(d: exgate_diagnose::Diagnosis) -> Vec<Cause> {
     d.causes
-        .into_iter()
-        .map(|c| Cause {
-            id: c.id,
-            entry: c.entry,
-            confidence: f64::from(c.confidence),
-            title: c.title,
-            explanation: c.explanation,
-            evidence: c.evidence,
-            fix: c.fix,
-            references: c.references,
-        })
-        .collect()
 }
 
 /// Headers worth keeping in a report.

@@ -116,31 +116,8 @@ impl Status {
     }
 }
 
-/// A ranked cause of a failure, as the diagnosis engine names it (ids from the shared vocabulary).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Cause {
-    /// Stable cause id, e.g. `invalid_client_secret`.
-    pub id: String,
-    /// The catalog entry that matched (finer than the cause), when known.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub entry: String,
-    /// Confidence between 0 and 1; causes are listed most likely first.
-    pub confidence: f64,
-    /// One-line title.
-    pub title: String,
-    /// Why this cause fits the evidence.
-    #[serde(default)]
-    pub explanation: String,
-    /// The evidence items that point to this cause.
-    #[serde(default)]
-    pub evidence: Vec<String>,
-    /// How to fix it, step by step.
-    #[serde(default)]
-    pub fix: Vec<String>,
-    /// Documentation links.
-    #[serde(default)]
-    pub references: Vec<String>,
-}
+/// One ranked cause of a failure: diagnosis's own type, reported as it is.
+pub use exgate_diagnose::RankedCause as Cause;
 
 /// What a failed step saw on the wire, already stripped of secrets.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

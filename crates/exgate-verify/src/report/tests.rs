@@ -13,6 +13,7 @@ fn cause(id: &str, fix: &str) -> Cause {
         entry: String::new(),
         fix: vec![fix.into()],
         references: vec!["https://learn.microsoft.com/x".into()],
+        check: None,
     }
 }
 

@@ -23,6 +23,7 @@ fn cause(id: &str) -> Cause {
         entry: String::new(),
         fix: vec![format!("fix for {id}")],
         references: Vec::new(),
+        check: None,
     }
 }
 

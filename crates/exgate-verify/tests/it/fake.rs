@@ -30,6 +30,7 @@ pub(crate) fn cause(id: &str) -> Cause {
         entry: String::new(),
         fix: vec![format!("fix for {id}")],
         references: vec![],
+        check: None,
     }
 }
 

@@ -21,6 +21,7 @@ fn result(item: &LineItem, status: Status) -> MailboxResult {
             entry: "ews_non_existent_mailbox".into(),
             fix: vec!["Check the address".into(), "Wait for provisioning".into()],
             references: vec!["https://learn.microsoft.com/".into()],
+            check: None,
         }]
     } else {
         vec![]
