@@ -605,21 +605,46 @@ impl TokenClient {
     /// Fetches the OpenID configuration of the authority (resolves a domain to the tenant GUID).
     pub async fn discover(&self) -> Result<OpenIdConfiguration, AuthError> {
         let url = self.authority.openid_configuration_url();
-        let resp = self
-            .http
-            .get(url.clone())
-            .header("Accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| AuthError::transport(&url, e))?;
-        let status = resp.status().as_u16();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| AuthError::transport(&url, e))?;
-        if !(200..300).contains(&status) {
-            return Err(error_from_response(&url, status, &body).0);
-        }
+        // The same retry policy as token requests: transient failures (5xx, 429, timeouts) are
+        // retried with back-off, honouring Retry-After; anything else is final.
+        let mut attempt = 0u32;
+        let body = loop {
+            attempt += 1;
+            let result: Result<(u16, Vec<u8>, Option<Duration>), AuthError> = async {
+                let resp = self
+                    .http
+                    .get(url.clone())
+                    .header("Accept", "application/json")
+                    .send()
+                    .await
+                    .map_err(|e| AuthError::transport(&url, e))?;
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| exgate_wire::retry_after::parse(v, std::time::SystemTime::now()));
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| AuthError::transport(&url, e))?;
+                Ok((status, body.to_vec(), retry_after))
+            }
+            .await;
+            let (err, retry_after) = match result {
+                Ok((status, body, _)) if (200..300).contains(&status) => break body,
+                Ok((status, body, retry_after)) => {
+                    (error_from_response(&url, status, &body).0, retry_after)
+                }
+                Err(e) => (e, None),
+            };
+            if !(err.is_transient() && attempt < self.retry.max_attempts) {
+                return Err(err);
+            }
+            let delay = self.retry.delay(attempt, retry_after);
+            tracing::info!(attempt, ?delay, error = %err, "transient discovery failure, retrying");
+            tokio::time::sleep(delay).await;
+        };
         serde_json::from_slice(&body).map_err(|e| AuthError::Transport {
             kind: TransportKind::Protocol,
             url: strip_query(&url),

@@ -614,7 +614,12 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
     };
     let causes = convert_causes(exgate_diagnose::diagnose(&d));
     facts.insert("resource".to_owned(), key.resource.clone());
-    let transient = err.is_transient();
+    // The auth client has already retried a transient failure with back-off (honouring
+    // Retry-After); only explicit throttling (429) is worth the runner's pause-and-retry too.
+    let throttled = matches!(
+        err,
+        AuthError::Entra { status: 429, .. } | AuthError::Http { status: 429, .. }
+    );
     let evidence = Evidence {
         url: None,
         status,
@@ -628,7 +633,7 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
     } else {
         StepFailure::endpoint(message, evidence, causes)
     };
-    if transient {
+    if throttled {
         failure.throttled(Duration::from_secs(2))
     } else {
         failure

@@ -109,6 +109,9 @@ struct Shared<P: Prober> {
     prober: Arc<P>,
     options: RunOptions,
     tokens: Mutex<HashMap<TokenKey, Arc<OnceCell<P::Token>>>>,
+    /// The first endpoint-wide failure to get each token: later callers get it at once instead
+    /// of asking the token endpoint again (one budget per endpoint, not per mailbox).
+    token_failures: Mutex<HashMap<TokenKey, StepFailure>>,
     faults: [OnceLock<Arc<Fault>>; 2],
     gates: [Arc<Gate>; 2],
     cancel: watch::Receiver<bool>,
@@ -141,6 +144,22 @@ impl<P: Prober> Shared<P> {
 
     fn fault(&self, side: Side) -> Option<Arc<Fault>> {
         self.faults[side_index(side)].get().cloned()
+    }
+
+    fn token_failure(&self, key: &TokenKey) -> Option<StepFailure> {
+        let map = self
+            .token_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.get(key).cloned()
+    }
+
+    fn remember_token_failure(&self, key: &TokenKey, failure: &StepFailure) {
+        let mut map = self
+            .token_failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        map.entry(key.clone()).or_insert_with(|| failure.clone());
     }
 
     fn token_cell(&self, key: &TokenKey) -> Arc<OnceCell<P::Token>> {
@@ -291,7 +310,19 @@ impl<P: Prober> Shared<P> {
             .attempt(target.side, StepName::Token, || async {
                 let shared = cell.initialized();
                 let token = cell
-                    .get_or_try_init(|| prober.acquire_token(&target, &key))
+                    .get_or_try_init(|| async {
+                        if let Some(f) = self.token_failure(&key) {
+                            return Err(f);
+                        }
+                        let result = prober.acquire_token(&target, &key).await;
+                        if let Err(f) = &result
+                            && f.scope == FailureScope::Endpoint
+                            && f.retry_after.is_none()
+                        {
+                            self.remember_token_failure(&key, f);
+                        }
+                        result
+                    })
                     .await?
                     .clone();
                 let detail = if shared {
@@ -444,6 +475,7 @@ pub async fn run<P: Prober>(
         prober,
         options,
         tokens: Mutex::new(HashMap::new()),
+        token_failures: Mutex::new(HashMap::new()),
         faults: [OnceLock::new(), OnceLock::new()],
         gates,
         cancel: cancel.clone(),

@@ -706,3 +706,171 @@ async fn delegated_refresh_keeps_the_rotated_token_across_runs() {
     store.close().await;
     emu.shutdown().await;
 }
+
+/// A loopback HTTP/1.1 server that answers every request with `503 Service Unavailable` (no
+/// `Retry-After`), counting the requests.
+async fn unavailable_token_endpoint() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = sock.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if buf.len() < end + 4 + len {
+                        continue;
+                    }
+                    buf.drain(..end + 4 + len);
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
+                    if sock.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, count, task)
+}
+
+/// A token endpoint that always answers 503 is one endpoint fault, found within a small budget
+/// of token requests: the mailboxes do not each retry it.
+#[tokio::test]
+async fn a_dead_token_endpoint_is_one_fault_within_a_budget() {
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let (port, count, server) = unavailable_token_endpoint().await;
+    let graph = format!("http://127.0.0.1:{}/v1.0", closed_port());
+    let mut text = format!(
+        r#"name = "dead token endpoint"
+[source]
+kind = "exchange-online"
+api = "graph"
+url = "{graph}"
+tenant = "fabrikam.com"
+authority_host = "http://127.0.0.1:{port}"
+[source.auth]
+mode = "app-secret"
+client_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+secret = "good-secret-2099"
+"#
+    );
+    for i in 0..50 {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"user{i}@fabrikam.com\"\n"
+        ));
+    }
+    let project = support::parse_project(&text);
+    let started = std::time::Instant::now();
+    let (report, store, _dir) =
+        support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
+    let elapsed = started.elapsed();
+    let requests = count.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(requests <= 20, "{requests} token requests");
+    assert!(elapsed < std::time::Duration::from_secs(60), "{elapsed:?}");
+    assert_eq!(report.summary.ok, 0);
+    let fault = report
+        .faults
+        .iter()
+        .find(|f| f.endpoint == Side::Source)
+        .unwrap_or_else(|| panic!("no source fault: {report:?}"));
+    assert!(!fault.causes.is_empty(), "{fault:?}");
+    assert_eq!(report.summary.failed + report.summary.blocked, 50);
+    println!(
+        "dead token endpoint: {requests} token requests, {elapsed:?}: {} {:?}",
+        fault.error,
+        fault
+            .causes
+            .iter()
+            .map(|c| c.id.as_str())
+            .collect::<Vec<_>>()
+    );
+    server.abort();
+    store.close().await;
+}
+
+/// A token endpoint that accepts connections and never answers: reported within the request
+/// timeout times the attempts of one mailbox, the other mailboxes blocked behind that fault.
+#[tokio::test]
+async fn a_hanging_token_endpoint_is_reported_within_one_mailbox_s_attempts() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let connections = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    let server = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            held.push(sock); // never answered
+        }
+    });
+    let graph = format!("http://127.0.0.1:{}/v1.0", closed_port());
+    let mut text = format!(
+        r#"name = "hanging token endpoint"
+[source]
+kind = "exchange-online"
+api = "graph"
+url = "{graph}"
+tenant = "22222222-3333-4444-5555-666666666666"
+authority_host = "http://127.0.0.1:{port}"
+[source.auth]
+mode = "app-secret"
+client_id = "bbbbbbbb-cccc-dddd-eeee-ffffffffffff"
+secret = "good-secret-2099"
+"#
+    );
+    for i in 0..20 {
+        text.push_str(&format!(
+            "[[mailboxes]]\nsource = \"user{i}@fabrikam.com\"\n"
+        ));
+    }
+    let project = support::parse_project(&text);
+    let timeout = std::time::Duration::from_secs(1);
+    let live = LiveOptions {
+        timeout,
+        ..LiveOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let (report, store, _dir) = support::run(&project, &live, &VerifyOptions::default()).await;
+    let elapsed = started.elapsed();
+    // Four attempts of one mailbox, with their back-off (0.5 + 1 + 2 s at most), and slack.
+    assert!(
+        elapsed < timeout * 4 + std::time::Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+    assert!(connections.load(Ordering::SeqCst) <= 8, "{connections:?}");
+    assert_eq!(report.summary.ok, 0);
+    assert!(report.faults.iter().any(|f| f.endpoint == Side::Source));
+    server.abort();
+    store.close().await;
+}
