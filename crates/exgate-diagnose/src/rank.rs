@@ -925,7 +925,12 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
     }
     // AADSTS70002 "Error validating credentials" is about the client's credential unless the
     // request was a password grant; its companion 50064 then does not mean a wrong password.
-    if f.p.aadsts.contains(&70002) && auth != Some(AuthMode::Password) {
+    // A user-credential code beside it (50126, 50053, …) shows it was a password grant.
+    const USER_CODES: &[u32] = &[50126, 50053, 50034, 50055, 50057, 50076, 50079, 50173];
+    if f.p.aadsts.contains(&70002)
+        && auth != Some(AuthMode::Password)
+        && !f.p.aadsts.iter().any(|c| USER_CODES.contains(c))
+    {
         suppress(acc, "wrong_credentials", 0.4);
         suppress(acc, "federated_user_ropc", 0.4);
     }

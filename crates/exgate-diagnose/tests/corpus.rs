@@ -109,7 +109,7 @@ impl Score {
 
 /// Floors under which the suite fails: a little under the figures reached (docs/diagnose.md),
 /// so a change that makes diagnosis worse on real reports fails here. `(top-1, top-3)`.
-const WHOLE_FLOOR: (f64, f64) = (94.0, 84.0);
+const WHOLE_FLOOR: (f64, f64) = (95.0, 85.0);
 const HELD_OUT_FLOOR: (f64, f64) = (80.0, 70.0);
 
 #[test]
