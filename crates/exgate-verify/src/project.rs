@@ -476,11 +476,31 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
         base: path.parent().unwrap_or(Path::new(".")),
         env,
     };
+    if text.trim().is_empty() {
+        return Err(ProjectError::invalid(
+            path,
+            1,
+            "source",
+            "the project file is empty",
+            Some(
+                "start from examples/projects/migration.toml; docs/verify.md describes the format",
+            ),
+        ));
+    }
     let raw: RawProject = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| cx.line_of(&s)).unwrap_or(0);
+        let line = e.span().map(|s| cx.line_of(&s)).unwrap_or(0).max(1);
         let message = scrub_values(e.message().trim());
-        let field = field_from_message(&message);
-        let fix = toml_fix(&message);
+        // serde names the field only for missing and unknown fields; for a wrong type, the key
+        // written on the line the error points at is the field.
+        let field = match field_from_message(&message) {
+            f if f == "(syntax)" => e.span().and_then(|s| key_at(text, s.start)).unwrap_or(f),
+            f => f,
+        };
+        let fix = toml_fix(&message).or_else(|| {
+            message
+                .starts_with("wanted string")
+                .then_some("write the value as a quoted string (see docs/verify.md)")
+        });
         ProjectError::invalid(path, line, field, message, fix)
     })?;
 
@@ -523,9 +543,10 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
         mailboxes.extend(parse_csv(&csv_text, &csv_path, env, two_sided)?);
     }
     if mailboxes.is_empty() {
+        // Reported at the end of the file, where [[mailboxes]] would go.
         return Err(ProjectError::invalid(
             path,
-            0,
+            text.lines().count().max(1),
             "mailboxes",
             "the project lists no mailbox",
             Some("add [[mailboxes]] entries or a mailboxes_csv file"),
@@ -582,6 +603,19 @@ fn scrub_values(message: &str) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The key of the `key = value` line that holds byte `offset` of `text`.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let start = text.get(..offset)?.rfind('\n').map_or(0, |i| i + 1);
+    let line = text.get(start..)?.lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    (!key.is_empty()
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)))
+    .then(|| key.to_owned())
 }
 
 fn field_from_message(message: &str) -> String {
@@ -1106,9 +1140,15 @@ pub fn check_address(s: &str) -> Result<(), String> {
     if s.is_empty() {
         return Err("the address is empty".to_owned());
     }
-    if s.chars()
-        .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == ';')
-    {
+    if let Some(c) = s.chars().find(|c| c.is_control()) {
+        // Shown escaped: a raw control character would act on the terminal.
+        return Err(format!(
+            "`{}` contains the control character {}",
+            s.escape_debug(),
+            c.escape_unicode()
+        ));
+    }
+    if s.chars().any(|c| c.is_whitespace() || c == ',' || c == ';') {
         return Err(format!("`{s}` contains spaces or separators"));
     }
     let Some((local, domain)) = s.split_once('@') else {

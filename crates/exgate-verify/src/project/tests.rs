@@ -236,10 +236,11 @@ fn errors_never_echo_secrets() {
 
 #[test]
 fn syntax_error_names_the_line() {
+    // The line, and the key written on it.
     check_err(
         &GOOD.replace("impersonation = true", "impersonation = "),
         11,
-        "(syntax)",
+        "impersonation",
         "",
     );
 }
@@ -337,7 +338,41 @@ fn duplicate_lines_are_refused() {
 #[test]
 fn no_mailboxes_is_an_error() {
     let text = GOOD.split("[[mailboxes]]").next().unwrap();
-    check_err(text, 0, "mailboxes", "mailboxes_csv");
+    check_err(text, text.lines().count(), "mailboxes", "mailboxes_csv");
+    // An empty file: line 1, and where to start.
+    check_err("", 1, "source", "examples/projects/migration.toml");
+    check_err("\n\n", 1, "source", "is empty");
+}
+
+#[test]
+fn a_value_of_the_wrong_type_names_its_field() {
+    let text = GOOD.replacen("kind = \"exchange-onprem\"", "kind = 5", 1);
+    assert_ne!(text, GOOD, "the fixture changed");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("kind = 5"))
+        .unwrap()
+        + 1;
+    check_err(&text, line, "kind", "quoted string");
+}
+
+#[test]
+fn a_control_character_in_an_address_is_shown_escaped() {
+    match parse_csv(
+        b"source
+a\x00b@contoso.com
+",
+        Path::new("u.csv"),
+        &env(),
+        false,
+    ) {
+        Err(ProjectError::Invalid { message, line, .. }) => {
+            assert_eq!(line, 2);
+            assert!(!message.contains('\0'), "{message:?}");
+            assert!(message.contains("\\0"), "{message:?}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

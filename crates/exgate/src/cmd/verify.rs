@@ -180,12 +180,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(exit::could_not_run());
         }
     };
-    let url = match &args.database {
-        Some(u) => u.clone(),
-        None => sqlite_url(&default_state_path(&args.project)),
-    };
-    let store = Store::open(&url).await.context("state database")?;
-
     let extra_root_pem = match &args.ca_cert {
         Some(p) => Some(
             std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))?,
@@ -206,6 +200,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(exit::could_not_run());
         }
     };
+    // The state database is opened (and created) only once the project and its credentials
+    // are known to be usable: a run stopped by its configuration leaves no files behind.
+    let url = match &args.database {
+        Some(u) => u.clone(),
+        None => sqlite_url(&default_state_path(&args.project)),
+    };
+    let store = Store::open(&url).await.context("state database")?;
 
     let (cancel_tx, cancel) = watch::channel(false);
     let stopper = tokio::spawn(async move {
