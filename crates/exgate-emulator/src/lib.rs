@@ -20,6 +20,7 @@
 
 pub mod entra;
 pub mod exchange;
+mod idle;
 pub mod scenario;
 pub mod tls;
 pub mod tokens;
@@ -45,6 +46,8 @@ pub struct EmulatorOptions {
     pub tls: bool,
     /// `expires_in` of access tokens; `None` = the scenario's, else 3599 s.
     pub token_lifetime: Option<std::time::Duration>,
+    /// Timeouts and the connection cap of the HTTP(S) listener.
+    pub limits: ServerLimits,
 }
 
 impl Default for EmulatorOptions {
@@ -53,6 +56,30 @@ impl Default for EmulatorOptions {
             listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             tls: false,
             token_lifetime: None,
+            limits: ServerLimits::default(),
+        }
+    }
+}
+
+/// How long the listener waits, and how many connections it serves at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// A TLS handshake not finished by then closes the connection.
+    pub handshake_timeout: std::time::Duration,
+    /// No byte from the client for this long closes the connection: before the TLS handshake,
+    /// before or inside the request headers, or between requests (an idle keep-alive or HTTP/2
+    /// connection).
+    pub header_read_timeout: std::time::Duration,
+    /// Connections served at once; further connections wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            handshake_timeout: std::time::Duration::from_secs(10),
+            header_read_timeout: std::time::Duration::from_secs(30),
+            max_connections: 1024,
         }
     }
 }
@@ -229,7 +256,7 @@ impl Emulator {
         };
         let app = build_router(shared.clone(), exchange_router);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, tls, app, stop_rx));
+        let task = tokio::spawn(serve(listener, tls, app, options.limits, stop_rx));
         tracing::info!(%base_url, "emulator listening");
         Ok(Emulator {
             base_url,
@@ -410,17 +437,44 @@ async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    limits: ServerLimits,
     mut stop: oneshot::Receiver<()>,
 ) {
     // Every accepted connection gets an id, unique in the process, carried by each of its
     // requests: NTLM authenticates a connection, not a request.
     static NEXT_CONNECTION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let mut connections = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    // Accept errors (out of file descriptors, above all) back off instead of spinning.
+    let mut backoff = std::time::Duration::ZERO;
     loop {
+        // A free slot first: past the cap, connections wait in the kernel's backlog.
+        let permit = tokio::select! {
+            _ = &mut stop => break,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
         tokio::select! {
             _ = &mut stop => break,
             accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+                let (stream, _peer) = match accepted {
+                    Ok(a) => {
+                        backoff = std::time::Duration::ZERO;
+                        a
+                    }
+                    Err(e) => {
+                        backoff = (backoff * 2).clamp(
+                            std::time::Duration::from_millis(10),
+                            std::time::Duration::from_secs(1),
+                        );
+                        tracing::warn!(error = %e, ?backoff, "accept failed; backing off");
+                        drop(permit);
+                        tokio::time::sleep(backoff).await;
+                        continue;
+                    }
+                };
                 let app = app.clone();
                 let tls = tls.clone();
                 let connection = exgate_emulator_exchange::ConnectionId(
@@ -436,10 +490,23 @@ async fn serve(
                             app.oneshot(req).await
                         }
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let _permit = permit;
+                    let mut builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    builder
+                        .http1()
+                        .timer(hyper_util::rt::TokioTimer::new())
+                        .header_read_timeout(limits.header_read_timeout);
+                    // No byte from the client for this long closes the connection: before
+                    // the TLS handshake, before or inside the request headers, between requests.
+                    let stream = idle::IdleTimeout::new(stream, limits.header_read_timeout);
                     match tls {
                         Some(acceptor) => {
-                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let handshake = tokio::time::timeout(
+                                limits.handshake_timeout,
+                                acceptor.accept(stream),
+                            );
+                            let Ok(Ok(stream)) = handshake.await else { return };
                             let _ = builder.serve_connection(TokioIo::new(stream), service).await;
                         }
                         None => {

@@ -88,6 +88,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         tls: args.tls,
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
+        ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(scenario, options)
         .await
