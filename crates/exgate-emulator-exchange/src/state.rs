@@ -363,6 +363,15 @@ impl ExchangeState {
         })
     }
 
+    /// The on-premises servers: their names (the `/onprem/{name}` prefix) and public URLs.
+    pub fn servers(&self) -> Vec<(String, String)> {
+        self.inner
+            .servers
+            .iter()
+            .map(|s| (s.cfg.name.clone(), s.origin.clone()))
+            .collect()
+    }
+
     /// Request counters and sizes.
     pub fn stats(&self) -> ExchangeStats {
         let c = &self.inner.counters;

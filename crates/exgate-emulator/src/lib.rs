@@ -48,6 +48,11 @@ pub struct EmulatorOptions {
     pub token_lifetime: Option<std::time::Duration>,
     /// Timeouts and the connection cap of the HTTP(S) listener.
     pub limits: ServerLimits,
+    /// Address of SMTP submission (TLS with an `[exchange]` section); default a free port on
+    /// 127.0.0.1.
+    pub smtp_listen: Option<SocketAddr>,
+    /// Address of IMAP4; default a free port on 127.0.0.1.
+    pub imap_listen: Option<SocketAddr>,
 }
 
 impl Default for EmulatorOptions {
@@ -57,6 +62,8 @@ impl Default for EmulatorOptions {
             tls: false,
             token_lifetime: None,
             limits: ServerLimits::default(),
+            smtp_listen: None,
+            imap_listen: None,
         }
     }
 }
@@ -226,7 +233,7 @@ impl Emulator {
         };
         let smtp = match (&exchange, smtp_tls.clone()) {
             (Some(state), Some(config)) => Some(
-                start_line("SMTP submission", |l, stop| {
+                start_line("SMTP submission", options.smtp_listen, |l, stop| {
                     exgate_emulator_exchange::serve_smtp(
                         state.clone(),
                         l,
@@ -241,7 +248,7 @@ impl Emulator {
         };
         let imap = match (&exchange, smtp_tls) {
             (Some(state), Some(config)) => Some(
-                start_line("IMAP4", |l, stop| {
+                start_line("IMAP4", options.imap_listen, |l, stop| {
                     exgate_emulator_exchange::serve_imap(
                         state.clone(),
                         l,
@@ -298,6 +305,34 @@ impl Emulator {
     /// Present when the scenario has an `[exchange]` section and the emulator serves TLS.
     pub fn imap_addr(&self) -> Option<SocketAddr> {
         self.imap.as_ref().map(|s| s.addr)
+    }
+
+    /// Where each service of the Exchange plane lives: `(service, URL)`, Exchange Online's
+    /// first, then each on-premises server's under `/onprem/{name}`. Empty without `[exchange]`.
+    pub fn endpoints(&self) -> Vec<(String, String)> {
+        let Some(state) = &self.exchange else {
+            return Vec::new();
+        };
+        let base = &self.base_url;
+        let mut out = vec![
+            ("ews".to_owned(), format!("{base}/EWS/Exchange.asmx")),
+            ("graph".to_owned(), format!("{base}/v1.0")),
+            (
+                "autodiscover".to_owned(),
+                format!("{base}/autodiscover/autodiscover.json/v1.0/{{email}}"),
+            ),
+        ];
+        for (name, public) in state.servers() {
+            out.push((
+                format!("onprem {name} ({public}) ews"),
+                format!("{base}/onprem/{name}/EWS/Exchange.asmx"),
+            ));
+            out.push((
+                format!("onprem {name} ({public}) autodiscover"),
+                format!("{base}/onprem/{name}/autodiscover/autodiscover.xml"),
+            ));
+        }
+        out
     }
 
     /// Counters of the Exchange plane, when the scenario has an `[exchange]` section.
@@ -374,14 +409,18 @@ struct LineListener {
     task: Option<JoinHandle<()>>,
 }
 
-/// Binds 127.0.0.1 on a free port and runs `serve` (SMTP submission, IMAP4) on it until the
-/// listener is stopped.
-async fn start_line<F, Fut>(name: &str, serve: F) -> Result<LineListener, EmulatorError>
+/// Binds `listen` (default: 127.0.0.1 on a free port) and runs `serve` (SMTP submission, IMAP4)
+/// on it until the listener is stopped.
+async fn start_line<F, Fut>(
+    name: &str,
+    listen: Option<SocketAddr>,
+    serve: F,
+) -> Result<LineListener, EmulatorError>
 where
     F: FnOnce(TcpListener, std::pin::Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let want = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+    let want = listen.unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)));
     let listener = TcpListener::bind(want)
         .await
         .map_err(|source| EmulatorError::Bind { addr: want, source })?;

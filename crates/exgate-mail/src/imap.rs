@@ -219,7 +219,11 @@ fn push(t: &mut ImapTranscript, name: &str, start: Instant, r: &Result<Answer, S
 /// Runs the check on `folder` (usually `INBOX`). See the module documentation.
 pub async fn check(options: &ImapOptions, auth: &ImapAuth, folder: &str) -> ImapTranscript {
     let mut t = ImapTranscript {
-        server: format!("{}:{}", options.host, options.port),
+        // The name the TLS certificate must carry, and where the connection really goes.
+        server: match options.connect_to {
+            Some(addr) => format!("{}:{} via {addr}", options.host, options.port),
+            None => format!("{}:{}", options.host, options.port),
+        },
         mechanism: auth.mechanism().to_owned(),
         capabilities: Vec::new(),
         folder: folder.to_owned(),

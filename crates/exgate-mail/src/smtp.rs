@@ -279,7 +279,11 @@ pub async fn check(
     message: Option<&TestMessage>,
 ) -> SmtpTranscript {
     let mut t = SmtpTranscript {
-        server: format!("{}:{}", options.host, options.port),
+        // The name the TLS certificate must carry, and where the connection really goes.
+        server: match options.connect_to {
+            Some(addr) => format!("{}:{} via {addr}", options.host, options.port),
+            None => format!("{}:{}", options.host, options.port),
+        },
         mechanism: auth.mechanism().to_owned(),
         extensions: Vec::new(),
         steps: Vec::new(),

@@ -471,13 +471,22 @@ impl Store {
         selected: usize,
     ) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
+        // Runs are ordered by their start: two runs of a project never share a millisecond, so
+        // the order never falls back on the (random) id.
+        let last: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(started_at) FROM verify_runs WHERE project = $1")
+                .bind(project)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(q("read the last run"))?;
+        let started = last.map_or(now_ms(), |l| now_ms().max(l + 1));
         sqlx::query(
             "INSERT INTO verify_runs (id, project, started_at, all_items, write_check, selected) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(project)
-        .bind(now_ms())
+        .bind(started)
         .bind(flag(all))
         .bind(flag(write_check))
         .bind(i64::try_from(selected).unwrap_or(i64::MAX))

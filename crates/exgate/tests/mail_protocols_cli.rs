@@ -278,6 +278,12 @@ fn xoauth2_sends_through_the_emulator_and_a_disabled_tenant_is_explained() {
         ]
     );
     assert!(!stdout.contains("scanner-secret"));
+    // The header names the TLS name and where the connection really went.
+    assert_eq!(
+        v["transcript"]["server"].as_str().unwrap_or(""),
+        format!("localhost:587 via {smtp}"),
+        "{stdout}"
+    );
 
     let out = smtp_check(
         dir.path(),

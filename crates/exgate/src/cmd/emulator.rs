@@ -41,6 +41,14 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
 
+    /// Address of SMTP submission (with --tls and an [exchange] section); default a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub smtp_listen: Option<SocketAddr>,
+
+    /// Address of IMAP4 (with --tls and an [exchange] section); default a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub imap_listen: Option<SocketAddr>,
+
     /// Allow listening on an address other than loopback (the emulator has no real security).
     #[arg(long)]
     pub allow_remote: bool,
@@ -65,12 +73,16 @@ pub(crate) struct Args {
 
 /// Runs the emulator until interrupted.
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.listen.ip().is_loopback() && !args.allow_remote {
-        anyhow::bail!(
-            "refusing to listen on {}: the emulator accepts any client; use a loopback address \
-             such as 127.0.0.1:0, or pass --allow-remote if you really mean it",
-            args.listen
-        );
+    for addr in [Some(args.listen), args.smtp_listen, args.imap_listen]
+        .into_iter()
+        .flatten()
+    {
+        if !addr.ip().is_loopback() && !args.allow_remote {
+            anyhow::bail!(
+                "refusing to listen on {addr}: the emulator accepts any client; use a loopback \
+                 address such as 127.0.0.1:0, or pass --allow-remote if you really mean it"
+            );
+        }
     }
     let scenario = Scenario::load(&args.scenario)?;
     let tenants: Vec<serde_json::Value> = scenario
@@ -88,6 +100,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         listen: args.listen,
         tls: args.tls,
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
+        smtp_listen: args.smtp_listen,
+        imap_listen: args.imap_listen,
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(scenario, options)
@@ -128,6 +142,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "imap: {imap} (implicit TLS, then AUTHENTICATE XOAUTH2/PLAIN or LOGIN)"
         )?;
     }
+    for (service, url) in emulator.endpoints() {
+        writeln!(out, "{service}: {url}")?;
+    }
     writeln!(
         out,
         "token endpoint: {}/{{tenant}}/oauth2/v2.0/token (Ctrl-C stops)",
@@ -142,6 +159,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
             "smtp": emulator.smtp_addr().map(|a| a.to_string()),
             "imap": emulator.imap_addr().map(|a| a.to_string()),
+            "endpoints": emulator
+                .endpoints()
+                .into_iter()
+                .map(|(service, url)| serde_json::json!({ "service": service, "url": url }))
+                .collect::<Vec<_>>(),
             "pid": std::process::id(),
             "tenants": tenants,
         });
