@@ -471,6 +471,22 @@ impl Store {
         selected: usize,
     ) -> Result<String> {
         let id = uuid::Uuid::new_v4().to_string();
+        // A run that never finished (the process was killed) is closed now with the counts of
+        // what it recorded, marked as cancelled.
+        sqlx::query(
+            "UPDATE verify_runs SET \
+               finished_at = COALESCE((SELECT MAX(i.finished_at) FROM item_runs i \
+                                       WHERE i.run_id = verify_runs.id), started_at), \
+               ok = (SELECT COUNT(*) FROM item_runs i WHERE i.run_id = verify_runs.id AND i.status = 'ok'), \
+               failed = (SELECT COUNT(*) FROM item_runs i WHERE i.run_id = verify_runs.id AND i.status = 'failed'), \
+               blocked = (SELECT COUNT(*) FROM item_runs i WHERE i.run_id = verify_runs.id AND i.status = 'blocked'), \
+               cancelled = 1 \
+             WHERE project = $1 AND finished_at IS NULL",
+        )
+        .bind(project)
+        .execute(&self.pool)
+        .await
+        .map_err(q("close the runs that never finished"))?;
         // Runs are ordered by their start: two runs of a project never share a millisecond, so
         // the order never falls back on the (random) id.
         let last: Option<i64> =

@@ -195,6 +195,20 @@ async fn state_suite(b: &Backend) {
     assert!(runs[0].finished_at.is_some());
     assert!(runs[1].finished_at.is_none());
 
+    // The process dies before run 2 finishes: the next run closes it with what it recorded.
+    let run3 = store
+        .begin_run(&project.name, false, false, 0)
+        .await
+        .unwrap();
+    let runs = store.runs(&project.name).await.unwrap();
+    assert_eq!(runs.len(), 3);
+    assert_eq!(runs[1].id, run2);
+    assert!(runs[1].finished_at.is_some(), "an abandoned run stays open");
+    assert_eq!(runs[1].totals.ok, 1);
+    assert!(runs[1].totals.cancelled);
+    assert_eq!(runs[2].id, run3);
+    assert!(runs[2].finished_at.is_none());
+
     // Another project in the same database is independent.
     let other = fake::project("store-suite-other", 5);
     let sel = store.select(&other, false, false).await.unwrap();
