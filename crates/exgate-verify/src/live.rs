@@ -640,6 +640,23 @@ fn auth_failure(err: &AuthError, target: &Target, key: &TokenKey) -> StepFailure
     }
 }
 
+/// What creating (and deleting) a draft needs, by API and kind of access.
+fn write_permission(ep: &Endpoint) -> &'static str {
+    let app_only = LiveProber::is_app_only(ep);
+    match (ep.api, app_only) {
+        (Api::Graph, true) => {
+            "the Mail.ReadWrite application permission of Microsoft Graph (Mail.Read only reads)"
+        }
+        (Api::Graph, false) => "the Mail.ReadWrite delegated permission of Microsoft Graph",
+        (Api::Ews, true) => {
+            "full_access_as_app of Office 365 Exchange Online (or ApplicationImpersonation on premises)"
+        }
+        (Api::Ews, false) => {
+            "FullAccess on the mailbox for the signed-in account (Add-MailboxPermission)"
+        }
+    }
+}
+
 fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -789,9 +806,26 @@ impl Prober for LiveProber {
         let ep = Self::mail_endpoint(target, resolved)?;
         let mb = open_mailbox(&ep, &self.http, token.clone(), &target.address)
             .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
-        mb.write_probe()
-            .await
-            .map_err(|e| mail_failure(&e, target, auth_mode(target)))?;
+        mb.write_probe().await.map_err(|e| {
+            let mut f = mail_failure(&e, target, auth_mode(target));
+            if matches!(e.kind(), ErrorKind::Forbidden) {
+                // Reading worked; writing is refused: name what writing needs.
+                let needs = write_permission(&target.endpoint);
+                f.error = format!("{}; the write check needs {needs}", f.error);
+                f.evidence
+                    .facts
+                    .insert("needs".to_owned(), needs.to_owned());
+                if let Some(first) = f.causes.first_mut() {
+                    first
+                        .fix
+                        .insert(0, format!("Grant {needs}, then run the write check again."));
+                    first.evidence.push(format!(
+                        "reading works, creating a draft is refused: it needs {needs}"
+                    ));
+                }
+            }
+            f
+        })?;
         Ok(StepOutput::detail("created and deleted a draft in Drafts"))
     }
 }

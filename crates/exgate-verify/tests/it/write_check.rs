@@ -222,6 +222,19 @@ async fn graph_destination_with_only_mail_read_fails_the_write_probe_naming_the_
         ),
         "first cause {first:?}\n{text}"
     );
+    // The permission writing needs is named, in the error and in the first fix step.
+    assert!(
+        step.error
+            .as_deref()
+            .unwrap_or("")
+            .contains("Mail.ReadWrite"),
+        "{text}"
+    );
+    assert!(
+        step.causes[0].fix[0].contains("Mail.ReadWrite"),
+        "{:?}",
+        step.causes[0].fix
+    );
     // Reading still works with Mail.Read: only the write probe failed.
     let failed: Vec<_> = report.mailboxes[0].steps.iter().filter(|s| !s.ok).collect();
     assert_eq!(failed.len(), 1, "{text}");
