@@ -175,6 +175,9 @@ impl Report {
                 blocked: Vec::new(),
             });
         };
+        // Mailboxes (by id) per cause, for counts of mailboxes rather than of sides.
+        let mut failed_ids: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        let mut blocked_ids: BTreeMap<String, std::collections::BTreeSet<&str>> = BTreeMap::new();
         for m in &mailboxes {
             for s in &m.steps {
                 match s.status {
@@ -182,6 +185,10 @@ impl Report {
                         let cause = s.causes.first();
                         group_for(&mut groups, cause);
                         let id = cause.map(|c| c.id.as_str()).unwrap_or(UNDIAGNOSED);
+                        failed_ids
+                            .entry(id.to_owned())
+                            .or_default()
+                            .insert(m.id.as_str());
                         if let Some(g) = groups.get_mut(id) {
                             g.failed.push(Affected {
                                 source: m.source.clone(),
@@ -197,7 +204,13 @@ impl Report {
                         let cause = fault.and_then(|f| f.causes.first());
                         group_for(&mut groups, cause);
                         let id = cause.map(|c| c.id.as_str()).unwrap_or(UNDIAGNOSED);
-                        if let Some(g) = groups.get_mut(id) {
+                        // One entry per mailbox, however many of its sides were blocked.
+                        if let Some(g) = groups.get_mut(id)
+                            && blocked_ids
+                                .entry(id.to_owned())
+                                .or_default()
+                                .insert(m.id.as_str())
+                        {
                             g.blocked.push(m.label());
                         }
                     }
@@ -211,12 +224,19 @@ impl Report {
                 .cmp(&(a.failed.len() + a.blocked.len()))
                 .then(a.id.cmp(&b.id))
         });
+        // Counts are of mailboxes: a mailbox whose two sides failed for the same cause counts
+        // once, and one that failed counts as failed, not also as blocked.
+        let empty = std::collections::BTreeSet::new();
         let causes = groups
             .iter()
-            .map(|g| CauseCount {
-                id: g.id.clone(),
-                failed: g.failed.len() as u64,
-                blocked: g.blocked.len() as u64,
+            .map(|g| {
+                let failed = failed_ids.get(&g.id).unwrap_or(&empty);
+                let blocked = blocked_ids.get(&g.id).unwrap_or(&empty);
+                CauseCount {
+                    id: g.id.clone(),
+                    failed: failed.len() as u64,
+                    blocked: blocked.difference(failed).count() as u64,
+                }
             })
             .collect();
         let secs = info.duration_ms as f64 / 1000.0;

@@ -308,3 +308,57 @@ fn combined_reports_keep_each_blocked_mailbox_with_its_own_fault() {
     assert_eq!(secret.blocked.len(), 2);
     assert_eq!(secret.failed.len(), 2);
 }
+
+/// A mailbox whose two sides are blocked by one fault, or failed for one cause, counts once.
+#[test]
+fn cause_counts_are_of_mailboxes_not_sides() {
+    let secret = cause("invalid_client_secret", "Create a new secret");
+    let fault = Fault {
+        id: "destination".into(),
+        endpoint: Side::Destination,
+        step: StepName::Token,
+        first_mailbox: "m0@contoso.com".into(),
+        error: "AADSTS7000215".into(),
+        causes: vec![secret.clone()],
+        evidence: Evidence::default(),
+    };
+    let both = |s: &str, status: Status| {
+        let causes = if status == Status::Failed {
+            vec![secret.clone()]
+        } else {
+            vec![]
+        };
+        mailbox(
+            s,
+            vec![
+                step(Side::Source, StepName::Token, status, causes.clone()),
+                step(Side::Destination, StepName::Token, status, causes),
+            ],
+        )
+    };
+    let mut mailboxes = vec![both("m0@contoso.com", Status::Failed)];
+    for i in 1..6 {
+        mailboxes.push(both(&format!("m{i}@contoso.com"), Status::Blocked));
+    }
+    let r = Report::build(
+        RunInfo {
+            project: "p".into(),
+            run_id: "r".into(),
+            started_at_ms: 0,
+            project_items: 6,
+            skipped: 0,
+            selected: 6,
+            cancelled: false,
+            duration_ms: 1,
+        },
+        mailboxes,
+        vec![fault],
+    );
+    let c = r
+        .summary
+        .causes
+        .iter()
+        .find(|c| c.id == "invalid_client_secret")
+        .expect("count");
+    assert_eq!((c.failed, c.blocked), (1, 5), "{:?}", r.summary.causes);
+}
