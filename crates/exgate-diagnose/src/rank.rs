@@ -770,8 +770,13 @@ fn score_entries(cat: &Catalog, f: &Facts<'_>, acc: &mut HashMap<String, Acc>, c
                 .fold(f32::MIN_POSITIVE, f32::max);
             for (k, c) in std::iter::once(&e.cause).chain(&e.differential).enumerate() {
                 let primary = k == 0;
-                let place = (1.0 - PLACE_STEP * k as f32).max(SHARED_FLOOR);
-                let share = place * (1.0 - PRIOR_SPAN + PRIOR_SPAN * prior(c) / top);
+                // The entry's own cause keeps its full points; the others share by place and prior.
+                let share = if primary {
+                    1.0
+                } else {
+                    let place = (1.0 - PLACE_STEP * k as f32).max(SHARED_FLOOR);
+                    place * (1.0 - PRIOR_SPAN + PRIOR_SPAN * prior(c) / top)
+                };
                 let slot = acc.entry(c.clone()).or_default();
                 if primary {
                     slot.add(pts * share, Some(i), lines.clone());
@@ -957,6 +962,27 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
     // A policy that scopes the app out explains an access denied better than a missing role.
     if direct(acc, "application_access_policy_denied") {
         suppress(acc, "missing_application_permission", 0.4);
+    }
+    // A 5xx that carries a specific EWS or Graph error code is that error, not a transient
+    // fault of the server (EWS answers most request errors with 500 and a SOAP fault).
+    const TRANSIENT_CODES: &[&str] = &[
+        "ErrorInternalServerTransientError",
+        "ErrorServerBusy",
+        "ErrorMailboxStoreUnavailable",
+        "ErrorMailboxMoveInProgress",
+        "ErrorConnectionFailed",
+        "ErrorInternalServerError",
+        "ErrorProxyRequestProcessingFailed",
+        "ErrorTimeoutExpired",
+    ];
+    let specific_code =
+        f.p.ews
+            .iter()
+            .map(|e| e.code.as_str())
+            .chain(f.p.graph.iter().map(|g| g.code.as_str()))
+            .any(|c| !TRANSIENT_CODES.contains(&c) && !c.eq_ignore_ascii_case("UnknownError"));
+    if specific_code {
+        suppress(acc, "service_side_transient", 0.5);
     }
     // Throttling signals dominate generic server errors.
     if direct(acc, "throttled") {

@@ -247,3 +247,19 @@ fn never_silent_on_a_failure_and_silent_on_success() {
         assert!(ids(text).is_empty(), "{text}: {:?}", ids(text));
     }
 }
+
+/// EWS answers most request errors with 500 and a SOAP fault: the fault's code decides, not the
+/// status.
+#[test]
+fn a_soap_fault_code_outranks_its_500() {
+    ranks(
+        "GetFolder to https://outlook.office365.com/EWS/Exchange.asmx failed: HTTP 500, SOAP fault ErrorNonExistentMailbox: The SMTP address has no mailbox associated with it.",
+        "mailbox_not_found",
+        &[],
+    );
+    ranks(
+        "HTTP 500, SOAP fault ErrorInternalServerTransientError: An internal server error occurred. Try again later.",
+        "service_side_transient",
+        &[],
+    );
+}
