@@ -619,11 +619,7 @@ impl TokenClient {
                     .await
                     .map_err(|e| AuthError::transport(&url, e))?;
                 let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| exgate_wire::retry_after::parse(v, std::time::SystemTime::now()));
+                let retry_after = retry_after_of(&resp);
                 let body = resp
                     .bytes()
                     .await
@@ -674,11 +670,7 @@ impl TokenClient {
             .await
             .map_err(|e| (AuthError::transport(url, e), None))?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| exgate_wire::retry_after::parse(v, std::time::SystemTime::now()));
+        let retry_after = retry_after_of(&resp);
         let body = resp
             .bytes()
             .await
@@ -690,6 +682,14 @@ impl TokenClient {
         }
         Ok((status, body))
     }
+}
+
+/// The wait a response's `Retry-After` asks for (seconds or an HTTP-date).
+fn retry_after_of(resp: &reqwest::Response) -> Option<Duration> {
+    resp.headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| exgate_wire::retry_after::parse(v, std::time::SystemTime::now()))
 }
 
 fn error_from_response(url: &Url, status: u16, body: &[u8]) -> (AuthError, Option<Duration>) {

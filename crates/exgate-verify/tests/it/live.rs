@@ -485,14 +485,23 @@ destination = "bob@contoso.com"
     emu.shutdown().await;
 }
 
-/// A loopback HTTP/1.1 server that answers every request with the 401 Exchange gives a token it
-/// cannot validate: a Bearer challenge and `x-ms-diagnostics: 2000001`.
-async fn refusing_ews() -> (u16, tokio::task::JoinHandle<()>) {
+/// A loopback HTTP/1.1 server that answers every request with `answer`, counting the requests.
+async fn canned_http_server(
+    answer: &'static str,
+) -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = count.clone();
     let task = tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
+            let counted = counted.clone();
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -521,10 +530,7 @@ async fn refusing_ews() -> (u16, tokio::task::JoinHandle<()>) {
                         continue;
                     }
                     buf.drain(..end + 4 + len);
-                    let answer = "HTTP/1.1 401 Unauthorized\r\n\
-                        WWW-Authenticate: Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@*\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"invalid_token\"\r\n\
-                        x-ms-diagnostics: 2000001;reason=\"The token signature is invalid or the signing key is unknown.\";error_category=\"invalid_token\"\r\n\
-                        Content-Length: 0\r\n\r\n";
+                    counted.fetch_add(1, Ordering::SeqCst);
                     if sock.write_all(answer.as_bytes()).await.is_err() {
                         return;
                     }
@@ -532,8 +538,15 @@ async fn refusing_ews() -> (u16, tokio::task::JoinHandle<()>) {
             });
         }
     });
-    (port, task)
+    (port, count, task)
 }
+
+/// The 401 Exchange gives a token it cannot validate: a Bearer challenge and
+/// `x-ms-diagnostics: 2000001`.
+const REFUSED_TOKEN: &str = "HTTP/1.1 401 Unauthorized\r\n\
+    WWW-Authenticate: Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@*\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.microsoftonline.com/common/oauth2/authorize\", error=\"invalid_token\"\r\n\
+    x-ms-diagnostics: 2000001;reason=\"The token signature is invalid or the signing key is unknown.\";error_category=\"invalid_token\"\r\n\
+    Content-Length: 0\r\n\r\n";
 
 /// An EWS 401 with `x-ms-diagnostics: 2000001` reaches the report as a named cause, with the
 /// server's diagnostics among its evidence.
@@ -542,7 +555,7 @@ async fn ews_401_with_diagnostics_2000001_is_named() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let emu = support::start_emulator(support::TWO_TENANTS).await;
     let base = emu.base_url();
-    let (port, server) = refusing_ews().await;
+    let (port, _count, server) = canned_http_server(REFUSED_TOKEN).await;
     let text = format!(
         r#"name = "2000001"
 [source]
@@ -707,67 +720,13 @@ async fn delegated_refresh_keeps_the_rotated_token_across_runs() {
     emu.shutdown().await;
 }
 
-/// A loopback HTTP/1.1 server that answers every request with `503 Service Unavailable` (no
-/// `Retry-After`), counting the requests.
-async fn unavailable_token_endpoint() -> (
-    u16,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    tokio::task::JoinHandle<()>,
-) {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let count = std::sync::Arc::new(AtomicUsize::new(0));
-    let counted = count.clone();
-    let task = tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    let Ok(n) = sock.read(&mut chunk).await else {
-                        return;
-                    };
-                    if n == 0 {
-                        return;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    let Some(end) = text.find("\r\n\r\n") else {
-                        continue;
-                    };
-                    let len = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if buf.len() < end + 4 + len {
-                        continue;
-                    }
-                    buf.drain(..end + 4 + len);
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let answer = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n";
-                    if sock.write_all(answer.as_bytes()).await.is_err() {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    (port, count, task)
-}
-
 /// A token endpoint that always answers 503 is one endpoint fault, found within a small budget
 /// of token requests: the mailboxes do not each retry it.
 #[tokio::test]
 async fn a_dead_token_endpoint_is_one_fault_within_a_budget() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let (port, count, server) = unavailable_token_endpoint().await;
+    let (port, count, server) =
+        canned_http_server("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n").await;
     let graph = format!("http://127.0.0.1:{}/v1.0", closed_port());
     let mut text = format!(
         r#"name = "dead token endpoint"
