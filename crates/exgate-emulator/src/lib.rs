@@ -20,6 +20,7 @@
 
 pub mod entra;
 pub mod exchange;
+pub mod faults;
 mod idle;
 pub mod scenario;
 pub mod tls;
@@ -220,6 +221,7 @@ impl Emulator {
             .map(|d| d.as_secs().max(1))
             .unwrap_or(3599);
         let exchange = exchange::plane(&mut scenario, &key, &base_url, options.tls)?;
+        let injected = std::mem::take(&mut scenario.faults);
         let shared = Arc::new(entra::Shared::new(
             scenario,
             key,
@@ -261,7 +263,7 @@ impl Emulator {
             ),
             _ => None,
         };
-        let app = build_router(shared.clone(), exchange_router);
+        let app = build_router(shared.clone(), exchange_router, injected);
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, tls, app, options.limits, stop_rx));
         tracing::info!(%base_url, "emulator listening");
@@ -448,6 +450,7 @@ pub fn router(mut scenario: Scenario, authority: &str, tls: bool) -> Result<Rout
     let key = SigningKey::shared()?;
     let authority = authority.trim_end_matches('/');
     let exchange = exchange::plane(&mut scenario, &key, authority, tls)?;
+    let injected = std::mem::take(&mut scenario.faults);
     let lifetime = scenario
         .settings
         .token_lifetime
@@ -460,15 +463,27 @@ pub fn router(mut scenario: Scenario, authority: &str, tls: bool) -> Result<Rout
         authority.to_string(),
         lifetime,
     ));
-    Ok(build_router(shared, exchange.map(|(r, _)| r)))
+    Ok(build_router(shared, exchange.map(|(r, _)| r), injected))
 }
 
 /// Merges the planes: Entra ID always, Exchange when the scenario has one.
-fn build_router(shared: Arc<entra::Shared>, exchange: Option<Router>) -> Router {
+fn build_router(
+    shared: Arc<entra::Shared>,
+    exchange: Option<Router>,
+    injected: Vec<faults::Fault>,
+) -> Router {
     let router = Router::new().merge(entra::router(shared));
-    match exchange {
+    let router = match exchange {
         Some(e) => router.merge(e),
         None => router,
+    };
+    if injected.is_empty() {
+        router
+    } else {
+        router.layer(axum::middleware::from_fn_with_state(
+            Arc::new(injected),
+            faults::layer,
+        ))
     }
 }
 
@@ -526,7 +541,18 @@ async fn serve(
                         req.extensions_mut().insert(connection);
                         async move {
                             use tower::ServiceExt as _;
-                            app.oneshot(req).await
+                            let resp = match app.oneshot(req).await {
+                                Ok(r) => r,
+                                Err(never) => match never {},
+                            };
+                            // An injected reset: drop the connection instead of answering.
+                            if resp.extensions().get::<faults::InjectedReset>().is_some() {
+                                return Err(std::io::Error::new(
+                                    std::io::ErrorKind::ConnectionReset,
+                                    "injected reset",
+                                ));
+                            }
+                            Ok(resp)
                         }
                     });
                     let _permit = permit;

@@ -132,6 +132,8 @@ pub struct Scenario {
     /// The `[exchange]` section (mailboxes, on-premises servers, ...), validated against the
     /// tenants; served by the Exchange plane (`exgate-emulator-exchange`).
     pub exchange: Option<toml::Table>,
+    /// Injected faults and latency (`[[faults]]`), for tests of retries, budgets and timeouts.
+    pub faults: Vec<crate::faults::Fault>,
 }
 
 /// Global settings of a scenario (`[settings]`).
@@ -463,6 +465,8 @@ struct RawScenario {
     #[serde(default)]
     applications: Vec<RawApplication>,
     exchange: Option<Spanned<toml::Table>>,
+    #[serde(default)]
+    faults: Vec<Spanned<crate::faults::RawFault>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -1177,6 +1181,13 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         }
     };
 
+    let mut faults = Vec::new();
+    for f in &raw.faults {
+        faults.push(crate::faults::Fault::from_raw(f.get_ref()).map_err(
+            |(field, message, fix)| ctx.err_at(f.span(), Some(field), message, Some(fix)),
+        )?);
+    }
+
     Ok(Scenario {
         origin: ctx.origin.to_path_buf(),
         settings,
@@ -1184,6 +1195,7 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         tenants,
         applications,
         exchange,
+        faults,
     })
 }
 
