@@ -38,3 +38,60 @@ source = "alice@contoso.com"
         .collect();
     assert_eq!(files, ["p.toml"], "files left behind: {files:?}");
 }
+
+/// The emulator example of `exgate verify --help` runs as written: the emulator on the port the
+/// example names, then the example project, every mailbox reachable.
+#[test]
+fn the_emulator_example_runs_as_written() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("emulator-ca.pem");
+    let state = dir.path().join("state.json");
+    let mut emulator = std::process::Command::new(assert_cmd::cargo::cargo_bin("exgate"))
+        .current_dir(root)
+        .args(["emulator", "--scenario", "scenarios/demo.toml", "--tls"])
+        .args(["--listen", "127.0.0.1:8443", "--ca-out"])
+        .arg(&ca)
+        .arg("--state-file")
+        .arg(&state)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !state.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the emulator did not start on 127.0.0.1:8443"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The state database goes to the temporary directory, so the example directory stays clean.
+    let out = Command::cargo_bin("exgate")
+        .unwrap()
+        .current_dir(root)
+        .args(["verify", "examples/projects/emulator.toml", "--ca-cert"])
+        .arg(&ca)
+        .arg("--database")
+        .arg(format!(
+            "sqlite://{}",
+            dir.path().join("state.sqlite").display()
+        ))
+        .output()
+        .unwrap();
+    let _ = emulator.kill();
+    let _ = emulator.wait();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Every verified mailbox is reachable"),
+        "{stdout}"
+    );
+}

@@ -28,7 +28,9 @@ Examples:
       --database postgres://exgate@db.example.com/exgate > report.json
   A project without [destination] checks its source mailboxes alone (archivers, scanners):
     exgate verify examples/projects/archiver.toml
-  Against the emulator (trust its CA):
+  Against the emulator (start it on the port the example names, then trust its CA):
+    exgate emulator --scenario scenarios/demo.toml --tls --listen 127.0.0.1:8443 \\
+      --ca-out /tmp/emulator-ca.pem &
     exgate verify examples/projects/emulator.toml --ca-cert /tmp/emulator-ca.pem
 
 A re-run verifies only the mailboxes that failed, were blocked, changed or were never verified;
