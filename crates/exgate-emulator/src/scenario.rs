@@ -1168,6 +1168,23 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         Some(section) => {
             let span = section.span();
             let table = section.into_inner();
+            // A section that does not fit the schema is read again straight from the file, so
+            // the error points at the file's own line and column, not at a copy of the section.
+            #[derive(Deserialize)]
+            struct ExchangeOnly {
+                #[allow(dead_code)]
+                exchange: exgate_emulator_exchange::ExchangeConfig,
+            }
+            if let Err(e) = toml::from_str::<ExchangeOnly>(ctx.src) {
+                let at = e.span().unwrap_or_else(|| span.clone());
+                let field = field_at(ctx.src, at.start).unwrap_or_else(|| "exchange".to_owned());
+                return Err(ctx.err_at(
+                    at,
+                    Some(&field),
+                    e.message().trim().to_string(),
+                    Some("see docs/exchange-emulator.md for the [exchange] keys"),
+                ));
+            }
             if let Err(e) = crate::exchange::config(&table, &tenants) {
                 let (field, message) = match e {
                     exgate_emulator_exchange::ConfigError::Parse(m) => ("exchange".to_string(), m),
@@ -1196,6 +1213,27 @@ fn resolve(ctx: &Ctx<'_>, raw: RawScenario) -> Result<Scenario, ScenarioError> {
         applications,
         exchange,
         faults,
+    })
+}
+
+/// The dotted table path and key of the `key = value` line holding byte `offset` of `src`
+/// (`exchange.mailboxes.adress`), from the nearest table header above it.
+fn field_at(src: &str, offset: usize) -> Option<String> {
+    let before = src.get(..offset)?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = src.get(line_start..)?.lines().next()?;
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))?;
+    let table = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(['[', ']']).trim().to_owned());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_owned(),
     })
 }
 

@@ -75,3 +75,15 @@ fn certificate_file_is_resolved_relative_to_the_scenario() {
     assert_eq!(err.line(), Some(10), "{err}");
     assert!(err.to_string().contains("missing.pem"), "{err}");
 }
+
+/// A typo inside `[exchange]` is reported at its own line of the file, with its table and key.
+#[test]
+fn an_exchange_typo_names_its_line_and_key() {
+    let src = "[[tenants]]\nname = \"contoso\"\nid = \"11111111-2222-3333-4444-555555555555\"\ndomains = [\"contoso.com\"]\n\n[exchange]\n\n[[exchange.mailboxes]]\naddress = \"alice@contoso.com\"\n\n[[exchange.mailboxes]]\nadress = \"bob@contoso.com\"\n";
+    let err =
+        exgate_emulator::Scenario::from_toml_str(src, std::path::Path::new("s.toml")).unwrap_err();
+    assert_eq!(err.line(), Some(12), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("exchange.mailboxes.adress"), "{text}");
+    assert!(text.contains("unknown field `adress`"), "{text}");
+}
