@@ -36,6 +36,7 @@ mod flows;
 mod hma;
 mod loopback;
 mod provider;
+mod signin;
 mod store;
 mod token;
 
@@ -62,6 +63,9 @@ pub use flows::{
 pub use hma::{Challenge, HmaChallenge, on_prem_request, parse_www_authenticate, probe};
 pub use loopback::{RedirectListener, RedirectParams};
 pub use provider::{Credential, ProviderConfig, TokenProvider, TokenSource, is_guid};
+pub use signin::{
+    AFTER_PASSWORD_CODES, CHECK_APP_CODES, SIGNIN_CHECK_CLIENT_ID, SigninCheck, signin_check,
+};
 pub use store::{
     KEYRING_SERVICE, Keyring, STORE_KEY_ENV, StoreKey, StoredToken, TokenStore,
     write_atomic_private,

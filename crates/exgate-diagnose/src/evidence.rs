@@ -110,6 +110,9 @@ pub struct Attempt {
     pub scope: Option<String>,
     /// The tenant id or domain used.
     pub tenant: Option<String>,
+    /// Whether Entra ID accepted the same user name and password when asked directly (the
+    /// sign-in check after a password refusal); `None` when not asked.
+    pub password_accepted: Option<bool>,
 }
 
 /// One HTTP header.

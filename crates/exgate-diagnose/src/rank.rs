@@ -81,6 +81,9 @@ use exgate_wire::ids::{MSA_TENANT_ID, is_guid};
 /// Below this score for every cause, a failure counts as unexplained and the catch-alls apply.
 const CATCH_ALL_BELOW: f32 = 1.0;
 
+/// AADSTS codes of a second factor or its registration being required.
+const MFA_CODES: &[u32] = &[50072, 50074, 50076, 50079, 50158];
+
 /// The most causes a diagnosis lists.
 const MAX_CAUSES: usize = 5;
 
@@ -517,7 +520,11 @@ fn eval(m: &Matcher, f: &Facts<'_>) -> Option<(f32, Vec<String>)> {
 }
 
 fn entry_applies(e: &Entry, f: &Facts<'_>) -> bool {
-    (e.protocols.is_empty() || f.protocol.is_none_or(|p| e.protocols.contains(&p)))
+    // Entra ID's own answer in the evidence (a sign-in made alongside the failed call) lets the
+    // token endpoint's signatures read it, whatever the call's protocol.
+    (e.protocols.is_empty()
+        || f.protocol.is_none_or(|p| e.protocols.contains(&p))
+        || (e.protocols.contains(&Protocol::TokenEndpoint) && !f.p.entra.is_empty()))
         && (e.environments.is_empty()
             || f.ev
                 .attempt
@@ -958,6 +965,39 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
             ],
             );
         suppress(acc, "smtp_auth_not_attempted", 0.3);
+    }
+    // Entra ID accepted the same password: the mail server refused it for another reason, so
+    // the account's own causes are out and the server's switches are in.
+    if f.ev.attempt.password_accepted == Some(true) {
+        for c in [
+            "wrong_credentials",
+            "account_locked",
+            "account_disabled",
+            "password_expired",
+            "user_not_found",
+        ] {
+            suppress(acc, c, 0.0);
+        }
+        // A second factor asked after the password explains the refusal (a password-only client
+        // cannot answer it); when the protocol's Basic is off too, the challenge says so.
+        let mfa = f.p.aadsts.iter().any(|c| MFA_CODES.contains(c));
+        if !mfa {
+            suppress(acc, "mfa_required", 0.0);
+        }
+        if !mfa {
+            let switch = if f.protocol == Some(Protocol::Smtp) {
+                "smtp_auth_disabled"
+            } else {
+                "basic_auth_disabled"
+            };
+            let why = || vec!["Entra ID accepted the same user name and password".to_owned()];
+            acc.entry(switch.into()).or_default().add(4.0, None, why());
+            if switch == "smtp_auth_disabled" {
+                acc.entry("basic_auth_disabled".into())
+                    .or_default()
+                    .add(3.0, None, why());
+            }
+        }
     }
     // A policy that scopes the app out explains an access denied better than a missing role.
     if direct(acc, "application_access_policy_denied") {

@@ -75,11 +75,9 @@ pub enum LiveError {
 /// The resource Graph tokens are requested for.
 const GRAPH_RESOURCE: &str = "https://graph.microsoft.com";
 
-/// The public client used for the sign-in check of a Basic failure: Microsoft's Azure CLI, which
-/// exists in every tenant and may sign users in with a password. Entra ID's answer (AADSTS50126
-/// wrong password, 50076 MFA required, 50053 locked, ...) tells apart what a bare 401 from Exchange
-/// cannot.
-pub const SIGNIN_CHECK_CLIENT_ID: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+/// The public client used for the sign-in check of a Basic failure (see
+/// [`exgate_auth::signin_check`]).
+pub use exgate_auth::SIGNIN_CHECK_CLIENT_ID;
 
 struct SideLive {
     provider: Option<TokenProvider>,
@@ -335,13 +333,7 @@ impl LiveProber {
     }
 }
 
-/// What Entra ID said to a password sign-in with the credentials Exchange refused.
-enum SigninCheck {
-    /// The password works: Exchange refused Basic for another reason.
-    Accepted,
-    /// Entra ID refused the sign-in, and said why.
-    Refused(Box<exgate_wire::entra::EntraError>),
-}
+use exgate_auth::SigninCheck;
 
 impl LiveProber {
     /// After Exchange Online answers 401 to Basic credentials, asks Entra ID to sign the same
@@ -365,38 +357,22 @@ impl LiveProber {
             ) => (username.clone(), secret(password)),
             _ => return None,
         };
-        let tenant = match &target.endpoint.tenant {
-            Some(t) => t.clone(),
-            None => username.rsplit_once('@')?.1.to_owned(),
-        };
         let host = target
             .endpoint
             .authority_host
             .as_deref()
             .unwrap_or(PUBLIC_CLOUD_HOST);
-        let authority = Authority::new(host, &tenant, EndpointVersion::V2).ok()?;
-        let mut config = ProviderConfig::new(
-            authority,
-            SIGNIN_CHECK_CLIENT_ID.to_owned(),
-            Credential::Password {
-                client: ClientAuth::Public,
-                username,
-                password,
+        exgate_auth::signin_check(
+            host,
+            target.endpoint.tenant.as_deref(),
+            &username,
+            &password,
+            HttpOptions {
+                extra_root_ca_pem: self.extra_root_pem.clone(),
+                timeout: self.timeout,
             },
-        );
-        config.http = HttpOptions {
-            extra_root_ca_pem: self.extra_root_pem.clone(),
-            timeout: self.timeout,
-        };
-        config.retry.max_attempts = 1;
-        let provider = TokenProvider::new(config).ok()?;
-        let request =
-            TokenRequest::scopes(["https://outlook.office365.com/EWS.AccessAsUser.All".to_owned()]);
-        match provider.token(&request).await {
-            Ok(_) => Some(SigninCheck::Accepted),
-            Err(AuthError::Entra { body, .. }) => Some(SigninCheck::Refused(body)),
-            Err(_) => None,
-        }
+        )
+        .await
     }
 }
 
@@ -505,15 +481,13 @@ fn mail_failure_with(
     }
     let mut signin_fact = None;
     if let Some(check) = signin {
-        signin_fact = Some(match check {
-            SigninCheck::Accepted => "password accepted by Entra ID".to_owned(),
-            SigninCheck::Refused(e) => {
-                let codes: Vec<String> =
-                    e.error_codes.iter().map(|c| format!("AADSTS{c}")).collect();
-                d = d.with_entra_error(*e);
-                format!("refused by Entra ID: {}", codes.join(", "))
-            }
-        });
+        signin_fact = Some(check.summary());
+        if check.password_accepted() {
+            d.attempt.password_accepted = Some(true);
+        }
+        if let Some(e) = check.evidence() {
+            d = d.with_entra_error(e.clone());
+        }
     }
     let causes = convert_causes(exgate_diagnose::diagnose(&d));
     let mut headers = BTreeMap::new();

@@ -96,6 +96,10 @@ app = "Scanner"
 resource = "https://outlook.office365.com"
 roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
 
+[[tenants.users]]
+upn = "alice@contoso.com"
+password = "Alice-Pass-1"
+
 [[tenants]]
 name = "fabrikam"
 id = "22222222-3333-4444-5555-666666666666"
@@ -125,6 +129,19 @@ multi_tenant = true
 [[applications.secrets]]
 value = "scanner-secret~1"
 expires = "2099-01-01"
+
+# Microsoft's Azure CLI: the sign-in check's public client, present in every tenant (not
+# consented here: Entra ID answers AADSTS65001 once the password is verified).
+[[applications]]
+client_id = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+name = "Microsoft Azure CLI"
+home_tenant = "contoso"
+multi_tenant = true
+public_client = true
+
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+scopes = ["EWS.AccessAsUser.All"]
 
 [exchange]
 
@@ -507,4 +524,67 @@ fn a_certificate_and_its_key_file() {
         let help = exgate().args(["smtp", "check", "--help"]).output().unwrap();
         assert!(String::from_utf8_lossy(&help.stdout).contains("--key"));
     }
+}
+
+#[test]
+fn a_refused_password_is_told_apart_by_the_sign_in_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, base, _smtp, imap) = start_emulator_with_imap(dir.path());
+    let run = |password: &str, json: bool| {
+        let mut cmd = exgate();
+        cmd.current_dir(dir.path()).env("IMAP_PW", password).args([
+            "imap",
+            "check",
+            "--user",
+            "alice@contoso.com",
+            "--password-env",
+            "IMAP_PW",
+            "--host",
+            "localhost",
+            "--connect",
+            &imap,
+            "--authority-host",
+            &base,
+            "--ca-cert",
+            "ca.pem",
+        ]);
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    // The right password; Basic is off for IMAP in Exchange Online.
+    let (stdout, v) = json_output(&run("Alice-Pass-1", true), 1);
+    assert_eq!(v["causes"][0]["id"], "basic_auth_disabled", "{stdout}");
+    for out in ["wrong_credentials", "mfa_required", "consent_required"] {
+        assert!(
+            v["causes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["id"] != out),
+            "{out}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("Entra ID accepted the same user name and password"));
+    assert!(!stdout.contains("Alice-Pass-1"));
+    let human = run("Alice-Pass-1", false);
+    let stderr = String::from_utf8_lossy(&human.stderr);
+    assert!(
+        stderr.contains("sign-in check: Entra ID verified the same user name and password"),
+        "{stderr}"
+    );
+    // A wrong password: Entra ID says AADSTS50126.
+    let (stdout, v) = json_output(&run("CANARY-wrong-pw", true), 1);
+    assert_eq!(v["causes"][0]["id"], "wrong_credentials", "{stdout}");
+    assert!(stdout.contains("50126"), "{stdout}");
+    assert!(!stdout.contains("CANARY"));
+    let human = run("CANARY-wrong-pw", false);
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&human.stdout),
+        String::from_utf8_lossy(&human.stderr)
+    );
+    assert!(all.contains("refused it: AADSTS50126"), "{all}");
+    assert!(!all.contains("CANARY"));
 }

@@ -168,6 +168,30 @@ pub(crate) struct Attempted<'a> {
     pub protocol: exgate_diagnose::Protocol,
     /// How the check signed in.
     pub auth: &'a SaslAuth,
+    /// Entra ID's answer to the same user name and password, after a password refusal.
+    pub signin: Option<exgate_auth::SigninCheck>,
+}
+
+impl CheckArgs {
+    /// After the server refused a password: asks Entra ID to sign the same account in with the
+    /// same password ([`exgate_auth::signin_check`]), at `--authority-host` (or the public
+    /// cloud) for `--tenant` (or the user's domain). `None` for tokens, and when the check could
+    /// not be made.
+    pub(crate) async fn signin_check(&self, auth: &SaslAuth) -> Option<exgate_auth::SigninCheck> {
+        let SaslAuth::Login { user, password } = auth else {
+            return None;
+        };
+        let host = self
+            .token
+            .authority_host
+            .clone()
+            .unwrap_or_else(|| exgate_auth::PUBLIC_CLOUD_HOST.to_owned());
+        let http = exgate_auth::HttpOptions {
+            extra_root_ca_pem: self.ca_pem().ok().flatten(),
+            timeout: self.step_timeout(),
+        };
+        exgate_auth::signin_check(&host, self.token.tenant.as_deref(), user, password, http).await
+    }
 }
 
 /// The evidence of a refusal: the server's answer, and what the check itself sent.
@@ -196,6 +220,14 @@ fn refusal_evidence(text: &str, attempted: Option<&Attempted<'_>>) -> exgate_dia
                 ev.with_auth(AuthMode::Basic).with_mailbox(user.clone())
             }
         };
+        if let Some(check) = &a.signin {
+            if check.password_accepted() {
+                ev.attempt.password_accepted = Some(true);
+            }
+            if let Some(e) = check.evidence() {
+                ev = ev.with_entra_error(e.clone());
+            }
+        }
     }
     ev.at(super::explain::now_secs())
 }
@@ -232,6 +264,9 @@ pub(crate) fn report_refusal<T: serde::Serialize>(
     print_steps: fn(&T),
 ) -> std::process::ExitCode {
     let diagnosis = exgate_diagnose::diagnose(&refusal_evidence(text, attempted));
+    if !json && let Some(check) = attempted.and_then(|a| a.signin.as_ref()) {
+        eprintln!("sign-in check: {}", check.summary());
+    }
     print_refusal(step, text, &diagnosis, transcript, json, print_steps)
 }
 
