@@ -34,6 +34,8 @@ Examples:
     exgate explain error.txt
   Acquire a token with the Azure SDK variables and summarise it (never prints it):
     exgate token get
+  Check Hybrid Modern Authentication readiness from collected cmdlet output:
+    exgate hma check --cmdlets exgate-hma.txt
 
 Exit codes: 0 success, 1 the command ran and found failures, 2 could not run.
 Set NO_COLOR=1 to turn off colour.";
@@ -65,6 +67,9 @@ enum Command {
     Explain(cmd::explain::Args),
     /// Remove secrets from a HAR file or a raw capture before sharing it.
     Redact(cmd::redact::Args),
+    /// Check Hybrid Modern Authentication readiness of on-premises Exchange.
+    #[command(subcommand)]
+    Hma(cmd::hma::Command),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +101,7 @@ fn main() -> ExitCode {
             Command::Smtp(command) => cmd::smtp::run(command).await,
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Redact(args) => cmd::redact::run(args).await,
+            Command::Hma(command) => cmd::hma::run(command).await,
         }
     });
     match result {

@@ -1,0 +1,178 @@
+//! `exgate hma`: Hybrid Modern Authentication readiness of on-premises Exchange, from the output
+//! of the cmdlets Microsoft's HMA guide runs (`check`), and the script that collects it
+//! (`collect-script`).
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use exgate_hma::{Report, Severity, Status};
+
+use crate::exit;
+
+const EXAMPLES: &str = "\
+Examples:
+  Collect the cmdlets' output on an Exchange server, then check it:
+    exgate hma collect-script > exgate-hma-collect.ps1
+    exgate hma check --cmdlets exgate-hma.txt
+  Several pastes, a directory of them, JSON:
+    exgate hma check --cmdlets vdirs.txt spns.txt evidence/ --json
+
+Files are recognised by what they contain (prompts, property names), in UTF-8 or UTF-16 with a
+byte order mark, any line ends; `fl` and `ft` layouts, wrapped values and several servers per
+output are read. Text that is not the output of a cmdlet exgate reads is listed, not guessed at.
+Exit codes: 0 ready (every check ran and passed), 1 not ready (errors, or checks that could not
+run for lack of output), 2 could not run (no readable input).";
+
+/// Hybrid Modern Authentication readiness of on-premises Exchange.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum Command {
+    /// Check HMA readiness from the output of the Exchange and Graph cmdlets.
+    Check(Args),
+    /// Print the PowerShell script that collects what `check` reads.
+    CollectScript,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLES)]
+pub(crate) struct Args {
+    /// Files or directories of pasted or redirected cmdlet output.
+    #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
+    cmdlets: Vec<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::CollectScript => {
+            print!("{}", exgate_hma::COLLECT_SCRIPT);
+            Ok(exit::ok())
+        }
+        Command::Check(args) => check(&args),
+    }
+}
+
+/// Every file of `paths` (a directory's files, sorted), with its bytes.
+fn inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("cannot list {}", p.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.is_file())
+                .collect();
+            files.sort();
+            for f in files {
+                out.push(read(&f)?);
+            }
+        } else {
+            out.push(read(p)?);
+        }
+    }
+    Ok(out)
+}
+
+fn read(p: &Path) -> anyhow::Result<(String, Vec<u8>)> {
+    let bytes = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
+    Ok((p.display().to_string(), bytes))
+}
+
+fn check(args: &Args) -> anyhow::Result<ExitCode> {
+    let files = inputs(&args.cmdlets)?;
+    if files.is_empty() {
+        anyhow::bail!(
+            "no files in {}",
+            args.cmdlets
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let org = exgate_hma::read_files(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    let report = exgate_hma::check_now(&org);
+    if report
+        .checks
+        .iter()
+        .all(|c| matches!(c.status, Status::NotRun(_)))
+    {
+        eprintln!("error: none of the given text is output of a cmdlet exgate reads");
+        for u in report.unrecognised.iter().take(10) {
+            eprintln!("  not read: {u}");
+        }
+        eprintln!(
+            "  fix: run the script of `exgate hma collect-script` on an Exchange server and pass its file"
+        );
+        return Ok(exit::could_not_run());
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_text(&report);
+    }
+    Ok(if report.ready {
+        exit::ok()
+    } else {
+        exit::found_failures()
+    })
+}
+
+fn print_text(r: &Report) {
+    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
+    let not_run = r
+        .checks
+        .iter()
+        .filter(|c| matches!(c.status, Status::NotRun(_)))
+        .count();
+    println!(
+        "Hybrid Modern Authentication readiness: {} ({} errors, {} warnings, {} checks not run)",
+        if r.ready { "READY" } else { "NOT READY" },
+        count(Severity::Error),
+        count(Severity::Warning),
+        not_run
+    );
+    let catalog = exgate_diagnose::builtin_catalog().ok();
+    for c in &r.checks {
+        let mark = match &c.status {
+            Status::Pass => "PASS",
+            Status::Fail => "FAIL",
+            Status::Warning => "WARN",
+            Status::NotRun(_) => "SKIP",
+        };
+        println!("\n[{mark}] {}", c.title);
+        if let Status::NotRun(why) = &c.status {
+            println!("       not run: {why}");
+        }
+        for f in &c.findings {
+            let title = catalog
+                .and_then(|cat| cat.cause(&f.id))
+                .map_or(String::new(), |d| format!(": {}", d.title));
+            let sev = match f.severity {
+                Severity::Error => "error",
+                Severity::Warning => "warning",
+                Severity::Info => "info",
+            };
+            println!("       {sev} {} ({}{title})", f.subject, f.id);
+            for e in &f.evidence {
+                println!("         read: {e}");
+            }
+            println!("         fix:  {}", f.fix);
+        }
+        for p in &c.passed {
+            println!("       ok {p}");
+        }
+    }
+    if !r.unrecognised.is_empty() {
+        println!("\nNot read ({}):", r.unrecognised.len());
+        for u in r.unrecognised.iter().take(20) {
+            println!("  {u}");
+        }
+        if r.unrecognised.len() > 20 {
+            println!("  ... and {} more", r.unrecognised.len() - 20);
+        }
+    }
+}
