@@ -227,7 +227,7 @@ fn challenges(st: &Inner, site: Site, vdir: Vdir, o: ChallengeOpts) -> Vec<Heade
             let vd = vdir_of(&s.cfg, vdir);
             let mut out = Vec::new();
             let oauth = ServerConfig::allows(vd, AuthMethod::Oauth);
-            if oauth || o.bearer_without_uri {
+            if (oauth || o.bearer_without_uri) && !s.cfg.strip_bearer_challenge {
                 let uri = if s.cfg.hma && oauth && !o.bearer_without_uri {
                     format!(", authorization_uri=\"{ONPREM_AUTHZ_URI}\"")
                 } else {
@@ -371,9 +371,18 @@ pub(crate) fn authenticate(
                     Some(oauth_not_available(&s.host)),
                 ))
             }
+            Some(s) if s.cfg.hma && !s.cfg.client_profile_enabled => {
+                Err(unauthorized(PLAIN, Some(oauth_not_available(&s.host))))
+            }
             _ => Err(unauthorized(PLAIN, None)),
         },
         Credentials::Bearer(token) => {
+            if let Some(s) = onprem
+                && s.cfg.hma
+                && !s.cfg.client_profile_enabled
+            {
+                return Err(unauthorized(TOKEN_ERR, Some(oauth_not_available(&s.host))));
+            }
             if let Some(s) = onprem
                 && (!s.cfg.hma || !ServerConfig::allows(vdir_of(&s.cfg, vdir), AuthMethod::Oauth))
             {

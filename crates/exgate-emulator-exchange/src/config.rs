@@ -392,6 +392,15 @@ pub struct ServerConfig {
     /// TLS is terminated in front of Exchange: the server sees `http://`.
     #[serde(default)]
     pub tls_offload: bool,
+    /// `OAuth2ClientProfileEnabled` of the organisation. Off: the empty-Bearer answer carries the
+    /// whole Bearer challenge and `x-ms-diagnostics: 4000000;reason="Flighting is not enabled
+    /// for domain ..."` (the answer quoted in Microsoft's HMA troubleshooting).
+    #[serde(default = "yes")]
+    pub client_profile_enabled: bool,
+    /// A device in front of Exchange removes the `WWW-Authenticate: Bearer` challenge from its
+    /// 401s (the other schemes pass).
+    #[serde(default)]
+    pub strip_bearer_challenge: bool,
     /// Service principal names registered for this server on the Exchange principal in Entra ID
     /// (read by the identity side; not checked here).
     #[serde(default)]

@@ -23,7 +23,7 @@ pub enum Severity {
 /// One thing found wrong (or worth knowing).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Cause id (the diagnosis catalog's, `shared/causes.md`).
+    /// Cause id (a cause of the diagnosis catalog, `catalog/causes.toml`).
     pub id: String,
     /// Severity.
     pub severity: Severity,
@@ -152,9 +152,21 @@ fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// Runs every check over `org`, at `now` (certificate expiry).
+/// Runs every check over `org`, at `now` (certificate expiry); the live probe is reported as not
+/// run.
 pub fn check(org: &Org, now: time::PrimitiveDateTime) -> Report {
-    let checks = vec![
+    check_all(org, None, now)
+}
+
+/// Runs every check over `org` and, when given, the live probe's answers. `ready` needs every
+/// cmdlet check to have run and passed, and the probe, when it ran, to have passed: the probe
+/// adds proof, its absence does not remove any.
+pub fn check_all(
+    org: &Org,
+    probes: Option<&[crate::probe::ProbeAnswer]>,
+    now: time::PrimitiveDateTime,
+) -> Report {
+    let mut checks = vec![
         versions(org),
         spns(org),
         vdir_oauth(org),
@@ -165,10 +177,21 @@ pub fn check(org: &Org, now: time::PrimitiveDateTime) -> Report {
         auth_certificate(org, now),
         oauth_test(org),
     ];
+    let probe = match probes {
+        Some(answers) => crate::probe::check_probes(answers, org),
+        None => Builder::new(
+            "live_probe",
+            "Every virtual directory answers an empty Bearer with a complete Bearer challenge",
+        )
+        .not_run("no --url namespace given"),
+    };
+    let probe_ran = probes.is_some();
+    checks.push(probe);
     let mut findings: Vec<Finding> = checks.iter().flat_map(|c| c.findings.clone()).collect();
     findings.sort_by_key(|f| f.severity);
     let ready = checks
         .iter()
+        .filter(|c| probe_ran || c.name != "live_probe")
         .all(|c| matches!(c.status, Status::Pass | Status::Warning))
         && !findings.iter().any(|f| f.severity == Severity::Error);
     Report {

@@ -7,24 +7,33 @@
 //! the whole organisation. Every finding carries a cause id of the diagnosis catalog, the line it
 //! was read from, and the cmdlet that fixes it.
 //!
+//! [`probe`] asks each virtual directory of the namespaces given with an empty `Bearer` (the
+//! only module that does I/O) and reads the challenges.
+//!
 //! The collection script ([`COLLECT_SCRIPT`]) runs every cmdlet the checks read and writes one
 //! file in the layout this crate reads.
 
 pub mod checks;
 pub mod layout;
 pub mod model;
+pub mod probe;
 pub mod text;
 
-pub use checks::{Check, Finding, Report, Severity, Status, check};
+pub use checks::{Check, Finding, Report, Severity, Status, check, check_all};
 pub use model::Org;
 
 /// The PowerShell script `exgate hma collect-script` prints.
 pub const COLLECT_SCRIPT: &str = include_str!("collect.ps1");
 
-/// Runs every check over `org` now (certificate expiry is judged against the clock, in UTC).
-pub fn check_now(org: &Org) -> Report {
+/// Runs every check over `org` and the probe's answers now (certificate expiry is judged
+/// against the clock, in UTC).
+pub fn check_now(org: &Org, probes: Option<&[probe::ProbeAnswer]>) -> Report {
     let now = time::OffsetDateTime::now_utc();
-    check(org, time::PrimitiveDateTime::new(now.date(), now.time()))
+    check_all(
+        org,
+        probes,
+        time::PrimitiveDateTime::new(now.date(), now.time()),
+    )
 }
 
 /// Reads every file's bytes (name, bytes) into one organisation.

@@ -696,8 +696,12 @@ impl Store {
     /// The history of one line item, oldest run first, with every step.
     pub async fn history(&self, project: &str, item_id: &str) -> Result<Vec<ItemRun>> {
         let runs = sqlx::query(
-            "SELECT run_id, status, ms, finished_at FROM item_runs \
-             WHERE project = $1 AND item_id = $2 ORDER BY finished_at, run_id",
+            // In the order the runs started (never the same millisecond, see `begin_run`): two
+            // runs can record an item in the same millisecond.
+            "SELECT i.run_id, i.status, i.ms, i.finished_at FROM item_runs i \
+             LEFT JOIN verify_runs r ON r.id = i.run_id \
+             WHERE i.project = $1 AND i.item_id = $2 \
+             ORDER BY COALESCE(r.started_at, i.finished_at), i.finished_at, i.run_id",
         )
         .bind(project)
         .bind(item_id)

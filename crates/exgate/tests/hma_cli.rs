@@ -118,3 +118,199 @@ fn the_collection_script_runs_every_cmdlet_the_checks_read() {
     // It writes the prompt lines the reader takes the cmdlet from.
     assert!(script.contains("[PS] exgate> $Command"));
 }
+
+mod live {
+    //! The live probe against the emulator's on-premises servers, one per switch.
+
+    use std::path::Path;
+    use std::process::{Child, Command as StdCommand, Stdio};
+    use std::time::{Duration, Instant};
+
+    use assert_cmd::cargo::cargo_bin;
+
+    const SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "f31f3647-5d87-4b69-a0b6-73f62aeab14c"
+domains = ["contoso.com"]
+
+[exchange]
+
+[[exchange.servers]]
+name = "ready"
+tenant = "contoso.com"
+public_url = "https://mail.contoso.com"
+hma = true
+
+[[exchange.servers]]
+name = "nohma"
+tenant = "contoso.com"
+public_url = "https://nohma.contoso.com"
+
+[[exchange.servers]]
+name = "noprofile"
+tenant = "contoso.com"
+public_url = "https://noprofile.contoso.com"
+hma = true
+client_profile_enabled = false
+
+[[exchange.servers]]
+name = "stripped"
+tenant = "contoso.com"
+public_url = "https://stripped.contoso.com"
+hma = true
+strip_bearer_challenge = true
+
+[[exchange.servers]]
+name = "ewsnooauth"
+tenant = "contoso.com"
+public_url = "https://ewsnooauth.contoso.com"
+hma = true
+[exchange.servers.ews]
+auth = ["basic", "ntlm"]
+"#;
+
+    struct Emulator(Child);
+
+    impl Drop for Emulator {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn start(dir: &Path) -> (Emulator, String) {
+        std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
+        let state = dir.join("state.json");
+        let child = StdCommand::new(cargo_bin("exgate"))
+            .current_dir(dir)
+            .args([
+                "emulator",
+                "--scenario",
+                "scenario.toml",
+                "--tls",
+                "--ca-out",
+                "ca.pem",
+                "--state-file",
+            ])
+            .arg(&state)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the emulator");
+        let emulator = Emulator(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&state)
+                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                && let Some(url) = v["base_url"].as_str()
+                && dir.join("ca.pem").exists()
+            {
+                return (emulator, url.to_owned());
+            }
+            assert!(Instant::now() < deadline, "the emulator did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The EWS and Autodiscover findings of probing one server.
+    fn probe(dir: &Path, base: &str, server: &str) -> (i32, Vec<(String, String)>) {
+        probe_with(dir, base, server, &[])
+    }
+
+    fn probe_with(
+        dir: &Path,
+        base: &str,
+        server: &str,
+        extra: &[&str],
+    ) -> (i32, Vec<(String, String)>) {
+        let out = super::exgate()
+            .current_dir(dir)
+            .args(["hma", "check", "--json", "--ca-cert", "ca.pem", "--url"])
+            .arg(format!("{base}/onprem/{server}"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "live_probe")
+            .unwrap()
+            .clone();
+        let found = check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["severity"] == "error")
+            .map(|f| {
+                (
+                    f["subject"]
+                        .as_str()
+                        .unwrap()
+                        .rsplit(' ')
+                        .next()
+                        .unwrap()
+                        .to_owned(),
+                    f["id"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (out.status.code().unwrap_or(-1), found)
+    }
+
+    #[test]
+    fn every_switch_is_named_by_the_probe() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_emulator, base) = start(dir.path());
+        let pair = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        // Ready: EWS and Autodiscover pass; MAPI, OAB, ActiveSync are not served (warnings).
+        let (_, found) = probe(dir.path(), &base, "ready");
+        assert!(found.is_empty(), "{found:?}");
+        let (_, found) = probe(dir.path(), &base, "nohma");
+        assert_eq!(
+            found,
+            [
+                pair("EWS", "hma_evosts_not_default"),
+                pair("Autodiscover", "hma_evosts_not_default")
+            ]
+        );
+        let (_, found) = probe(dir.path(), &base, "noprofile");
+        assert_eq!(
+            found,
+            [
+                pair("EWS", "hma_client_profile_disabled"),
+                pair("Autodiscover", "hma_client_profile_disabled")
+            ]
+        );
+        let (_, found) = probe(dir.path(), &base, "stripped");
+        assert_eq!(
+            found,
+            [
+                pair("EWS", "hma_vdir_oauth_disabled"),
+                pair("Autodiscover", "hma_vdir_oauth_disabled")
+            ]
+        );
+        // With the cmdlets showing OAuth on both directories, the missing challenge is the device's.
+        std::fs::write(
+            dir.path().join("vdirs.txt"),
+            "[PS] C:\\> Get-WebServicesVirtualDirectory | fl server,*oauth*\n\nServer : EX1\nOAuthAuthentication : True\n\n\
+             [PS] C:\\> Get-AutodiscoverVirtualDirectory | fl server,*oauth*\n\nServer : EX1\nOAuthAuthentication : True\n",
+        )
+        .unwrap();
+        let (_, found) = probe_with(dir.path(), &base, "stripped", &["--cmdlets", "vdirs.txt"]);
+        assert_eq!(
+            found,
+            [
+                pair("EWS", "bearer_challenge_stripped"),
+                pair("Autodiscover", "bearer_challenge_stripped")
+            ]
+        );
+        let (code, found) = probe(dir.path(), &base, "ewsnooauth");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "EWS");
+        assert_eq!(code, 1);
+    }
+}

@@ -17,6 +17,8 @@ Examples:
     exgate hma check --cmdlets exgate-hma.txt
   Several pastes, a directory of them, JSON:
     exgate hma check --cmdlets vdirs.txt spns.txt evidence/ --json
+  Probe the namespaces clients use, live (an empty Bearer to each virtual directory):
+    exgate hma check --cmdlets exgate-hma.txt --url https://mail.contoso.com https://autodiscover.contoso.com
 
 Files are recognised by what they contain (prompts, property names), in UTF-8 or UTF-16 with a
 byte order mark, any line ends; `fl` and `ft` layouts, wrapped values and several servers per
@@ -37,8 +39,18 @@ pub(crate) enum Command {
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
     /// Files or directories of pasted or redirected cmdlet output.
-    #[arg(long, num_args = 1.., required = true, value_name = "PATH")]
+    #[arg(long, num_args = 1.., value_name = "PATH", required_unless_present = "url")]
     cmdlets: Vec<PathBuf>,
+    /// Namespaces to probe live (`https://mail.contoso.com`): each virtual directory is asked
+    /// with an empty Bearer, as Outlook does.
+    #[arg(long, num_args = 1.., value_name = "URL")]
+    url: Vec<String>,
+    /// An extra trusted root CA in PEM for the probe (a private CA, the emulator's).
+    #[arg(long, value_name = "PATH", alias = "ca-pem")]
+    ca_cert: Option<PathBuf>,
+    /// Seconds to wait for each probe request.
+    #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+    timeout: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -50,7 +62,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
             print!("{}", exgate_hma::COLLECT_SCRIPT);
             Ok(exit::ok())
         }
-        Command::Check(args) => check(&args),
+        Command::Check(args) => check(&args).await,
     }
 }
 
@@ -81,9 +93,9 @@ fn read(p: &Path) -> anyhow::Result<(String, Vec<u8>)> {
     Ok((p.display().to_string(), bytes))
 }
 
-fn check(args: &Args) -> anyhow::Result<ExitCode> {
+async fn check(args: &Args) -> anyhow::Result<ExitCode> {
     let files = inputs(&args.cmdlets)?;
-    if files.is_empty() {
+    if files.is_empty() && args.url.is_empty() {
         anyhow::bail!(
             "no files in {}",
             args.cmdlets
@@ -94,12 +106,38 @@ fn check(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let org = exgate_hma::read_files(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
-    let report = exgate_hma::check_now(&org);
-    if report
-        .checks
-        .iter()
-        .all(|c| matches!(c.status, Status::NotRun(_)))
-    {
+    let probes = if args.url.is_empty() {
+        None
+    } else {
+        let ca = match &args.ca_cert {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .with_context(|| format!("cannot read --ca-cert {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let http = exgate_auth::build_http_client(&exgate_auth::HttpOptions {
+            extra_root_ca_pem: ca,
+            timeout: std::time::Duration::from_secs(args.timeout),
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut answers = Vec::new();
+        for u in &args.url {
+            if !u.starts_with("https://") && !u.starts_with("http://") {
+                anyhow::bail!(
+                    "--url {u}: not an http(s) URL (fix: give the namespace as https://mail.contoso.com)"
+                );
+            }
+            if !args.json {
+                eprintln!("probing {u} ...");
+            }
+            answers.extend(exgate_hma::probe::probe_namespace(&http, u).await);
+        }
+        Some(answers)
+    };
+    let report = exgate_hma::check_now(&org, probes.as_deref());
+    let ran = |c: &exgate_hma::Check| !matches!(c.status, Status::NotRun(_));
+    if !files.is_empty() && probes.is_none() && !report.checks.iter().any(ran) {
         eprintln!("error: none of the given text is output of a cmdlet exgate reads");
         for u in report.unrecognised.iter().take(10) {
             eprintln!("  not read: {u}");

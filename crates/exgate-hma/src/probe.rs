@@ -1,0 +1,365 @@
+//! The live probe: each virtual directory of a namespace asked with an empty `Bearer` header, as
+//! Outlook does before it has a token ([HMA] troubleshooting; CSS-Exchange `Test-HMAEAS.ps1`).
+//! [`probe_namespace`] does the HTTP; [`check_probes`] reads the answers (pure).
+
+use serde::Serialize;
+
+use exgate_wire::diagnostics::{MsDiagnostic, parse_ms_diagnostics};
+use exgate_wire::www_authenticate::{Challenge, parse_all};
+
+use crate::checks::{Check, Finding, Severity, Status};
+use crate::model::{EXCHANGE_ONLINE_APP, Org, VdirKind};
+
+/// The path probed for each virtual directory, and whether it is POSTed (EWS and the
+/// Autodiscover XML endpoint answer POST).
+pub const PATHS: [(VdirKind, &str, bool); 5] = [
+    (VdirKind::Ews, "EWS/Exchange.asmx", true),
+    (VdirKind::Mapi, "mapi/", false),
+    (VdirKind::Oab, "OAB/", false),
+    (
+        VdirKind::Autodiscover,
+        "Autodiscover/Autodiscover.xml",
+        true,
+    ),
+    (VdirKind::ActiveSync, "Microsoft-Server-ActiveSync", false),
+];
+
+/// What one virtual directory answered to the empty Bearer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProbeAnswer {
+    /// The namespace as given (`https://mail.contoso.com`).
+    pub namespace: String,
+    /// Which directory.
+    pub kind: VdirKind,
+    /// The URL asked.
+    pub url: String,
+    /// The HTTP status, when an answer came.
+    pub status: Option<u16>,
+    /// The `WWW-Authenticate` values as sent.
+    pub www_authenticate: Vec<String>,
+    /// `x-ms-diagnostics`, parsed.
+    pub diagnostics: Option<MsDiagnostic>,
+    /// The transport error (DNS, TCP, TLS), when no answer came.
+    pub error: Option<String>,
+}
+
+impl ProbeAnswer {
+    fn challenges(&self) -> Vec<Challenge> {
+        parse_all(self.www_authenticate.iter().map(String::as_str))
+    }
+}
+
+/// Probes every directory of `namespace` (a base URL; a path prefix is kept, as the emulator's
+/// `/onprem/<server>`), one request each, never retried.
+pub async fn probe_namespace(http: &reqwest::Client, namespace: &str) -> Vec<ProbeAnswer> {
+    let base = namespace.trim_end_matches('/');
+    let mut out = Vec::new();
+    for (kind, path, post) in PATHS {
+        let url = format!("{base}/{path}");
+        let req = if post {
+            http.post(&url)
+                .header("Content-Type", "text/xml; charset=utf-8")
+                .body("")
+        } else {
+            http.get(&url)
+        };
+        let answer = match req.header("Authorization", "Bearer").send().await {
+            Ok(resp) => ProbeAnswer {
+                namespace: namespace.to_owned(),
+                kind,
+                url: url.clone(),
+                status: Some(resp.status().as_u16()),
+                www_authenticate: resp
+                    .headers()
+                    .get_all("www-authenticate")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .collect(),
+                diagnostics: resp
+                    .headers()
+                    .get("x-ms-diagnostics")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(parse_ms_diagnostics),
+                error: None,
+            },
+            Err(e) => ProbeAnswer {
+                namespace: namespace.to_owned(),
+                kind,
+                url: url.clone(),
+                status: None,
+                www_authenticate: Vec::new(),
+                diagnostics: None,
+                error: Some(error_chain(&e)),
+            },
+        };
+        out.push(answer);
+    }
+    out
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads the answers. `org` (from cmdlets, possibly empty) tells a device stripping the
+/// challenge from a directory without OAuth.
+pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
+    let mut check = Check {
+        name: "live_probe",
+        title: "Every virtual directory answers an empty Bearer with a complete Bearer challenge",
+        status: Status::Pass,
+        findings: Vec::new(),
+        passed: Vec::new(),
+    };
+    if answers.is_empty() {
+        check.status = Status::NotRun("no --url namespace to probe".to_owned());
+        return check;
+    }
+    let mut find = |id: &str, severity: Severity, a: &ProbeAnswer, what: String, fix: &str| {
+        let mut evidence = vec![format!(
+            "{} -> {}",
+            a.url,
+            a.status.map_or("no answer".to_owned(), |s| s.to_string())
+        )];
+        evidence.extend(
+            a.www_authenticate
+                .iter()
+                .map(|v| format!("WWW-Authenticate: {v}")),
+        );
+        if let Some(d) = &a.diagnostics {
+            evidence.push(format!(
+                "x-ms-diagnostics: {};reason=\"{}\"",
+                d.code.as_deref().unwrap_or(""),
+                d.reason
+            ));
+        }
+        evidence.push(what);
+        check.findings.push(Finding {
+            id: id.to_owned(),
+            severity,
+            subject: format!("{} {}", a.namespace, a.kind),
+            evidence,
+            fix: fix.to_owned(),
+        });
+    };
+    for a in answers {
+        if let Some(e) = &a.error {
+            let (id, fix) = if e.to_ascii_lowercase().contains("certificate") {
+                (
+                    "tls_untrusted",
+                    "Serve a certificate whose names include this namespace, from a CA the clients trust",
+                )
+            } else {
+                (
+                    "network_unreachable",
+                    "Check DNS and that the namespace is published on 443",
+                )
+            };
+            find(id, Severity::Error, a, e.clone(), fix);
+            continue;
+        }
+        let Some(status) = a.status else { continue };
+        if status == 404 {
+            find(
+                "hma_vdir_oauth_disabled",
+                Severity::Warning,
+                a,
+                "the directory is not published at this namespace".to_owned(),
+                "Nothing to do if clients never use it here; else publish it",
+            );
+            continue;
+        }
+        if status != 401 {
+            find(
+                "bearer_challenge_stripped",
+                Severity::Warning,
+                a,
+                format!(
+                    "{status} instead of 401 to an empty Bearer: something in front of Exchange answers"
+                ),
+                "Check the load balancer / reverse proxy rules for this path: it must pass the request to Exchange unchanged",
+            );
+            continue;
+        }
+        let challenges = a.challenges();
+        let bearer = challenges
+            .iter()
+            .find(|c| c.scheme.eq_ignore_ascii_case("bearer"));
+        let code = a.diagnostics.as_ref().and_then(|d| d.code.clone());
+        let Some(bearer) = bearer else {
+            let oauth_per_cmdlets = org
+                .vdirs
+                .iter()
+                .any(|v| v.kind == a.kind && v.oauth == Some(true));
+            if challenges.is_empty() || oauth_per_cmdlets {
+                find(
+                    "bearer_challenge_stripped",
+                    Severity::Error,
+                    a,
+                    if challenges.is_empty() {
+                        "401 without any WWW-Authenticate: a device in front of Exchange answers or strips them".to_owned()
+                    } else {
+                        "no Bearer challenge although the cmdlets show OAuth on this directory"
+                            .to_owned()
+                    },
+                    "Let the load balancer / WAF pass WWW-Authenticate: Bearer through (SSL bridging, no rewriting of authentication headers)",
+                );
+            } else {
+                find(
+                    "hma_vdir_oauth_disabled",
+                    Severity::Error,
+                    a,
+                    "no Bearer challenge among the schemes offered".to_owned(),
+                    a.kind.oauth_fix(),
+                );
+            }
+            continue;
+        };
+        if code.as_deref() == Some("4000000") {
+            find(
+                "hma_client_profile_disabled",
+                Severity::Error,
+                a,
+                "4000000: Exchange offers Bearer but says OAuth is not available to clients yet"
+                    .to_owned(),
+                "Set-OrganizationConfig -OAuth2ClientProfileEnabled $true (and allow time, or IISReset, for it to apply)",
+            );
+            continue;
+        }
+        if bearer.param("authorization_uri").is_none() {
+            // No authorization_uri: EvoSts is not the default, or OAuth is off on this directory
+            // ([HMA] troubleshooting names both). The cmdlets, when given, tell which.
+            let vdir_off = org
+                .vdirs
+                .iter()
+                .any(|v| v.kind == a.kind && v.oauth == Some(false));
+            let evosts_default = org
+                .auth_servers
+                .iter()
+                .any(|s| s.is_evosts() && s.is_default == Some(true) && s.enabled != Some(false));
+            if vdir_off || evosts_default {
+                find(
+                    "hma_vdir_oauth_disabled",
+                    Severity::Error,
+                    a,
+                    "the Bearer challenge has no authorization_uri, and the cmdlets show EvoSts as the default or OAuth off on this directory".to_owned(),
+                    a.kind.oauth_fix(),
+                );
+            } else {
+                find(
+                    "hma_evosts_not_default",
+                    Severity::Error,
+                    a,
+                    "the Bearer challenge has no authorization_uri (EvoSts is not the default authorization endpoint, or OAuth is off on this directory: Get-AuthServer and the directory's cmdlet tell which)".to_owned(),
+                    "Set-AuthServer EvoSts -IsDefaultAuthorizationEndpoint $true",
+                );
+            }
+            continue;
+        }
+        if bearer
+            .param("client_id")
+            .is_some_and(|c| !c.eq_ignore_ascii_case(EXCHANGE_ONLINE_APP))
+        {
+            find(
+                "oauth_not_enabled_onprem",
+                Severity::Warning,
+                a,
+                format!(
+                    "client_id {} is not {EXCHANGE_ONLINE_APP}",
+                    bearer.param("client_id").unwrap_or("")
+                ),
+                "Re-run the Hybrid Configuration Wizard",
+            );
+            continue;
+        }
+        check.passed.push(format!(
+            "{} {}: Bearer with authorization_uri {}",
+            a.namespace,
+            a.kind,
+            bearer.param("authorization_uri").unwrap_or("")
+        ));
+    }
+    check.status = if check.findings.iter().any(|f| f.severity == Severity::Error) {
+        Status::Fail
+    } else if check
+        .findings
+        .iter()
+        .any(|f| f.severity == Severity::Warning)
+    {
+        Status::Warning
+    } else {
+        Status::Pass
+    };
+    check
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, www: &[&str], diag: Option<&str>) -> ProbeAnswer {
+        ProbeAnswer {
+            namespace: "https://mail.contoso.com".into(),
+            kind: VdirKind::Autodiscover,
+            url: "https://mail.contoso.com/Autodiscover/Autodiscover.xml".into(),
+            status: Some(status),
+            www_authenticate: www.iter().map(|s| (*s).to_owned()).collect(),
+            diagnostics: diag.and_then(parse_ms_diagnostics),
+            error: None,
+        }
+    }
+
+    const GOOD: &str = "Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@f31f3647-5d87-4b69-a0b6-73f62aeab14c\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.windows.net/common/oauth2/authorize\"";
+
+    fn ids(c: &Check) -> Vec<&str> {
+        c.findings.iter().map(|f| f.id.as_str()).collect()
+    }
+
+    #[test]
+    fn the_seed_documents_4000000_answer() {
+        // The 401 of the guide: Negotiate, NTLM, Basic, the full Bearer challenge, and 4000000.
+        let a = answer(
+            401,
+            &[
+                "Negotiate",
+                "NTLM",
+                "Basic realm=\"autodiscover.contoso.com\"",
+                GOOD,
+            ],
+            Some(
+                "4000000;reason=\"Flighting is not enabled for domain 'gregt@contoso.com'.\";error_category=\"oauth_not_available\"",
+            ),
+        );
+        let c = check_probes(&[a], &Org::default());
+        assert_eq!(ids(&c), ["hma_client_profile_disabled"]);
+    }
+
+    #[test]
+    fn a_complete_challenge_passes_and_each_gap_is_named() {
+        let c = check_probes(&[answer(401, &[GOOD, "NTLM"], None)], &Org::default());
+        assert_eq!(c.status, Status::Pass);
+        let no_uri = GOOD.replace(
+            ", authorization_uri=\"https://login.windows.net/common/oauth2/authorize\"",
+            "",
+        );
+        let c = check_probes(&[answer(401, &[&no_uri], None)], &Org::default());
+        assert_eq!(ids(&c), ["hma_evosts_not_default"]);
+        let c = check_probes(
+            &[answer(401, &["NTLM", "Negotiate"], None)],
+            &Org::default(),
+        );
+        assert_eq!(ids(&c), ["hma_vdir_oauth_disabled"]);
+        let c = check_probes(&[answer(401, &[], None)], &Org::default());
+        assert_eq!(ids(&c), ["bearer_challenge_stripped"]);
+    }
+}
