@@ -97,6 +97,39 @@ pub async fn probe_namespace(http: &reqwest::Client, namespace: &str) -> Vec<Pro
     out
 }
 
+/// The diagnosis engine's ranking of an answer, as `exgate explain` gives it: the answer to an
+/// empty Bearer, on premises.
+pub fn diagnose_answer(a: &ProbeAnswer) -> Option<exgate_diagnose::Diagnosis> {
+    let status = a.status?;
+    let mut headers: Vec<(String, String)> = a
+        .www_authenticate
+        .iter()
+        .map(|v| ("WWW-Authenticate".to_owned(), v.clone()))
+        .collect();
+    if let Some(d) = &a.diagnostics {
+        let mut v = format!(
+            "{};reason=\"{}\"",
+            d.code.as_deref().unwrap_or(""),
+            d.reason
+        );
+        if let Some(c) = &d.category {
+            v.push_str(&format!(";error_category=\"{c}\""));
+        }
+        headers.push(("x-ms-diagnostics".to_owned(), v));
+    }
+    let ev = exgate_diagnose::Evidence::from_http_response(status, headers, "")
+        .with_url(a.url.clone())
+        .with_auth(exgate_diagnose::AuthMode::BearerProbe)
+        .with_environment(exgate_diagnose::Environment::OnPremises);
+    Some(exgate_diagnose::diagnose(&ev))
+}
+
+fn explain(a: &ProbeAnswer) -> Option<String> {
+    let d = diagnose_answer(a)?;
+    let ids: Vec<String> = d.causes.iter().take(3).map(|c| c.id.clone()).collect();
+    (!ids.is_empty()).then(|| ids.join(", "))
+}
+
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
@@ -144,6 +177,9 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
             ));
         }
         evidence.push(what);
+        if let Some(ranked) = explain(a) {
+            evidence.push(format!("exgate explain ranks: {ranked}"));
+        }
         check.findings.push(Finding {
             id: id.to_owned(),
             severity,
@@ -225,7 +261,9 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
             }
             continue;
         };
-        if code.as_deref() == Some("4000000") {
+        // 4000000 beside a complete challenge: OAuth is on, but not yet for clients (the guide's
+        // answer). Without authorization_uri the missing URI is the matter (below).
+        if code.as_deref() == Some("4000000") && bearer.param("authorization_uri").is_some() {
             find(
                 "hma_client_profile_disabled",
                 Severity::Error,
@@ -247,7 +285,17 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
                 .auth_servers
                 .iter()
                 .any(|s| s.is_evosts() && s.is_default == Some(true) && s.enabled != Some(false));
-            if vdir_off || evosts_default {
+            let evosts_listed_not_default =
+                !evosts_default && org.auth_servers.iter().any(|s| s.is_evosts());
+            if evosts_listed_not_default {
+                find(
+                    "hma_evosts_not_default",
+                    Severity::Error,
+                    a,
+                    "the Bearer challenge has no authorization_uri, and the cmdlets show EvoSts is not the default authorization endpoint".to_owned(),
+                    "Set-AuthServer EvoSts -IsDefaultAuthorizationEndpoint $true",
+                );
+            } else if vdir_off || evosts_default {
                 find(
                     "hma_vdir_oauth_disabled",
                     Severity::Error,
@@ -256,12 +304,13 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
                     a.kind.oauth_fix(),
                 );
             } else {
+                // What `exgate explain` says of the same answer.
                 find(
-                    "hma_evosts_not_default",
+                    "oauth_not_enabled_onprem",
                     Severity::Error,
                     a,
-                    "the Bearer challenge has no authorization_uri (EvoSts is not the default authorization endpoint, or OAuth is off on this directory: Get-AuthServer and the directory's cmdlet tell which)".to_owned(),
-                    "Set-AuthServer EvoSts -IsDefaultAuthorizationEndpoint $true",
+                    "the Bearer challenge has no authorization_uri: EvoSts is not the default authorization endpoint, or OAuth is off on this directory (Get-AuthServer and the directory's cmdlet tell which)".to_owned(),
+                    &format!("Set-AuthServer EvoSts -IsDefaultAuthorizationEndpoint $true; or: {}", a.kind.oauth_fix()),
                 );
             }
             continue;
@@ -345,6 +394,40 @@ mod tests {
     }
 
     #[test]
+    fn without_cmdlets_the_probe_says_what_explain_says() {
+        let no_uri = GOOD.replace(
+            ", authorization_uri=\"https://login.windows.net/common/oauth2/authorize\"",
+            "",
+        );
+        let cases = [
+            answer(401, &[&no_uri, "NTLM"], None),
+            answer(
+                401,
+                &["NTLM", GOOD],
+                Some(
+                    "4000000;reason=\"Flighting is not enabled for domain 'gregt@contoso.com'.\";error_category=\"oauth_not_available\"",
+                ),
+            ),
+        ];
+        for a in cases {
+            let c = check_probes(std::slice::from_ref(&a), &Org::default());
+            let top = diagnose_answer(&a).and_then(|d| d.causes.first().map(|c| c.id.clone()));
+            assert_eq!(
+                Some(c.findings[0].id.clone()),
+                top,
+                "{:?}",
+                a.www_authenticate
+            );
+            assert!(
+                c.findings[0]
+                    .evidence
+                    .iter()
+                    .any(|e| e.starts_with("exgate explain ranks: "))
+            );
+        }
+    }
+
+    #[test]
     fn a_complete_challenge_passes_and_each_gap_is_named() {
         let c = check_probes(&[answer(401, &[GOOD, "NTLM"], None)], &Org::default());
         assert_eq!(c.status, Status::Pass);
@@ -353,7 +436,7 @@ mod tests {
             "",
         );
         let c = check_probes(&[answer(401, &[&no_uri], None)], &Org::default());
-        assert_eq!(ids(&c), ["hma_evosts_not_default"]);
+        assert_eq!(ids(&c), ["oauth_not_enabled_onprem"]);
         let c = check_probes(
             &[answer(401, &["NTLM", "Negotiate"], None)],
             &Org::default(),

@@ -273,8 +273,8 @@ auth = ["basic", "ntlm"]
         assert_eq!(
             found,
             [
-                pair("EWS", "hma_evosts_not_default"),
-                pair("Autodiscover", "hma_evosts_not_default")
+                pair("EWS", "oauth_not_enabled_onprem"),
+                pair("Autodiscover", "oauth_not_enabled_onprem")
             ]
         );
         let (_, found) = probe(dir.path(), &base, "noprofile");
@@ -310,7 +310,7 @@ auth = ["basic", "ntlm"]
         );
         let (code, found) = probe(dir.path(), &base, "ewsnooauth");
         assert_eq!(found.len(), 1, "{found:?}");
-        assert_eq!(found[0].0, "EWS");
+        assert_eq!(found[0], pair("EWS", "oauth_not_enabled_onprem"));
         assert_eq!(code, 1);
     }
 }
