@@ -14,6 +14,7 @@
 //! file in the layout this crate reads.
 
 pub mod checks;
+pub mod html;
 pub mod layout;
 pub mod model;
 pub mod probe;

@@ -45,11 +45,16 @@ fn ready_not_ready_and_could_not_run() {
     }
     std::fs::write(split.join("1.txt"), utf16).unwrap();
     std::fs::write(split.join("2.txt"), b).unwrap();
+    let html = dir.path().join("report.html");
     let out = exgate()
         .args(["hma", "check", "--json", "--cmdlets"])
         .arg(&split)
+        .arg("--html")
+        .arg(&html)
         .output()
         .unwrap();
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("NOT READY") && page.contains("hma_client_profile_disabled"));
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["ready"], false);

@@ -15,8 +15,8 @@ Examples:
   Collect the cmdlets' output on an Exchange server, then check it:
     exgate hma collect-script > exgate-hma-collect.ps1
     exgate hma check --cmdlets exgate-hma.txt
-  Several pastes, a directory of them, JSON:
-    exgate hma check --cmdlets vdirs.txt spns.txt evidence/ --json
+  Several pastes, a directory of them, JSON, and an HTML report:
+    exgate hma check --cmdlets vdirs.txt spns.txt evidence/ --json --html hma.html
   Probe the namespaces clients use, live (an empty Bearer to each virtual directory):
     exgate hma check --cmdlets exgate-hma.txt --url https://mail.contoso.com https://autodiscover.contoso.com
 
@@ -54,6 +54,9 @@ pub(crate) struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Also write the report as a self-contained HTML page.
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -147,10 +150,19 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(exit::could_not_run());
     }
+    if let Some(path) = &args.html {
+        let mut title: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
+        title.extend(args.url.iter().cloned());
+        std::fs::write(path, exgate_hma::html::render(&report, &title.join(", ")))
+            .with_context(|| format!("cannot write --html {}", path.display()))?;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
+        if let Some(path) = &args.html {
+            println!("\nHTML report: {}", path.display());
+        }
     }
     Ok(if report.ready {
         exit::ok()
