@@ -61,7 +61,7 @@ pub struct Check {
     pub status: Status,
     /// Its findings.
     pub findings: Vec<Finding>,
-    /// What passed, for the tree (a line each).
+    /// What passed or was seen, for the tree (a line each).
     pub passed: Vec<String>,
 }
 

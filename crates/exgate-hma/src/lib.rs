@@ -19,6 +19,7 @@ pub mod layout;
 pub mod model;
 pub mod probe;
 pub mod text;
+pub mod text_report;
 
 pub use checks::{Check, Finding, Report, Severity, Status, check, check_all};
 pub use model::Org;

@@ -188,6 +188,7 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
             fix: fix.to_owned(),
         });
     };
+    let mut not_published = Vec::new();
     for a in answers {
         if let Some(e) = &a.error {
             let (id, fix) = if e.to_ascii_lowercase().contains("certificate") {
@@ -206,13 +207,11 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
         }
         let Some(status) = a.status else { continue };
         if status == 404 {
-            find(
-                "hma_vdir_oauth_disabled",
-                Severity::Warning,
-                a,
-                "the directory is not published at this namespace".to_owned(),
-                "Nothing to do if clients never use it here; else publish it",
-            );
+            // Not published at this namespace: nothing to probe, nothing wrong by itself.
+            not_published.push(format!(
+                "{} {}: not published here (404)",
+                a.namespace, a.kind
+            ));
             continue;
         }
         if status != 401 {
@@ -338,6 +337,7 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
             bearer.param("authorization_uri").unwrap_or("")
         ));
     }
+    check.passed.extend(not_published);
     check.status = if check.findings.iter().any(|f| f.severity == Severity::Error) {
         Status::Fail
     } else if check

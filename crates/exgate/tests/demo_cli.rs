@@ -25,7 +25,8 @@ fn demo_finds_every_planted_fault_and_nothing_else() {
 
     assert_eq!(report["as_designed"], true);
     let planted = report["planted"].as_array().expect("planted");
-    assert_eq!(planted.len(), 9);
+    assert_eq!(planted.len(), 12);
+    assert_eq!(report["hma"]["ready"], false);
     for p in planted {
         assert_eq!(p["found"], true, "{p}");
         assert_eq!(p["named"], serde_json::json!([p["expected_cause"]]), "{p}");

@@ -3,8 +3,9 @@
 //! The demo is self-contained: the scenario (`scenarios/demo.toml`), its certificate and the
 //! project files (`scenarios/demo/`) are compiled into the binary and written to a temporary
 //! directory, so the command works from any directory. It starts the emulator in-process over TLS,
-//! verifies every project of the programme against it, prints one combined report, and checks that
-//! every planted fault was found with the right cause while every other mailbox passed.
+//! verifies every project of the programme against it, checks HMA readiness of its on-premises
+//! organisation, prints one combined report, and checks that every planted fault was found with
+//! the right cause while every other mailbox passed.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -34,7 +35,9 @@ Examples:
 
 The demo starts the built-in emulator of Entra ID and Exchange (scenarios/demo.toml: Contoso's
 on-premises Exchange, Fabrikam's Exchange Online, about 2,000 mailboxes), verifies the migration
-projects in scenarios/demo/ against it, and shows how exgate names each planted fault and its fix.
+projects in scenarios/demo/ against it, checks Hybrid Modern Authentication readiness of Contoso's
+on-premises organisation (its cmdlet output and a live probe), and shows how exgate names each
+planted fault and its fix.
 Nothing leaves this machine. Exit codes: 0 the demo behaved as designed (every planted fault found
 with the right cause, every other mailbox reachable), 1 it did not, 2 it could not run.";
 
@@ -201,6 +204,84 @@ const PLANTED: &[Planted] = &[
     },
 ];
 
+/// A fault planted in the demo's on-premises organisation (its cmdlet output,
+/// `scenarios/demo/hma/contoso-onprem.txt`), and the error finding HMA readiness must give.
+struct PlantedHma {
+    cause: &'static str,
+    subject: &'static str,
+    what: &'static str,
+}
+
+const HMA_PROJECT: &str = "contoso-onprem-hma";
+
+const PLANTED_HMA: &[PlantedHma] = &[
+    PlantedHma {
+        cause: "spn_missing",
+        subject: "https://mail.corp.contoso.com/",
+        what: "internal EWS namespace not an SPN of Exchange Online",
+    },
+    PlantedHma {
+        cause: "hma_vdir_oauth_disabled",
+        subject: "ex02 MAPI",
+        what: "OAuth missing on ex02's MAPI virtual directory",
+    },
+    PlantedHma {
+        cause: "hma_auth_certificate_invalid",
+        subject: "on ex02",
+        what: "Auth certificate not on ex02",
+    },
+];
+
+const HMA_CMDLETS: &str = include_str!("../../../../scenarios/demo/hma/contoso-onprem.txt");
+
+/// HMA readiness of the emulator's on-premises Contoso: its cmdlet output and a live probe of
+/// servers ex01 and ex02.
+async fn hma_readiness(base: &str, ca: Option<Vec<u8>>) -> anyhow::Result<exgate_hma::Report> {
+    let org = exgate_hma::read_files([("hma/contoso-onprem.txt", HMA_CMDLETS.as_bytes())]);
+    let http = exgate_auth::build_http_client(&exgate_auth::HttpOptions {
+        extra_root_ca_pem: ca,
+        timeout: std::time::Duration::from_secs(15),
+    })
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut answers = Vec::new();
+    for server in ["ex01", "ex02"] {
+        let namespace = format!("{base}/onprem/{server}");
+        answers.extend(exgate_hma::probe::probe_namespace(&http, &namespace).await);
+    }
+    Ok(exgate_hma::check_now(&org, Some(&answers)))
+}
+
+/// The planted HMA faults found, and the error findings no planted fault explains.
+fn check_hma(report: &exgate_hma::Report) -> (Vec<PlantedCheck>, Vec<String>) {
+    let errors: Vec<&exgate_hma::Finding> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == exgate_hma::Severity::Error)
+        .collect();
+    let checks = PLANTED_HMA
+        .iter()
+        .map(|p| {
+            let about: Vec<&&exgate_hma::Finding> = errors
+                .iter()
+                .filter(|f| f.subject.contains(p.subject))
+                .collect();
+            PlantedCheck {
+                project: HMA_PROJECT,
+                fault: p.what,
+                expected_cause: p.cause,
+                found: about.first().is_some_and(|f| f.id == p.cause),
+                named: about.iter().map(|f| f.id.clone()).collect(),
+            }
+        })
+        .collect();
+    let unexpected = errors
+        .iter()
+        .filter(|f| !PLANTED_HMA.iter().any(|p| f.subject.contains(p.subject)))
+        .map(|f| format!("{HMA_PROJECT}: {} ({})", f.subject, f.id))
+        .collect();
+    (checks, unexpected)
+}
+
 /// The outcome of one planted fault, for the report.
 #[derive(Debug, Serialize)]
 struct PlantedCheck {
@@ -277,7 +358,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     stopper.abort();
     store.close().await;
+    eprintln!("HMA readiness of Contoso's on-premises organisation:");
+    let hma = hma_readiness(&base, emulator.ca_pem().map(|p| p.as_bytes().to_vec())).await;
     emulator.shutdown().await;
+    let hma = hma.context("HMA readiness")?;
 
     let programme = Report::combine(
         "exgate demo (7 projects)",
@@ -285,8 +369,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         started.elapsed().as_millis() as u64,
         reports,
     );
-    let checks = check_planted(&programme);
-    let unexpected = unexpected_failures(&programme);
+    let mut checks = check_planted(&programme);
+    let mut unexpected = unexpected_failures(&programme);
+    let (hma_checks, hma_unexpected) = check_hma(&hma);
+    checks.extend(hma_checks);
+    unexpected.extend(hma_unexpected);
     let as_designed = checks.iter().all(|c| c.found) && unexpected.is_empty();
 
     if let Some(path) = &args.html {
@@ -300,6 +387,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(obj) = value.as_object_mut() {
             obj.insert("planted".to_owned(), serde_json::to_value(&checks)?);
             obj.insert("unexpected".to_owned(), serde_json::to_value(&unexpected)?);
+            obj.insert("hma".to_owned(), serde_json::to_value(&hma)?);
             obj.insert(
                 "as_designed".to_owned(),
                 serde_json::Value::Bool(as_designed),
@@ -309,8 +397,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         write!(
             out,
-            "{}{}",
+            "{}\nHMA readiness of Contoso's on-premises organisation (hma/contoso-onprem.txt, live probe of ex01 and ex02)\n{}{}",
             render_text(&programme),
+            exgate_hma::text_report::render(&hma),
             render_checks(&checks, &unexpected)
         )
     };

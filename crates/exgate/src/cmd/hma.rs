@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use exgate_hma::{Report, Severity, Status};
+use exgate_hma::{Report, Status};
 
 use crate::exit;
 
@@ -172,57 +172,5 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_text(r: &Report) {
-    let count = |s: Severity| r.findings.iter().filter(|f| f.severity == s).count();
-    let not_run = r
-        .checks
-        .iter()
-        .filter(|c| matches!(c.status, Status::NotRun(_)))
-        .count();
-    println!(
-        "Hybrid Modern Authentication readiness: {} ({} errors, {} warnings, {} checks not run)",
-        if r.ready { "READY" } else { "NOT READY" },
-        count(Severity::Error),
-        count(Severity::Warning),
-        not_run
-    );
-    let catalog = exgate_diagnose::builtin_catalog().ok();
-    for c in &r.checks {
-        let mark = match &c.status {
-            Status::Pass => "PASS",
-            Status::Fail => "FAIL",
-            Status::Warning => "WARN",
-            Status::NotRun(_) => "SKIP",
-        };
-        println!("\n[{mark}] {}", c.title);
-        if let Status::NotRun(why) = &c.status {
-            println!("       not run: {why}");
-        }
-        for f in &c.findings {
-            let title = catalog
-                .and_then(|cat| cat.cause(&f.id))
-                .map_or(String::new(), |d| format!(": {}", d.title));
-            let sev = match f.severity {
-                Severity::Error => "error",
-                Severity::Warning => "warning",
-                Severity::Info => "info",
-            };
-            println!("       {sev} {} ({}{title})", f.subject, f.id);
-            for e in &f.evidence {
-                println!("         read: {e}");
-            }
-            println!("         fix:  {}", f.fix);
-        }
-        for p in &c.passed {
-            println!("       ok {p}");
-        }
-    }
-    if !r.unrecognised.is_empty() {
-        println!("\nNot read ({}):", r.unrecognised.len());
-        for u in r.unrecognised.iter().take(20) {
-            println!("  {u}");
-        }
-        if r.unrecognised.len() > 20 {
-            println!("  ... and {} more", r.unrecognised.len() - 20);
-        }
-    }
+    print!("{}", exgate_hma::text_report::render(r));
 }
