@@ -953,12 +953,34 @@ fn people(v: Option<&Value>) -> Vec<Person> {
         .unwrap_or_default()
 }
 
+/// Request-body property names as Graph reads them: without regard to the case of their first
+/// letter (the Microsoft Graph SDKs send `Message` and `SaveToSentItems` to `sendMail`), so every
+/// key is turned to lower camel case, recursively.
+fn camel_keys(v: Value) -> Value {
+    match v {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let mut c = k.chars();
+                    let key = match c.next() {
+                        Some(f) => f.to_lowercase().chain(c).collect(),
+                        None => k,
+                    };
+                    (key, camel_keys(v))
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.into_iter().map(camel_keys).collect()),
+        other => other,
+    }
+}
+
 /// `POST /users/{id}/messages`: a draft in Drafts built from the message JSON.
 fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message, GraphError> {
     let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(body).map_err(|e| {
+        serde_json::from_slice(body).map(camel_keys).map_err(|e| {
             gerr(
                 StatusCode::BAD_REQUEST,
                 "RequestBodyRead",
@@ -1034,7 +1056,7 @@ fn message_from_json(
 }
 
 fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, GraphError> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
+    let v: Value = serde_json::from_slice(body).map(camel_keys).map_err(|e| {
         gerr(
             StatusCode::BAD_REQUEST,
             "ErrorInvalidRequest",

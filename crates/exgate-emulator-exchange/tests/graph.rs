@@ -628,3 +628,46 @@ async fn bodies_are_html_unless_text_is_preferred() {
     assert_eq!(b["contentType"], "text");
     assert!(b["content"].as_str().unwrap_or("").starts_with("Hello "));
 }
+
+#[tokio::test]
+async fn send_mail_reads_property_names_as_the_graph_sdks_send_them() {
+    // msgraph-sdk-dotnet's SendMailPostRequestBody writes `Message` and `SaveToSentItems`.
+    let h = Harness::new();
+    let sender = bearer(&app_token(GRAPH, &["Mail.Send", "Mail.Read"]));
+    let mail = json!({"Message": {"Subject": "From an SDK", "Body": {"ContentType": "Text", "Content": "x"}, "ToRecipients": [{"EmailAddress": {"Address": "adele@contoso.com"}}]}, "SaveToSentItems": false});
+    let r = h
+        .graph_post("/v1.0/users/bob@contoso.com/sendMail", &sender, &mail)
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.body);
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["totalItemCount"], 13);
+    // SaveToSentItems false was read: no copy in Sent Items (3 generated there).
+    let r = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/sentitems",
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["totalItemCount"], 3);
+    // And the delivered message kept its subject.
+    let r = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$top=50",
+            Some(&reader()),
+        )
+        .await;
+    let v = r.json();
+    assert!(
+        v["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .any(|m| m["subject"] == "From an SDK"),
+        "{v}"
+    );
+}
