@@ -50,13 +50,13 @@ fn request_ids(headers: &HeaderMap) -> (String, String) {
     (rid, cid)
 }
 
-fn finish(mut r: Response, headers: &HeaderMap) -> Response {
-    let (rid, cid) = request_ids(headers);
+/// Stamps a response with its request ids (the same ones an error body carries).
+fn finish(mut r: Response, (rid, cid): &(String, String)) -> Response {
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&rid) {
+    if let Ok(v) = HeaderValue::from_str(rid) {
         h.insert("request-id", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&cid) {
+    if let Ok(v) = HeaderValue::from_str(cid) {
         h.insert("client-request-id", v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private"));
@@ -77,8 +77,8 @@ fn json_response(status: StatusCode, v: &Value) -> Response {
 }
 
 impl GraphError {
-    fn into_response(self, headers: &HeaderMap) -> Response {
-        let (rid, cid) = request_ids(headers);
+    fn into_response(self, ids: &(String, String)) -> Response {
+        let (rid, cid) = ids;
         let date = OffsetDateTime::now_utc();
         let date = format!(
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
@@ -97,7 +97,7 @@ impl GraphError {
         }
         let body =
             json!({"error": {"code": self.code, "message": self.message, "innerError": inner}});
-        let mut r = finish(json_response(self.status, &body), headers);
+        let mut r = finish(json_response(self.status, &body), ids);
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
         {
@@ -122,9 +122,10 @@ pub(crate) fn handle(
     body: &[u8],
 ) -> Response {
     Counters::bump(&st.counters.graph);
+    let ids = request_ids(headers);
     match route(st, origin, method, path, query, headers, body) {
-        Ok(r) => finish(r, headers),
-        Err(e) => e.into_response(headers),
+        Ok(r) => finish(r, &ids),
+        Err(e) => e.into_response(&ids),
     }
 }
 

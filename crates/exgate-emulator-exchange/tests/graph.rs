@@ -671,3 +671,25 @@ async fn send_mail_reads_property_names_as_the_graph_sdks_send_them() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn an_error_body_carries_the_request_id_of_its_header() {
+    let h = Harness::new();
+    let r = h
+        .get(
+            "/v1.0/users/nobody@contoso.com/mailFolders/inbox",
+            Some(&reader()),
+        )
+        .await;
+    assert!(r.status.is_client_error());
+    let v = r.json();
+    assert_eq!(
+        v["error"]["innerError"]["request-id"].as_str(),
+        Some(r.header("request-id").as_str()),
+        "{v}"
+    );
+    assert_eq!(
+        v["error"]["innerError"]["client-request-id"].as_str(),
+        Some(r.header("client-request-id").as_str())
+    );
+}
