@@ -129,6 +129,49 @@ async fn ews_onprem(
     }
 }
 
+/// A request of another method than POST to EWS: IIS authenticates before the method is looked
+/// at, so an unauthenticated one gets the 401 and its challenges like a POST; an authenticated
+/// one gets `405` with `Allow: POST` (what the EWS handler answers an authenticated browser is
+/// not reproduced).
+fn ews_other_method(
+    st: &state::Inner,
+    site: Site,
+    headers: &HeaderMap,
+    conn: Option<ConnectionId>,
+) -> Response {
+    match auth::authenticate(st, site, auth::Vdir::Ews, headers, conn) {
+        Err(r) => *r,
+        Ok(_) => {
+            let mut r = (StatusCode::METHOD_NOT_ALLOWED, "").into_response();
+            r.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static("POST"),
+            );
+            r
+        }
+    }
+}
+
+async fn ews_other_online(
+    State(s): State<ExchangeState>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    ews_other_method(&s.inner, Site::Online, &headers, connection_of(&ext))
+}
+
+async fn ews_other_onprem(
+    State(s): State<ExchangeState>,
+    Path(server): Path<String>,
+    ext: axum::http::Extensions,
+    headers: HeaderMap,
+) -> Response {
+    match onprem_site(&s.inner, &server) {
+        Some(site) => ews_other_method(&s.inner, site, &headers, connection_of(&ext)),
+        None => not_found(),
+    }
+}
+
 /// Autodiscover flavours.
 #[derive(Clone, Copy)]
 enum Ad {
@@ -313,8 +356,11 @@ pub fn router(state: ExchangeState) -> Router {
         "/ews/exchange.asmx",
         "/EWS/exchange.asmx",
     ] {
-        r = r.route(p, post(ews_online));
-        r = r.route(&format!("/onprem/{{server}}{p}"), post(ews_onprem));
+        r = r.route(p, post(ews_online).fallback(ews_other_online));
+        r = r.route(
+            &format!("/onprem/{{server}}{p}"),
+            post(ews_onprem).fallback(ews_other_onprem),
+        );
     }
     for base in ["/autodiscover", "/Autodiscover"] {
         for (file, pox) in [

@@ -482,3 +482,29 @@ address = "adele@contoso.com"
     let r = h.ews(&token_with("2"), &request).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
 }
+
+#[tokio::test]
+async fn a_get_of_ews_is_challenged_before_its_method_is_looked_at() {
+    // IIS authenticates first: a GET without credentials gets the same 401 as a POST.
+    let h = Harness::new();
+    let r = h.get("/EWS/Exchange.asmx", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.header("www-authenticate"),
+        h.post("/EWS/Exchange.asmx", None, "")
+            .await
+            .header("www-authenticate")
+    );
+    let r = h.get("/onprem/ex01/EWS/Exchange.asmx", None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        r.header("www-authenticate").contains("Bearer"),
+        "{}",
+        r.header("www-authenticate")
+    );
+    // Authenticated, the method is refused.
+    let token = bearer(&app_token(EXO, &["full_access_as_app"]));
+    let r = h.get("/EWS/Exchange.asmx", Some(&token)).await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.header("allow"), "POST");
+}
