@@ -783,12 +783,20 @@ fn list_messages(
         })?,
         None => 0,
     };
-    if q.get("$filter").is_some() || q.get("$search").is_some() || q.get("$orderby").is_some() {
+    if q.get("$search").is_some() {
         return Err(gerr(
             StatusCode::BAD_REQUEST,
             "ErrorInvalidRestriction",
-            "$filter, $search and $orderby are not supported by this server.",
+            "$search is not supported by this server.",
         ));
+    }
+    let count = q
+        .get("$count")
+        .is_some_and(|c| c.eq_ignore_ascii_case("true"));
+    if q.get("$filter").is_some() || q.get("$orderby").is_some() {
+        return list_queried(
+            st, i, m, folders, base, user_key, q, select, text, top, skip, count,
+        );
     }
     // Newest first, folder by folder.
     let counts: Vec<(Folder, usize)> = folders
@@ -831,10 +839,124 @@ fn list_messages(
         "@odata.context": format!("{CONTEXT}#{}{folder_ctx}/messages{sel_ctx}", ctx_user(user_key)),
         "value": value,
     });
+    if count {
+        body["@odata.count"] = json!(total);
+    }
     if end < total {
         let mut link = format!("{base}/messages?%24top={top}&%24skip={end}");
         if let Some(s) = select {
             link.push_str(&format!("&%24select={}", enc(&s.join(","))));
+        }
+        body["@odata.nextLink"] = json!(link);
+    }
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A message list with `$filter` and/or `$orderby`: every message of the folders is read as its
+/// Graph resource, filtered, ordered (newest first when no `$orderby`), then paged.
+#[allow(clippy::too_many_arguments)]
+fn list_queried(
+    st: &Inner,
+    i: u32,
+    m: &Mailbox,
+    folders: &[Folder],
+    base: &str,
+    user_key: &str,
+    q: &Query,
+    select: Option<&[String]>,
+    text: bool,
+    top: usize,
+    skip: usize,
+    count: bool,
+) -> Result<Response, GraphError> {
+    let bad = |e: crate::odata::QueryError| gerr(StatusCode::BAD_REQUEST, "BadRequest", e.0);
+    let filter = q
+        .get("$filter")
+        .map(crate::odata::parse_filter)
+        .transpose()
+        .map_err(bad)?;
+    let orderby = q
+        .get("$orderby")
+        .map(crate::odata::parse_orderby)
+        .transpose()
+        .map_err(bad)?;
+    let mut all: Vec<Value> = Vec::new();
+    for f in folders {
+        let c = st.count(i, *f);
+        for k in 0..c {
+            let n = st.position(i, *f, c - 1 - k);
+            if let Some(msg) = st.message(i, *f, n) {
+                all.push(message_json(&msg, m, None, text));
+            }
+        }
+    }
+    // Properties are checked against the resource, as Graph checks them against its model.
+    let mut names = Vec::new();
+    if let Some(f) = &filter {
+        crate::odata::paths(f, &mut names);
+    }
+    if let Some(o) = &orderby {
+        names.extend(o.iter().map(|(p, _)| p.clone()));
+    }
+    let model = all.first().cloned().unwrap_or_else(|| json!({
+        "receivedDateTime": "", "sentDateTime": "", "subject": "", "isRead": false, "isDraft": false,
+        "hasAttachments": false, "importance": "", "categories": [], "from": {}, "sender": {},
+        "parentFolderId": "", "internetMessageId": "", "conversationId": "", "flag": {},
+        "toRecipients": [], "ccRecipients": [], "bodyPreview": "", "inferenceClassification": ""
+    }));
+    for name in names {
+        let first = name.split('/').next().unwrap_or_default();
+        if crate::odata::lookup(&model, first).is_none() {
+            return Err(gerr(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                format!(
+                    "Could not find a property named '{first}' on type 'microsoft.graph.message'."
+                ),
+            ));
+        }
+    }
+    if let Some(f) = &filter {
+        all.retain(|v| crate::odata::matches(f, v));
+    }
+    if let Some(keys) = &orderby {
+        all.sort_by(|a, b| crate::odata::order(a, b, keys));
+    }
+    let total = all.len();
+    let end = skip.saturating_add(top).min(total);
+    let page: Vec<Value> = all
+        .into_iter()
+        .skip(skip)
+        .take(end.saturating_sub(skip))
+        .map(|v| match (select, v) {
+            (Some(sel), Value::Object(obj)) => Value::Object(
+                obj.into_iter()
+                    .filter(|(k, _)| {
+                        k == "@odata.etag"
+                            || k == "id"
+                            || sel.iter().any(|s| s.eq_ignore_ascii_case(k))
+                    })
+                    .collect(),
+            ),
+            (_, v) => v,
+        })
+        .collect();
+    let sel_ctx = select
+        .map(|s| format!("({})", s.join(",")))
+        .unwrap_or_default();
+    let mut body = json!({
+        "@odata.context": format!("{CONTEXT}#{}/messages{sel_ctx}", ctx_user(user_key)),
+        "value": page,
+    });
+    if count {
+        body["@odata.count"] = json!(total);
+    }
+    if end < total {
+        let mut link = format!("{base}/messages?%24top={top}&%24skip={end}");
+        for key in ["$filter", "$orderby", "$select", "$count"] {
+            if let Some(v) = q.get(key) {
+                link.push_str(&format!("&%24{}={}", &key[1..], enc(v)));
+            }
         }
         body["@odata.nextLink"] = json!(link);
     }

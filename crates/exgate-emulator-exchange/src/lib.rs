@@ -20,6 +20,7 @@ mod ews;
 mod graph;
 mod imap;
 mod ntlm;
+mod odata;
 mod smtp;
 mod state;
 mod store;

@@ -693,3 +693,80 @@ async fn an_error_body_carries_the_request_id_of_its_header() {
         Some(r.header("client-request-id").as_str())
     );
 }
+
+#[tokio::test]
+async fn message_lists_take_filter_orderby_and_count() {
+    let h = Harness::new();
+    let list = |q: &str| format!("/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?{q}");
+    // Everything, to compare with.
+    let all = h.get(&list("$top=1000"), Some(&reader())).await.json();
+    let all = all["value"].as_array().expect("value").clone();
+    let unread = all.iter().filter(|m| m["isRead"] == false).count();
+    let r = h
+        .get(
+            &list("$filter=isRead%20eq%20false&$count=true&$top=1000"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["@odata.count"], unread);
+    assert!(
+        v["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .all(|m| m["isRead"] == false)
+    );
+    // Oldest first on request, paged with the query kept in the next link.
+    let r = h
+        .get(
+            &list("$orderby=receivedDateTime%20asc&$top=2"),
+            Some(&reader()),
+        )
+        .await;
+    let v = r.json();
+    let page = v["value"].as_array().expect("value");
+    assert_eq!(page.len(), 2);
+    assert!(page[0]["receivedDateTime"].as_str() <= page[1]["receivedDateTime"].as_str());
+    let mut times: Vec<&str> = all
+        .iter()
+        .filter_map(|m| m["receivedDateTime"].as_str())
+        .collect();
+    times.sort_unstable();
+    assert_eq!(page[0]["receivedDateTime"].as_str(), times.first().copied());
+    let next = v["@odata.nextLink"].as_str().expect("nextLink");
+    assert!(next.contains("%24orderby=receivedDateTime%20asc"), "{next}");
+    // A subject search with startswith, and a sender filter.
+    let subject = all[0]["subject"].as_str().expect("subject");
+    let prefix: String = subject.chars().take(4).collect();
+    let r = h
+        .get(
+            &list(&format!(
+                "$filter=startswith(subject,'{}')&$top=100",
+                prefix.replace(' ', "%20")
+            )),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(
+        r.json()["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .any(|m| m["subject"] == subject)
+    );
+    // Graph's refusals.
+    let r = h
+        .get(&list("$filter=colour%20eq%20'red'"), Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json()["error"]["message"],
+        "Could not find a property named 'colour' on type 'microsoft.graph.message'."
+    );
+    let r = h.get(&list("$filter=isRead%20eq"), Some(&reader())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(&r), "BadRequest");
+}
