@@ -399,6 +399,149 @@ fn is_read(st: &Inner, i: u32, f: Folder, pos: u32) -> bool {
     }
 }
 
+/// `INTERNALDATE` as IMAP writes it: `02-Nov-2026 10:00:00 +0000`.
+fn internal_date(t: time::OffsetDateTime) -> String {
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:02}-{}-{:04} {:02}:{:02}:{:02} +0000",
+        t.day(),
+        MONTHS[usize::from(u8::from(t.month())) - 1],
+        t.year(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// A message-content FETCH item (RFC 3501 6.4.5): `BODY[section]<partial>`, its `.PEEK` form,
+/// `RFC822`, `RFC822.HEADER`, `RFC822.TEXT`. Sections: empty, `HEADER`, `TEXT`,
+/// `HEADER.FIELDS (...)`, `HEADER.FIELDS.NOT (...)`, and `1` (the only part of the emulator's
+/// single-part messages). Reading does not set `\Seen` here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct BodyItem {
+    /// The name of the answer (`BODY[HEADER]`, `RFC822`).
+    name: String,
+    section: Section,
+    partial: Option<(usize, usize)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Section {
+    Full,
+    Header,
+    Text,
+    Fields(Vec<String>, bool),
+}
+
+impl BodyItem {
+    fn parse(item: &str) -> Option<BodyItem> {
+        match item {
+            "RFC822" => {
+                return Some(BodyItem {
+                    name: "RFC822".into(),
+                    section: Section::Full,
+                    partial: None,
+                });
+            }
+            "RFC822.HEADER" => {
+                return Some(BodyItem {
+                    name: "RFC822.HEADER".into(),
+                    section: Section::Header,
+                    partial: None,
+                });
+            }
+            "RFC822.TEXT" => {
+                return Some(BodyItem {
+                    name: "RFC822.TEXT".into(),
+                    section: Section::Text,
+                    partial: None,
+                });
+            }
+            _ => {}
+        }
+        let rest = item
+            .strip_prefix("BODY.PEEK[")
+            .or_else(|| item.strip_prefix("BODY["))?;
+        let close = rest.find(']')?;
+        let spec = &rest[..close];
+        let tail = &rest[close + 1..];
+        let section = match spec {
+            "" => Section::Full,
+            "HEADER" => Section::Header,
+            "TEXT" | "1" => Section::Text,
+            _ => {
+                let (not, list) = if let Some(l) = spec.strip_prefix("HEADER.FIELDS.NOT ") {
+                    (true, l)
+                } else {
+                    (false, spec.strip_prefix("HEADER.FIELDS ")?)
+                };
+                let list = list.strip_prefix('(')?.strip_suffix(')')?;
+                let names: Vec<String> = list.split_whitespace().map(str::to_owned).collect();
+                if names.is_empty() {
+                    return None;
+                }
+                Section::Fields(names, not)
+            }
+        };
+        let partial = if tail.is_empty() {
+            None
+        } else {
+            let inner = tail.strip_prefix('<')?.strip_suffix('>')?;
+            let (a, b) = inner.split_once('.')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        };
+        Some(BodyItem {
+            name: format!("BODY[{spec}]"),
+            section,
+            partial,
+        })
+    }
+
+    /// The answer for a message whose RFC 5322 text is `mime`: the item name and a literal.
+    fn answer(&self, mime: &str) -> String {
+        let (head, body) = match mime.find("\r\n\r\n") {
+            Some(k) => (&mime[..k + 4], &mime[k + 4..]),
+            None => (mime, ""),
+        };
+        let data: String = match &self.section {
+            Section::Full => mime.to_owned(),
+            Section::Header => head.to_owned(),
+            Section::Text => body.to_owned(),
+            Section::Fields(names, not) => {
+                let mut out = String::new();
+                let mut keep = false;
+                for l in head.split_inclusive("\r\n") {
+                    if l == "\r\n" {
+                        break;
+                    }
+                    if !l.starts_with([' ', '\t']) {
+                        let field = l.split(':').next().unwrap_or_default();
+                        keep = names.iter().any(|n| n.eq_ignore_ascii_case(field)) != *not;
+                    }
+                    if keep {
+                        out.push_str(l);
+                    }
+                }
+                out.push_str("\r\n");
+                out
+            }
+        };
+        let bytes = data.as_bytes();
+        match self.partial {
+            None => format!("{} {{{}}}\r\n{data}", self.name, bytes.len()),
+            Some((origin, count)) => {
+                let start = origin.min(bytes.len());
+                let end = start.saturating_add(count).min(bytes.len());
+                let slice = String::from_utf8_lossy(&bytes[start..end]);
+                format!("{}<{origin}> {{{}}}\r\n{slice}", self.name, slice.len())
+            }
+        }
+    }
+}
+
 /// Positions of the messages present in a folder, oldest first (sequence number = index + 1,
 /// UID = position + 1).
 fn present(st: &Inner, i: u32, f: Folder) -> Vec<u32> {
@@ -843,9 +986,10 @@ impl Session {
             })
             .collect();
         if items.is_empty()
-            || items
-                .iter()
-                .any(|s| !matches!(s.as_str(), "FLAGS" | "UID" | "RFC822.SIZE"))
+            || items.iter().any(|s| {
+                !matches!(s.as_str(), "FLAGS" | "UID" | "RFC822.SIZE" | "INTERNALDATE")
+                    && BodyItem::parse(s).is_none()
+            })
         {
             return self.arg_error(tag);
         }
@@ -880,14 +1024,24 @@ impl Session {
         };
         let mut out = String::new();
         for (k, pos) in chosen {
+            let message = st.message(i, sel.folder, pos);
             let parts: Vec<String> = items
                 .iter()
                 .map(|it| match it.as_str() {
                     "UID" => format!("UID {}", pos + 1),
-                    "RFC822.SIZE" => format!(
-                        "RFC822.SIZE {}",
-                        st.message(i, sel.folder, pos).map_or(0, |m| m.size())
+                    "RFC822.SIZE" => {
+                        format!("RFC822.SIZE {}", message.as_ref().map_or(0, |m| m.size()))
+                    }
+                    "INTERNALDATE" => format!(
+                        "INTERNALDATE \"{}\"",
+                        message
+                            .as_ref()
+                            .map_or_else(String::new, |m| internal_date(m.received))
                     ),
+                    other if other != "FLAGS" => {
+                        let mime = message.as_ref().map(|m| m.mime()).unwrap_or_default();
+                        BodyItem::parse(other).map_or_else(String::new, |b| b.answer(&mime))
+                    }
                     _ => {
                         if is_read(st, i, sel.folder, pos) {
                             r"FLAGS (\Seen)".to_owned()

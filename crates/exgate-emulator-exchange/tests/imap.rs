@@ -403,3 +403,57 @@ async fn limits_and_timeouts() {
     // The first one times out.
     assert_eq!(c.line().await, "* BYE Connection is closed. 13\r\n");
 }
+
+#[tokio::test]
+async fn fetch_reads_message_content_as_imap_clients_ask_for_it() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c FETCH 1 (UID RFC822.SIZE BODY.PEEK[])").await;
+    let size: usize = r
+        .split("RFC822.SIZE ")
+        .nth(1)
+        .and_then(|x| x.split(' ').next())
+        .and_then(|x| x.parse().ok())
+        .expect("size");
+    assert!(r.contains(&format!("BODY[] {{{size}}}\r\n")), "{r}");
+    let literal_start =
+        r.find(&format!("{{{size}}}\r\n")).expect("literal") + format!("{{{size}}}\r\n").len();
+    let message = &r[literal_start..literal_start + size];
+    assert!(
+        message.contains("\r\nSubject: ") && message.contains("\r\n\r\n"),
+        "{message}"
+    );
+    assert!(r.ends_with(")\r\nc OK FETCH completed.\r\n"), "{r}");
+    // Chosen header fields only, then the blank line.
+    let r = c
+        .cmd("d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])")
+        .await;
+    let lit = r.split_once("}\r\n").expect("literal").1;
+    let header = &lit[..lit.find("\r\n\r\n").expect("end") + 4];
+    assert!(
+        header.starts_with("From: ") || header.starts_with("Subject: "),
+        "{r}"
+    );
+    assert_eq!(header.matches("\r\n").count(), 3, "{r}");
+    assert!(!header.contains("Message-ID"), "{r}");
+    // A partial of the text, RFC822.HEADER, INTERNALDATE, UID FETCH.
+    let r = c
+        .cmd("e UID FETCH 1 (BODY.PEEK[TEXT]<0.5> INTERNALDATE)")
+        .await;
+    assert!(r.contains("BODY[TEXT]<0> {5}\r\n"), "{r}");
+    assert!(r.contains("INTERNALDATE \""), "{r}");
+    assert!(r.contains(" +0000\""), "{r}");
+    let r = c.cmd("f FETCH 1 RFC822.HEADER").await;
+    assert!(r.contains("RFC822.HEADER {"), "{r}");
+    // What is not served yet is refused as Exchange refuses an unknown item.
+    assert_eq!(
+        c.cmd("g FETCH 1 (BODYSTRUCTURE)").await,
+        "g BAD Command Argument Error. 11\r\n"
+    );
+}
