@@ -127,3 +127,51 @@ def test_login_with_a_wrong_password_looks_the_same(emulator):
         assert typ == "OK"
     finally:
         imap.logout()
+
+
+def test_a_downloader_reads_messages_with_the_email_package(emulator):
+    """What a mail downloader does: UID FETCH of BODY.PEEK[] and the email package's parser, with
+    the Graph view of the same mailbox as the reference."""
+    import email
+    from email import policy
+
+    access_token = token(emulator, ARCHIVER, ARCHIVER_SECRET)
+    imap = connect(emulator)
+    try:
+        typ, _ = imap.authenticate(
+            "XOAUTH2",
+            lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+        )
+        assert typ == "OK"
+        typ, data = imap.select("INBOX", readonly=True)
+        assert typ == "OK"
+        typ, data = imap.uid("FETCH", "1:*", "(UID RFC822.SIZE BODY.PEEK[])")
+        assert typ == "OK", data
+        messages = [part for part in data if isinstance(part, tuple)]
+        assert messages, data
+        subjects = set()
+        for meta, raw in messages:
+            size = int(meta.split(b"RFC822.SIZE ")[1].split()[0])
+            assert len(raw) == size, (meta, len(raw))
+            msg = email.message_from_bytes(raw, policy=policy.default)
+            assert msg["Message-ID"], raw[:200]
+            subjects.add(str(msg["Subject"]))
+        typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK"
+        assert data[0][1].lower().startswith(b"subject: ")
+    finally:
+        imap.logout()
+
+    # Graph lists the same subjects.
+    app = msal.ConfidentialClientApplication(
+        DAEMON, client_credential=SECRET, authority=emulator.authority(), instance_discovery=False
+    )
+    graph = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    r = requests.get(
+        f"{emulator.base_url}/v1.0/users/{MAILBOX}/mailFolders/inbox/messages?$top=1000&$select=subject",
+        headers={"Authorization": "Bearer " + graph["access_token"]},
+        verify=emulator.ca_file,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert subjects == {m["subject"] for m in r.json()["value"]}
