@@ -399,6 +399,142 @@ fn is_read(st: &Inner, i: u32, f: Folder, pos: u32) -> bool {
     }
 }
 
+/// An IMAP string: quoted when it can be, else a literal; `NIL` for nothing.
+fn nstring(s: Option<&str>) -> String {
+    match s {
+        None => "NIL".to_owned(),
+        Some(s) if s.bytes().all(|b| (0x20..0x7f).contains(&b)) => {
+            format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+        }
+        Some(s) => format!("{{{}}}\r\n{s}", s.len()),
+    }
+}
+
+/// The unfolded header fields of an RFC 5322 text, in order.
+fn header_fields(mime: &str) -> Vec<(String, String)> {
+    let head = mime.split("\r\n\r\n").next().unwrap_or_default();
+    let mut out: Vec<(String, String)> = Vec::new();
+    for l in head.split("\r\n") {
+        if l.starts_with([' ', '\t']) {
+            if let Some(last) = out.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(l.trim());
+            }
+        } else if let Some((k, v)) = l.split_once(':') {
+            out.push((k.trim().to_owned(), v.trim().to_owned()));
+        }
+    }
+    out
+}
+
+fn field<'a>(fields: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    fields
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// An address list of the ENVELOPE: `((name NIL mailbox host) ...)`, or `NIL`.
+fn addresses(v: Option<&str>) -> String {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return "NIL".to_owned();
+    };
+    let parts: Vec<String> = v
+        .split(">,")
+        .filter_map(|a| {
+            let a = a.trim().trim_end_matches('>');
+            let (name, addr) = match a.rsplit_once('<') {
+                Some((n, addr)) => (
+                    Some(n.trim().trim_matches('"')).filter(|n| !n.is_empty()),
+                    addr.trim(),
+                ),
+                None => (None, a),
+            };
+            let (local, host) = addr.split_once('@')?;
+            Some(format!(
+                "({} NIL {} {})",
+                nstring(name),
+                nstring(Some(local)),
+                nstring(Some(host))
+            ))
+        })
+        .collect();
+    if parts.is_empty() {
+        "NIL".to_owned()
+    } else {
+        format!("({})", parts.concat())
+    }
+}
+
+/// `ENVELOPE` (RFC 3501 7.4.2) read from the message's own header.
+fn envelope(mime: &str) -> String {
+    let f = header_fields(mime);
+    let from = addresses(field(&f, "From"));
+    let sender = match field(&f, "Sender") {
+        Some(s) => addresses(Some(s)),
+        None => from.clone(),
+    };
+    let reply_to = match field(&f, "Reply-To") {
+        Some(s) => addresses(Some(s)),
+        None => from.clone(),
+    };
+    format!(
+        "({} {} {from} {sender} {reply_to} {} {} {} {} {})",
+        nstring(field(&f, "Date")),
+        nstring(field(&f, "Subject")),
+        addresses(field(&f, "To")),
+        addresses(field(&f, "Cc")),
+        addresses(field(&f, "Bcc")),
+        nstring(field(&f, "In-Reply-To")),
+        nstring(field(&f, "Message-ID")),
+    )
+}
+
+/// `BODYSTRUCTURE` (with extension data) or `BODY` of the emulator's single-part messages.
+fn body_structure(mime: &str, extended: bool) -> String {
+    let f = header_fields(mime);
+    let body = mime.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let ctype = field(&f, "Content-Type").unwrap_or("text/plain; charset=\"us-ascii\"");
+    let mut params = ctype.split(';');
+    let (kind, sub) = params
+        .next()
+        .unwrap_or("text/plain")
+        .trim()
+        .split_once('/')
+        .unwrap_or(("text", "plain"));
+    let attrs: Vec<String> = params
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| {
+            format!(
+                "{} {}",
+                nstring(Some(&k.trim().to_ascii_uppercase())),
+                nstring(Some(v.trim().trim_matches('"')))
+            )
+        })
+        .collect();
+    let attrs = if attrs.is_empty() {
+        "NIL".to_owned()
+    } else {
+        format!("({})", attrs.join(" "))
+    };
+    let encoding = field(&f, "Content-Transfer-Encoding")
+        .unwrap_or("7bit")
+        .to_ascii_uppercase();
+    let lines = body.matches("\r\n").count();
+    let basic = format!(
+        "{} {} {attrs} NIL NIL {} {} {lines}",
+        nstring(Some(&kind.to_ascii_uppercase())),
+        nstring(Some(&sub.to_ascii_uppercase())),
+        nstring(Some(&encoding)),
+        body.len()
+    );
+    if extended {
+        format!("({basic} NIL NIL NIL NIL)")
+    } else {
+        format!("({basic})")
+    }
+}
+
 /// `INTERNALDATE` as IMAP writes it: `02-Nov-2026 10:00:00 +0000`.
 fn internal_date(t: time::OffsetDateTime) -> String {
     const MONTHS: [&str; 12] = [
@@ -987,8 +1123,16 @@ impl Session {
             .collect();
         if items.is_empty()
             || items.iter().any(|s| {
-                !matches!(s.as_str(), "FLAGS" | "UID" | "RFC822.SIZE" | "INTERNALDATE")
-                    && BodyItem::parse(s).is_none()
+                !matches!(
+                    s.as_str(),
+                    "FLAGS"
+                        | "UID"
+                        | "RFC822.SIZE"
+                        | "INTERNALDATE"
+                        | "ENVELOPE"
+                        | "BODYSTRUCTURE"
+                        | "BODY"
+                ) && BodyItem::parse(s).is_none()
             })
         {
             return self.arg_error(tag);
@@ -1037,6 +1181,17 @@ impl Session {
                         message
                             .as_ref()
                             .map_or_else(String::new, |m| internal_date(m.received))
+                    ),
+                    "ENVELOPE" => format!(
+                        "ENVELOPE {}",
+                        envelope(&message.as_ref().map(|m| m.mime()).unwrap_or_default())
+                    ),
+                    "BODYSTRUCTURE" | "BODY" => format!(
+                        "{it} {}",
+                        body_structure(
+                            &message.as_ref().map(|m| m.mime()).unwrap_or_default(),
+                            it == "BODYSTRUCTURE"
+                        )
                     ),
                     other if other != "FLAGS" => {
                         let mime = message.as_ref().map(|m| m.mime()).unwrap_or_default();

@@ -451,9 +451,26 @@ async fn fetch_reads_message_content_as_imap_clients_ask_for_it() {
     assert!(r.contains(" +0000\""), "{r}");
     let r = c.cmd("f FETCH 1 RFC822.HEADER").await;
     assert!(r.contains("RFC822.HEADER {"), "{r}");
+    // ENVELOPE and BODYSTRUCTURE, from the message's own header.
+    let r = c.cmd("g FETCH 1 (ENVELOPE BODYSTRUCTURE)").await;
+    assert!(r.starts_with("* 1 FETCH (ENVELOPE (\""), "{r}");
+    assert!(
+        r.contains(" \"contoso.com\")"),
+        "an address (name NIL mailbox host): {r}"
+    );
+    assert!(
+        r.contains("BODYSTRUCTURE (\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \""),
+        "{r}"
+    );
+    let first = r.lines().next().unwrap_or_default();
+    assert_eq!(
+        first.matches('(').count(),
+        first.matches(')').count(),
+        "{first}"
+    );
     // What is not served yet is refused as Exchange refuses an unknown item.
     assert_eq!(
-        c.cmd("g FETCH 1 (BODYSTRUCTURE)").await,
-        "g BAD Command Argument Error. 11\r\n"
+        c.cmd("h FETCH 1 (X-GM-LABELS)").await,
+        "h BAD Command Argument Error. 11\r\n"
     );
 }
