@@ -390,6 +390,9 @@ pub(crate) fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
 }
 
 fn is_read(st: &Inner, i: u32, f: Folder, pos: u32) -> bool {
+    if let Some(read) = st.overlay.read_state(i, f, pos) {
+        return read;
+    }
     let Some(m) = st.mailbox(i) else { return true };
     let g = st.generated_count(m, f);
     if pos < g {
@@ -555,7 +558,7 @@ fn internal_date(t: time::OffsetDateTime) -> String {
 /// A message-content FETCH item (RFC 3501 6.4.5): `BODY[section]<partial>`, its `.PEEK` form,
 /// `RFC822`, `RFC822.HEADER`, `RFC822.TEXT`. Sections: empty, `HEADER`, `TEXT`,
 /// `HEADER.FIELDS (...)`, `HEADER.FIELDS.NOT (...)`, and `1` (the only part of the emulator's
-/// single-part messages). Reading does not set `\Seen` here.
+/// single-part messages). The non-`.PEEK` forms set `\Seen` (in `fetch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct BodyItem {
     /// The name of the answer (`BODY[HEADER]`, `RFC822`).
@@ -814,6 +817,7 @@ impl Session {
                 Step::Reply(line(&format!("{tag} OK {} completed.", cmd.name)))
             }
             "FETCH" => self.fetch(st, i, tag, args, false),
+            "STORE" => self.store(st, i, tag, args, false),
             "SEARCH" => self.search(st, i, tag, args, false),
             "UID" => {
                 let sub = args
@@ -823,6 +827,7 @@ impl Session {
                 let rest = args.get(1..).unwrap_or_default();
                 match sub.as_deref() {
                     Some("FETCH") => self.fetch(st, i, tag, rest, true),
+                    Some("STORE") => self.store(st, i, tag, rest, true),
                     Some("SEARCH") => self.search(st, i, tag, rest, true),
                     _ => self.arg_error(tag),
                 }
@@ -1098,6 +1103,110 @@ impl Session {
         Step::Reply(out)
     }
 
+    /// The messages a sequence set (or a UID set) names: (index, position).
+    fn chosen(
+        &self,
+        st: &Inner,
+        i: u32,
+        folder: Folder,
+        set: &str,
+        uid: bool,
+    ) -> Option<Vec<(usize, u32)>> {
+        let msgs = present(st, i, folder);
+        if uid {
+            let max = msgs.last().map_or(0, |p| p + 1);
+            let uids = sequence_set(set, max.max(1))?;
+            Some(
+                msgs.iter()
+                    .enumerate()
+                    .filter(|(_, p)| uids.binary_search(&(**p + 1)).is_ok())
+                    .map(|(k, p)| (k, *p))
+                    .collect(),
+            )
+        } else {
+            let max = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
+            let seqs = sequence_set(set, max)?;
+            Some(
+                seqs.iter()
+                    .filter_map(|s| {
+                        let k = (*s as usize).checked_sub(1)?;
+                        msgs.get(k).map(|p| (k, *p))
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    /// `STORE`/`UID STORE` of `\Seen` (`FLAGS`, `+FLAGS`, `-FLAGS`, `.SILENT`): the read state
+    /// every view shares (Graph `isRead`, EWS `IsRead`). Other flags are refused, as they are
+    /// not kept.
+    fn store(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
+        let Some(sel) = self.selected else {
+            return self.bad(tag, "Command received in Invalid state.");
+        };
+        let [Tok::Atom(set), Tok::Atom(what), flags] = args else {
+            return self.arg_error(tag);
+        };
+        let what = what.to_ascii_uppercase();
+        let (mode, silent) = match what.strip_suffix(".SILENT") {
+            Some(m) => (m.to_owned(), true),
+            None => (what.clone(), false),
+        };
+        let flags: Vec<String> = match flags {
+            Tok::List(l) => l
+                .iter()
+                .filter_map(Tok::text)
+                .map(|s| s.to_ascii_uppercase())
+                .collect(),
+            Tok::Atom(a) => vec![a.to_ascii_uppercase()],
+            Tok::Str(_) => return self.arg_error(tag),
+        };
+        if !matches!(mode.as_str(), "FLAGS" | "+FLAGS" | "-FLAGS")
+            || flags.iter().any(|f| f != "\\SEEN")
+        {
+            return self.arg_error(tag);
+        }
+        if sel.read_only {
+            return Step::Reply(line(&format!(
+                "{tag} NO Command received in Invalid state."
+            )));
+        }
+        let seen = !flags.is_empty();
+        let Some(chosen) = self.chosen(st, i, sel.folder, set, uid) else {
+            return self.arg_error(tag);
+        };
+        let mut out = String::new();
+        for (k, pos) in chosen {
+            let read = match mode.as_str() {
+                "+FLAGS" => true,
+                "-FLAGS" => false,
+                _ => seen,
+            };
+            if mode == "FLAGS" || seen {
+                st.overlay.set_read(i, sel.folder, pos, read);
+            }
+            if !silent {
+                let flags = if is_read(st, i, sel.folder, pos) {
+                    r"(\Seen)"
+                } else {
+                    "()"
+                };
+                let uid_part = if uid {
+                    format!("UID {} ", pos + 1)
+                } else {
+                    String::new()
+                };
+                out.push_str(&line(&format!(
+                    "* {} FETCH ({uid_part}FLAGS {flags})",
+                    k + 1
+                )));
+            }
+        }
+        let name = if uid { "UID STORE" } else { "STORE" };
+        out.push_str(&line(&format!("{tag} OK {name} completed.")));
+        Step::Reply(out)
+    }
+
     fn fetch(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
         let Some(sel) = self.selected else {
             return self.bad(tag, "Command received in Invalid state.");
@@ -1166,8 +1275,19 @@ impl Session {
                 })
                 .collect()
         };
+        // Fetching a body without .PEEK sets \Seen (RFC 3501 6.4.5), and the new flags are
+        // reported when they were not asked for.
+        let sets_seen = !sel.read_only
+            && items
+                .iter()
+                .any(|s| s.starts_with("BODY[") || s == "RFC822" || s == "RFC822.TEXT");
+        let flags_asked = items.iter().any(|s| s == "FLAGS");
         let mut out = String::new();
         for (k, pos) in chosen {
+            let newly_seen = sets_seen && !is_read(st, i, sel.folder, pos);
+            if newly_seen {
+                st.overlay.set_read(i, sel.folder, pos, true);
+            }
             let message = st.message(i, sel.folder, pos);
             let parts: Vec<String> = items
                 .iter()
@@ -1206,6 +1326,10 @@ impl Session {
                     }
                 })
                 .collect();
+            let mut parts = parts;
+            if newly_seen && !flags_asked {
+                parts.push(r"FLAGS (\Seen)".to_owned());
+            }
             out.push_str(&line(&format!("* {} FETCH ({})", k + 1, parts.join(" "))));
         }
         let name = if uid { "UID FETCH" } else { "FETCH" };

@@ -477,13 +477,20 @@ impl Inner {
         let Some(m) = self.mailbox(i) else { return 0 };
         let gone = self.overlay.deleted_in(i, folder);
         let g = self.generated_count(m, folder);
+        let read = |n: u32, default: bool| self.overlay.read_state(i, folder, n).unwrap_or(default);
         let generated = (0..g)
-            .filter(|n| !generated_is_read(m, folder, *n) && gone.binary_search(n).is_err())
+            .filter(|n| {
+                !read(*n, generated_is_read(m, folder, *n)) && gone.binary_search(n).is_err()
+            })
             .count() as u32;
         let created = (0..self.overlay.count(i, folder))
             .filter(|k| gone.binary_search(&g.saturating_add(*k)).is_err())
-            .filter_map(|k| self.overlay.get(i, folder, k))
-            .filter(|msg| !msg.is_read)
+            .filter_map(|k| {
+                self.overlay
+                    .get(i, folder, k)
+                    .map(|msg| read(g.saturating_add(k), msg.is_read))
+            })
+            .filter(|is_read| !is_read)
             .count() as u32;
         generated + created
     }
@@ -495,11 +502,15 @@ impl Inner {
             return None;
         }
         let g = self.generated_count(m, folder);
-        if n < g {
+        let mut msg = if n < g {
             Some(generated_message(i, m, folder, n))
         } else {
             self.overlay.get(i, folder, n - g)
+        }?;
+        if let Some(read) = self.overlay.read_state(i, folder, n) {
+            msg.is_read = read;
         }
+        Some(msg)
     }
 
     /// Position of the `k`-th present item (0 = oldest) of a folder, skipping deleted ones.

@@ -662,9 +662,26 @@ pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n
 pub(crate) struct Overlay {
     items: Mutex<HashMap<(u32, Folder), Vec<Message>>>,
     deleted: Mutex<HashMap<(u32, Folder), BTreeSet<u32>>>,
+    /// Read state changed at run time (IMAP STORE, FETCH of a body), by position.
+    read: Mutex<HashMap<(u32, Folder, u32), bool>>,
 }
 
 impl Overlay {
+    /// Sets the read state of position `n`.
+    pub(crate) fn set_read(&self, mailbox: u32, folder: Folder, n: u32, read: bool) {
+        if let Ok(mut r) = self.read.lock() {
+            r.insert((mailbox, folder, n), read);
+        }
+    }
+
+    /// The read state set at run time for position `n`, if any.
+    pub(crate) fn read_state(&self, mailbox: u32, folder: Folder, n: u32) -> Option<bool> {
+        self.read
+            .lock()
+            .ok()
+            .and_then(|r| r.get(&(mailbox, folder, n)).copied())
+    }
+
     /// Marks position `n` deleted; `false` when it already was.
     pub(crate) fn delete(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
         self.deleted

@@ -474,3 +474,59 @@ async fn fetch_reads_message_content_as_imap_clients_ask_for_it() {
         "h BAD Command Argument Error. 11\r\n"
     );
 }
+
+#[tokio::test]
+async fn store_and_fetch_change_the_read_state_every_view_shares() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let unread = || async {
+        h.get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&graph),
+        )
+        .await
+        .json()["unreadItemCount"]
+            .as_u64()
+            .expect("unread")
+    };
+    let before = unread().await;
+    c.cmd("b SELECT INBOX").await;
+    // Mark every message read, then the first one unread.
+    let r = c.cmd("c STORE 1:* +FLAGS.SILENT (\\Seen)").await;
+    assert_eq!(r, "c OK STORE completed.\r\n");
+    assert_eq!(unread().await, 0);
+    let r = c.cmd("d UID STORE 1 -FLAGS (\\Seen)").await;
+    assert!(r.starts_with("* 1 FETCH (UID 1 FLAGS ())\r\n"), "{r}");
+    assert_eq!(unread().await, 1);
+    assert_eq!(
+        c.cmd("e STATUS INBOX (UNSEEN)").await,
+        "* STATUS INBOX (UNSEEN 1)\r\ne OK STATUS completed.\r\n"
+    );
+    // A peek leaves it unread; a body fetch reads it and says so.
+    let r = c.cmd("f FETCH 1 (BODY.PEEK[HEADER])").await;
+    assert!(!r.contains("\\Seen"), "{r}");
+    let r = c.cmd("g FETCH 1 (BODY[TEXT])").await;
+    assert!(r.contains("FLAGS (\\Seen))\r\n"), "{r}");
+    assert_eq!(unread().await, 0);
+    // Flags the emulator does not keep are refused; a read-only folder refuses STORE.
+    assert_eq!(
+        c.cmd("h STORE 1 +FLAGS (\\Flagged)").await,
+        "h BAD Command Argument Error. 11\r\n"
+    );
+    c.cmd("i EXAMINE INBOX").await;
+    assert_eq!(
+        c.cmd("j STORE 1 -FLAGS (\\Seen)").await,
+        "j NO Command received in Invalid state.\r\n"
+    );
+    assert!(before > 0);
+}
