@@ -188,8 +188,12 @@ impl Emulator {
                 addr: options.listen,
                 source,
             })?;
+        // On-premises servers answer at their own host names too (a hosts-file line pointing
+        // them at the emulator): the certificate names them, and requests are routed by Host.
+        let onprem = Arc::new(onprem_hosts(&scenario));
         let (tls, ca_pem, smtp_tls) = if options.tls {
-            let m = tls::generate()?;
+            let names: Vec<String> = onprem.keys().cloned().collect();
+            let m = tls::generate_for(&names)?;
             // SMTP's STARTTLS and IMAP's implicit TLS present the same certificate; neither
             // client sends ALPN.
             let mut smtp = (*m.config).clone();
@@ -265,7 +269,7 @@ impl Emulator {
         };
         let app = build_router(shared.clone(), exchange_router, injected);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(serve(listener, tls, app, options.limits, stop_rx));
+        let task = tokio::spawn(serve(listener, tls, app, onprem, options.limits, stop_rx));
         tracing::info!(%base_url, "emulator listening");
         Ok(Emulator {
             base_url,
@@ -487,10 +491,78 @@ fn build_router(
     }
 }
 
+/// The on-premises servers' own host names (of `public_url` and `autodiscover_url`, lower
+/// case) and the server each names, read from the scenario's `[[exchange.servers]]` (validated
+/// later by the Exchange plane).
+fn onprem_hosts(scenario: &Scenario) -> std::collections::HashMap<String, String> {
+    let mut out = std::collections::HashMap::new();
+    let servers = scenario
+        .exchange
+        .as_ref()
+        .and_then(|e| e.get("servers"))
+        .and_then(toml::Value::as_array);
+    for s in servers.into_iter().flatten() {
+        let Some(name) = s.get("name").and_then(toml::Value::as_str) else {
+            continue;
+        };
+        for key in ["public_url", "autodiscover_url"] {
+            if let Some(host) = s
+                .get(key)
+                .and_then(toml::Value::as_str)
+                .and_then(|u| url::Url::parse(u).ok())
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .filter(|h| h != "localhost" && h != "127.0.0.1")
+            {
+                out.entry(host).or_insert_with(|| name.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// A request whose `Host` names an on-premises server goes to that server's routes
+/// (`/onprem/{name}/...`), as if the server itself answered.
+fn route_by_host(
+    req: &mut axum::http::Request<axum::body::Body>,
+    onprem: &std::collections::HashMap<String, String>,
+) {
+    if onprem.is_empty() {
+        return;
+    }
+    let host = req
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().host().map(str::to_owned));
+    let Some(host) = host else { return };
+    let host = host.rsplit_once(':').map_or(host.as_str(), |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host.as_str()
+        }
+    });
+    let Some(name) = onprem.get(&host.to_ascii_lowercase()) else {
+        return;
+    };
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map_or("/", axum::http::uri::PathAndQuery::as_str);
+    if path_and_query.starts_with("/onprem/") {
+        return;
+    }
+    if let Ok(uri) = format!("/onprem/{name}{path_and_query}").parse() {
+        *req.uri_mut() = uri;
+    }
+}
+
 async fn serve(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     app: Router,
+    onprem: Arc<std::collections::HashMap<String, String>>,
     limits: ServerLimits,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -530,6 +602,7 @@ async fn serve(
                     }
                 };
                 let app = app.clone();
+                let onprem = onprem.clone();
                 let tls = tls.clone();
                 let connection = exgate_emulator_exchange::ConnectionId(
                     NEXT_CONNECTION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
@@ -538,6 +611,7 @@ async fn serve(
                     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let app = app.clone();
                         let mut req = req.map(axum::body::Body::new);
+                        route_by_host(&mut req, &onprem);
                         req.extensions_mut().insert(connection);
                         async move {
                             use tower::ServiceExt as _;

@@ -30,6 +30,12 @@ pub struct TlsMaterial {
 
 /// Generates a CA and a leaf certificate and builds the rustls server configuration.
 pub fn generate() -> Result<TlsMaterial, TlsError> {
+    generate_for(&[])
+}
+
+/// Like [`generate`], the leaf also naming `extra` hosts (the on-premises servers' own names, so
+/// a client pointed at them by a hosts-file line validates the certificate).
+pub fn generate_for(extra: &[String]) -> Result<TlsMaterial, TlsError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params
@@ -46,8 +52,13 @@ pub fn generate() -> Result<TlsMaterial, TlsError> {
     let issuer = Issuer::new(ca_params, ca_key);
 
     let leaf_key = KeyPair::generate()?;
-    let mut leaf_params =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+    for e in extra {
+        if !names.contains(e) {
+            names.push(e.clone());
+        }
+    }
+    let mut leaf_params = CertificateParams::new(names)?;
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, "localhost");

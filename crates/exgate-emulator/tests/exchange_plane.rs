@@ -176,3 +176,67 @@ fn directory_password_checks_follow_the_scenario_users() {
     let t = dir.tenant("contoso.com").expect("tenant");
     assert_eq!(t.id, CONTOSO);
 }
+
+#[tokio::test]
+async fn an_onpremises_server_answers_at_its_own_name() {
+    // A client pointed at mail.contoso.com by a hosts-file line (here: reqwest's resolve): the
+    // certificate names the host, and the request reaches ex01's EWS, not Exchange Online's.
+    let cert = TestCert::new("c");
+    let emu = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions {
+            tls: true,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let port: u16 = emu
+        .base_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let ca = reqwest::Certificate::from_pem(emu.ca_pem().expect("ca").as_bytes()).expect("ca");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve(
+            "mail.contoso.com",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .build()
+        .expect("client");
+    let probe = |url: String| {
+        let http = http.clone();
+        async move {
+            http.post(url)
+                .header("Authorization", "Bearer")
+                .header("Content-Type", "text/xml")
+                .body("")
+                .send()
+                .await
+                .expect("EWS answers")
+        }
+    };
+    let r = probe(format!("https://mail.contoso.com:{port}/EWS/Exchange.asmx")).await;
+    assert_eq!(r.status().as_u16(), 401);
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    // An on-premises challenge names the tenant; Exchange Online's says `@*`.
+    assert!(
+        challenge.contains("trusted_issuers=\"00000001-0000-0000-c000-000000000000@")
+            && !challenge.contains("@*\""),
+        "{challenge}"
+    );
+    // The same server under its path prefix answers the same.
+    let r = probe(format!("{}/onprem/ex01/EWS/Exchange.asmx", emu.base_url())).await;
+    assert_eq!(
+        r.headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
+        Some(challenge.as_str())
+    );
+}
