@@ -54,7 +54,21 @@ pub struct EmulatorOptions {
     pub smtp_listen: Option<SocketAddr>,
     /// Address of IMAP4; default a free port on 127.0.0.1.
     pub imap_listen: Option<SocketAddr>,
+    /// The certificate also names Microsoft's hosts ([`MICROSOFT_NAMES`]), for clients that
+    /// hard-code them and are pointed at the emulator by a hosts-file line.
+    pub microsoft_names: bool,
 }
+
+/// The Microsoft host names `microsoft_names` adds to the certificate. Their paths are the
+/// emulator's own: `/{tenant}/oauth2/v2.0/token`, `/EWS/Exchange.asmx`, `/v1.0/...`.
+pub const MICROSOFT_NAMES: &[&str] = &[
+    "login.microsoftonline.com",
+    "login.windows.net",
+    "graph.microsoft.com",
+    "outlook.office365.com",
+    "outlook.office.com",
+    "smtp.office365.com",
+];
 
 impl Default for EmulatorOptions {
     fn default() -> Self {
@@ -65,6 +79,7 @@ impl Default for EmulatorOptions {
             limits: ServerLimits::default(),
             smtp_listen: None,
             imap_listen: None,
+            microsoft_names: false,
         }
     }
 }
@@ -192,7 +207,11 @@ impl Emulator {
         // them at the emulator): the certificate names them, and requests are routed by Host.
         let onprem = Arc::new(onprem_hosts(&scenario));
         let (tls, ca_pem, smtp_tls) = if options.tls {
-            let names: Vec<String> = onprem.keys().cloned().collect();
+            let mut names: Vec<String> = onprem.keys().cloned().collect();
+            names.sort();
+            if options.microsoft_names {
+                names.extend(MICROSOFT_NAMES.iter().map(|n| (*n).to_owned()));
+            }
             let m = tls::generate_for(&names)?;
             // SMTP's STARTTLS and IMAP's implicit TLS present the same certificate; neither
             // client sends ALPN.

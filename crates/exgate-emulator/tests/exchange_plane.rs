@@ -240,3 +240,94 @@ async fn an_onpremises_server_answers_at_its_own_name() {
         Some(challenge.as_str())
     );
 }
+
+#[tokio::test]
+async fn with_microsoft_names_a_client_keeps_microsofts_urls() {
+    let cert = TestCert::new("c");
+    let emu = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions {
+            tls: true,
+            microsoft_names: true,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let port: u16 = emu
+        .base_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let at = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let ca = reqwest::Certificate::from_pem(emu.ca_pem().expect("ca").as_bytes()).expect("ca");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve("login.microsoftonline.com", at)
+        .resolve("outlook.office365.com", at)
+        .build()
+        .expect("client");
+    // A token from login.microsoftonline.com, used at outlook.office365.com, TLS checks on.
+    let r = http
+        .post(format!(
+            "https://login.microsoftonline.com:{port}/{CONTOSO}/oauth2/v2.0/token"
+        ))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", DAEMON),
+            ("client_secret", SECRET),
+            ("scope", "https://outlook.office365.com/.default"),
+        ])
+        .send()
+        .await
+        .expect("token endpoint");
+    assert_eq!(r.status().as_u16(), 200);
+    let token = r.json::<serde_json::Value>().await.expect("json")["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let r = http
+        .post(format!(
+            "https://outlook.office365.com:{port}/EWS/Exchange.asmx"
+        ))
+        .bearer_auth(&token)
+        .header("Content-Type", "text/xml")
+        .body("")
+        .send()
+        .await
+        .expect("EWS answers");
+    // Authenticated (an empty body is a SOAP error, not a 401).
+    assert_ne!(r.status().as_u16(), 401);
+    // Without the option, the certificate does not name them.
+    let plain = start_with(
+        &scenario_toml(&cert, "", EXCHANGE),
+        EmulatorOptions {
+            tls: true,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await;
+    let port: u16 = plain
+        .base_url()
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
+    let ca = reqwest::Certificate::from_pem(plain.ca_pem().expect("ca").as_bytes()).expect("ca");
+    let http = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .resolve(
+            "outlook.office365.com",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .build()
+        .expect("client");
+    assert!(
+        http.get(format!(
+            "https://outlook.office365.com:{port}/EWS/Exchange.asmx"
+        ))
+        .send()
+        .await
+        .is_err()
+    );
+}

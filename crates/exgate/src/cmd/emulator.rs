@@ -57,6 +57,12 @@ pub(crate) struct Args {
     #[arg(long)]
     pub tls: bool,
 
+    /// With --tls, the certificate also names login.microsoftonline.com, login.windows.net,
+    /// graph.microsoft.com, outlook.office365.com, outlook.office.com and smtp.office365.com, for
+    /// clients that hard-code them (point the names at 127.0.0.1 in the hosts file).
+    #[arg(long, requires = "tls")]
+    pub microsoft_names: bool,
+
     /// Write the base URL, CA file, process id and tenants as JSON to FILE once listening.
     #[arg(long, value_name = "FILE")]
     pub state_file: Option<PathBuf>,
@@ -102,6 +108,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
         smtp_listen: args.smtp_listen,
         imap_listen: args.imap_listen,
+        microsoft_names: args.microsoft_names,
         ..EmulatorOptions::default()
     };
     let emulator = Emulator::start(scenario, options)
