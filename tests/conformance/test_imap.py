@@ -175,3 +175,50 @@ def test_a_downloader_reads_messages_with_the_email_package(emulator):
     )
     assert r.status_code == 200, r.text
     assert subjects == {m["subject"] for m in r.json()["value"]}
+
+
+def test_imaplib_appends_a_message_graph_then_lists(emulator):
+    """A sync tool's write: imaplib's APPEND with flags and a date, then the same message through
+    UID FETCH and through Graph."""
+    import email.utils
+    import time as _time
+    import uuid
+
+    access_token = token(emulator, ARCHIVER, ARCHIVER_SECRET)
+    subject = f"Appended {uuid.uuid4().hex[:8]}"
+    raw = (
+        f"From: Sync Tool <user@contoso.com>\r\nTo: {MAILBOX}\r\nSubject: {subject}\r\n"
+        f"Message-ID: {email.utils.make_msgid()}\r\n\r\nwritten over IMAP\r\n"
+    ).encode()
+    imap = connect(emulator)
+    try:
+        typ, _ = imap.authenticate(
+            "XOAUTH2",
+            lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+        )
+        assert typ == "OK"
+        typ, data = imap.append("INBOX", r"(\Seen)", imaplib.Time2Internaldate(_time.time()), raw)
+        assert typ == "OK", data
+        assert data[0].startswith(b"[APPENDUID "), data
+        uid = data[0].split()[2].rstrip(b"]").decode()
+        imap.select("INBOX")
+        typ, data = imap.uid("FETCH", uid, "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK", data
+        assert f"Subject: {subject}".encode() in data[0][1]
+        assert b"\\Seen" in data[0][0]
+    finally:
+        imap.logout()
+
+    app = msal.ConfidentialClientApplication(
+        DAEMON, client_credential=SECRET, authority=emulator.authority(), instance_discovery=False
+    )
+    graph = app.acquire_token_for_client(scopes=["https://graph.microsoft.com/.default"])
+    r = requests.get(
+        f"{emulator.base_url}/v1.0/users/{MAILBOX}/mailFolders/inbox/messages",
+        params={"$filter": f"subject eq '{subject}'", "$select": "subject,isRead"},
+        headers={"Authorization": "Bearer " + graph["access_token"]},
+        verify=emulator.ca_file,
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    assert [(m["subject"], m["isRead"]) for m in r.json()["value"]] == [(subject, True)]

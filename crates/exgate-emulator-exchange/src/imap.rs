@@ -818,6 +818,7 @@ impl Session {
             }
             "FETCH" => self.fetch(st, i, tag, args, false),
             "STORE" => self.store(st, i, tag, args, false),
+            "APPEND" => self.append(st, i, tag, args),
             "SEARCH" => self.search(st, i, tag, args, false),
             "UID" => {
                 let sub = args
@@ -1135,6 +1136,76 @@ impl Session {
                     .collect(),
             )
         }
+    }
+
+    /// `APPEND folder [(flags)] ["date-time"] literal`: the message is read (headers and body,
+    /// as SMTP submission reads it) and stored in the folder, where Graph and EWS see it too;
+    /// `\Seen` among the flags marks it read. Answers `[APPENDUID uidvalidity uid]` (UIDPLUS).
+    fn append(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok]) -> Step {
+        let (Some(first), Some(Tok::Str(data))) = (args.first(), args.last()) else {
+            return self.arg_error(tag);
+        };
+        if args.len() < 2 {
+            return self.arg_error(tag);
+        }
+        let Ok(folder) = Self::folder_arg(st, i, Some(first)) else {
+            return self.arg_error(tag);
+        };
+        let Some(folder) = folder else {
+            return Step::Reply(line(&format!("{tag} NO [TRYCREATE] Folder not found.")));
+        };
+        let mut seen = false;
+        for a in &args[1..args.len() - 1] {
+            match a {
+                Tok::List(flags) => {
+                    for f in flags.iter().filter_map(Tok::text) {
+                        if f.eq_ignore_ascii_case("\\Seen") {
+                            seen = true;
+                        } else if !f.starts_with('\\') {
+                            return self.arg_error(tag);
+                        }
+                    }
+                }
+                // The internal date: the time of the APPEND is used.
+                Tok::Str(_) => {}
+                Tok::Atom(_) => return self.arg_error(tag),
+            }
+        }
+        let Some(m) = st.mailbox(i) else {
+            return self.arg_error(tag);
+        };
+        let p = crate::smtp::parse_message(data);
+        let now = time::OffsetDateTime::now_utc();
+        let from = p.from.clone().unwrap_or_else(|| crate::store::Person {
+            name: m.display_name.clone(),
+            address: m.address.clone(),
+        });
+        let message = crate::store::Message {
+            mailbox: i,
+            folder,
+            n: 0,
+            subject: p.subject,
+            body: p.body,
+            body_is_html: p.html,
+            from,
+            to: p.to,
+            cc: p.cc,
+            received: now,
+            sent: now,
+            is_read: seen,
+            is_draft: folder == Folder::Drafts,
+            internet_message_id: p
+                .message_id
+                .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
+        };
+        let Some(stored) = st.store(message) else {
+            return Step::Reply(line(&format!("{tag} NO APPEND failed.")));
+        };
+        Step::Reply(line(&format!(
+            "{tag} OK [APPENDUID {} {}] APPEND completed.",
+            uidvalidity(st, i, folder),
+            stored.n + 1
+        )))
     }
 
     /// `STORE`/`UID STORE` of `\Seen` (`FLAGS`, `+FLAGS`, `-FLAGS`, `.SILENT`): the read state

@@ -575,6 +575,8 @@ impl Session {
 #[derive(Debug, Default)]
 pub(crate) struct Parsed {
     pub subject: String,
+    /// The first address of `From`.
+    pub from: Option<Person>,
     pub to: Vec<Person>,
     pub cc: Vec<Person>,
     pub message_id: Option<String>,
@@ -613,6 +615,7 @@ pub(crate) fn parse_message(data: &[u8]) -> Parsed {
     let html = get("content-type").is_some_and(|c| c.to_ascii_lowercase().starts_with("text/html"));
     Parsed {
         subject: get("subject").unwrap_or_default(),
+        from: get("from").and_then(|v| addresses(&v).into_iter().next()),
         to: get("to").map(|v| addresses(&v)).unwrap_or_default(),
         cc: get("cc").map(|v| addresses(&v)).unwrap_or_default(),
         message_id: get("message-id").filter(|m| m.starts_with('<') && m.len() <= 998),

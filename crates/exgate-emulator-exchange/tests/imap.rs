@@ -530,3 +530,57 @@ async fn store_and_fetch_change_the_read_state_every_view_shares() {
     );
     assert!(before > 0);
 }
+
+#[tokio::test]
+async fn append_stores_a_message_every_view_sees() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let total = || async {
+        h.get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&graph),
+        )
+        .await
+        .json()["totalItemCount"]
+            .as_u64()
+            .expect("total")
+    };
+    let before = total().await;
+    let message = "From: Nestor <nestor@contoso.com>\r\nTo: adele@contoso.com\r\nSubject: Appended by a sync tool\r\nMessage-ID: <append-1@contoso.com>\r\n\r\nHello from APPEND.\r\n";
+    // LITERAL+: the literal follows at once.
+    let r = c
+        .cmd(&format!(
+            "b APPEND INBOX (\\Seen) \"02-Nov-2026 10:00:00 +0000\" {{{}+}}\r\n{message}",
+            message.len()
+        ))
+        .await;
+    let uid: u32 = r
+        .strip_prefix("b OK [APPENDUID ")
+        .and_then(|x| x.split(' ').nth(1))
+        .and_then(|x| x.trim_end_matches(']').parse().ok())
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(r.ends_with("] APPEND completed.\r\n"), "{r}");
+    assert_eq!(total().await, before + 1);
+    c.cmd("c SELECT INBOX").await;
+    let r = c
+        .cmd(&format!(
+            "d UID FETCH {uid} (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT FROM)])"
+        ))
+        .await;
+    assert!(r.contains("Subject: Appended by a sync tool\r\n"), "{r}");
+    assert!(r.contains("nestor@contoso.com"), "{r}");
+    assert!(r.contains("FLAGS (\\Seen)"), "{r}");
+    // A folder that does not exist.
+    let r = c.cmd("e APPEND Nowhere {1+}\r\nx").await;
+    assert_eq!(r, "e NO [TRYCREATE] Folder not found.\r\n");
+}
