@@ -819,6 +819,8 @@ impl Session {
             "FETCH" => self.fetch(st, i, tag, args, false),
             "STORE" => self.store(st, i, tag, args, false),
             "APPEND" => self.append(st, i, tag, args),
+            "COPY" => self.copy_or_move(st, i, tag, args, false, false),
+            "MOVE" => self.copy_or_move(st, i, tag, args, false, true),
             "SEARCH" => self.search(st, i, tag, args, false),
             "UID" => {
                 let sub = args
@@ -829,6 +831,8 @@ impl Session {
                 match sub.as_deref() {
                     Some("FETCH") => self.fetch(st, i, tag, rest, true),
                     Some("STORE") => self.store(st, i, tag, rest, true),
+                    Some("COPY") => self.copy_or_move(st, i, tag, rest, true, false),
+                    Some("MOVE") => self.copy_or_move(st, i, tag, rest, true, true),
                     Some("SEARCH") => self.search(st, i, tag, rest, true),
                     _ => self.arg_error(tag),
                 }
@@ -1206,6 +1210,89 @@ impl Session {
             uidvalidity(st, i, folder),
             stored.n + 1
         )))
+    }
+
+    /// `COPY`/`MOVE` and their `UID` forms (UIDPLUS, MOVE): each message is stored again in the
+    /// destination (a new item, as Exchange gives copies and moved items new ids); `MOVE` then
+    /// removes the originals and reports `* n EXPUNGE` for each, highest first.
+    fn copy_or_move(
+        &mut self,
+        st: &Inner,
+        i: u32,
+        tag: &str,
+        args: &[Tok],
+        uid: bool,
+        moving: bool,
+    ) -> Step {
+        let name = match (uid, moving) {
+            (false, false) => "COPY",
+            (false, true) => "MOVE",
+            (true, false) => "UID COPY",
+            (true, true) => "UID MOVE",
+        };
+        let Some(sel) = self.selected else {
+            return self.bad(tag, "Command received in Invalid state.");
+        };
+        let [Tok::Atom(set), dest] = args else {
+            return self.arg_error(tag);
+        };
+        if moving && sel.read_only {
+            return Step::Reply(line(&format!(
+                "{tag} NO Command received in Invalid state."
+            )));
+        }
+        let Ok(to) = Self::folder_arg(st, i, Some(dest)) else {
+            return self.arg_error(tag);
+        };
+        let Some(to) = to else {
+            return Step::Reply(line(&format!("{tag} NO [TRYCREATE] Folder not found.")));
+        };
+        let Some(chosen) = self.chosen(st, i, sel.folder, set, uid) else {
+            return self.arg_error(tag);
+        };
+        let mut from_uids = Vec::new();
+        let mut to_uids = Vec::new();
+        for (_, pos) in &chosen {
+            let Some(mut msg) = st.message(i, sel.folder, *pos) else {
+                continue;
+            };
+            msg.folder = to;
+            if let Some(stored) = st.store(msg) {
+                from_uids.push((pos + 1).to_string());
+                to_uids.push((stored.n + 1).to_string());
+            }
+        }
+        let mut out = String::new();
+        let code = if from_uids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {} {} {}] ",
+                uidvalidity(st, i, to),
+                from_uids.join(","),
+                to_uids.join(",")
+            )
+        };
+        if moving {
+            if !code.is_empty() {
+                out.push_str(&line(&format!("* OK {}", code.trim_end())));
+            }
+            // Sequence numbers shift down as messages go: report from the highest.
+            let mut gone: Vec<(usize, u32)> = chosen;
+            gone.sort_by_key(|g| std::cmp::Reverse(g.0));
+            for (k, pos) in gone {
+                if st.delete(i, sel.folder, pos).is_some() {
+                    out.push_str(&line(&format!("* {} EXPUNGE", k + 1)));
+                }
+            }
+            if let Some(s) = self.selected.as_mut() {
+                s.exists = st.count(i, s.folder);
+            }
+            out.push_str(&line(&format!("{tag} OK {name} completed.")));
+        } else {
+            out.push_str(&line(&format!("{tag} OK {code}{name} completed.")));
+        }
+        Step::Reply(out)
     }
 
     /// `STORE`/`UID STORE` of `\Seen` (`FLAGS`, `+FLAGS`, `-FLAGS`, `.SILENT`): the read state

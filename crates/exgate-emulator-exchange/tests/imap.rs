@@ -584,3 +584,52 @@ async fn append_stores_a_message_every_view_sees() {
     let r = c.cmd("e APPEND Nowhere {1+}\r\nx").await;
     assert_eq!(r, "e NO [TRYCREATE] Folder not found.\r\n");
 }
+
+#[tokio::test]
+async fn copy_and_move_give_new_items_every_view_sees() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let count = |folder: &'static str| {
+        let h = &h;
+        let graph = graph.clone();
+        async move {
+            h.get(
+                &format!("/v1.0/users/adele@contoso.com/mailFolders/{folder}"),
+                Some(&graph),
+            )
+            .await
+            .json()["totalItemCount"]
+                .as_u64()
+                .expect("total")
+        }
+    };
+    let (inbox, deleted, archive) = (
+        count("inbox").await,
+        count("deleteditems").await,
+        count("archive").await,
+    );
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c COPY 1 Archive").await;
+    assert!(r.starts_with("c OK [COPYUID "), "{r}");
+    assert!(r.ends_with("] COPY completed.\r\n"), "{r}");
+    assert_eq!(count("archive").await, archive + 1);
+    assert_eq!(count("inbox").await, inbox);
+    let r = c.cmd("d UID MOVE 1:2 \"Deleted Items\"").await;
+    assert!(r.starts_with("* OK [COPYUID "), "{r}");
+    assert!(r.contains("* 2 EXPUNGE\r\n* 1 EXPUNGE\r\n"), "{r}");
+    assert!(r.ends_with("d OK UID MOVE completed.\r\n"), "{r}");
+    assert_eq!(count("inbox").await, inbox - 2);
+    assert_eq!(count("deleteditems").await, deleted + 2);
+    let r = c.cmd("e MOVE 1 Nowhere").await;
+    assert_eq!(r, "e NO [TRYCREATE] Folder not found.\r\n");
+}
