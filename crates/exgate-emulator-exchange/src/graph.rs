@@ -410,6 +410,57 @@ fn route(
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        ["messages", tail @ ..]
+            if *method == axum::http::Method::POST
+                && matches!(
+                    tail.last().copied(),
+                    Some("move" | "copy" | "microsoft.graph.move" | "microsoft.graph.copy")
+                ) =>
+        {
+            let id = match (&first_key, tail) {
+                (Some(k), [_]) => k.clone(),
+                (None, [_, _]) => raw_segs
+                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
+                    .cloned()
+                    .unwrap_or_default(),
+                _ => return Err(not_found()),
+            };
+            let moving = tail.last().is_some_and(|a| a.ends_with("move"));
+            let v: Value = serde_json::from_slice(body).map(camel_keys).map_err(|e| {
+                gerr(
+                    StatusCode::BAD_REQUEST,
+                    "ErrorInvalidRequest",
+                    format!("The request body is not valid JSON: {e}"),
+                )
+            })?;
+            let Some(dest) = v.get("destinationId").and_then(Value::as_str) else {
+                return Err(gerr(
+                    StatusCode::BAD_REQUEST,
+                    "ErrorInvalidRequest",
+                    "The 'destinationId' parameter is required.",
+                ));
+            };
+            let to = folder_by_key(st, i, m, dest)?;
+            let msg = message_by_id(st, i, m, &id)?;
+            // Moved and copied items get new ids; a moved item's old id is gone.
+            let mut copy = msg.clone();
+            copy.folder = to;
+            let stored = st.store(copy).ok_or_else(item_not_found)?;
+            if moving && st.delete(i, msg.folder, msg.n).is_none() {
+                return Err(item_not_found());
+            }
+            let mut out = message_json(&stored, m, None, prefers_text(headers));
+            if let Value::Object(o) = &mut out {
+                o.insert(
+                    "@odata.context".into(),
+                    json!(format!(
+                        "{CONTEXT}#{}/messages/$entity",
+                        ctx_user(&user_key)
+                    )),
+                );
+            }
+            Ok(json_response(StatusCode::CREATED, &out))
+        }
         ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
             let id = match (&first_key, tail) {
                 (Some(k), []) => k.clone(),

@@ -603,3 +603,89 @@ async fn graph_permanent_delete_removes_the_message_and_needs_mail_read_write() 
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
     assert_eq!(r.json()["error"]["code"], "ErrorItemNotFound");
 }
+
+#[tokio::test]
+async fn graph_move_and_copy_give_new_ids_and_retire_a_moved_id() {
+    let h = Harness::new();
+    let w = writer();
+    let list = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?$top=2",
+            Some(&w),
+        )
+        .await
+        .json();
+    let first = list["value"][0]["id"].as_str().expect("id").to_owned();
+    let second = list["value"][1]["id"].as_str().expect("id").to_owned();
+    let count = |f: &'static str| {
+        let (h, w) = (&h, w.clone());
+        async move {
+            h.get(
+                &format!("/v1.0/users/bob@contoso.com/mailFolders/{f}"),
+                Some(&w),
+            )
+            .await
+            .json()["totalItemCount"]
+                .as_u64()
+                .expect("count")
+        }
+    };
+    let (inbox, archive) = (count("inbox").await, count("archive").await);
+    // The Graph SDKs send DestinationId.
+    let r = h
+        .graph_post(
+            &format!("/v1.0/users/bob@contoso.com/messages/{first}/move"),
+            &w,
+            &json!({"DestinationId": "archive"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let moved = r.json();
+    assert_ne!(moved["id"].as_str(), Some(first.as_str()));
+    let r = h
+        .get(
+            &format!("/v1.0/users/bob@contoso.com/messages/{first}"),
+            Some(&w),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = h
+        .get(
+            &format!(
+                "/v1.0/users/bob@contoso.com/messages/{}",
+                moved["id"].as_str().expect("id")
+            ),
+            Some(&w),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(count("inbox").await, inbox - 1);
+    assert_eq!(count("archive").await, archive + 1);
+    // A copy leaves the original in place.
+    let r = h
+        .graph_post(
+            &format!("/v1.0/users/bob@contoso.com/messages/{second}/copy"),
+            &w,
+            &json!({"destinationId": "archive"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    assert_ne!(r.json()["id"].as_str(), Some(second.as_str()));
+    let r = h
+        .get(
+            &format!("/v1.0/users/bob@contoso.com/messages/{second}"),
+            Some(&w),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(count("archive").await, archive + 2);
+    // Without a destination.
+    let r = h
+        .graph_post(
+            &format!("/v1.0/users/bob@contoso.com/messages/{second}/move"),
+            &w,
+            &json!({}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
