@@ -707,6 +707,44 @@ struct Shape {
     props: Vec<String>,
     mime: bool,
     body_text: bool,
+    /// `t:ExtendedFieldURI` property tags asked for (`PropertyTag`), as numbers.
+    extended: Vec<u32>,
+}
+
+/// A MAPI property tag as EWS writes it: `0x0E08`, `0xe08` or decimal `3592`.
+fn property_tag(s: &str) -> Option<u32> {
+    let s = s.trim();
+    match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// The value and type of a common MAPI property of a message, for `t:ExtendedProperty`; `None`
+/// for a property the item does not have (Exchange leaves those out).
+fn extended_value(tag: u32, m: &Message, mbx: &Mailbox) -> Option<(&'static str, String)> {
+    Some(match tag {
+        // PR_MESSAGE_SIZE
+        0x0E08 => ("Integer", m.size().to_string()),
+        // PR_MESSAGE_FLAGS: MSGFLAG_READ 0x1, MSGFLAG_UNSENT 0x8
+        0x0E07 => (
+            "Integer",
+            (u32::from(m.is_read) | if m.is_draft { 8 } else { 0 }).to_string(),
+        ),
+        // PR_INTERNET_ARTICLE_NUMBER: the IMAP UID
+        0x0E23 => ("Integer", (m.n + 1).to_string()),
+        // PR_INTERNET_MESSAGE_ID
+        0x1035 => ("String", esc(&m.internet_message_id).into_owned()),
+        // PR_LAST_MODIFICATION_TIME, PR_CREATION_TIME, PR_MESSAGE_DELIVERY_TIME
+        0x3008 | 0x3007 | 0x0E06 => ("SystemTime", iso(m.received)),
+        // PR_CLIENT_SUBMIT_TIME
+        0x0039 => ("SystemTime", iso(m.sent)),
+        // PR_SUBJECT
+        0x0037 => ("String", esc(&m.subject).into_owned()),
+        // PR_ENTRYID: the item id's bytes
+        0x0FFF => ("Binary", STANDARD.encode(m.item_id(mbx).as_bytes())),
+        _ => return None,
+    })
 }
 
 impl Shape {
@@ -729,11 +767,20 @@ impl Shape {
                 .and_then(|s| s.child_text("IncludeMimeContent"))
                 .is_some_and(|v| v == "true" || v == "1");
         let body_text = shape.and_then(|s| s.child_text("BodyType")) == Some("Text");
+        let extended = shape
+            .and_then(|s| s.child("AdditionalProperties"))
+            .map(|a| {
+                a.children_named("ExtendedFieldURI")
+                    .filter_map(|p| p.attr("PropertyTag").and_then(property_tag))
+                    .collect()
+            })
+            .unwrap_or_default();
         Shape {
             all: base == "Default" || base == "AllProperties",
             props,
             mime,
             body_text,
+            extended,
         }
     }
 
@@ -882,6 +929,16 @@ fn message_xml(m: &Message, mbx: &Mailbox, shape: &Shape) -> String {
     }
     if shape.want("item:HasAttachments") {
         o.push_str("<t:HasAttachments>false</t:HasAttachments>");
+    }
+    // Extended properties come after HasAttachments in the schema's order; the tag is echoed as
+    // Exchange writes it (lower-case hex without leading zeros).
+    for tag in &shape.extended {
+        if let Some((kind, value)) = extended_value(*tag, m, mbx) {
+            let _ = write!(
+                o,
+                "<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag=\"{tag:#x}\" PropertyType=\"{kind}\"/><t:Value>{value}</t:Value></t:ExtendedProperty>"
+            );
+        }
     }
     if shape.want("item:Culture") {
         o.push_str("<t:Culture>en-US</t:Culture>");

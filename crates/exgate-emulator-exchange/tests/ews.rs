@@ -773,3 +773,36 @@ async fn sync_folder_hierarchy_is_limited_to_the_sync_folder() {
     assert_eq!(r.body.matches("<t:Create>").count(), 0, "{}", r.body);
     assert!(r.body.contains("ResponseClass=\"Success\""));
 }
+
+#[tokio::test]
+async fn find_item_returns_the_common_extended_mapi_properties() {
+    let h = Harness::new();
+    let extra = r#"<t:AdditionalProperties><t:FieldURI FieldURI="item:Size"/><t:ExtendedFieldURI PropertyTag="0x0E08" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x1035" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x0E23" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x7FFF" PropertyType="Integer"/></t:AdditionalProperties>"#;
+    let r = h
+        .ews(
+            &app(),
+            &soap(
+                &imp("bob@contoso.com"),
+                &find_items("inbox", "bob@contoso.com", 1, 0, extra),
+            ),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let size = tag(&r.body, "Size").expect("size");
+    assert!(
+        r.body.contains(&format!(
+            "<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag=\"0xe08\" PropertyType=\"Integer\"/><t:Value>{size}</t:Value></t:ExtendedProperty>"
+        )),
+        "{}",
+        r.body
+    );
+    assert!(
+        r.body
+            .contains("PropertyTag=\"0x1035\" PropertyType=\"String\"/><t:Value>&lt;"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("PropertyTag=\"0xe23\""), "{}", r.body);
+    // A property the item does not have is left out, as Exchange leaves it out.
+    assert!(!r.body.contains("0x7fff"), "{}", r.body);
+}
