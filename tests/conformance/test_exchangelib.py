@@ -255,3 +255,29 @@ def test_folder_tree_and_generated_folders(exchange):
     project = acc.inbox / "Project 2"
     assert project.total_count == 3  # default_extra_folder_messages
     assert len(list(project.all())) == 3
+
+
+def test_extended_mapi_properties_read_through_exchangelib(exchange):
+    """exchangelib's documented way to read a MAPI property: register an ExtendedProperty."""
+    from exchangelib.extended_properties import ExtendedProperty
+
+    class MessageSize(ExtendedProperty):
+        property_tag = 0x0E08
+        property_type = "Integer"
+
+    class InternetMessageId(ExtendedProperty):
+        property_tag = 0x1035
+        property_type = "String"
+
+    Message.register("mapi_size", MessageSize)
+    Message.register("mapi_message_id", InternetMessageId)
+    try:
+        acc = exchange.account("user@contoso.com")
+        items = list(acc.inbox.all().only("size", "message_id", "mapi_size", "mapi_message_id")[:3])
+        assert len(items) == 3
+        for item in items:
+            assert item.mapi_size == item.size, (item.mapi_size, item.size)
+            assert item.mapi_message_id == item.message_id
+    finally:
+        Message.deregister("mapi_size")
+        Message.deregister("mapi_message_id")
