@@ -586,9 +586,27 @@ fn route(
                                 ctx_user(&user_key)
                             )),
                         );
+                        // The emulator's messages carry no attachments.
+                        if q.get("$expand").is_some_and(|e| {
+                            e.split(',')
+                                .any(|x| x.trim().eq_ignore_ascii_case("attachments"))
+                        }) {
+                            o.insert("attachments".into(), json!([]));
+                        }
                     }
                     Ok(json_response(StatusCode::OK, &v))
                 }
+                ["attachments"] => Ok(json_response(
+                    StatusCode::OK,
+                    &json!({
+                        "@odata.context": format!(
+                            "{CONTEXT}#{}/messages('{}')/attachments",
+                            ctx_user(&user_key),
+                            id
+                        ),
+                        "value": [],
+                    }),
+                )),
                 ["$value"] => {
                     let mut r = (StatusCode::OK, msg.mime()).into_response();
                     r.headers_mut()

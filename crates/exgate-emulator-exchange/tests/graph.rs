@@ -770,3 +770,39 @@ async fn message_lists_take_filter_orderby_and_count() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&r), "BadRequest");
 }
+
+#[tokio::test]
+async fn attachments_of_a_message_without_any() {
+    let h = Harness::new();
+    let list = h
+        .get(
+            "/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?$top=1",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let id = list["value"][0]["id"].as_str().expect("id").to_owned();
+    assert_eq!(list["value"][0]["hasAttachments"], false);
+    let r = h
+        .get(
+            &format!("/v1.0/users/bob@contoso.com/messages/{id}/attachments"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["value"], json!([]));
+    let r = h
+        .get(
+            &format!("/v1.0/users/bob@contoso.com/messages/{id}?$expand=attachments"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.json()["attachments"], json!([]));
+    let r = h
+        .get(
+            "/v1.0/users/bob@contoso.com/messages/AAMkAGnone/attachments",
+            Some(&reader()),
+        )
+        .await;
+    assert!(r.status.is_client_error());
+}
