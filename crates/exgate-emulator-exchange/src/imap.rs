@@ -293,6 +293,8 @@ struct Selected {
 /// One IMAP session's state.
 #[derive(Debug)]
 pub(crate) struct Session {
+    /// Messages marked `\Deleted` (folder, position), until EXPUNGE or CLOSE.
+    deleted: std::collections::HashSet<(Folder, u32)>,
     /// The authenticated mailbox (index).
     authed: Option<u32>,
     selected: Option<Selected>,
@@ -735,6 +737,7 @@ pub(crate) fn sequence_set(set: &str, max: u32) -> Option<Vec<u32>> {
 impl Session {
     pub(crate) fn new() -> Self {
         Session {
+            deleted: std::collections::HashSet::new(),
             authed: None,
             selected: None,
             errors: 0,
@@ -811,11 +814,27 @@ impl Session {
                 tag: tag.to_owned(),
             },
             "CLOSE" | "UNSELECT" => {
+                // CLOSE expunges silently what is marked \Deleted (not in a read-only folder).
+                if cmd.name == "CLOSE" && self.selected.is_some_and(|s| !s.read_only) {
+                    let _ = self.expunge(st, i, None);
+                }
                 if self.selected.take().is_none() {
                     return self.bad(tag, "Command received in Invalid state.");
                 }
+                self.deleted.clear();
                 Step::Reply(line(&format!("{tag} OK {} completed.", cmd.name)))
             }
+            "EXPUNGE" => match self.selected {
+                None => self.bad(tag, "Command received in Invalid state."),
+                Some(s) if s.read_only => Step::Reply(line(&format!(
+                    "{tag} NO Command received in Invalid state."
+                ))),
+                Some(_) => {
+                    let mut out = self.expunge(st, i, None);
+                    out.push_str(&line(&format!("{tag} OK EXPUNGE completed.")));
+                    Step::Reply(out)
+                }
+            },
             "FETCH" => self.fetch(st, i, tag, args, false),
             "STORE" => self.store(st, i, tag, args, false),
             "APPEND" => self.append(st, i, tag, args),
@@ -831,6 +850,27 @@ impl Session {
                 match sub.as_deref() {
                     Some("FETCH") => self.fetch(st, i, tag, rest, true),
                     Some("STORE") => self.store(st, i, tag, rest, true),
+                    Some("EXPUNGE") => {
+                        let Some(sel) = self.selected else {
+                            return self.bad(tag, "Command received in Invalid state.");
+                        };
+                        let max = present(st, i, sel.folder).last().map_or(1, |p| p + 1);
+                        let uids = match rest {
+                            [Tok::Atom(set)] => sequence_set(set, max),
+                            _ => None,
+                        };
+                        let Some(uids) = uids else {
+                            return self.arg_error(tag);
+                        };
+                        if sel.read_only {
+                            return Step::Reply(line(&format!(
+                                "{tag} NO Command received in Invalid state."
+                            )));
+                        }
+                        let mut out = self.expunge(st, i, Some(&uids));
+                        out.push_str(&line(&format!("{tag} OK UID EXPUNGE completed.")));
+                        Step::Reply(out)
+                    }
                     Some("COPY") => self.copy_or_move(st, i, tag, rest, true, false),
                     Some("MOVE") => self.copy_or_move(st, i, tag, rest, true, true),
                     Some("SEARCH") => self.search(st, i, tag, rest, true),
@@ -1295,9 +1335,9 @@ impl Session {
         Step::Reply(out)
     }
 
-    /// `STORE`/`UID STORE` of `\Seen` (`FLAGS`, `+FLAGS`, `-FLAGS`, `.SILENT`): the read state
-    /// every view shares (Graph `isRead`, EWS `IsRead`). Other flags are refused, as they are
-    /// not kept.
+    /// `STORE`/`UID STORE` of `\Seen` and `\Deleted` (`FLAGS`, `+FLAGS`, `-FLAGS`, `.SILENT`):
+    /// `\Seen` is the read state every view shares (Graph `isRead`, EWS `IsRead`); `\Deleted`
+    /// marks a message for `EXPUNGE` (or `CLOSE`). Other flags are refused, as they are not kept.
     fn store(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
         let Some(sel) = self.selected else {
             return self.bad(tag, "Command received in Invalid state.");
@@ -1320,7 +1360,7 @@ impl Session {
             Tok::Str(_) => return self.arg_error(tag),
         };
         if !matches!(mode.as_str(), "FLAGS" | "+FLAGS" | "-FLAGS")
-            || flags.iter().any(|f| f != "\\SEEN")
+            || flags.iter().any(|f| f != "\\SEEN" && f != "\\DELETED")
         {
             return self.arg_error(tag);
         }
@@ -1329,40 +1369,92 @@ impl Session {
                 "{tag} NO Command received in Invalid state."
             )));
         }
-        let seen = !flags.is_empty();
+        let has = |f: &str| flags.iter().any(|x| x == f);
         let Some(chosen) = self.chosen(st, i, sel.folder, set, uid) else {
             return self.arg_error(tag);
         };
         let mut out = String::new();
         for (k, pos) in chosen {
-            let read = match mode.as_str() {
-                "+FLAGS" => true,
-                "-FLAGS" => false,
-                _ => seen,
-            };
-            if mode == "FLAGS" || seen {
-                st.overlay.set_read(i, sel.folder, pos, read);
+            match mode.as_str() {
+                "+FLAGS" | "-FLAGS" => {
+                    let on = mode == "+FLAGS";
+                    if has("\\SEEN") {
+                        st.overlay.set_read(i, sel.folder, pos, on);
+                    }
+                    if has("\\DELETED") {
+                        self.set_deleted(sel.folder, pos, on);
+                    }
+                }
+                _ => {
+                    st.overlay.set_read(i, sel.folder, pos, has("\\SEEN"));
+                    self.set_deleted(sel.folder, pos, has("\\DELETED"));
+                }
             }
             if !silent {
-                let flags = if is_read(st, i, sel.folder, pos) {
-                    r"(\Seen)"
-                } else {
-                    "()"
-                };
                 let uid_part = if uid {
                     format!("UID {} ", pos + 1)
                 } else {
                     String::new()
                 };
                 out.push_str(&line(&format!(
-                    "* {} FETCH ({uid_part}FLAGS {flags})",
-                    k + 1
+                    "* {} FETCH ({uid_part}FLAGS {})",
+                    k + 1,
+                    self.flags_of(st, i, sel.folder, pos)
                 )));
             }
         }
         let name = if uid { "UID STORE" } else { "STORE" };
         out.push_str(&line(&format!("{tag} OK {name} completed.")));
         Step::Reply(out)
+    }
+
+    fn set_deleted(&mut self, folder: Folder, pos: u32, on: bool) {
+        if on {
+            self.deleted.insert((folder, pos));
+        } else {
+            self.deleted.remove(&(folder, pos));
+        }
+    }
+
+    /// A message's flags as FETCH writes them: `(\Seen \Deleted)`, `()`.
+    fn flags_of(&self, st: &Inner, i: u32, folder: Folder, pos: u32) -> String {
+        let mut f = Vec::new();
+        if is_read(st, i, folder, pos) {
+            f.push(r"\Seen");
+        }
+        if self.deleted.contains(&(folder, pos)) {
+            f.push(r"\Deleted");
+        }
+        format!("({})", f.join(" "))
+    }
+
+    /// `EXPUNGE`, `UID EXPUNGE <set>` and the silent expunge of `CLOSE`: the messages marked
+    /// `\Deleted` in the selected folder are removed (Graph and EWS no longer list them), and
+    /// each is reported as `* n EXPUNGE`, highest first.
+    fn expunge(&mut self, st: &Inner, i: u32, only: Option<&[u32]>) -> String {
+        let Some(sel) = self.selected else {
+            return String::new();
+        };
+        let msgs = present(st, i, sel.folder);
+        let mut gone: Vec<(usize, u32)> = msgs
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| self.deleted.contains(&(sel.folder, **p)))
+            .filter(|(_, p)| only.is_none_or(|u| u.binary_search(&(**p + 1)).is_ok()))
+            .map(|(k, p)| (k, *p))
+            .collect();
+        gone.sort_by_key(|g| std::cmp::Reverse(g.0));
+        let mut out = String::new();
+        for (k, pos) in gone {
+            self.deleted.remove(&(sel.folder, pos));
+            if st.delete(i, sel.folder, pos).is_some() {
+                out.push_str(&line(&format!("* {} EXPUNGE", k + 1)));
+            }
+        }
+        if let Some(s) = self.selected.as_mut() {
+            s.exists = st.count(i, s.folder);
+        }
+        out
     }
 
     fn fetch(&mut self, st: &Inner, i: u32, tag: &str, args: &[Tok], uid: bool) -> Step {
@@ -1475,18 +1567,12 @@ impl Session {
                         let mime = message.as_ref().map(|m| m.mime()).unwrap_or_default();
                         BodyItem::parse(other).map_or_else(String::new, |b| b.answer(&mime))
                     }
-                    _ => {
-                        if is_read(st, i, sel.folder, pos) {
-                            r"FLAGS (\Seen)".to_owned()
-                        } else {
-                            "FLAGS ()".to_owned()
-                        }
-                    }
+                    _ => format!("FLAGS {}", self.flags_of(st, i, sel.folder, pos)),
                 })
                 .collect();
             let mut parts = parts;
             if newly_seen && !flags_asked {
-                parts.push(r"FLAGS (\Seen)".to_owned());
+                parts.push(format!("FLAGS {}", self.flags_of(st, i, sel.folder, pos)));
             }
             out.push_str(&line(&format!("* {} FETCH ({})", k + 1, parts.join(" "))));
         }

@@ -633,3 +633,63 @@ async fn copy_and_move_give_new_items_every_view_sees() {
     let r = c.cmd("e MOVE 1 Nowhere").await;
     assert_eq!(r, "e NO [TRYCREATE] Folder not found.\r\n");
 }
+
+#[tokio::test]
+async fn deleted_flags_are_expunged_by_expunge_uid_expunge_and_close() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let total = || async {
+        h.get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox",
+            Some(&graph),
+        )
+        .await
+        .json()["totalItemCount"]
+            .as_u64()
+            .expect("total")
+    };
+    let before = total().await;
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c STORE 1:2 +FLAGS (\\Deleted)").await;
+    assert!(
+        r.contains("* 1 FETCH (FLAGS (") && r.contains("\\Deleted)"),
+        "{r}"
+    );
+    // Marked, not gone.
+    assert_eq!(total().await, before);
+    let r = c.cmd("d EXPUNGE").await;
+    assert_eq!(
+        r,
+        "* 2 EXPUNGE\r\n* 1 EXPUNGE\r\nd OK EXPUNGE completed.\r\n"
+    );
+    assert_eq!(total().await, before - 2);
+    // UID EXPUNGE removes only the UIDs given.
+    let uids = c.cmd("e UID SEARCH ALL").await;
+    let list: Vec<u32> = uids
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split(' ')
+        .skip(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let (u1, u2) = (list[0], list[1]);
+    c.cmd(&format!("f UID STORE {u1}:{u2} +FLAGS.SILENT (\\Deleted)"))
+        .await;
+    let r = c.cmd(&format!("g UID EXPUNGE {u2}")).await;
+    assert_eq!(r, "* 2 EXPUNGE\r\ng OK UID EXPUNGE completed.\r\n");
+    assert_eq!(total().await, before - 3);
+    // CLOSE expunges the rest silently.
+    assert_eq!(c.cmd("h CLOSE").await, "h OK CLOSE completed.\r\n");
+    assert_eq!(total().await, before - 4);
+}
