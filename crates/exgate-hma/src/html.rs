@@ -20,6 +20,14 @@ pub fn render(report: &Report, title: &str) -> String {
         "<title>HMA readiness: {}</title><style>{STYLE}</style></head><body>",
         escape(title)
     ));
+    h.push_str(&section(report, title));
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The report as one `<section>` (with its own scoped style) to place in another page.
+pub fn section(report: &Report, title: &str) -> String {
+    let mut h = String::from("<section class=\"hma\">");
     let count = |s: Severity| report.findings.iter().filter(|f| f.severity == s).count();
     h.push_str(&format!(
         "<h1>Hybrid Modern Authentication readiness: <span class=\"{}\">{}</span></h1>\
@@ -101,7 +109,7 @@ pub fn render(report: &Report, title: &str) -> String {
         }
         h.push_str("</ul></details>");
     }
-    h.push_str("</body></html>\n");
+    h.push_str("</section>");
     h
 }
 

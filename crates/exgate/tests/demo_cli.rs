@@ -5,9 +5,12 @@ use assert_cmd::Command;
 
 #[test]
 fn demo_finds_every_planted_fault_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("dir");
+    let html = dir.path().join("demo.html");
     let out = Command::cargo_bin("exgate")
         .expect("binary")
-        .args(["demo", "--json"])
+        .args(["demo", "--json", "--html"])
+        .arg(&html)
         .env("NO_COLOR", "1")
         .timeout(std::time::Duration::from_secs(300))
         .output()
@@ -26,6 +29,8 @@ fn demo_finds_every_planted_fault_and_nothing_else() {
     assert_eq!(report["as_designed"], true);
     let planted = report["planted"].as_array().expect("planted");
     assert_eq!(planted.len(), 12);
+    let page = std::fs::read_to_string(&html).expect("HTML report");
+    assert!(page.contains("HMA readiness of Contoso") && page.contains("hma_vdir_oauth_disabled"));
     assert_eq!(report["hma"]["ready"], false);
     for p in planted {
         assert_eq!(p["found"], true, "{p}");

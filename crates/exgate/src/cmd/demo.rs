@@ -377,7 +377,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let as_designed = checks.iter().all(|c| c.found) && unexpected.is_empty();
 
     if let Some(path) = &args.html {
-        std::fs::write(path, render_html(&programme))
+        let mut page = render_html(&programme);
+        let hma_section = format!(
+            "<h2>HMA readiness of Contoso's on-premises organisation</h2>{}",
+            exgate_hma::html::section(&hma, "hma/contoso-onprem.txt, live probe of ex01 and ex02")
+        );
+        match page.rfind("</body>") {
+            Some(at) => page.insert_str(at, &hma_section),
+            None => page.push_str(&hma_section),
+        }
+        std::fs::write(path, page)
             .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
         eprintln!("HTML report written to {}", path.display());
     }
