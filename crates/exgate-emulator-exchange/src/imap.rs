@@ -1914,6 +1914,30 @@ mod tests {
             let text = String::from_utf8_lossy(&raw);
             let _ = sequence_set(&text, 50);
             let _ = wildcard(&raw, b"INBOX/Project 1");
+            // Content items and what they answer, over any message text.
+            if let Some(item) = BodyItem::parse(&text.to_ascii_uppercase()) {
+                let _ = item.answer(&text);
+            }
+            let _ = envelope(&text);
+            let _ = body_structure(&text, true);
+            let _ = nstring(Some(&text));
+        }
+
+        #[test]
+        fn body_items_take_any_section_and_partial(
+            section in "(|HEADER|TEXT|1|HEADER\\.FIELDS \\([A-Z-]{1,8}( [A-Z-]{1,8}){0,3}\\)|HEADER\\.FIELDS\\.NOT \\([A-Z]{1,6}\\))",
+            partial in proptest::option::of((0usize..400, 0usize..400)),
+            body in "\\PC{0,200}",
+        ) {
+            let p = partial.map_or(String::new(), |(a, b)| format!("<{a}.{b}>"));
+            let item = BodyItem::parse(&format!("BODY.PEEK[{section}]{p}"));
+            proptest::prop_assert!(item.is_some());
+            let mime = format!("Subject: x\r\nFrom: a <a@b.c>\r\n\r\n{body}");
+            let answer = item.map(|i| i.answer(&mime)).unwrap_or_default();
+            // The literal's announced length is the length of what follows it.
+            let (head, data) = answer.split_once("}\r\n").unwrap_or_default();
+            let n: usize = head.rsplit('{').next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
+            proptest::prop_assert_eq!(n, data.len());
         }
 
         #[test]
