@@ -901,11 +901,34 @@ fn list_messages(
     } else {
         String::new()
     };
+    let body = page_body(
+        &format!("{}{folder_ctx}", ctx_user(user_key)),
+        base,
+        value,
+        select,
+        q,
+        (top, end, total),
+        count,
+    );
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// One page of a message list: its context, values, `@odata.count` when asked, and the next link
+/// keeping the query options (`$filter`, `$orderby`, `$select`, `$count`).
+fn page_body(
+    context: &str,
+    base: &str,
+    value: Vec<Value>,
+    select: Option<&[String]>,
+    q: &Query,
+    (top, end, total): (usize, usize, usize),
+    count: bool,
+) -> Value {
     let sel_ctx = select
         .map(|s| format!("({})", s.join(",")))
         .unwrap_or_default();
     let mut body = json!({
-        "@odata.context": format!("{CONTEXT}#{}{folder_ctx}/messages{sel_ctx}", ctx_user(user_key)),
+        "@odata.context": format!("{CONTEXT}#{context}/messages{sel_ctx}"),
         "value": value,
     });
     if count {
@@ -913,12 +936,19 @@ fn list_messages(
     }
     if end < total {
         let mut link = format!("{base}/messages?%24top={top}&%24skip={end}");
-        if let Some(s) = select {
+        if q.get("$select").is_none()
+            && let Some(s) = select
+        {
             link.push_str(&format!("&%24select={}", enc(&s.join(","))));
+        }
+        for key in ["$filter", "$orderby", "$select", "$count"] {
+            if let Some(v) = q.get(key) {
+                link.push_str(&format!("&%24{}={}", &key[1..], enc(v)));
+            }
         }
         body["@odata.nextLink"] = json!(link);
     }
-    Ok(json_response(StatusCode::OK, &body))
+    body
 }
 
 /// A message list with `$filter` and/or `$orderby`: every message of the folders is read as its
@@ -1010,25 +1040,15 @@ fn list_queried(
             (_, v) => v,
         })
         .collect();
-    let sel_ctx = select
-        .map(|s| format!("({})", s.join(",")))
-        .unwrap_or_default();
-    let mut body = json!({
-        "@odata.context": format!("{CONTEXT}#{}/messages{sel_ctx}", ctx_user(user_key)),
-        "value": page,
-    });
-    if count {
-        body["@odata.count"] = json!(total);
-    }
-    if end < total {
-        let mut link = format!("{base}/messages?%24top={top}&%24skip={end}");
-        for key in ["$filter", "$orderby", "$select", "$count"] {
-            if let Some(v) = q.get(key) {
-                link.push_str(&format!("&%24{}={}", &key[1..], enc(v)));
-            }
-        }
-        body["@odata.nextLink"] = json!(link);
-    }
+    let body = page_body(
+        &ctx_user(user_key),
+        base,
+        page,
+        select,
+        q,
+        (top, end, total),
+        count,
+    );
     Ok(json_response(StatusCode::OK, &body))
 }
 

@@ -1499,31 +1499,17 @@ impl Session {
         if uid && !items.iter().any(|s| s == "UID") {
             items.insert(0, "UID".to_owned());
         }
-        let msgs = present(st, i, sel.folder);
-        let chosen: Vec<(usize, u32)> = if uid {
-            let max = msgs.last().map_or(0, |p| p + 1);
-            let Some(uids) = sequence_set(set, max.max(1)) else {
-                return self.arg_error(tag);
-            };
-            msgs.iter()
-                .enumerate()
-                .filter(|(_, p)| uids.binary_search(&(**p + 1)).is_ok())
-                .map(|(k, p)| (k, *p))
-                .collect()
-        } else {
-            let max = u32::try_from(msgs.len()).unwrap_or(u32::MAX);
-            let Some(seqs) = sequence_set(set, max) else {
-                return self.arg_error(tag);
-            };
-            if seqs.is_empty() && max == 0 && !set.contains('*') {
-                return self.bad(tag, "The specified message set is invalid.");
+        if !uid && present(st, i, sel.folder).is_empty() {
+            match sequence_set(set, 0) {
+                None => return self.arg_error(tag),
+                Some(seqs) if seqs.is_empty() && !set.contains('*') => {
+                    return self.bad(tag, "The specified message set is invalid.");
+                }
+                Some(_) => {}
             }
-            seqs.iter()
-                .filter_map(|s| {
-                    let k = (*s as usize).checked_sub(1)?;
-                    msgs.get(k).map(|p| (k, *p))
-                })
-                .collect()
+        }
+        let Some(chosen) = self.chosen(st, i, sel.folder, set, uid) else {
+            return self.arg_error(tag);
         };
         // Fetching a body without .PEEK sets \Seen (RFC 3501 6.4.5), and the new flags are
         // reported when they were not asked for.

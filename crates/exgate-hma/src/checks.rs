@@ -118,24 +118,19 @@ impl Builder {
         self.check.passed.push(line.into());
     }
     fn done(mut self) -> Check {
-        self.check.status = if self
-            .check
-            .findings
-            .iter()
-            .any(|f| f.severity == Severity::Error)
-        {
-            Status::Fail
-        } else if self
-            .check
-            .findings
-            .iter()
-            .any(|f| f.severity == Severity::Warning)
-        {
-            Status::Warning
-        } else {
-            Status::Pass
-        };
+        self.check.status = status_of(&self.check.findings);
         self.check
+    }
+}
+
+/// A check's status from its findings: an error fails it, a warning warns.
+pub(crate) fn status_of(findings: &[Finding]) -> Status {
+    if findings.iter().any(|f| f.severity == Severity::Error) {
+        Status::Fail
+    } else if findings.iter().any(|f| f.severity == Severity::Warning) {
+        Status::Warning
+    } else {
+        Status::Pass
     }
 }
 

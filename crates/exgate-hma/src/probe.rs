@@ -338,17 +338,7 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
         ));
     }
     check.passed.extend(not_published);
-    check.status = if check.findings.iter().any(|f| f.severity == Severity::Error) {
-        Status::Fail
-    } else if check
-        .findings
-        .iter()
-        .any(|f| f.severity == Severity::Warning)
-    {
-        Status::Warning
-    } else {
-        Status::Pass
-    };
+    check.status = crate::checks::status_of(&check.findings);
     check
 }
 
