@@ -207,6 +207,17 @@ async fn every_listed_aadsts_code_is_produced_exactly() {
             code: 700023,
         },
         Case {
+            name: "assertion with two audience values",
+            tenant: CONTOSO,
+            v1: false,
+            form: cc_assertion(signed(&cert, &|o| {
+                o.extra_aud = Some(format!("https://login.microsoftonline.com/{CONTOSO}/v2.0"))
+            })),
+            status: 401,
+            error: "invalid_client",
+            code: 5002741,
+        },
+        Case {
             name: "assertion expired",
             tenant: CONTOSO,
             v1: false,

@@ -47,6 +47,11 @@ pub enum AssertionError {
         "Client assertion audience claim does not match Realm issuer. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
     )]
     Audience,
+    /// `aud` an array of several values (AADSTS5002741, since 2026: "maximum allowed is 1").
+    #[error(
+        "Number of audience values in the provided client credential exceed maximum allowed. {0} audience values provided, maximum allowed is 1."
+    )]
+    TooManyAudiences(usize),
     /// Outside `nbf`..`exp` (AADSTS700024).
     #[error(
         "Client assertion is not within its valid time range. Current time: {now}, assertion valid from {nbf}, expiry time of assertion {exp}. Review the documentation at https://learn.microsoft.com/entra/identity-platform/certificate-credentials ."
@@ -75,6 +80,7 @@ impl AssertionError {
             | AssertionError::ChainMismatch => 700027,
             AssertionError::Issuer => 700021,
             AssertionError::Audience => 700023,
+            AssertionError::TooManyAudiences(_) => 5002741,
             AssertionError::TimeRange { .. } => 700024,
             AssertionError::Replay => 50013,
         }
@@ -243,8 +249,13 @@ pub fn validate(
         let a = a.trim().trim_end_matches('/').to_ascii_lowercase();
         check.audiences.contains(&a)
     };
+    // Entra ID accepts one audience value: an array of several is refused with AADSTS5002741
+    // (reported in zitadel/oidc#887, April 2026).
     let aud_match = match claims.get("aud") {
         Some(Value::String(a)) => aud_ok(a),
+        Some(Value::Array(items)) if items.len() > 1 => {
+            return Err(AssertionError::TooManyAudiences(items.len()));
+        }
         Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).any(aud_ok),
         _ => false,
     };

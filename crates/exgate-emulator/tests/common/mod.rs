@@ -74,6 +74,8 @@ pub(crate) struct AssertionOpts<'a> {
     pub x5c: bool,
     pub iss: &'a str,
     pub aud: String,
+    /// A second audience value: `aud` becomes an array of both.
+    pub extra_aud: Option<String>,
     pub exp_offset: f64,
     pub nbf: Option<f64>,
     pub jti: String,
@@ -88,6 +90,7 @@ impl AssertionOpts<'_> {
             x5c: false,
             iss: DAEMON,
             aud,
+            extra_aud: None,
             exp_offset: 600.0,
             nbf: None,
             jti: uuid::Uuid::new_v4().to_string(),
@@ -128,8 +131,12 @@ pub(crate) fn assertion(cert: &TestCert, o: &AssertionOpts<'_>) -> String {
         header.x5c = Some(vec![lines.join("\n")]);
     }
     let now = now_f64();
+    let aud = match &o.extra_aud {
+        Some(extra) => json!([o.aud, extra]),
+        None => json!(o.aud),
+    };
     let mut claims = json!({
-        "aud": o.aud,
+        "aud": aud,
         "iss": o.iss,
         "sub": o.iss,
         "exp": now + o.exp_offset + 0.582861,
