@@ -373,6 +373,20 @@ fn route(
     let names: Vec<&str> = rest.iter().map(|(n, _)| n.as_str()).collect();
     // The key of the first segment after the user, in its `name('key')` form.
     let first_key: Option<String> = rest.first().and_then(|r| r.1.clone());
+    // `messages/{id}/...` or `messages('{id}')/...`: the id (as sent), and what follows it.
+    let message_key = |tail: &[&str]| -> Option<(String, usize)> {
+        match (&first_key, tail) {
+            (Some(k), _) => Some((k.clone(), 0)),
+            (None, [_, ..]) => Some((
+                raw_segs
+                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
+                    .cloned()
+                    .unwrap_or_default(),
+                1,
+            )),
+            (None, []) => None,
+        }
+    };
     match names.as_slice() {
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
         ["messages"] if *method == axum::http::Method::POST && first_key.is_none() => {
@@ -396,12 +410,9 @@ fn route(
                     Some("permanentdelete" | "microsoft.graph.permanentdelete")
                 ) =>
         {
-            let id = match (&first_key, tail) {
-                (Some(k), [_]) => k.clone(),
-                (None, [_, _]) => raw_segs
-                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
-                    .cloned()
-                    .unwrap_or_default(),
+            // `{id}/action`: exactly one segment after the id.
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip + 1 => id,
                 _ => return Err(not_found()),
             };
             let msg = message_by_id(st, i, m, &id)?;
@@ -417,12 +428,9 @@ fn route(
                     Some("move" | "copy" | "microsoft.graph.move" | "microsoft.graph.copy")
                 ) =>
         {
-            let id = match (&first_key, tail) {
-                (Some(k), [_]) => k.clone(),
-                (None, [_, _]) => raw_segs
-                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
-                    .cloned()
-                    .unwrap_or_default(),
+            // `{id}/action`: exactly one segment after the id.
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip + 1 => id,
                 _ => return Err(not_found()),
             };
             let moving = tail.last().is_some_and(|a| a.ends_with("move"));
@@ -462,12 +470,8 @@ fn route(
             Ok(json_response(StatusCode::CREATED, &out))
         }
         ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
-            let id = match (&first_key, tail) {
-                (Some(k), []) => k.clone(),
-                (None, [_]) => raw_segs
-                    .get(raw_segs.len().saturating_sub(rest.len()) + 1)
-                    .cloned()
-                    .unwrap_or_default(),
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip => id,
                 _ => return Err(not_found()),
             };
             let msg = message_by_id(st, i, m, &id)?;
@@ -563,17 +567,10 @@ fn route(
             )
         }
         ["messages", tail @ ..] if get => {
-            let (id, tail) = match (&first_key, tail) {
-                (Some(k), t) => (k.clone(), t),
-                (None, [_, t @ ..]) => (
-                    raw_segs
-                        .get(raw_segs.len().saturating_sub(rest.len()) + 1)
-                        .cloned()
-                        .unwrap_or_default(),
-                    t,
-                ),
-                (None, []) => return Err(not_found()),
+            let Some((id, skip)) = message_key(tail) else {
+                return Err(not_found());
             };
+            let tail = &tail[skip..];
             let msg = message_by_id(st, i, m, &id)?;
             match tail {
                 [] => {
