@@ -1,12 +1,11 @@
 //! `cert new` -> `cert show` -> register in a scenario -> `token get`, through the binary: the
 //! certificate exgate makes is the one its keyCredentials entry describes, and it gets a token.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin;
 
 fn exgate(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("exgate").expect("binary");
@@ -14,41 +13,14 @@ fn exgate(dir: &Path) -> Command {
     c
 }
 
-/// The emulator as a child process; killed when dropped.
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::Emulator;
 
 fn start_emulator(dir: &Path) -> (Emulator, String) {
-    let state = dir.join("state.json");
-    let child = StdCommand::new(cargo_bin("exgate"))
-        .current_dir(dir)
-        .args(["emulator", "--scenario", "scenario.toml", "--state-file"])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the emulator");
-    let emulator = Emulator(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&state)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(url) = v["base_url"].as_str()
-        {
-            return (emulator, url.to_owned());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the emulator wrote no state file"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (emulator, v) = common::start_emulator(dir, &[], |_| true);
+    (
+        emulator,
+        v["base_url"].as_str().unwrap_or_default().to_owned(),
+    )
 }
 
 #[test]

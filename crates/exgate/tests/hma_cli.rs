@@ -1,5 +1,7 @@
 //! `exgate hma`: exit codes, JSON shape, directories, UTF-16 files and the collection script.
 
+mod common;
+
 use assert_cmd::Command;
 
 const HEALTHY: &str = include_str!("../../exgate-hma/tests/fixtures/healthy-two-servers.txt");
@@ -128,10 +130,6 @@ mod live {
     //! The live probe against the emulator's on-premises servers, one per switch.
 
     use std::path::Path;
-    use std::process::{Child, Command as StdCommand, Stdio};
-    use std::time::{Duration, Instant};
-
-    use assert_cmd::cargo::cargo_bin;
 
     const SCENARIO: &str = r#"
 [[tenants]]
@@ -175,47 +173,18 @@ hma = true
 auth = ["basic", "ntlm"]
 "#;
 
-    struct Emulator(Child);
-
-    impl Drop for Emulator {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
+    use super::common::Emulator;
 
     fn start(dir: &Path) -> (Emulator, String) {
         std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
-        let state = dir.join("state.json");
-        let child = StdCommand::new(cargo_bin("exgate"))
-            .current_dir(dir)
-            .args([
-                "emulator",
-                "--scenario",
-                "scenario.toml",
-                "--tls",
-                "--ca-out",
-                "ca.pem",
-                "--state-file",
-            ])
-            .arg(&state)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the emulator");
-        let emulator = Emulator(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(text) = std::fs::read_to_string(&state)
-                && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                && let Some(url) = v["base_url"].as_str()
-                && dir.join("ca.pem").exists()
-            {
-                return (emulator, url.to_owned());
-            }
-            assert!(Instant::now() < deadline, "the emulator did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let (emulator, v) =
+            super::common::start_emulator(dir, &["--tls", "--ca-out", "ca.pem"], |_| {
+                dir.join("ca.pem").exists()
+            });
+        (
+            emulator,
+            v["base_url"].as_str().unwrap_or_default().to_owned(),
+        )
     }
 
     /// The EWS and Autodiscover findings of probing one server.

@@ -1,12 +1,11 @@
 //! `exgate smtp check` and `exgate imap check` through the binary: help, exit codes, and (with
 //! the emulator) XOAUTH2 accepted and Exchange Online's refusals explained.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Child, Command as StdCommand, Stdio};
-use std::time::{Duration, Instant};
 
 use assert_cmd::Command;
-use assert_cmd::cargo::cargo_bin;
 
 fn exgate() -> Command {
     let mut c = Command::cargo_bin("exgate").expect("binary");
@@ -162,14 +161,7 @@ tenant = "fabrikam.com"
 smtp_auth_enabled = false
 "#;
 
-struct Emulator(Child);
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::Emulator;
 
 /// Starts `exgate emulator --tls`; returns it with its base URL and SMTP address.
 fn start_emulator(dir: &Path) -> (Emulator, String, String) {
@@ -180,43 +172,11 @@ fn start_emulator(dir: &Path) -> (Emulator, String, String) {
 /// Starts `exgate emulator --tls`; returns it with its base URL, SMTP and IMAP addresses.
 fn start_emulator_with_imap(dir: &Path) -> (Emulator, String, String, String) {
     std::fs::write(dir.join("scenario.toml"), SCENARIO).unwrap();
-    let state = dir.join("state.json");
-    let child = StdCommand::new(cargo_bin("exgate"))
-        .current_dir(dir)
-        .args([
-            "emulator",
-            "--scenario",
-            "scenario.toml",
-            "--tls",
-            "--ca-out",
-            "ca.pem",
-            "--state-file",
-        ])
-        .arg(&state)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the emulator");
-    let emulator = Emulator(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&state)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let (Some(url), Some(smtp), Some(imap)) = (
-                v["base_url"].as_str(),
-                v["smtp"].as_str(),
-                v["imap"].as_str(),
-            )
-            && dir.join("ca.pem").exists()
-        {
-            return (emulator, url.to_owned(), smtp.to_owned(), imap.to_owned());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the emulator wrote no state file"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (emulator, v) = common::start_emulator(dir, &["--tls", "--ca-out", "ca.pem"], |v| {
+        v["smtp"].is_string() && v["imap"].is_string() && dir.join("ca.pem").exists()
+    });
+    let text = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (emulator, text("base_url"), text("smtp"), text("imap"))
 }
 
 /// `exgate <protocol> check --json` for `user` with the Scanner app's token from `tenant`.
