@@ -147,6 +147,17 @@ struct Parser {
     toks: Vec<Tok>,
     pos: usize,
     depth: usize,
+    /// Nodes built so far: a long `a and b and ...` chain nests as deep as it is long.
+    nodes: usize,
+}
+
+/// Graph's limit on the nodes of a query (its error names it).
+const MAX_NODES: usize = 100;
+
+fn too_many_nodes() -> QueryError {
+    QueryError(format!(
+        "The query specified in the URI is not valid. The node count limit of '{MAX_NODES}' has been exceeded."
+    ))
 }
 
 impl Parser {
@@ -187,8 +198,9 @@ impl Parser {
     }
     fn unary(&mut self) -> Result<Filter, QueryError> {
         self.depth += 1;
-        if self.depth > 64 {
-            return Err(QueryError("The query specified in the URI is not valid. The node count limit of '100' has been exceeded.".into()));
+        self.nodes += 1;
+        if self.depth > 64 || self.nodes > MAX_NODES {
+            return Err(too_many_nodes());
         }
         let r = if self.peek_word().as_deref() == Some("not") {
             self.pos += 1;
@@ -231,7 +243,12 @@ impl Parser {
                     return Ok(Filter::Func(func, path, v));
                 }
                 // `categories/any(c:c eq 'Red')`
-                if let Some(path) = w.strip_suffix("/any").or_else(|| w.strip_suffix("/ANY")) {
+                if let Some(path) = w
+                    .len()
+                    .checked_sub(4)
+                    .filter(|&k| w.is_char_boundary(k) && w[k..].eq_ignore_ascii_case("/any"))
+                    .map(|k| &w[..k])
+                {
                     self.expect(&Tok::Open)?;
                     let Some(Tok::Word(var)) = self.next() else {
                         return Err(QueryError(
@@ -284,9 +301,9 @@ impl Parser {
                     "false" => Literal::Bool(false),
                     "null" => Literal::Null,
                     _ if w.len() >= 10 && w.as_bytes().get(4) == Some(&b'-') => Literal::Date(w),
-                    _ => Literal::Num(w.parse().map_err(|_| {
-                        QueryError(format!("Invalid filter clause: '{w}' is not a literal."))
-                    })?),
+                    _ => Literal::Num(w.parse::<f64>().ok().filter(|n| n.is_finite()).ok_or_else(
+                        || QueryError(format!("Invalid filter clause: '{w}' is not a literal.")),
+                    )?),
                 })
             }
             _ => Err(QueryError(
@@ -315,6 +332,7 @@ pub(crate) fn parse_filter(s: &str) -> Result<Filter, QueryError> {
         toks,
         pos: 0,
         depth: 0,
+        nodes: 0,
     };
     let f = p.or()?;
     if p.pos != p.toks.len() {
@@ -440,6 +458,18 @@ pub(crate) fn parse_orderby(s: &str) -> Result<Vec<(String, bool)>, QueryError> 
         .collect()
 }
 
+/// Where a value of each JSON type sorts, for values of different types.
+fn rank(v: Option<&Value>) -> u8 {
+    match v {
+        None | Some(Value::Null) => 0,
+        Some(Value::Bool(_)) => 1,
+        Some(Value::Number(_)) => 2,
+        Some(Value::String(_)) => 3,
+        Some(Value::Array(_)) => 4,
+        Some(Value::Object(_)) => 5,
+    }
+}
+
 /// Orders two message resources by `keys`.
 pub(crate) fn order(a: &Value, b: &Value, keys: &[(String, bool)]) -> std::cmp::Ordering {
     use std::cmp::Ordering;
@@ -454,9 +484,8 @@ pub(crate) fn order(a: &Value, b: &Value, keys: &[(String, bool)]) -> std::cmp::
                 .as_f64()
                 .partial_cmp(&y.as_f64())
                 .unwrap_or(Ordering::Equal),
-            (None | Some(Value::Null), Some(_)) => Ordering::Less,
-            (Some(_), None | Some(Value::Null)) => Ordering::Greater,
-            _ => Ordering::Equal,
+            // A total order: absent and null first, then values by type, then within a type.
+            (x, y) => rank(x).cmp(&rank(y)),
         };
         let o = if *desc { o.reverse() } else { o };
         if o != Ordering::Equal {
@@ -469,6 +498,7 @@ pub(crate) fn order(a: &Value, b: &Value, keys: &[(String, bool)]) -> std::cmp::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::Strategy as _;
     use serde_json::json;
 
     fn msg() -> Value {
@@ -491,6 +521,7 @@ mod tests {
             ("hasAttachments eq true or importance eq 'normal'", true),
             ("categories/any(c:c eq 'red')", true),
             ("categories/any(c:c eq 'Blue')", false),
+            ("categories/Any(c:c eq 'red')", true),
             ("subject eq 'It''s'", false),
             ("(isRead eq false) and (importance ne 'high')", true),
         ] {
@@ -535,6 +566,31 @@ mod tests {
                 let _ = matches(&f, &msg());
             }
             let _ = parse_orderby(&s);
+        }
+
+        #[test]
+        fn orderby_is_a_total_order(keys in proptest::collection::vec(proptest::option::of(proptest::prop_oneof![
+            proptest::prelude::Just(serde_json::Value::Null),
+            proptest::prelude::any::<bool>().prop_map(serde_json::Value::from),
+            proptest::prelude::any::<i32>().prop_map(serde_json::Value::from),
+            "[a-c]{0,2}".prop_map(serde_json::Value::from),
+        ]), 0..40)) {
+            let mut items: Vec<serde_json::Value> = keys
+                .into_iter()
+                .map(|k| match k { Some(v) => json!({"k": v}), None => json!({}) })
+                .collect();
+            let by = [("k".to_owned(), false)];
+            // sort_by panics on a comparator that is not a total order.
+            items.sort_by(|a, b| order(a, b, &by));
+            for w in items.windows(2) {
+                proptest::prop_assert_ne!(order(&w[0], &w[1], &by), std::cmp::Ordering::Greater);
+            }
+        }
+
+        #[test]
+        fn long_chains_are_refused_not_overflowed(n in 100usize..20_000) {
+            let s = vec!["isRead eq true"; n].join(" and ");
+            proptest::prop_assert!(parse_filter(&s).is_err());
         }
 
         #[test]
