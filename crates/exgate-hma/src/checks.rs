@@ -395,7 +395,7 @@ fn vdir_oauth(org: &Org) -> Check {
         .filter(|k| !kinds.contains(k))
         .map(|k| format!("Get-{}", k.cmdlet()))
         .collect();
-    if !absent.is_empty() && b.check.findings.is_empty() {
+    if !absent.is_empty() {
         b.find(
             "hma_vdir_oauth_disabled",
             Severity::Warning,
@@ -500,6 +500,10 @@ fn evosts(org: &Org) -> Check {
             format!("Set-AuthServer \"{}\" -Enabled $true", a.name),
         );
     }
+    if enabled.is_empty() {
+        // Every EvoSts is disabled: that is the finding; which one is the default is moot.
+        return b.done();
+    }
     let defaults: Vec<_> = enabled
         .iter()
         .filter(|a| a.is_default == Some(true))
@@ -566,8 +570,10 @@ fn s2s(org: &Org) -> Check {
         "s2s_oauth",
         "Server-to-server OAuth with Exchange Online: an AzureAD/ACS auth server, the Exchange Online partner application, the intra-organization connector",
     );
-    if !org.auth_servers_listed && !org.partner_apps_listed {
-        return b.not_run("no Get-AuthServer or Get-PartnerApplication output");
+    if !org.auth_servers_listed && !org.partner_apps_listed && !org.connectors_listed {
+        return b.not_run(
+            "no Get-AuthServer, Get-PartnerApplication or Get-IntraOrganizationConnector output",
+        );
     }
     if org.auth_servers_listed {
         match org

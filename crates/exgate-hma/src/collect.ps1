@@ -29,7 +29,7 @@ Run 'Get-AuthServer | fl Name,Type,Enabled,IsDefaultAuthorizationEndpoint,Domain
 Run 'Get-PartnerApplication | fl Name,ApplicationIdentifier,Enabled,LinkedAccount'
 Run 'Get-OrganizationConfig | fl OAuth2ClientProfileEnabled'
 Run 'Get-AuthConfig | fl CurrentCertificateThumbprint,NextCertificateThumbprint,NextCertificateEffectiveDate'
-Run 'Get-ExchangeServer | Where-Object { $_.ServerRole -notlike "*Edge*" } | ForEach-Object { Get-ExchangeCertificate -Server $_.Name } | fl Identity,Thumbprint,NotAfter,Services,Subject'
+Run 'Get-ExchangeServer | Where-Object { $_.ServerRole -notlike "*Edge*" } | ForEach-Object { Get-ExchangeCertificate -Server $_.Name } | fl Identity,Thumbprint,@{n="NotAfter";e={$_.NotAfter.ToString("o")}},Services,Subject'
 Run 'Get-IntraOrganizationConnector | fl Name,TargetAddressDomains,DiscoveryEndpoint,Enabled'
 if ($Mailbox) {
     Run "Test-OAuthConnectivity -Service EWS -TargetUri https://$(((Get-WebServicesVirtualDirectory | Select-Object -First 1).ExternalUrl).Host)/ews/ -Mailbox $Mailbox | fl ResultType,Detail"

@@ -136,20 +136,25 @@ pub fn read(text: &str) -> Layout {
                 .enumerate()
                 .map(|(k, &(s, _))| (s, columns.get(k + 1).map(|&(n, _)| n)))
                 .collect();
-            let headers: Vec<String> = bounds.iter().map(|&(s, e)| cell(line, s, e)).collect();
+            let header_chars: Vec<char> = line.chars().collect();
+            let headers: Vec<String> = bounds
+                .iter()
+                .map(|&(s, e)| cell(&header_chars, s, e))
+                .collect();
             i += 1;
             while let Some(&(rn, row)) = lines.get(i) {
                 if row.trim().is_empty() || PROMPT.as_ref().is_some_and(|r| r.is_match(row)) {
                     break;
                 }
                 i += 1;
+                let row_chars: Vec<char> = row.chars().collect();
                 let fields = headers
                     .iter()
                     .zip(&bounds)
                     .filter(|(h, _)| !h.is_empty())
                     .map(|(h, &(s, e))| Field {
                         key: h.clone(),
-                        value: cell(row, s, e),
+                        value: cell(&row_chars, s, e),
                         line: rn,
                     })
                     .collect();
@@ -230,8 +235,7 @@ fn spans(dashes: &str) -> Vec<(usize, usize)> {
 
 /// The text of a row under a column: from the column's start to the next column's (the last one
 /// to the end of the line); PowerShell pads and truncates every cell to its column.
-fn cell(row: &str, start: usize, end: Option<usize>) -> String {
-    let chars: Vec<char> = row.chars().collect();
+fn cell(chars: &[char], start: usize, end: Option<usize>) -> String {
     let s = start.min(chars.len());
     let e = end.map_or(chars.len(), |e| e.min(chars.len())).max(s);
     chars[s..e].iter().collect::<String>().trim().to_owned()

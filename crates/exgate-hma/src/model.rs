@@ -348,7 +348,8 @@ pub fn parse_version(text: &str) -> Option<(u32, u32, u32)> {
     }
 }
 
-/// `3/28/2027 10:00:00 AM` (PowerShell's en-US default), `28/03/2027 10:00:00`, or ISO 8601.
+/// `3/28/2027 10:00:00 AM` (PowerShell's en-US default), `28/03/2027 10:00:00`, or ISO 8601
+/// (what the collection script writes). A day/month order the numbers do not settle is `None`.
 pub fn parse_date(text: &str) -> Option<time::PrimitiveDateTime> {
     use time::{Date, Month, PrimitiveDateTime, Time};
     let t = text.trim();
@@ -362,11 +363,14 @@ pub fn parse_date(text: &str) -> Option<time::PrimitiveDateTime> {
     let (y, mo, d, rest) = match nums.as_slice() {
         [a, b, c, rest @ ..] if *a > 31 => (*a, *b, *c, rest),
         [a, b, c, rest @ ..] if *c > 31 => {
-            // M/D/Y unless the first cannot be a month.
+            // D/M/Y when the first cannot be a month, M/D/Y when the second cannot; when both
+            // could, the date is not read (`05/03/2027` is March in London, May in New York).
             if *a > 12 {
                 (*c, *b, *a, rest)
-            } else {
+            } else if *b > 12 || a == b {
                 (*c, *a, *b, rest)
+            } else {
+                return None;
             }
         }
         _ => return None,
@@ -595,7 +599,11 @@ impl Org {
             } else {
                 for (line, s) in &b.items {
                     self.unrecognised.push(Read {
-                        value: s.chars().take(120).collect(),
+                        // Pasted text can hold a secret: it is shown redacted.
+                        value: exgate_diagnose::redact::redact_text(
+                            &s.chars().take(120).collect::<String>(),
+                            exgate_diagnose::redact::TokenMode::Remove,
+                        ),
                         origin: at(*line),
                     });
                 }
@@ -638,6 +646,10 @@ mod tests {
         assert_eq!(
             (d.year(), u8::from(d.month()), d.day(), d.hour()),
             (2027, 3, 28, 22)
+        );
+        assert!(
+            parse_date("05/03/2027 10:00:00").is_none(),
+            "day and month ambiguous"
         );
         let d = parse_date("28/03/2027 10:00:00").expect("date");
         assert_eq!((u8::from(d.month()), d.day()), (3, 28));

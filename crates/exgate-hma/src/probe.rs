@@ -73,7 +73,7 @@ pub async fn probe_namespace(http: &reqwest::Client, namespace: &str) -> Vec<Pro
                     .headers()
                     .get_all("www-authenticate")
                     .iter()
-                    .filter_map(|v| v.to_str().ok().map(str::to_owned))
+                    .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
                     .collect(),
                 diagnostics: resp
                     .headers()
@@ -337,6 +337,25 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
             bearer.param("authorization_uri").unwrap_or("")
         ));
     }
+    // A namespace where every directory is missing is not an Exchange namespace (or not this
+    // one): nothing was proven there.
+    let mut namespaces: Vec<&str> = answers.iter().map(|a| a.namespace.as_str()).collect();
+    namespaces.dedup();
+    for ns in namespaces {
+        let of: Vec<&ProbeAnswer> = answers.iter().filter(|a| a.namespace == ns).collect();
+        if !of.is_empty() && of.iter().all(|a| a.status == Some(404)) {
+            check.findings.push(Finding {
+                id: "wrong_endpoint_url".to_owned(),
+                severity: Severity::Error,
+                subject: ns.to_owned(),
+                evidence: of
+                    .iter()
+                    .map(|a| format!("{} -> 404", a.url))
+                    .collect(),
+                fix: "Give the namespace clients use for Exchange (https://mail.contoso.com), where /EWS/Exchange.asmx answers 401".to_owned(),
+            });
+        }
+    }
     check.passed.extend(not_published);
     check.status = crate::checks::status_of(&check.findings);
     check
@@ -415,6 +434,25 @@ mod tests {
                     .any(|e| e.starts_with("exgate explain ranks: "))
             );
         }
+    }
+
+    #[test]
+    fn a_namespace_where_every_directory_is_missing_proves_nothing() {
+        let answers: Vec<ProbeAnswer> = PATHS
+            .iter()
+            .map(|(kind, path, _)| ProbeAnswer {
+                namespace: "https://www.contoso.com".into(),
+                kind: *kind,
+                url: format!("https://www.contoso.com/{path}"),
+                status: Some(404),
+                www_authenticate: Vec::new(),
+                diagnostics: None,
+                error: None,
+            })
+            .collect();
+        let c = check_probes(&answers, &Org::default());
+        assert_eq!(c.status, Status::Fail);
+        assert_eq!(ids(&c), ["wrong_endpoint_url"]);
     }
 
     #[test]

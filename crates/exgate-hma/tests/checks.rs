@@ -295,3 +295,58 @@ fn every_finding_names_a_cause_of_the_catalog() {
         }
     }
 }
+
+#[test]
+fn a_disabled_evosts_is_one_finding_and_connectors_alone_are_checked() {
+    let r = run(&with(
+        "AzureAD         True                           True",
+        "AzureAD        False                           True",
+    ));
+    assert_eq!(errors(&r), ["hma_evosts_missing"], "{:#?}", r.findings);
+    let r = run(
+        "[PS] C:\\> Get-IntraOrganizationConnector | fl\n\nName : HybridIOC\nDiscoveryEndpoint : https://autodiscover-s.outlook.com/autodiscover/autodiscover.svc\nEnabled : False\n",
+    );
+    assert_eq!(status(&r, "s2s_oauth"), Status::Fail);
+}
+
+#[test]
+fn missing_directory_kinds_are_reported_beside_other_findings() {
+    let a = HEALTHY
+        .find("[PS] exgate> Get-ActiveSyncVirtualDirectory")
+        .expect("EAS");
+    let b = HEALTHY
+        .find("[PS] exgate> Get-ClientAccessService")
+        .expect("CAS");
+    let without_eas = format!("{}{}", &HEALTHY[..a], &HEALTHY[b..]);
+    let text = without_eas.replace(
+        "InternalAuthenticationMethods : {Ntlm, WindowsIntegrated, WSSecurity, OAuth}\nOAuthAuthentication           : True",
+        "InternalAuthenticationMethods : {Ntlm, WindowsIntegrated, WSSecurity}\nOAuthAuthentication           : False",
+    );
+    let r = run(&text);
+    let oauth = r
+        .checks
+        .iter()
+        .find(|c| c.name == "vdir_oauth")
+        .expect("check");
+    assert!(oauth.findings.iter().any(|f| f.severity == Severity::Error));
+    assert!(
+        oauth
+            .findings
+            .iter()
+            .any(|f| f.subject == "virtual directories not given"),
+        "{:?}",
+        oauth.findings
+    );
+}
+
+#[test]
+fn unread_pasted_text_is_shown_redacted() {
+    let r = run(
+        "Authorization: Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.c2ln\nclient_secret=CANARY-s3cret\n",
+    );
+    let all = r.unrecognised.join("\n");
+    assert!(
+        !all.contains("CANARY-s3cret") && !all.contains("eyJzdWIiOiJ4In0"),
+        "{all}"
+    );
+}

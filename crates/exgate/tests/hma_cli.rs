@@ -96,6 +96,24 @@ fn ready_not_ready_and_could_not_run() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.txt"));
+    // A URL with credentials is refused before anything is probed, and never echoed.
+    let out = exgate()
+        .args([
+            "hma",
+            "check",
+            "--url",
+            "https://mail.contoso.com",
+            "https://admin:CANARY-pw@mail.contoso.com",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("user name or password") && !err.contains("CANARY"),
+        "{err}"
+    );
+    assert!(!err.contains("probing"), "nothing probed: {err}");
 }
 
 #[test]

@@ -124,13 +124,24 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
             timeout: std::time::Duration::from_secs(args.timeout),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+        // Every URL is checked before any is probed; one with a user name or password is
+        // refused (it would be echoed in evidence and reports).
+        for u in &args.url {
+            let parsed = url::Url::parse(u)
+                .ok()
+                .filter(|p| matches!(p.scheme(), "https" | "http"));
+            match parsed {
+                None => anyhow::bail!(
+                    "--url {u}: not an http(s) URL (fix: give the namespace as https://mail.contoso.com)"
+                ),
+                Some(p) if !p.username().is_empty() || p.password().is_some() => anyhow::bail!(
+                    "--url: a URL with a user name or password is refused (fix: give the namespace alone, https://mail.contoso.com)"
+                ),
+                Some(_) => {}
+            }
+        }
         let mut answers = Vec::new();
         for u in &args.url {
-            if !u.starts_with("https://") && !u.starts_with("http://") {
-                anyhow::bail!(
-                    "--url {u}: not an http(s) URL (fix: give the namespace as https://mail.contoso.com)"
-                );
-            }
             if !args.json {
                 eprintln!("probing {u} ...");
             }
