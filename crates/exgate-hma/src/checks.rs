@@ -174,11 +174,8 @@ pub fn check_all(
     ];
     let probe = match probes {
         Some(answers) => crate::probe::check_probes(answers, org),
-        None => Builder::new(
-            "live_probe",
-            "Every virtual directory answers an empty Bearer with a complete Bearer challenge",
-        )
-        .not_run("no --url namespace given"),
+        None => Builder::new(crate::probe::LIVE_PROBE, crate::probe::LIVE_PROBE_TITLE)
+            .not_run("no --url namespace given"),
     };
     let probe_ran = probes.is_some();
     checks.push(probe);
@@ -186,7 +183,7 @@ pub fn check_all(
     findings.sort_by_key(|f| f.severity);
     let ready = checks
         .iter()
-        .filter(|c| probe_ran || c.name != "live_probe")
+        .filter(|c| probe_ran || c.name != crate::probe::LIVE_PROBE)
         .all(|c| matches!(c.status, Status::Pass | Status::Warning))
         && !findings.iter().any(|f| f.severity == Severity::Error);
     Report {

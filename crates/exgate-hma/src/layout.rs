@@ -76,8 +76,7 @@ static FIELD: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r"^([A-Za-z][A-Za-z0-9_.\-]{0,80})\s*:(?:\s(.*)|$)").ok());
 static DASHES: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"^\s*-+(?:\s+-+)*\s*$").ok());
 
-/// The command a prompt line ran: the first `Verb-Noun` of it, with `(Get-X).Property` kept
-/// whole. `None` for a prompt without a command.
+/// The command a prompt line ran, as typed (trimmed). `None` for a prompt without a command.
 fn command_of(rest: &str) -> Option<String> {
     let rest = rest.trim();
     if rest.is_empty() {

@@ -24,6 +24,11 @@ pub const PATHS: [(VdirKind, &str, bool); 5] = [
     (VdirKind::ActiveSync, "Microsoft-Server-ActiveSync", false),
 ];
 
+/// The live probe's check name and title.
+pub const LIVE_PROBE: &str = "live_probe";
+pub(crate) const LIVE_PROBE_TITLE: &str =
+    "Every virtual directory answers an empty Bearer with a complete Bearer challenge";
+
 /// What one virtual directory answered to the empty Bearer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProbeAnswer {
@@ -148,8 +153,8 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 /// challenge from a directory without OAuth.
 pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
     let mut check = Check {
-        name: "live_probe",
-        title: "Every virtual directory answers an empty Bearer with a complete Bearer challenge",
+        name: LIVE_PROBE,
+        title: LIVE_PROBE_TITLE,
         status: Status::Pass,
         findings: Vec::new(),
         passed: Vec::new(),
