@@ -18,7 +18,8 @@ Examples:
   Several pastes, a directory of them, JSON, and an HTML report:
     exgate hma check --cmdlets vdirs.txt spns.txt evidence/ --json --html hma.html
   Probe the namespaces clients use, live (an empty Bearer to each virtual directory):
-    exgate hma check --cmdlets exgate-hma.txt --url https://mail.contoso.com https://autodiscover.contoso.com
+    exgate hma check --cmdlets exgate-hma.txt \\
+      --url https://mail.contoso.com https://autodiscover.contoso.com
 
 Files are recognised by what they contain (prompts, property names), in UTF-8 or UTF-16 with a
 byte order mark, any line ends; `fl` and `ft` layouts, wrapped values and several servers per
