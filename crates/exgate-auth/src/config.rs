@@ -152,6 +152,9 @@ pub struct AuthSettings {
     pub client_secret: Option<SecretString>,
     /// Environment variable holding the client secret.
     pub client_secret_env: Option<String>,
+    /// A file holding the client secret (systemd credentials, container secrets); surrounding
+    /// whitespace is ignored.
+    pub client_secret_file: Option<PathBuf>,
     /// PEM or PFX certificate.
     pub certificate_path: Option<PathBuf>,
     /// PEM key, when not in the certificate file.
@@ -278,6 +281,7 @@ impl AuthSettings {
             flow,
             client_secret,
             client_secret_env,
+            client_secret_file,
             certificate_path,
             key_path,
             certificate_password,
@@ -352,7 +356,10 @@ impl AuthSettings {
         }
         if self.certificate_path.is_some() {
             Ok(FlowKind::Certificate)
-        } else if self.client_secret.is_some() || self.client_secret_env.is_some() {
+        } else if self.client_secret.is_some()
+            || self.client_secret_env.is_some()
+            || self.client_secret_file.is_some()
+        {
             Ok(FlowKind::ClientSecret)
         } else if self.refresh_token.is_some() || self.refresh_token_env.is_some() {
             Ok(FlowKind::RefreshToken)
@@ -421,6 +428,24 @@ impl AuthSettings {
             "client_secret",
         )? {
             return Ok(ClientAuth::Secret(s));
+        }
+        if let Some(path) = &self.client_secret_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                self.err(
+                    "client_secret_file",
+                    format!("cannot read {}: {e}", path.display()),
+                    "point client_secret_file at a readable file holding the secret alone",
+                )
+            })?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(self.err(
+                    "client_secret_file",
+                    format!("{} is empty", path.display()),
+                    "write the client secret into the file",
+                ));
+            }
+            return Ok(ClientAuth::Secret(SecretString::from(text.to_owned())));
         }
         if required {
             return Err(self.err(

@@ -218,7 +218,48 @@ fn push(t: &mut ImapTranscript, name: &str, start: Instant, r: &Result<Answer, S
 
 /// Runs the check on `folder` (usually `INBOX`). See the module documentation.
 pub async fn check(options: &ImapOptions, auth: &ImapAuth, folder: &str) -> ImapTranscript {
-    let mut t = ImapTranscript {
+    let mut t = transcript(options, auth, folder);
+    if let Some(mut s) = run(options, auth, Some(folder), &mut t).await {
+        let start = Instant::now();
+        let r = s.command("LOGOUT").await;
+        push(&mut t, "logout", start, &r);
+    }
+    t
+}
+
+/// An authenticated IMAP connection handed to the caller (a gateway relays the rest of the
+/// session over it), with the steps that opened it.
+pub struct ImapConnection {
+    /// The TLS stream, positioned after the tagged answer to AUTHENTICATE or LOGIN.
+    pub stream: crate::BufferedStream,
+    /// Connect, greeting, capability and authenticate.
+    pub transcript: ImapTranscript,
+}
+
+/// Connects, reads the greeting, asks CAPABILITY and authenticates; on success returns the open
+/// connection, otherwise the transcript up to the refused step (then LOGOUT).
+pub async fn open(
+    options: &ImapOptions,
+    auth: &ImapAuth,
+) -> Result<ImapConnection, ImapTranscript> {
+    let mut t = transcript(options, auth, "");
+    match run(options, auth, None, &mut t).await {
+        Some(s) if t.ok() => Ok(ImapConnection {
+            stream: s.io,
+            transcript: t,
+        }),
+        Some(mut s) => {
+            let start = Instant::now();
+            let r = s.command("LOGOUT").await;
+            push(&mut t, "logout", start, &r);
+            Err(t)
+        }
+        None => Err(t),
+    }
+}
+
+fn transcript(options: &ImapOptions, auth: &ImapAuth, folder: &str) -> ImapTranscript {
+    ImapTranscript {
         // The name the TLS certificate must carry, and where the connection really goes.
         server: match options.connect_to {
             Some(addr) => format!("{}:{} via {addr}", options.host, options.port),
@@ -229,19 +270,13 @@ pub async fn check(options: &ImapOptions, auth: &ImapAuth, folder: &str) -> Imap
         folder: folder.to_owned(),
         exists: None,
         steps: Vec::new(),
-    };
-    if let Some(mut s) = run(options, auth, folder, &mut t).await {
-        let start = Instant::now();
-        let r = s.command("LOGOUT").await;
-        push(&mut t, "logout", start, &r);
     }
-    t
 }
 
 async fn run(
     o: &ImapOptions,
     auth: &ImapAuth,
-    folder: &str,
+    folder: Option<&str>,
     t: &mut ImapTranscript,
 ) -> Option<Session> {
     let start = Instant::now();
@@ -358,6 +393,9 @@ async fn run(
     if !push(t, "authenticate", start, &r) {
         return Some(s);
     }
+    let Some(folder) = folder else {
+        return Some(s);
+    };
 
     let start = Instant::now();
     let r = s.command(&format!("SELECT {}", quoted(folder))).await;

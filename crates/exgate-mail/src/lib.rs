@@ -65,3 +65,4 @@ pub use mailbox::{
     PageCursor, SyncBatch, SyncState, open_mailbox,
 };
 pub use retry::{RetryDecision, RetryPolicy};
+pub use tls::{Io as ByteStream, LineIo as BufferedStream};

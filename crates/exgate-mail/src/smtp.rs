@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::BufReader;
 use tokio::net::TcpStream;
 
-use crate::tls::{Io, LineIo, read_line, start_tls, tls_config, write_line};
+use crate::tls::{Io, LineIo, read_line, start_tls, tls_config, write_bytes, write_line};
 
 /// Longest reply line read (RFC 5321 allows 512; servers send a little more).
 const MAX_LINE: usize = 4096;
@@ -245,7 +245,7 @@ impl Session {
     }
 }
 
-fn message_text(m: &TestMessage, host: &str) -> String {
+fn message_text(m: &TestMessage, host: &str) -> Vec<u8> {
     let date = httpdate::fmt_http_date(std::time::SystemTime::now());
     let id = format!(
         "<{}.exgate@{}>",
@@ -261,24 +261,72 @@ fn message_text(m: &TestMessage, host: &str) -> String {
         m.subject.replace(['\r', '\n'], " ")
     );
     for line in m.body.lines() {
-        // Dot-stuffing (RFC 5321 4.5.2).
-        if line.starts_with('.') {
-            out.push('.');
-        }
         out.push_str(line);
         out.push_str("\r\n");
     }
-    out.push('.');
+    out.into_bytes()
+}
+
+/// The DATA payload of `message`: lines ended by CRLF (a bare LF becomes CRLF), a leading dot
+/// doubled (RFC 5321 4.5.2), and the final `.` line.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 5);
+    let mut at_line_start = true;
+    let mut prev = 0u8;
+    for &b in message {
+        if at_line_start && b == b'.' {
+            out.push(b'.');
+        }
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        at_line_start = b == b'\n';
+        prev = b;
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
     out
 }
 
-/// Runs the check. See the module documentation.
-pub async fn check(
+/// A message to submit: the envelope and the message as the client gave it (not dot-stuffed).
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `MAIL FROM` (may be empty: a bounce).
+    pub from: String,
+    /// `RCPT TO`, one per recipient.
+    pub to: Vec<String>,
+    /// The message (headers and body).
+    pub data: Vec<u8>,
+}
+
+/// Called after the server's `354` and before the message's bytes are sent; an error stops the
+/// submission there (the server then discards the incomplete message).
+pub type Handover<'a> = &'a (dyn Fn() -> Result<(), String> + Send + Sync);
+
+/// Submits `message`: the steps of [`check`] followed by `MAIL`, one `RCPT` per recipient and
+/// `DATA`. The transcript's last step before `quit` is `data` when the server took the message.
+/// `handover` runs just before the bytes go out (a spool records it).
+pub async fn submit(
     options: &SmtpOptions,
     auth: &SmtpAuth,
-    message: Option<&TestMessage>,
+    message: &Outgoing,
+    handover: Handover<'_>,
 ) -> SmtpTranscript {
-    let mut t = SmtpTranscript {
+    let mut t = new_transcript(options, auth);
+    let session = run(options, auth, Some((message, handover)), &mut t).await;
+    if let Some(mut s) = session {
+        let start = Instant::now();
+        let quit = s.command("QUIT").await;
+        t.steps.push(step("quit", start, quit));
+    }
+    t
+}
+
+fn new_transcript(options: &SmtpOptions, auth: &SmtpAuth) -> SmtpTranscript {
+    SmtpTranscript {
         // The name the TLS certificate must carry, and where the connection really goes.
         server: match options.connect_to {
             Some(addr) => format!("{}:{} via {addr}", options.host, options.port),
@@ -287,8 +335,29 @@ pub async fn check(
         mechanism: auth.mechanism().to_owned(),
         extensions: Vec::new(),
         steps: Vec::new(),
-    };
-    let session = run(options, auth, message, &mut t).await;
+    }
+}
+
+/// Runs the check. See the module documentation.
+pub async fn check(
+    options: &SmtpOptions,
+    auth: &SmtpAuth,
+    message: Option<&TestMessage>,
+) -> SmtpTranscript {
+    let mut t = new_transcript(options, auth);
+    let outgoing = message.map(|m| Outgoing {
+        from: m.from.clone(),
+        to: vec![m.to.clone()],
+        data: message_text(m, &options.host),
+    });
+    let none = || Ok(());
+    let session = run(
+        options,
+        auth,
+        outgoing.as_ref().map(|o| (o, &none as Handover<'_>)),
+        &mut t,
+    )
+    .await;
     if let Some(mut s) = session {
         let start = Instant::now();
         let quit = s.command("QUIT").await;
@@ -347,7 +416,7 @@ fn record<T>(
 async fn run(
     o: &SmtpOptions,
     auth: &SmtpAuth,
-    message: Option<&TestMessage>,
+    message: Option<(&Outgoing, Handover<'_>)>,
     t: &mut SmtpTranscript,
 ) -> Option<Session> {
     let config = match tls_config(o.extra_root_pem.as_deref()) {
@@ -475,16 +544,18 @@ async fn run(
         return Some(s);
     }
 
-    if let Some(m) = message {
+    if let Some((m, handover)) = message {
         let start = Instant::now();
         let r = s.command(&format!("MAIL FROM:<{}>", m.from)).await;
         if record(t, "mail", start, r.map(|r| ((), r))).is_none() {
             return Some(s);
         }
-        let start = Instant::now();
-        let r = s.command(&format!("RCPT TO:<{}>", m.to)).await;
-        if record(t, "rcpt", start, r.map(|r| ((), r))).is_none() {
-            return Some(s);
+        for to in &m.to {
+            let start = Instant::now();
+            let r = s.command(&format!("RCPT TO:<{to}>")).await;
+            if record(t, "rcpt", start, r.map(|r| ((), r))).is_none() {
+                return Some(s);
+            }
         }
         let start = Instant::now();
         let r = async {
@@ -492,7 +563,16 @@ async fn run(
             if go.code != 354 {
                 return Err(StepError::Refused(go));
             }
-            s.command(&message_text(m, &o.host)).await
+            handover().map_err(StepError::Transport)?;
+            write_bytes(&mut s.io, &dot_stuff(&m.data), s.timeout)
+                .await
+                .map_err(StepError::Transport)?;
+            let done = s.read_reply().await?;
+            if done.positive() {
+                Ok(done)
+            } else {
+                Err(StepError::Refused(done))
+            }
         }
         .await;
         if record(t, "data", start, r.map(|r| ((), r))).is_none() {
@@ -596,7 +676,27 @@ mod tests {
         assert!(!format!("{a:?}").contains("CANARY"));
     }
 
+    #[test]
+    fn dot_stuffing() {
+        assert_eq!(dot_stuff(b"a\r\n.b\r\n"), b"a\r\n..b\r\n.\r\n");
+        assert_eq!(dot_stuff(b".x\nend"), b"..x\r\nend\r\n.\r\n");
+        assert_eq!(dot_stuff(b""), b".\r\n");
+    }
+
     proptest::proptest! {
+        #[test]
+        fn dot_stuffing_round_trips(lines in proptest::collection::vec("[.a-z]{0,5}", 0..8)) {
+            let message: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+            let stuffed = dot_stuff(message.as_bytes());
+            let text = String::from_utf8(stuffed).expect("ascii");
+            let body = text.strip_suffix(".\r\n").expect("terminator");
+            let unstuffed: String = body
+                .split_inclusive("\r\n")
+                .map(|l| l.strip_prefix('.').unwrap_or(l))
+                .collect();
+            proptest::prop_assert_eq!(unstuffed, message);
+        }
+
         #[test]
         fn reply_reader_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600)) {
             let _ = read(&bytes);

@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 
 /// A byte stream, plain or TLS.
-pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 pub(crate) fn tls_config(
@@ -52,7 +52,7 @@ pub(crate) async fn start_tls(
 }
 
 /// A buffered connection of a line protocol.
-pub(crate) type LineIo = BufReader<Box<dyn Io>>;
+pub type LineIo = BufReader<Box<dyn Io>>;
 
 /// Reads one line of at most `max` bytes, without its line ending (lossy UTF-8).
 pub(crate) async fn read_line(
@@ -87,6 +87,22 @@ pub(crate) async fn write_line(
     tokio::time::timeout(timeout, async {
         let w = io.get_mut();
         w.write_all(&bytes).await?;
+        w.flush().await
+    })
+    .await
+    .map_err(|_| "sending timed out".to_owned())?
+    .map_err(|e| format!("sending: {e}"))
+}
+
+/// Writes `bytes` as they are.
+pub(crate) async fn write_bytes(
+    io: &mut LineIo,
+    bytes: &[u8],
+    timeout: Duration,
+) -> Result<(), String> {
+    tokio::time::timeout(timeout, async {
+        let w = io.get_mut();
+        w.write_all(bytes).await?;
         w.flush().await
     })
     .await

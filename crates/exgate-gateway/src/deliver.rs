@@ -1,0 +1,569 @@
+//! Delivery from the spool to Exchange: SMTP submission with XOAUTH2 as the account's mailbox,
+//! Exchange's per-mailbox limits respected, temporary failures retried with back-off, permanent
+//! ones returned to the sender as a delivery status notification (RFC 3464), every refusal
+//! diagnosed.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use exgate_diagnose::Protocol;
+use exgate_mail::sasl::SaslAuth;
+use exgate_mail::smtp::{Outgoing, SmtpOptions, SmtpSecurity, SmtpTranscript, submit};
+use tokio::sync::{Notify, Semaphore, watch};
+
+use crate::Shared;
+use crate::explain::{Explained, explain, short};
+use crate::spool::{Envelope, new_id};
+
+/// Per-mailbox sending history for the limits.
+#[derive(Debug, Default)]
+struct Usage {
+    messages: VecDeque<Instant>,
+    recipients: VecDeque<(Instant, usize)>,
+}
+
+/// The delivery queue: the due times of spooled messages.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    heap: Mutex<BinaryHeap<Reverse<(i64, String)>>>,
+    envelopes: Mutex<HashMap<String, Envelope>>,
+    usage: Mutex<HashMap<String, Usage>>,
+    notify: Notify,
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// How an attempt ended.
+#[derive(Debug)]
+enum Outcome {
+    Delivered(String),
+    /// Try again later.
+    Temporary(String, Option<Explained>),
+    /// Some recipients refused for good (their index, the reply); the rest may be retried.
+    Refused(Vec<(usize, String)>, String, Option<Explained>),
+    /// The whole message refused for good.
+    Permanent(String, Option<Explained>),
+    /// A limit: try at this time without counting an attempt.
+    Limited(i64),
+}
+
+impl Delivery {
+    /// Queues a spooled message for delivery.
+    pub fn enqueue(&self, env: Envelope) {
+        let due = env.next_attempt;
+        let id = env.id.clone();
+        self.envelopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), env);
+        self.heap
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(Reverse((due, id)));
+        self.notify.notify_one();
+    }
+
+    /// Messages waiting.
+    pub fn depth(&self) -> usize {
+        self.envelopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
+    fn pop_due(&self) -> Result<Envelope, Option<i64>> {
+        let mut heap = self.heap.lock().unwrap_or_else(|e| e.into_inner());
+        let t = now();
+        match heap.peek() {
+            Some(Reverse((due, _))) if *due <= t => {
+                let Some(Reverse((_, id))) = heap.pop() else {
+                    return Err(None);
+                };
+                let env = self
+                    .envelopes
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(&id)
+                    .cloned();
+                env.ok_or(Some(t))
+            }
+            Some(Reverse((due, _))) => Err(Some(*due)),
+            None => Err(None),
+        }
+    }
+
+    fn done(&self, id: &str) {
+        self.envelopes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+
+    /// When `mailbox` may send a message to `n` recipients, or `None` for now.
+    fn limit(&self, mailbox: &str, n: usize, per_minute: u32, per_day: u32) -> Option<i64> {
+        let mut usage = self.usage.lock().unwrap_or_else(|e| e.into_inner());
+        let u = usage.entry(mailbox.to_ascii_lowercase()).or_default();
+        let t = Instant::now();
+        while u
+            .messages
+            .front()
+            .is_some_and(|x| t.duration_since(*x) >= Duration::from_secs(60))
+        {
+            u.messages.pop_front();
+        }
+        while u
+            .recipients
+            .front()
+            .is_some_and(|(x, _)| t.duration_since(*x) >= Duration::from_secs(86_400))
+        {
+            u.recipients.pop_front();
+        }
+        if u.messages.len() >= per_minute as usize {
+            let wait = u
+                .messages
+                .front()
+                .map_or(1, |x| 60 - t.duration_since(*x).as_secs());
+            return Some(now() + i64::try_from(wait.max(1)).unwrap_or(60));
+        }
+        let sent: usize = u.recipients.iter().map(|(_, k)| k).sum();
+        if sent + n > per_day as usize && sent > 0 {
+            let wait = u
+                .recipients
+                .front()
+                .map_or(60, |(x, _)| 86_400 - t.duration_since(*x).as_secs());
+            return Some(now() + i64::try_from(wait.max(1)).unwrap_or(3600));
+        }
+        u.messages.push_back(t);
+        u.recipients.push_back((t, n));
+        None
+    }
+}
+
+/// Runs the queue until `shutdown` turns true, then waits for attempts in flight.
+pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(shared.config().spool.parallel.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        shared.metrics.set_queue_depth(shared.delivery.depth());
+        match shared.delivery.pop_due() {
+            Ok(env) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let s = shared.clone();
+                tasks.spawn(async move {
+                    attempt(&s, env).await;
+                    drop(permit);
+                });
+                // Reap finished tasks so the set stays small.
+                while tasks.try_join_next().is_some() {}
+            }
+            Err(next) => {
+                let wait = next.map_or(Duration::from_secs(3600), |due| {
+                    Duration::from_secs(u64::try_from(due - now()).unwrap_or(0).max(1))
+                });
+                tokio::select! {
+                    _ = shared.delivery.notify.notified() => {}
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => {}
+                }
+            }
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+    shared.metrics.set_queue_depth(shared.delivery.depth());
+}
+
+fn smtp_options(shared: &Shared) -> SmtpOptions {
+    let up = &shared.config().upstream;
+    SmtpOptions {
+        host: up.smtp_host.clone(),
+        port: up.smtp_port,
+        connect_to: up.smtp_connect,
+        security: if up.smtp_tls {
+            SmtpSecurity::Tls
+        } else {
+            SmtpSecurity::StartTls
+        },
+        extra_root_pem: shared.upstream_ca.clone(),
+        timeout: Duration::from_secs(up.timeout_secs.max(1)),
+        ehlo_name: shared.config().gateway.hostname.clone(),
+    }
+}
+
+async fn attempt(shared: &Arc<Shared>, mut env: Envelope) {
+    if env.maybe_sent {
+        tracing::warn!(id = %env.id, "the gateway stopped while this message was being handed over; sending it again (it may arrive twice)");
+        env.maybe_sent = false;
+    }
+    let outcome = try_once(shared, &env).await;
+    let spool = shared.spool.clone();
+    match outcome {
+        Outcome::Delivered(reply) => {
+            let id = env.id.clone();
+            let r = tokio::task::spawn_blocking(move || spool.complete(&id)).await;
+            if !matches!(r, Ok(Ok(()))) {
+                tracing::error!(id = %env.id, "delivered, but the spool could not record it");
+            }
+            shared.delivery.done(&env.id);
+            shared.metrics.count("messages", &env.account, "delivered");
+            tracing::info!(id = %env.id, account = %env.account, upstream = %short(&reply), "delivered");
+        }
+        Outcome::Limited(at) => {
+            env.next_attempt = at;
+            shared
+                .metrics
+                .count("messages", &env.account, "rate_limited");
+            shared.delivery.enqueue(env);
+        }
+        Outcome::Temporary(text, why) => {
+            env.attempts += 1;
+            let cfg = &shared.config().spool;
+            let age = now() - env.received;
+            if age >= i64::try_from(cfg.max_age_secs).unwrap_or(i64::MAX) {
+                let reason = format!(
+                    "not delivered within {} hours: {text}",
+                    cfg.max_age_secs / 3600
+                );
+                give_up(shared, env, &reason, why, &[]).await;
+                return;
+            }
+            let exp = env.attempts.saturating_sub(1).min(20);
+            let delay = cfg
+                .retry_initial_secs
+                .saturating_mul(1u64 << exp)
+                .min(cfg.retry_max_secs.max(cfg.retry_initial_secs));
+            env.next_attempt = now() + i64::try_from(delay).unwrap_or(3600);
+            env.last_error = Some(short(&text));
+            env.last_cause = why
+                .as_ref()
+                .map(|w| w.cause.clone())
+                .filter(|c| !c.is_empty());
+            tracing::warn!(id = %env.id, account = %env.account, attempt = env.attempts, retry_in_secs = delay, error = %short(&text), cause = %why.as_ref().map(Explained::summary).unwrap_or_default(), "delivery deferred");
+            shared.metrics.count("messages", &env.account, "deferred");
+            let e = env.clone();
+            let _ = tokio::task::spawn_blocking(move || spool.update(&e)).await;
+            shared.delivery.enqueue(env);
+        }
+        Outcome::Refused(refused, text, why) => {
+            let failed: Vec<String> = refused
+                .iter()
+                .filter_map(|(i, _)| env.to.get(*i).cloned())
+                .collect();
+            let reply = refused.first().map(|(_, r)| r.clone()).unwrap_or(text);
+            env.to.retain(|t| !failed.contains(t));
+            // The refused recipients are returned; the rest are tried again at once.
+            queue_dsn(shared, &env, &reply, &failed).await;
+            tracing::warn!(id = %env.id, account = %env.account, refused = failed.len(), error = %short(&reply), cause = %why.as_ref().map(Explained::summary).unwrap_or_default(), "recipients refused");
+            if env.to.is_empty() {
+                let e = env.clone();
+                let _ = tokio::task::spawn_blocking(move || spool.fail(&e)).await;
+                shared.delivery.done(&env.id);
+                shared.metrics.count("messages", &env.account, "bounced");
+            } else {
+                env.next_attempt = now();
+                let e = env.clone();
+                let _ = tokio::task::spawn_blocking(move || spool.update(&e)).await;
+                shared.delivery.enqueue(env);
+            }
+        }
+        Outcome::Permanent(text, why) => {
+            give_up(shared, env, &text, why, &[]).await;
+        }
+    }
+}
+
+async fn give_up(
+    shared: &Arc<Shared>,
+    mut env: Envelope,
+    text: &str,
+    why: Option<Explained>,
+    _done: &[String],
+) {
+    env.last_error = Some(short(text));
+    env.last_cause = why
+        .as_ref()
+        .map(|w| w.cause.clone())
+        .filter(|c| !c.is_empty());
+    tracing::error!(id = %env.id, account = %env.account, error = %short(text), cause = %why.as_ref().map(Explained::summary).unwrap_or_default(), "delivery failed for good; returning the message to its sender");
+    let to = env.to.clone();
+    queue_dsn(shared, &env, text, &to).await;
+    let spool = shared.spool.clone();
+    let e = env.clone();
+    let _ = tokio::task::spawn_blocking(move || spool.fail(&e)).await;
+    shared.delivery.done(&env.id);
+    shared.metrics.count("messages", &env.account, "bounced");
+}
+
+/// Spools a delivery status notification to the original sender (never for a notification).
+async fn queue_dsn(shared: &Arc<Shared>, env: &Envelope, reason: &str, failed: &[String]) {
+    if env.dsn || failed.is_empty() {
+        return;
+    }
+    let spool = shared.spool.clone();
+    let original = {
+        let s = spool.clone();
+        let id = env.id.clone();
+        tokio::task::spawn_blocking(move || s.data(&id))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    };
+    let id = new_id();
+    let text = dsn_message(
+        &shared.config().gateway.hostname,
+        env,
+        failed,
+        &short(reason),
+        &original,
+        &id,
+    );
+    let notice = Envelope {
+        id,
+        account: env.account.clone(),
+        mailbox: env.mailbox.clone(),
+        from: env.mailbox.clone(),
+        to: vec![env.from.clone()],
+        received: now(),
+        attempts: 0,
+        next_attempt: 0,
+        last_error: None,
+        last_cause: None,
+        dsn: true,
+        maybe_sent: false,
+    };
+    let e = notice.clone();
+    if let Ok(Ok(())) = tokio::task::spawn_blocking(move || spool.accept(&e, &text)).await {
+        shared.delivery.enqueue(notice);
+    }
+}
+
+/// An RFC 3464 delivery status notification: a human part, the machine-readable status, and
+/// the original headers.
+pub fn dsn_message(
+    host: &str,
+    env: &Envelope,
+    failed: &[String],
+    reason: &str,
+    original: &[u8],
+    id: &str,
+) -> Vec<u8> {
+    let boundary = format!("exgate-dsn-{id}");
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default();
+    let headers_end = original
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(original.len(), |p| p + 2);
+    let headers = String::from_utf8_lossy(&original[..headers_end.min(64 * 1024)]);
+    let subject = headers
+        .lines()
+        .find_map(|l| {
+            l.get(..8)
+                .filter(|h| h.eq_ignore_ascii_case("subject:"))
+                .map(|_| l[8..].trim().to_owned())
+        })
+        .unwrap_or_default();
+    let status = reason
+        .split_whitespace()
+        .nth(1)
+        .filter(|s| s.split('.').count() == 3 && s.starts_with(['4', '5']))
+        .map_or("5.0.0".to_owned(), |s| format!("5{}", &s[1..]));
+    let mut out = format!(
+        "From: Mail Delivery System <{mailbox}>\r\nTo: <{to}>\r\nSubject: Undeliverable: {subject}\r\nDate: {date}\r\nMessage-ID: <{id}@{host}>\r\nAuto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"{boundary}\"\r\n\r\n",
+        mailbox = env.mailbox,
+        to = env.from,
+    );
+    out.push_str(&format!(
+        "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nThe exgate gateway could not deliver your message to:\r\n"
+    ));
+    for r in failed {
+        out.push_str(&format!("  {r}\r\n"));
+    }
+    out.push_str(&format!("\r\nExchange answered: {reason}\r\n\r\n"));
+    out.push_str(&format!(
+        "--{boundary}\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; {host}\r\nArrival-Date: {date}\r\n"
+    ));
+    for r in failed {
+        out.push_str(&format!(
+            "\r\nFinal-Recipient: rfc822; {r}\r\nAction: failed\r\nStatus: {status}\r\nDiagnostic-Code: smtp; {reason}\r\n"
+        ));
+    }
+    out.push_str(&format!(
+        "\r\n--{boundary}\r\nContent-Type: text/rfc822-headers\r\n\r\n{headers}\r\n--{boundary}--\r\n"
+    ));
+    out.into_bytes()
+}
+
+async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
+    let Some(account) = shared.account(&env.account) else {
+        return Outcome::Temporary(
+            format!("the account `{}` is no longer configured", env.account),
+            None,
+        );
+    };
+    let up = &shared.config().upstream;
+    if let Some(at) = shared.delivery.limit(
+        &account.mailbox,
+        env.to.len(),
+        up.messages_per_minute.max(1),
+        up.recipients_per_day.max(1),
+    ) {
+        return Outcome::Limited(at);
+    }
+    let started = Instant::now();
+    let token = match shared.upstreams.token(&account).await {
+        Ok(t) => t,
+        Err(e) => {
+            let text = e.to_string();
+            let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
+            return Outcome::Temporary(format!("no token: {text}"), Some(why));
+        }
+    };
+    shared
+        .metrics
+        .observe("token", started.elapsed().as_secs_f64());
+    let data = {
+        let spool = shared.spool.clone();
+        let id = env.id.clone();
+        match tokio::task::spawn_blocking(move || spool.data(&id)).await {
+            Ok(Ok(d)) => d,
+            _ => {
+                return Outcome::Permanent(
+                    "the spooled message could not be read".to_owned(),
+                    None,
+                );
+            }
+        }
+    };
+    let outgoing = Outgoing {
+        from: env.from.clone(),
+        to: env.to.clone(),
+        data,
+    };
+    let auth = SaslAuth::Xoauth2 {
+        user: account.mailbox.clone(),
+        token: token.clone(),
+    };
+    let spool = shared.spool.clone();
+    let id = env.id.clone();
+    let handover = move || spool.mark_handover(&id).map_err(|e| format!("spool: {e}"));
+    let started = Instant::now();
+    let t = submit(&smtp_options(shared), &auth, &outgoing, &handover).await;
+    shared
+        .metrics
+        .observe("smtp_submit", started.elapsed().as_secs_f64());
+    classify(shared, env, &account, &t, &token)
+}
+
+fn classify(
+    shared: &Arc<Shared>,
+    env: &Envelope,
+    account: &crate::config::AccountConfig,
+    t: &SmtpTranscript,
+    token: &secrecy::SecretString,
+) -> Outcome {
+    let Some(f) = t.failure() else {
+        let reply = t
+            .steps
+            .iter()
+            .find(|s| s.name == "data")
+            .and_then(|s| s.reply.as_ref())
+            .map(|r| r.text())
+            .unwrap_or_default();
+        return Outcome::Delivered(reply);
+    };
+    // A QUIT that failed after the data step succeeded is still a delivery.
+    if f.name == "quit" && t.steps.iter().any(|s| s.name == "data" && s.ok) {
+        return Outcome::Delivered(String::new());
+    }
+    let data_sent = f.name == "data" && f.reply.is_none();
+    if !data_sent {
+        // Exchange did not take the message: the handover (if any) did not happen.
+        let _ = shared.spool.clear_handover(&env.id);
+    }
+    let Some(reply) = &f.reply else {
+        let text = f.error.clone().unwrap_or_else(|| "no reply".into());
+        return Outcome::Temporary(format!("{}: {text}", f.name), None);
+    };
+    let text = reply.text();
+    let why = explain(Protocol::Smtp, &text, &account.mailbox, Some(token));
+    if f.name == "auth" {
+        shared.upstreams.invalidate(account);
+        shared
+            .metrics
+            .count("upstream_auth", &account.name, "refused");
+        return Outcome::Temporary(text, Some(why));
+    }
+    if reply.code < 500 {
+        return Outcome::Temporary(text, Some(why));
+    }
+    if f.name == "rcpt" {
+        let index = t.steps.iter().filter(|s| s.name == "rcpt" && s.ok).count();
+        return Outcome::Refused(vec![(index, text.clone())], text, Some(why));
+    }
+    Outcome::Permanent(text, Some(why))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_per_minute_and_per_day() {
+        let d = Delivery::default();
+        assert!(d.limit("a@b.c", 1, 2, 100).is_none());
+        assert!(d.limit("A@b.c", 1, 2, 100).is_none());
+        let at = d
+            .limit("a@b.c", 1, 2, 100)
+            .expect("third message in a minute waits");
+        assert!(at > now() && at <= now() + 60);
+        assert!(d.limit("other@b.c", 99, 2, 100).is_none());
+        assert!(d.limit("other@b.c", 1, 5, 100).is_none());
+        assert!(
+            d.limit("other@b.c", 1, 5, 100).is_some(),
+            "the daily recipient limit"
+        );
+    }
+
+    #[test]
+    fn dsn_has_the_three_parts() {
+        let env = Envelope {
+            id: "1".into(),
+            account: "scanner".into(),
+            mailbox: "scanner@contoso.com".into(),
+            from: "scanner@contoso.com".into(),
+            to: vec!["x@y.z".into()],
+            received: 0,
+            attempts: 0,
+            next_attempt: 0,
+            last_error: None,
+            last_cause: None,
+            dsn: false,
+            maybe_sent: false,
+        };
+        let m = dsn_message(
+            "gw",
+            &env,
+            &["x@y.z".into()],
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound",
+            b"Subject: Scan 1\r\nFrom: a\r\n\r\nbody",
+            "2",
+        );
+        let m = String::from_utf8(m).unwrap();
+        assert!(m.contains("Subject: Undeliverable: Scan 1"), "{m}");
+        assert!(m.contains("Status: 5.1.10"), "{m}");
+        assert!(m.contains("Final-Recipient: rfc822; x@y.z"));
+        assert!(m.contains("report-type=delivery-status"));
+        assert!(!m.contains("body"));
+    }
+}

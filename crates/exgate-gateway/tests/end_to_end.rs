@@ -1,0 +1,456 @@
+//! The gateway between clients speaking Basic (SMTP AUTH LOGIN/PLAIN, IMAP LOGIN) and the
+//! emulator checking OAuth: delivery, refusals, the spool across restarts, canaries.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_gateway::config::GatewayConfig;
+use exgate_gateway::{Gateway, accounts};
+use exgate_mail::imap::{ImapAuth, ImapOptions};
+use exgate_mail::smtp::{Outgoing, SmtpAuth, SmtpOptions, SmtpSecurity, submit};
+use secrecy::SecretString;
+
+const SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
+
+[[tenants]]
+name = "fabrikam"
+id = "22222222-3333-4444-5555-666666666666"
+domains = ["fabrikam.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["SMTP.SendAsApp"]
+
+[[applications]]
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+name = "Scanner"
+home_tenant = "contoso"
+multi_tenant = true
+
+[[applications.secrets]]
+value = "CANARY-app-secret~1"
+expires = "2099-01-01"
+
+[exchange]
+
+[[exchange.mailboxes]]
+address = "scanner@contoso.com"
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+
+[[exchange.mailboxes]]
+address = "scanner@fabrikam.com"
+
+[[exchange.organizations]]
+tenant = "fabrikam.com"
+smtp_auth_enabled = false
+"#;
+
+const SCANNER_PW: &str = "CANARY-scanner-password";
+const READER_PW: &str = "CANARY-reader-password";
+
+struct Bed {
+    emulator: Option<Emulator>,
+    dir: tempfile::TempDir,
+    ca: Vec<u8>,
+}
+
+async fn bed() -> Bed {
+    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("scenario.toml")).unwrap();
+    let emulator = Emulator::start(
+        scenario,
+        EmulatorOptions {
+            tls: true,
+            ..EmulatorOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("emulator-ca.pem"),
+        emulator.ca_pem().unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("app-secret"), "CANARY-app-secret~1\n").unwrap();
+    // The gateway's own certificate, signed by a test CA the clients trust.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
+    std::fs::write(dir.path().join("gateway.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.path().join("gateway.key"), leaf_key.serialize_pem()).unwrap();
+    let mut passwords = accounts::PasswordFile::default();
+    for (n, p) in [
+        ("scanner", SCANNER_PW),
+        ("reader", READER_PW),
+        ("fab", SCANNER_PW),
+    ] {
+        passwords.set(
+            n,
+            accounts::hash_password(&SecretString::from(p.to_owned())).unwrap(),
+        );
+    }
+    std::fs::write(dir.path().join("gateway.passwd"), passwords.to_text()).unwrap();
+    let smtp = emulator.smtp_addr().unwrap();
+    let imap = emulator.imap_addr().unwrap();
+    let config = format!(
+        r#"
+[gateway]
+hostname = "gateway.test"
+
+[listen]
+smtp = ["127.0.0.1:0"]
+smtps = ["127.0.0.1:0"]
+imaps = ["127.0.0.1:0"]
+metrics = "127.0.0.1:0"
+
+[tls]
+certificate = "gateway.pem"
+key = "gateway.key"
+
+[spool]
+retry_initial_secs = 1
+retry_max_secs = 2
+
+[upstream]
+smtp_host = "localhost"
+smtp_connect = "{smtp}"
+imap_host = "localhost"
+imap_connect = "{imap}"
+ca_pem = "emulator-ca.pem"
+
+[profiles.contoso]
+tenant = "contoso.com"
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+client_secret_file = "app-secret"
+authority_host = "{base}"
+ca_pem = "emulator-ca.pem"
+
+[profiles.fabrikam]
+tenant = "fabrikam.com"
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+client_secret_file = "app-secret"
+authority_host = "{base}"
+ca_pem = "emulator-ca.pem"
+
+[[accounts]]
+name = "scanner"
+mailbox = "scanner@contoso.com"
+profile = "contoso"
+
+[[accounts]]
+name = "reader"
+mailbox = "alice@contoso.com"
+protocols = ["imap"]
+profile = "contoso"
+
+[[accounts]]
+name = "fab"
+mailbox = "scanner@fabrikam.com"
+profile = "fabrikam"
+"#,
+        base = emulator.base_url()
+    );
+    std::fs::write(dir.path().join("gateway.toml"), config).unwrap();
+    Bed {
+        emulator: Some(emulator),
+        dir,
+        ca: ca_cert.pem().into_bytes(),
+    }
+}
+
+impl Bed {
+    fn config(&self) -> GatewayConfig {
+        GatewayConfig::load(&self.dir.path().join("gateway.toml")).unwrap()
+    }
+
+    fn smtp(&self, addr: std::net::SocketAddr, tls: bool) -> SmtpOptions {
+        SmtpOptions {
+            host: "localhost".into(),
+            port: addr.port(),
+            connect_to: Some(addr),
+            security: if tls {
+                SmtpSecurity::Tls
+            } else {
+                SmtpSecurity::StartTls
+            },
+            extra_root_pem: Some(self.ca.clone()),
+            timeout: Duration::from_secs(10),
+            ehlo_name: "printer".into(),
+        }
+    }
+
+    /// Messages in alice's Inbox, read through the gateway's IMAP with a local password.
+    async fn inbox(&self, gw: &Gateway) -> Option<u64> {
+        let addr = gw.addresses().imaps[0];
+        let t = exgate_mail::imap::check(
+            &ImapOptions {
+                host: "localhost".into(),
+                port: addr.port(),
+                connect_to: Some(addr),
+                extra_root_pem: Some(self.ca.clone()),
+                timeout: Duration::from_secs(10),
+            },
+            &ImapAuth::Login {
+                user: "reader".into(),
+                password: SecretString::from(READER_PW.to_owned()),
+            },
+            "INBOX",
+        )
+        .await;
+        assert!(t.ok(), "{t:?}");
+        t.exists
+    }
+}
+
+fn login(user: &str, pw: &str) -> SmtpAuth {
+    SmtpAuth::Login {
+        user: user.into(),
+        password: SecretString::from(pw.to_owned()),
+    }
+}
+
+fn message(n: u32, from: &str) -> Outgoing {
+    Outgoing {
+        from: from.into(),
+        to: vec!["alice@contoso.com".into()],
+        data: format!(
+            "From: <{from}>\r\nTo: <alice@contoso.com>\r\nSubject: Scan {n}\r\nMessage-ID: <scan-{n}@printer>\r\n\r\n.leading dot\r\npage {n}\r\n"
+        )
+        .into_bytes(),
+    }
+}
+
+fn none() -> Result<(), String> {
+    Ok(())
+}
+
+async fn wait_for(what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_password_becomes_oauth_and_mail_is_delivered() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    assert!(gw.warnings().is_empty(), "{:?}", gw.warnings());
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+
+    // STARTTLS on the submission port, then implicit TLS.
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(1, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    let queued = t.steps.iter().find(|s| s.name == "data").unwrap();
+    assert!(
+        queued.reply.as_ref().unwrap().text().contains("queued as"),
+        "{t:?}"
+    );
+    let t = submit(
+        &bed.smtp(gw.addresses().smtps[0], true),
+        &login("scanner", SCANNER_PW),
+        &message(2, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    wait_for("two deliveries", async || {
+        bed.inbox(&gw).await == Some(before + 2)
+    })
+    .await;
+    let m = gw.metrics();
+    assert_eq!(m.get("messages", "scanner", "delivered"), 2);
+    assert_eq!(gw.queue_depth(), 0);
+
+    // Refusals with the standard replies: a wrong password, a sender outside the allowed set,
+    // an account without SMTP.
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", "CANARY-wrong-password"),
+        &message(3, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    let f = t.failure().unwrap();
+    assert_eq!(
+        (f.name.as_str(), f.reply.as_ref().unwrap().code),
+        ("auth", 535)
+    );
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(4, "ceo@contoso.com"),
+        &none,
+    )
+    .await;
+    let f = t.failure().unwrap();
+    assert_eq!(f.name, "mail");
+    assert_eq!(f.reply.as_ref().unwrap().enhanced.as_deref(), Some("5.7.1"));
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("reader", READER_PW),
+        &message(5, "alice@contoso.com"),
+        &none,
+    )
+    .await;
+    assert_eq!(t.failure().unwrap().name, "auth");
+
+    // Metrics over HTTP: counters by account, never a password.
+    let url = format!("http://{}/metrics", gw.addresses().metrics.unwrap());
+    let text = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    assert!(
+        text.contains("exgate_gateway_messages_total{account=\"scanner\",outcome=\"delivered\"} 2"),
+        "{text}"
+    );
+    assert!(!text.contains("CANARY"));
+    let health = reqwest::get(format!("http://{}/health", gw.addresses().metrics.unwrap()))
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refusal_upstream_is_diagnosed_and_the_message_waits_in_the_spool() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    // fabrikam has SMTP AUTH off: Exchange refuses with 5.7.139 and the message is deferred
+    // (an administrator's setting, not the message's fault) with the cause recorded.
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("fab", SCANNER_PW),
+        &message(1, "scanner@fabrikam.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    wait_for("a diagnosed deferral", async || {
+        spool
+            .list()
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.last_cause.is_some())
+    })
+    .await;
+    let env = spool.list().unwrap().remove(0);
+    assert_eq!(
+        env.last_cause.as_deref(),
+        Some("smtp_auth_disabled"),
+        "{env:?}"
+    );
+    assert!(env.last_error.as_deref().unwrap_or("").contains("5.7.139"));
+    gw.shutdown(Duration::from_secs(5)).await;
+    // Nothing secret in the spool's state.
+    for e in std::fs::read_dir(bed.dir.path().join("spool/queue")).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().is_some_and(|x| x == "json") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            assert!(!text.contains("CANARY") && !text.contains("eyJ"), "{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_mail_survives_a_stop_while_exchange_is_down_and_is_delivered_once() {
+    let mut bed = bed().await;
+    // Exchange unreachable: point SMTP upstream at a closed port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed_addr = closed.local_addr().unwrap();
+    drop(closed);
+    let mut config = bed.config();
+    config.upstream.smtp_connect = Some(closed_addr);
+    let gw = Gateway::start(config).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    for n in 0..5 {
+        let t = submit(
+            &bed.smtp(gw.addresses().smtp[0], false),
+            &login("scanner", SCANNER_PW),
+            &message(n, "scanner@contoso.com"),
+            &none,
+        )
+        .await;
+        assert!(t.ok(), "{t:?}");
+    }
+    gw.shutdown(Duration::from_secs(5)).await;
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    assert_eq!(spool.list().unwrap().len(), 5);
+
+    // Restarted with Exchange reachable: every message delivered, none twice.
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    wait_for("the spool to drain", async || gw.queue_depth() == 0).await;
+    assert_eq!(bed.inbox(&gw).await, Some(before + 5));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(bed.inbox(&gw).await, Some(before + 5));
+    assert!(spool.list().unwrap().is_empty());
+    gw.shutdown(Duration::from_secs(5)).await;
+    if let Some(e) = bed.emulator.take() {
+        e.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_clients_are_served() {
+    let bed = bed().await;
+    let gw = Arc::new(Gateway::start(bed.config()).await.unwrap());
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    let addr = gw.addresses().smtps[0];
+    let mut set = tokio::task::JoinSet::new();
+    for n in 0..40 {
+        let options = bed.smtp(addr, true);
+        set.spawn(async move {
+            submit(
+                &options,
+                &login("scanner", SCANNER_PW),
+                &message(100 + n, "scanner@contoso.com"),
+                &none,
+            )
+            .await
+        });
+    }
+    while let Some(t) = set.join_next().await {
+        let t = t.unwrap();
+        assert!(t.ok(), "{t:?}");
+    }
+    // The per-mailbox limit (30 a minute) holds the rest back; 30 arrive now.
+    wait_for("the first 30", async || {
+        bed.inbox(&gw).await.unwrap_or(0) >= before + 30
+    })
+    .await;
+    assert!(gw.queue_depth() >= 10 - 1, "queue {}", gw.queue_depth());
+    assert_eq!(gw.metrics().get("messages", "scanner", "accepted"), 40);
+    if let Ok(gw) = Arc::try_unwrap(gw) {
+        gw.shutdown(Duration::from_secs(5)).await;
+    }
+}
