@@ -472,6 +472,19 @@ pub fn generate_self_signed(
     validity_days: u32,
     pfx_password: &SecretString,
 ) -> Result<GeneratedCertificate, CredentialError> {
+    generate_with_names(subject, key_bits, validity_days, pfx_password, &[])
+}
+
+/// Like [`generate_self_signed`], and also a TLS server certificate for `names` (DNS names or
+/// IP addresses, as subject alternative names; extended key usage serverAuth besides
+/// clientAuth): what a gateway presents to devices.
+pub fn generate_with_names(
+    subject: &str,
+    key_bits: usize,
+    validity_days: u32,
+    pfx_password: &SecretString,
+    names: &[String],
+) -> Result<GeneratedCertificate, CredentialError> {
     let mem = PathBuf::from("<generated>");
     let size = match key_bits {
         2048 => rcgen::RsaKeySize::_2048,
@@ -506,6 +519,24 @@ pub fn generate_self_signed(
         rcgen::KeyUsagePurpose::KeyEncipherment,
     ];
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    for name in names {
+        let san = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => rcgen::SanType::IpAddress(ip),
+            Err(_) => rcgen::SanType::DnsName(name.clone().try_into().map_err(|_| {
+                CredentialError::new(
+                    &mem,
+                    format!("`{name}` is not a DNS name or an IP address"),
+                    "give --san a host name (printer-gw.contoso.local) or an address",
+                )
+            })?),
+        };
+        params.subject_alt_names.push(san);
+    }
+    if !names.is_empty() {
+        params
+            .extended_key_usages
+            .push(rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+    }
     let cert = params
         .self_signed(&key)
         .map_err(|e| CredentialError::new(&mem, format!("certificate signing failed: {e}"), ""))?;

@@ -45,7 +45,7 @@ pub use authority::{Authority, EndpointVersion, OpenIdConfiguration, PUBLIC_CLOU
 pub use cache::{CacheKey, CachePolicy, Clock, TokenCache, system_clock};
 pub use certificate::{
     CertificateInfo, ClientCertificate, GeneratedCertificate, generate_self_signed,
-    load_certificate_info, random_password, write_pfx,
+    generate_with_names, load_certificate_info, random_password, write_pfx,
 };
 pub use client::{
     ClientAuth, DEVICE_CODE_GRANT, DeviceCodeInfo, Grant, HttpOptions, JWT_BEARER, RetryPolicy,

@@ -36,6 +36,8 @@ Examples:
     exgate token get
   Check Hybrid Modern Authentication readiness from collected cmdlet output:
     exgate hma check --cmdlets exgate-hma.txt
+  Let a scanner that only knows a password send through OAuth (docs/gateway.md):
+    exgate gateway run --config gateway.toml
 
 Exit codes: 0 success, 1 the command ran and found failures, 2 could not run.
 Set NO_COLOR=1 to turn off colour.";
@@ -70,12 +72,20 @@ enum Command {
     /// Check Hybrid Modern Authentication readiness of on-premises Exchange.
     #[command(subcommand)]
     Hma(cmd::hma::Command),
+    /// Run the Basic-to-OAuth gateway for devices and apps that only know a password.
+    #[command(subcommand)]
+    Gateway(cmd::gateway::Command),
 }
 
 fn main() -> ExitCode {
     exit::quiet_on_broken_pipe();
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A service logs what it does by default; a command only its warnings.
+    let (service, json) = match &cli.command {
+        Command::Gateway(cmd::gateway::Command::Run(args)) => (true, args.log_json),
+        _ => (false, false),
+    };
+    init_logging(cli.verbose, service, json);
     // One rustls crypto provider, installed before any TLS client or server is built.
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 
@@ -102,6 +112,7 @@ fn main() -> ExitCode {
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Redact(args) => cmd::redact::run(args).await,
             Command::Hma(command) => cmd::hma::run(command).await,
+            Command::Gateway(command) => cmd::gateway::run(command).await,
         }
     });
     match result {
@@ -115,15 +126,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, service: bool, json: bool) {
     use tracing_subscriber::EnvFilter;
     let default = match verbose {
+        0 if service => "info",
         0 => "warn",
         1 => "info",
         2 => "debug",
         _ => "trace",
     };
     let filter = EnvFilter::try_from_env("EXGATE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if json {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -13,6 +13,8 @@ Examples:
     exgate cert new --subject CN=exgate-daemon,O=Contoso --out daemon
   A 4096-bit key valid for two years, PFX password from an environment variable:
     EXGATE_PFX_PASSWORD=... exgate cert new --subject CN=sync --out sync --bits 4096 --days 730
+  A TLS certificate `exgate gateway` presents to devices (gateway.cert.pem, gateway.key.pem):
+    exgate cert new --subject CN=exgate-gateway --out gateway --san localhost --san 127.0.0.1
 
 The key files are written with mode 0600. Without EXGATE_PFX_PASSWORD (or --pfx-password-env) a
 random PFX password is generated and written to PREFIX.pfx.password (mode 0600).
@@ -54,6 +56,10 @@ pub(crate) struct NewArgs {
     /// Environment variable holding the PFX password.
     #[arg(long, default_value = "EXGATE_PFX_PASSWORD")]
     pfx_password_env: String,
+    /// Also a TLS server certificate for this name (DNS name or IP address); repeat for more
+    /// (what `exgate gateway` presents to devices).
+    #[arg(long, value_name = "NAME")]
+    san: Vec<String>,
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
@@ -120,8 +126,13 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         Some(p) => (SecretString::from(p), false),
         None => (exgate_auth::random_password()?, true),
     };
-    let generated =
-        exgate_auth::generate_self_signed(&args.subject, args.bits, args.days, &password)?;
+    let generated = exgate_auth::generate_with_names(
+        &args.subject,
+        args.bits,
+        args.days,
+        &password,
+        &args.san,
+    )?;
     exgate_auth::write_atomic_private(&key_path, generated.key_pem.expose_secret().as_bytes())?;
     std::fs::write(&cert_path, generated.cert_pem.as_bytes())
         .with_context(|| format!("cannot write {}", cert_path.display()))?;
