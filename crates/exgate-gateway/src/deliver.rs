@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use exgate_diagnose::Protocol;
 use exgate_mail::sasl::SaslAuth;
-use exgate_mail::smtp::{Outgoing, SmtpOptions, SmtpSecurity, SmtpTranscript, submit};
+use exgate_mail::smtp::{Outgoing, SmtpOptions, SmtpSecurity, SmtpTranscript, Stage, submit};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::Shared;
@@ -203,6 +203,7 @@ async fn attempt(shared: &Arc<Shared>, mut env: Envelope) {
         tracing::warn!(id = %env.id, "the gateway stopped while this message was being handed over; sending it again (it may arrive twice)");
         env.maybe_sent = false;
     }
+    tracing::debug!(id = %env.id, attempt = env.attempts + 1, "delivery attempt");
     let outcome = try_once(shared, &env).await;
     let spool = shared.spool.clone();
     match outcome {
@@ -217,6 +218,7 @@ async fn attempt(shared: &Arc<Shared>, mut env: Envelope) {
             tracing::info!(id = %env.id, account = %env.account, upstream = %short(&reply), "delivered");
         }
         Outcome::Limited(at) => {
+            tracing::debug!(id = %env.id, wait_secs = at - now(), "held back by the mailbox's sending limits");
             env.next_attempt = at;
             shared
                 .metrics
@@ -456,7 +458,12 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
     };
     let spool = shared.spool.clone();
     let id = env.id.clone();
-    let handover = move || spool.mark_handover(&id).map_err(|e| format!("spool: {e}"));
+    // The handover is recorded before the bytes go out, the delivery as soon as Exchange
+    // answers (before QUIT), so a crash leaves the smallest window of doubt.
+    let handover = move |stage: Stage| match stage {
+        Stage::Sending => spool.mark_handover(&id).map_err(|e| format!("spool: {e}")),
+        Stage::Accepted => spool.complete(&id).map_err(|e| format!("spool: {e}")),
+    };
     let started = Instant::now();
     let t = submit(&smtp_options(shared), &auth, &outgoing, &handover).await;
     shared

@@ -158,10 +158,13 @@ impl Spool {
         }
     }
 
-    /// Records delivery: the message leaves the queue.
+    /// Records delivery: the message leaves the queue (again: nothing happens).
     pub fn complete(&self, id: &str) -> io::Result<()> {
-        std::fs::remove_file(self.queue(id, "json"))?;
-        sync_dir(&self.dir.join("queue"))?;
+        match std::fs::remove_file(self.queue(id, "json")) {
+            Ok(()) => sync_dir(&self.dir.join("queue"))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
         let _ = std::fs::remove_file(self.queue(id, "eml"));
         let _ = std::fs::remove_file(self.queue(id, "handover"));
         Ok(())

@@ -244,7 +244,7 @@ fn message(n: u32, from: &str) -> Outgoing {
     }
 }
 
-fn none() -> Result<(), String> {
+fn none(_: exgate_mail::smtp::Stage) -> Result<(), String> {
     Ok(())
 }
 

@@ -302,9 +302,20 @@ pub struct Outgoing {
     pub data: Vec<u8>,
 }
 
-/// Called after the server's `354` and before the message's bytes are sent; an error stops the
-/// submission there (the server then discards the incomplete message).
-pub type Handover<'a> = &'a (dyn Fn() -> Result<(), String> + Send + Sync);
+/// Where a submission is when [`Handover`] is called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// After the server's `354`, before the message's bytes are sent: an error stops the
+    /// submission there (the server then discards the incomplete message).
+    Sending,
+    /// The server accepted the message (its reply to the final `.`), before `QUIT`; an error
+    /// is ignored.
+    Accepted,
+}
+
+/// Called at each [`Stage`] of a submission (a spool records the handover and the acceptance
+/// as close to the wire as it can).
+pub type Handover<'a> = &'a (dyn Fn(Stage) -> Result<(), String> + Send + Sync);
 
 /// Submits `message`: the steps of [`check`] followed by `MAIL`, one `RCPT` per recipient and
 /// `DATA`. The transcript's last step before `quit` is `data` when the server took the message.
@@ -350,7 +361,7 @@ pub async fn check(
         to: vec![m.to.clone()],
         data: message_text(m, &options.host),
     });
-    let none = || Ok(());
+    let none = |_: Stage| Ok(());
     let session = run(
         options,
         auth,
@@ -563,12 +574,13 @@ async fn run(
             if go.code != 354 {
                 return Err(StepError::Refused(go));
             }
-            handover().map_err(StepError::Transport)?;
+            handover(Stage::Sending).map_err(StepError::Transport)?;
             write_bytes(&mut s.io, &dot_stuff(&m.data), s.timeout)
                 .await
                 .map_err(StepError::Transport)?;
             let done = s.read_reply().await?;
             if done.positive() {
+                let _ = handover(Stage::Accepted);
                 Ok(done)
             } else {
                 Err(StepError::Refused(done))

@@ -133,16 +133,19 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         ("imap (STARTTLS)", &a.imap),
         ("imaps (TLS)", &a.imaps),
     ];
+    // A service keeps running when whoever started it stops reading its standard output.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
     for (what, addrs) in lines {
         for addr in addrs {
-            println!("{what:<16} {addr}");
+            let _ = writeln!(out, "{what:<16} {addr}");
         }
     }
     if let Some(m) = a.metrics {
-        println!("{:<16} http://{m}/metrics", "metrics");
+        let _ = writeln!(out, "{:<16} http://{m}/metrics", "metrics");
     }
-    use std::io::Write as _;
-    let _ = std::io::stdout().flush();
+    let _ = out.flush();
+    drop(out);
     wait_for_signals(&gateway).await;
     tracing::info!("stopping: draining sessions, keeping the spool");
     gateway.shutdown(Duration::from_secs(args.grace)).await;

@@ -1,0 +1,350 @@
+//! `exgate gateway` through the binary: help, passwd, --check, status, and a kill -9 during
+//! delivery followed by a restart (every accepted message delivered; a second copy only where
+//! the gateway said it might send one).
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::Path;
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use assert_cmd::cargo::cargo_bin;
+use exgate_mail::imap::{ImapAuth, ImapOptions};
+use exgate_mail::smtp::{Outgoing, SmtpAuth, SmtpOptions, SmtpSecurity, Stage, submit};
+use secrecy::SecretString;
+
+const SCENARIO: &str = r#"
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://outlook.office365.com"
+roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
+
+[[applications]]
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+name = "Scanner"
+home_tenant = "contoso"
+
+[[applications.secrets]]
+value = "CANARY-app-secret~1"
+expires = "2099-01-01"
+
+[exchange]
+
+[[exchange.mailboxes]]
+address = "scanner@contoso.com"
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+"#;
+
+const PW: &str = "CANARY-device-password";
+
+fn exgate() -> Command {
+    let mut c = Command::cargo_bin("exgate").expect("binary");
+    c.env("NO_COLOR", "1");
+    c
+}
+
+fn write_config(dir: &Path, emulator: &serde_json::Value) {
+    let text = |k: &str| emulator[k].as_str().unwrap_or_default().to_owned();
+    std::fs::write(dir.join("app-secret"), "CANARY-app-secret~1").unwrap();
+    let config = format!(
+        r#"
+[listen]
+smtp = ["127.0.0.1:0"]
+imaps = ["127.0.0.1:0"]
+metrics = "127.0.0.1:0"
+
+[tls]
+certificate = "gw.cert.pem"
+key = "gw.key.pem"
+
+[spool]
+retry_initial_secs = 1
+
+[upstream]
+smtp_host = "localhost"
+smtp_connect = "{smtp}"
+imap_host = "localhost"
+imap_connect = "{imap}"
+ca_pem = "ca.pem"
+messages_per_minute = 10000
+timeout_secs = 5
+
+[profiles.contoso]
+tenant = "contoso.com"
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+client_secret_file = "app-secret"
+authority_host = "{base}"
+ca_pem = "ca.pem"
+
+[[accounts]]
+name = "scanner"
+mailbox = "scanner@contoso.com"
+
+[[accounts]]
+name = "reader"
+mailbox = "alice@contoso.com"
+protocols = ["imap"]
+"#,
+        smtp = text("smtp"),
+        imap = text("imap"),
+        base = text("base_url"),
+    );
+    std::fs::write(dir.join("gateway.toml"), config).unwrap();
+    exgate()
+        .current_dir(dir)
+        .args([
+            "cert",
+            "new",
+            "--subject",
+            "CN=gw",
+            "--out",
+            "gw",
+            "--san",
+            "localhost",
+        ])
+        .assert()
+        .success();
+    for name in ["scanner", "reader"] {
+        exgate()
+            .current_dir(dir)
+            .env("DEVICE_PW", PW)
+            .args(["gateway", "passwd", name, "--password-env", "DEVICE_PW"])
+            .assert()
+            .success();
+    }
+}
+
+struct Running {
+    child: Child,
+    smtp: std::net::SocketAddr,
+    imaps: std::net::SocketAddr,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_gateway(dir: &Path, log: &str) -> Running {
+    let mut child = StdCommand::new(cargo_bin("exgate"))
+        .current_dir(dir)
+        .args(["gateway", "run", "--config", "gateway.toml"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(dir.join(log)).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut smtp, mut imaps) = (None, None);
+    while smtp.is_none() || imaps.is_none() {
+        let line = lines
+            .next()
+            .expect("the gateway printed its addresses")
+            .unwrap();
+        let addr = line
+            .split_whitespace()
+            .last()
+            .unwrap_or_default()
+            .parse()
+            .ok();
+        if line.starts_with("smtp (STARTTLS)") {
+            smtp = addr;
+        } else if line.starts_with("imaps") {
+            imaps = addr;
+        }
+    }
+    Running {
+        child,
+        smtp: smtp.unwrap(),
+        imaps: imaps.unwrap(),
+    }
+}
+
+fn ca(dir: &Path) -> Vec<u8> {
+    std::fs::read(dir.join("gw.cert.pem")).unwrap()
+}
+
+async fn send(dir: &Path, addr: std::net::SocketAddr, n: u32) -> bool {
+    let options = SmtpOptions {
+        host: "localhost".into(),
+        port: addr.port(),
+        connect_to: Some(addr),
+        security: SmtpSecurity::StartTls,
+        extra_root_pem: Some(ca(dir)),
+        timeout: Duration::from_secs(10),
+        ehlo_name: "printer".into(),
+    };
+    let auth = SmtpAuth::Login {
+        user: "scanner".into(),
+        password: SecretString::from(PW.to_owned()),
+    };
+    let message = Outgoing {
+        from: "scanner@contoso.com".into(),
+        to: vec!["alice@contoso.com".into()],
+        data: format!("Subject: scan {n}\r\nMessage-ID: <scan-{n}@printer>\r\n\r\npage {n}\r\n")
+            .into_bytes(),
+    };
+    let none = |_: Stage| Ok(());
+    submit(&options, &auth, &message, &none).await.ok()
+}
+
+async fn inbox(dir: &Path, addr: std::net::SocketAddr) -> u64 {
+    let t = exgate_mail::imap::check(
+        &ImapOptions {
+            host: "localhost".into(),
+            port: addr.port(),
+            connect_to: Some(addr),
+            extra_root_pem: Some(ca(dir)),
+            timeout: Duration::from_secs(10),
+        },
+        &ImapAuth::Login {
+            user: "reader".into(),
+            password: SecretString::from(PW.to_owned()),
+        },
+        "INBOX",
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    t.exists.unwrap_or(0)
+}
+
+fn queued(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("spool/queue")).map_or(0, |d| {
+        d.filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "json"))
+        })
+        .count()
+    })
+}
+
+#[test]
+fn help_examples_and_bad_configuration() {
+    for sub in ["run", "passwd", "status"] {
+        let out = exgate().args(["gateway", sub, "--help"]).output().unwrap();
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("gateway.toml"),
+        "[profiles.p]\ntenant = \"contoso.com\"\nclient_id = \"x\"\nclient_secret = \"CANARY-inline\"\n",
+    )
+    .unwrap();
+    let out = exgate()
+        .current_dir(dir.path())
+        .args(["gateway", "run", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("profiles.p.client_secret") && err.contains("client_secret_env"),
+        "{err}"
+    );
+    assert!(!err.contains("CANARY"), "{err}");
+}
+
+#[test]
+fn kill_9_during_delivery_then_restart_delivers_every_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("scenario.toml"), SCENARIO).unwrap();
+    let (_emulator, state) =
+        common::start_emulator(dir.path(), &["--tls", "--ca-out", "ca.pem"], |v| {
+            v["smtp"].is_string() && v["imap"].is_string()
+        });
+    write_config(dir.path(), &state);
+    exgate()
+        .current_dir(dir.path())
+        .args(["gateway", "run", "--check"])
+        .assert()
+        .success();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+
+    let mut gw = start_gateway(dir.path(), "first.log");
+    let before = rt.block_on(inbox(dir.path(), gw.imaps));
+    // Sixty devices submit at once while delivery runs; SIGKILL as soon as they are answered.
+    let accepted = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for n in 0..60 {
+            let d = dir.path().to_owned();
+            let smtp = gw.smtp;
+            set.spawn(async move { send(&d, smtp, n).await });
+        }
+        let mut ok = 0u64;
+        while let Some(r) = set.join_next().await {
+            ok += u64::from(r.unwrap_or(false));
+        }
+        ok
+    });
+    let _ = gw.child.kill();
+    let _ = gw.child.wait();
+    let left = queued(dir.path());
+    eprintln!("accepted {accepted}, still in the spool after kill -9: {left}");
+
+    let gw = start_gateway(dir.path(), "second.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while queued(dir.path()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain: {}\n{:?}",
+            std::fs::read_to_string(dir.path().join("second.log")).unwrap_or_default(),
+            std::fs::read_dir(dir.path().join("spool/queue"))
+                .unwrap()
+                .map(|e| {
+                    let p = e.unwrap().path();
+                    (p.clone(), std::fs::read_to_string(&p).unwrap_or_default())
+                })
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = rt.block_on(inbox(dir.path(), gw.imaps));
+    let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
+    let announced = log.matches("it may arrive twice").count() as u64;
+    let delivered = after - before;
+    eprintln!(
+        "delivered {delivered} of {accepted} accepted; announced possible duplicates: {announced}"
+    );
+    assert!(
+        delivered >= accepted,
+        "lost messages: {delivered} < {accepted}"
+    );
+    assert!(
+        delivered <= accepted + announced,
+        "unannounced duplicates: {delivered} > {accepted} + {announced}"
+    );
+
+    // status: nothing waiting; no secret in any log.
+    let out = exgate()
+        .current_dir(dir.path())
+        .args(["gateway", "status", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["queued"].as_array().map(Vec::len), Some(0));
+    for name in ["first.log", "second.log"] {
+        let text = std::fs::read_to_string(dir.path().join(name)).unwrap();
+        assert!(
+            !text.contains("CANARY") && !text.contains("eyJ"),
+            "{name}: {text}"
+        );
+    }
+    assert!(log.contains("exgate::audit"), "{log}");
+}
