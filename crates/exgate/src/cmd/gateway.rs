@@ -314,7 +314,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         println!(
-            "spool {}: {} waiting, {} returned to their senders",
+            "spool at {}: {} waiting, {} returned to their senders",
             spool.dir().display(),
             queue.len(),
             failed.len()
