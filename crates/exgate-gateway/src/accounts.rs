@@ -170,14 +170,44 @@ struct Failures {
     locked_until: Option<Instant>,
 }
 
+/// How long a verified password is remembered (as a keyed MAC, in memory only).
+const VERIFIED_TTL: Duration = Duration::from_secs(3600);
+
 /// Decides sign-ins: holds the accounts, the password file and the failure counters.
-#[derive(Debug)]
+///
+/// argon2id costs 19 MiB and tens of milliseconds per verification by design; devices that
+/// connect for every message would pay it each time. After a successful verification the
+/// gateway remembers an HMAC-SHA256 (under a random key that never leaves the process) of the
+/// name, the stored hash and the password for an hour, and compares later sign-ins against it in
+/// constant time; a changed password file or a wrong password goes through argon2 again. At
+/// most one argon2 verification per CPU runs at a time, which bounds memory.
 pub struct Authenticator {
     accounts: Vec<Arc<AccountConfig>>,
     passwords: PasswordFile,
     max_failures: u32,
     lockout: Duration,
     failures: Mutex<HashMap<(String, IpAddr), Failures>>,
+    mac_key: aws_lc_rs::hmac::Key,
+    verified: Mutex<HashMap<String, (aws_lc_rs::hmac::Tag, Instant)>>,
+    argon2_slots: tokio::sync::Semaphore,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("accounts", &self.accounts.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn mac_message(name: &str, hash: &str, password: &SecretString) -> Vec<u8> {
+    let mut m = Vec::with_capacity(name.len() + hash.len() + 64);
+    m.extend_from_slice(name.to_ascii_lowercase().as_bytes());
+    m.push(0);
+    m.extend_from_slice(hash.as_bytes());
+    m.push(0);
+    m.extend_from_slice(password.expose_secret().as_bytes());
+    m
 }
 
 impl Authenticator {
@@ -189,7 +219,43 @@ impl Authenticator {
             max_failures: config.gateway.max_failures.max(1),
             lockout: Duration::from_secs(config.gateway.lockout_secs),
             failures: Mutex::new(HashMap::new()),
+            mac_key: {
+                let rng = aws_lc_rs::rand::SystemRandom::new();
+                aws_lc_rs::hmac::Key::generate(aws_lc_rs::hmac::HMAC_SHA256, &rng).unwrap_or_else(
+                    |_| {
+                        // The system RNG failing is not recoverable in a useful way; a key from
+                        // the clock still keeps the cache process-private and short-lived.
+                        let t = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+                        aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &t.to_le_bytes())
+                    },
+                )
+            },
+            verified: Mutex::new(HashMap::new()),
+            argon2_slots: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |n| n.get()),
+            ),
         }
+    }
+
+    /// Whether `password` was verified for `name` against `hash` within the last hour.
+    fn remembered(&self, name: &str, hash: &str, password: &SecretString) -> bool {
+        let v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        v.get(&name.to_ascii_lowercase())
+            .filter(|(_, at)| at.elapsed() < VERIFIED_TTL)
+            .is_some_and(|(tag, _)| {
+                aws_lc_rs::hmac::verify(
+                    &self.mac_key,
+                    &mac_message(name, hash, password),
+                    tag.as_ref(),
+                )
+                .is_ok()
+            })
+    }
+
+    fn remember(&self, name: &str, hash: &str, password: &SecretString) {
+        let tag = aws_lc_rs::hmac::sign(&self.mac_key, &mac_message(name, hash, password));
+        let mut v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+        v.insert(name.to_ascii_lowercase(), (tag, Instant::now()));
     }
 
     /// The names of accounts that have no password yet.
@@ -236,9 +302,19 @@ impl Authenticator {
         } else {
             let known = hash.is_some();
             let h = hash.unwrap_or_else(|| decoy_hash().to_owned());
-            let ok = tokio::task::spawn_blocking(move || verify(&h, &password))
-                .await
-                .unwrap_or(false);
+            let ok = if known && self.remembered(name, &h, &password) {
+                true
+            } else {
+                let _slot = self.argon2_slots.acquire().await;
+                let (h2, pw2) = (h.clone(), password.clone());
+                let ok = tokio::task::spawn_blocking(move || verify(&h2, &pw2))
+                    .await
+                    .unwrap_or(false);
+                if ok && known {
+                    self.remember(name, &h, &password);
+                }
+                ok
+            };
             match (known, ok, account) {
                 (false, _, _) | (_, _, None) => Err(Refusal::UnknownUser),
                 (true, false, _) => Err(Refusal::WrongPassword),

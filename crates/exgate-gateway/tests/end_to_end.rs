@@ -454,3 +454,72 @@ async fn many_concurrent_clients_are_served() {
         gw.shutdown(Duration::from_secs(5)).await;
     }
 }
+
+/// Reads one reply line.
+async fn reply_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut line = String::new();
+    r.read_line(&mut line).await.unwrap();
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_connections_line_and_idle_limits() {
+    use tokio::io::{AsyncWriteExt as _, BufReader};
+    let bed = bed().await;
+    let mut config = bed.config();
+    config.gateway.idle_secs = 3;
+    let gw = Gateway::start(config).await.unwrap();
+    let addr = gw.addresses().smtp[0];
+
+    // 1,000 clients connected at once: all greeted first, then each says EHLO.
+    let mut open = Vec::new();
+    for _ in 0..1000 {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut r = BufReader::new(tcp);
+        let greeting = tokio::time::timeout(Duration::from_secs(10), reply_line(&mut r))
+            .await
+            .expect("greeted");
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        open.push(r);
+    }
+    assert!(gw.metrics().open_connections() >= 1000);
+    let mut set = tokio::task::JoinSet::new();
+    for mut r in open {
+        set.spawn(async move {
+            r.get_mut().write_all(b"EHLO load\r\n").await.ok()?;
+            let mut last = reply_line(&mut r).await;
+            while last.as_bytes().get(3) == Some(&b'-') {
+                last = reply_line(&mut r).await;
+            }
+            let _ = r.get_mut().write_all(b"QUIT\r\n").await;
+            Some(last)
+        });
+    }
+    let mut served = 0;
+    while let Some(r) = set.join_next().await {
+        let last = r.unwrap().expect("answered");
+        assert!(last.starts_with("250 "), "{last}");
+        served += 1;
+    }
+    assert_eq!(served, 1000);
+
+    // A command line past 4,096 bytes closes the session with 500 5.5.6.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut r = BufReader::new(tcp);
+    reply_line(&mut r).await;
+    let long = format!("EHLO {}\r\n", "a".repeat(5000));
+    r.get_mut().write_all(long.as_bytes()).await.unwrap();
+    assert!(reply_line(&mut r).await.starts_with("500 5.5.6"));
+
+    // A silent client is told 421 4.4.2 after idle_secs and disconnected.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut r = BufReader::new(tcp);
+    reply_line(&mut r).await;
+    let started = Instant::now();
+    let line = reply_line(&mut r).await;
+    assert!(line.starts_with("421 4.4.2"), "{line}");
+    assert!(started.elapsed() >= Duration::from_secs(1));
+    assert_eq!(reply_line(&mut r).await, "", "closed after the 421");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
