@@ -32,11 +32,12 @@ FIXTURES = HERE / "fixtures"
 
 
 class Emulator:
-    def __init__(self, base_url, ca_file, smtp=None, imap=None):
+    def __init__(self, base_url, ca_file, smtp=None, imap=None, pop=None):
         self.base_url = base_url
         self.ca_file = ca_file
         self.smtp = smtp  # "127.0.0.1:PORT" of SMTP submission, or None
         self.imap = imap  # "127.0.0.1:PORT" of IMAP4 (implicit TLS), or None
+        self.pop = pop  # "127.0.0.1:PORT" of POP3 (implicit TLS), or None
         self.host = base_url.split("://", 1)[1]
 
     def authority(self, tenant=TENANT):
@@ -109,7 +110,7 @@ def emulator():
             info = json.loads(state.read_text())
             os.environ["REQUESTS_CA_BUNDLE"] = info["ca_file"]
             os.environ["SSL_CERT_FILE"] = info["ca_file"]
-            yield Emulator(info["base_url"], info["ca_file"], info.get("smtp"), info.get("imap"))
+            yield Emulator(info["base_url"], info["ca_file"], info.get("smtp"), info.get("imap"), info.get("pop"))
         finally:
             proc.terminate()
             try:

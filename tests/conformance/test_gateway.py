@@ -1,10 +1,11 @@
-"""The Basic-to-OAuth gateway with real clients that only know a password: Python's smtplib and
-imaplib (and curl when installed) sign in to `exgate gateway` with a local account; the gateway
+"""The Basic-to-OAuth gateway with real clients that only know a password: Python's smtplib,
+imaplib and poplib (and curl when installed) sign in to `exgate gateway` with a local account; the gateway
 signs in to the emulator with client-credentials tokens (XOAUTH2), which the emulator checks.
 """
 
 import imaplib
 import os
+import poplib
 import pathlib
 import shutil
 import smtplib
@@ -38,11 +39,13 @@ def gateway(emulator, tmp_path_factory):
     )
     smtp_up = emulator.smtp
     imap_up = emulator.imap
+    pop_up = emulator.pop
     (d / "gateway.toml").write_text(f"""
 [listen]
 smtp = ["127.0.0.1:0"]
 smtps = ["127.0.0.1:0"]
 imaps = ["127.0.0.1:0"]
+pop3s = ["127.0.0.1:0"]
 metrics = "127.0.0.1:0"
 
 [tls]
@@ -57,6 +60,8 @@ smtp_host = "localhost"
 smtp_connect = "{smtp_up}"
 imap_host = "localhost"
 imap_connect = "{imap_up}"
+pop_host = "localhost"
+pop_connect = "{pop_up}"
 ca_pem = "{emulator.ca_file}"
 
 [profiles.mailer]
@@ -81,7 +86,7 @@ profile = "mailer"
 [[accounts]]
 name = "reader"
 mailbox = "{MAILBOX}"
-protocols = ["imap"]
+protocols = ["imap", "pop"]
 profile = "archiver"
 """)
     for name, pw in [("scanner", SCANNER_PW), ("reader", READER_PW)]:
@@ -187,6 +192,32 @@ def test_imaplib_login_is_relayed_as_xoauth2(gateway):
         assert typ == "OK" and any(b"INBOX" in line for line in data)
         typ, data = imap.select("INBOX", readonly=True)
         assert typ == "OK"
+
+
+def test_poplib_user_pass_is_relayed_as_xoauth2(gateway):
+    host, port = hostport(gateway["addresses"]["pop3s"])
+    context = ssl.create_default_context(cafile=gateway["ca"])
+    pop = poplib.POP3_SSL(host, port, context=context, timeout=30)
+    try:
+        pop.user("reader")
+        with pytest.raises(poplib.error_proto):
+            pop.pass_("canary-wrong")
+    finally:
+        pop.close()
+    pop = poplib.POP3_SSL(host, port, context=context, timeout=30)
+    try:
+        pop.user("reader")
+        assert pop.pass_(READER_PW).startswith(b"+OK")
+        count, size = pop.stat()
+        assert count >= 0 and size >= 0
+        resp, listing, _ = pop.list()
+        assert resp.startswith(b"+OK") and len(listing) == count
+        if count:
+            resp, lines, _ = pop.retr(1)
+            assert resp.startswith(b"+OK") and lines
+        pop.quit()
+    finally:
+        pop.close()
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")

@@ -157,6 +157,10 @@ pub struct OrganizationConfig {
     /// Exchange's bare `NO AUTHENTICATE failed.` / `NO LOGIN failed.`.
     #[serde(default = "yes")]
     pub imap_enabled: bool,
+    /// POP3 for the organisation's mailboxes: false plays `Set-CASMailboxPlan -PopEnabled
+    /// $false` (`-ERR Logon failure`, as every POP refusal).
+    #[serde(default = "yes")]
+    pub pop_enabled: bool,
 }
 
 /// How a mailbox is licensed.
@@ -218,6 +222,9 @@ pub struct MailboxConfig {
     /// AUTHENTICATE failed.`, as every IMAP refusal).
     #[serde(default = "yes")]
     pub imap_enabled: bool,
+    /// POP3 for this mailbox: false plays `Set-CASMailbox -PopEnabled $false`.
+    #[serde(default = "yes")]
+    pub pop_enabled: bool,
     /// Name of the on-premises server hosting the mailbox; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups the mailbox belongs to (for access scoping).
@@ -269,6 +276,9 @@ pub struct MailboxSetConfig {
     /// IMAP4 per mailbox (`Set-CASMailbox -ImapEnabled`).
     #[serde(default = "yes")]
     pub imap_enabled: bool,
+    /// POP3 per mailbox (`Set-CASMailbox -PopEnabled`).
+    #[serde(default = "yes")]
+    pub pop_enabled: bool,
     /// On-premises server; absent: Exchange Online.
     pub server: Option<String>,
     /// Groups.

@@ -21,6 +21,7 @@ mod graph;
 mod imap;
 mod ntlm;
 mod odata;
+mod pop;
 mod smtp;
 mod state;
 mod store;
@@ -39,6 +40,9 @@ pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
 pub use imap::{CAPABILITIES as IMAP_CAPABILITIES, ImapOptions, serve_imap};
 /// The secret type of [`Directory::windows_password`].
+pub use pop::{
+    CAPABILITIES as POP_CAPABILITIES, LOGON_FAILURE as POP_LOGON_FAILURE, PopOptions, serve_pop,
+};
 pub use secrecy::SecretString;
 pub use smtp::{ADVERTISED_SIZE as SMTP_ADVERTISED_SIZE, SmtpOptions, serve_smtp};
 pub use state::{ExchangeState, ExchangeStats};

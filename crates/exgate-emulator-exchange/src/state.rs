@@ -40,6 +40,7 @@ pub(crate) struct Org {
     pub app_only_requires_certificate: bool,
     pub smtp_auth_enabled: bool,
     pub imap_enabled: bool,
+    pub pop_enabled: bool,
 }
 
 /// A resolved application access scope.
@@ -151,6 +152,8 @@ pub(crate) struct Inner {
     pub ntlm: crate::ntlm::Connections,
     /// Mailboxes with IMAP4 off (`Set-CASMailbox -ImapEnabled $false`).
     pub imap_disabled: std::collections::HashSet<u32>,
+    /// Mailboxes with POP3 off (`Set-CASMailbox -PopEnabled $false`).
+    pub pop_disabled: std::collections::HashSet<u32>,
 }
 
 /// The Exchange plane's state; cheap to clone (an `Arc` inside).
@@ -235,9 +238,13 @@ impl ExchangeState {
                 .clone()
         };
         let mut imap_disabled = std::collections::HashSet::new();
+        let mut pop_disabled = std::collections::HashSet::new();
         for m in &config.mailboxes {
             if !m.imap_enabled {
                 imap_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
+            }
+            if !m.pop_enabled {
+                pop_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
             }
             let address = m.address.to_ascii_lowercase();
             let domain = address.rsplit('@').next().unwrap_or_default().to_owned();
@@ -271,6 +278,9 @@ impl ExchangeState {
             for n in s.first..s.first.saturating_add(s.count) {
                 if !s.imap_enabled {
                     imap_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
+                }
+                if !s.pop_enabled {
+                    pop_disabled.insert(u32::try_from(mailboxes.len()).unwrap_or(u32::MAX));
                 }
                 mailboxes.push(Mailbox {
                     address: format!("{}{n}@{domain}", s.prefix.to_ascii_lowercase()),
@@ -325,6 +335,7 @@ impl ExchangeState {
                     app_only_requires_certificate: o.app_only_requires_certificate,
                     smtp_auth_enabled: o.smtp_auth_enabled,
                     imap_enabled: o.imap_enabled,
+                    pop_enabled: o.pop_enabled,
                 },
             );
         }
@@ -358,6 +369,7 @@ impl ExchangeState {
                 counters: Counters::default(),
                 ntlm: crate::ntlm::Connections::default(),
                 imap_disabled,
+                pop_disabled,
                 config,
             }),
         })
@@ -601,6 +613,7 @@ impl Inner {
             app_only_requires_certificate: false,
             smtp_auth_enabled: true,
             imap_enabled: true,
+            pop_enabled: true,
         })
     }
 }

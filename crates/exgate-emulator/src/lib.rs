@@ -54,6 +54,8 @@ pub struct EmulatorOptions {
     pub smtp_listen: Option<SocketAddr>,
     /// Address of IMAP4; default a free port on 127.0.0.1.
     pub imap_listen: Option<SocketAddr>,
+    /// Address of POP3 (implicit TLS); default a free port on 127.0.0.1.
+    pub pop_listen: Option<SocketAddr>,
     /// The certificate also names Microsoft's hosts ([`MICROSOFT_NAMES`]), for clients that
     /// hard-code them and are pointed at the emulator by a hosts-file line.
     pub microsoft_names: bool,
@@ -79,6 +81,7 @@ impl Default for EmulatorOptions {
             limits: ServerLimits::default(),
             smtp_listen: None,
             imap_listen: None,
+            pop_listen: None,
             microsoft_names: false,
         }
     }
@@ -171,6 +174,7 @@ pub struct Emulator {
     exchange: Option<exgate_emulator_exchange::ExchangeState>,
     smtp: Option<LineListener>,
     imap: Option<LineListener>,
+    pop: Option<LineListener>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -271,6 +275,21 @@ impl Emulator {
             ),
             _ => None,
         };
+        let pop = match (&exchange, smtp_tls.clone()) {
+            (Some(state), Some(config)) => Some(
+                start_line("POP3", options.pop_listen, |l, stop| {
+                    exgate_emulator_exchange::serve_pop(
+                        state.clone(),
+                        l,
+                        config,
+                        exgate_emulator_exchange::PopOptions::default(),
+                        stop,
+                    )
+                })
+                .await?,
+            ),
+            _ => None,
+        };
         let imap = match (&exchange, smtp_tls) {
             (Some(state), Some(config)) => Some(
                 start_line("IMAP4", options.imap_listen, |l, stop| {
@@ -297,6 +316,7 @@ impl Emulator {
             exchange,
             smtp,
             imap,
+            pop,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -330,6 +350,12 @@ impl Emulator {
     /// Present when the scenario has an `[exchange]` section and the emulator serves TLS.
     pub fn imap_addr(&self) -> Option<SocketAddr> {
         self.imap.as_ref().map(|s| s.addr)
+    }
+
+    /// The POP3 address (implicit TLS), when the scenario has an `[exchange]` section and TLS
+    /// is on.
+    pub fn pop_addr(&self) -> Option<SocketAddr> {
+        self.pop.as_ref().map(|s| s.addr)
     }
 
     /// Where each service of the Exchange plane lives: `(service, URL)`, Exchange Online's
@@ -397,7 +423,10 @@ impl Emulator {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        for mut listener in [self.smtp.take(), self.imap.take()].into_iter().flatten() {
+        for mut listener in [self.smtp.take(), self.imap.take(), self.pop.take()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }
@@ -416,7 +445,10 @@ impl Drop for Emulator {
         if let Some(task) = self.task.take() {
             task.abort();
         }
-        for mut listener in [self.smtp.take(), self.imap.take()].into_iter().flatten() {
+        for mut listener in [self.smtp.take(), self.imap.take(), self.pop.take()]
+            .into_iter()
+            .flatten()
+        {
             if let Some(stop) = listener.stop.take() {
                 let _ = stop.send(());
             }

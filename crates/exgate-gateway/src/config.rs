@@ -76,6 +76,12 @@ pub struct Listen {
     /// IMAP in TLS from the first byte (port 993).
     #[serde(default)]
     pub imaps: Vec<SocketAddr>,
+    /// POP3 with STLS (port 110).
+    #[serde(default)]
+    pub pop3: Vec<SocketAddr>,
+    /// POP3 in TLS from the first byte (port 995).
+    #[serde(default)]
+    pub pop3s: Vec<SocketAddr>,
     /// Prometheus `/metrics` and `/health` (HTTP, loopback by default).
     #[serde(default = "default_metrics")]
     pub metrics: Option<SocketAddr>,
@@ -98,6 +104,8 @@ impl Default for Listen {
             allow_plain: false,
             imap: Vec::new(),
             imaps: Vec::new(),
+            pop3: Vec::new(),
+            pop3s: Vec::new(),
             metrics: default_metrics(),
         }
     }
@@ -186,6 +194,14 @@ pub struct Upstream {
     pub imap_port: u16,
     /// Connect here instead of resolving `imap_host`.
     pub imap_connect: Option<SocketAddr>,
+    /// POP3 host.
+    #[serde(default = "default_imap_host")]
+    pub pop_host: String,
+    /// POP3 port (TLS from the first byte).
+    #[serde(default = "default_pop_port")]
+    pub pop_port: u16,
+    /// Connect here instead of resolving `pop_host`.
+    pub pop_connect: Option<SocketAddr>,
     /// An extra root CA (PEM) to trust upstream.
     pub ca_pem: Option<PathBuf>,
     /// Messages per minute per mailbox (Exchange Online allows 30).
@@ -211,6 +227,9 @@ fn default_imap_host() -> String {
 fn default_imap_port() -> u16 {
     993
 }
+fn default_pop_port() -> u16 {
+    995
+}
 fn default_per_minute() -> u32 {
     30
 }
@@ -231,6 +250,9 @@ impl Default for Upstream {
             imap_host: default_imap_host(),
             imap_port: default_imap_port(),
             imap_connect: None,
+            pop_host: default_imap_host(),
+            pop_port: default_pop_port(),
+            pop_connect: None,
             ca_pem: None,
             messages_per_minute: default_per_minute(),
             recipients_per_day: default_per_day(),
@@ -247,6 +269,8 @@ pub enum Service {
     Smtp,
     /// IMAP.
     Imap,
+    /// POP3.
+    Pop,
 }
 
 impl Service {
@@ -255,6 +279,7 @@ impl Service {
         match self {
             Service::Smtp => "smtp",
             Service::Imap => "imap",
+            Service::Pop => "pop",
         }
     }
 }
@@ -507,7 +532,9 @@ impl GatewayConfig {
         let needs_tls = !self.listen.smtp.is_empty()
             || !self.listen.smtps.is_empty()
             || !self.listen.imap.is_empty()
-            || !self.listen.imaps.is_empty();
+            || !self.listen.imaps.is_empty()
+            || !self.listen.pop3.is_empty()
+            || !self.listen.pop3s.is_empty();
         if needs_tls && self.tls.is_none() {
             return Err(err(
                 "tls".into(),

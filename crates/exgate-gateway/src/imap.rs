@@ -473,9 +473,18 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
 
 /// Relays bytes both ways until either side closes. Bytes the client already sent (pipelined
 /// after LOGIN) go upstream first.
-async fn relay(conn: Conn, mut upstream: exgate_mail::BufferedStream, account: &str) {
-    let pending = conn.io.buffer().to_vec();
-    let mut client = conn.io.into_inner();
+async fn relay(conn: Conn, upstream: exgate_mail::BufferedStream, account: &str) {
+    relay_streams(conn.io, upstream, account).await;
+}
+
+/// Relays a client's buffered stream and an upstream one both ways until either closes.
+pub(crate) async fn relay_streams(
+    client: BufReader<Stream>,
+    mut upstream: exgate_mail::BufferedStream,
+    account: &str,
+) {
+    let pending = client.buffer().to_vec();
+    let mut client = client.into_inner();
     if !pending.is_empty() && upstream.get_mut().write_all(&pending).await.is_err() {
         return;
     }

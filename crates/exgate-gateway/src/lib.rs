@@ -24,6 +24,7 @@ pub mod deliver;
 pub mod explain;
 pub mod imap;
 pub mod metrics;
+pub mod pop;
 pub mod smtp;
 pub mod spool;
 mod tls;
@@ -157,6 +158,10 @@ pub struct Addresses {
     pub imap: Vec<SocketAddr>,
     /// IMAP in TLS.
     pub imaps: Vec<SocketAddr>,
+    /// POP3 with STLS.
+    pub pop3: Vec<SocketAddr>,
+    /// POP3 in TLS.
+    pub pop3s: Vec<SocketAddr>,
     /// `/metrics` and `/health`.
     pub metrics: Option<SocketAddr>,
 }
@@ -176,6 +181,7 @@ pub struct Gateway {
 enum Kind {
     Smtp(smtp::Mode),
     Imap(imap::Mode),
+    Pop(pop::Mode),
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, GatewayError> {
@@ -233,6 +239,8 @@ impl Gateway {
             .chain(&listen.smtp_plain)
             .chain(&listen.imap)
             .chain(&listen.imaps)
+            .chain(&listen.pop3)
+            .chain(&listen.pop3s)
         {
             if !a.ip().is_loopback() {
                 tracing::info!(address = %a, "listening beyond this machine (configured)");
@@ -275,7 +283,7 @@ impl Gateway {
         let mut listeners = JoinSet::new();
         let sessions = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
         let limit = Arc::new(Semaphore::new(max_connections));
-        let groups: [(&Vec<SocketAddr>, Kind, &mut Vec<SocketAddr>); 5] = [
+        let groups: [(&Vec<SocketAddr>, Kind, &mut Vec<SocketAddr>); 7] = [
             (
                 &listen.smtp,
                 Kind::Smtp(smtp::Mode::StartTls),
@@ -300,6 +308,16 @@ impl Gateway {
                 &listen.imaps,
                 Kind::Imap(imap::Mode::Tls),
                 &mut addresses.imaps,
+            ),
+            (
+                &listen.pop3,
+                Kind::Pop(pop::Mode::StartTls),
+                &mut addresses.pop3,
+            ),
+            (
+                &listen.pop3s,
+                Kind::Pop(pop::Mode::Tls),
+                &mut addresses.pop3s,
             ),
         ];
         for (addrs, kind, out) in groups {
@@ -434,6 +452,7 @@ async fn accept_loop(
             let busy: &[u8] = match kind {
                 Kind::Smtp(_) => b"421 4.3.2 Too many connections, try again later\r\n",
                 Kind::Imap(_) => b"* BYE Too many connections, try again later\r\n",
+                Kind::Pop(_) => b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
             };
             tokio::spawn(async move {
                 use tokio::io::AsyncWriteExt as _;
@@ -449,6 +468,7 @@ async fn accept_loop(
             match kind {
                 Kind::Smtp(mode) => smtp::serve(s.clone(), tcp, peer, mode).await,
                 Kind::Imap(mode) => imap::serve(s.clone(), tcp, peer, mode).await,
+                Kind::Pop(mode) => pop::serve(s.clone(), tcp, peer, mode).await,
             }
             s.metrics.connection_closed();
             drop(permit);

@@ -21,7 +21,7 @@ domains = ["contoso.com"]
 [[tenants.consent]]
 app = "Scanner"
 resource = "https://outlook.office365.com"
-roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
+roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 
 [[tenants]]
 name = "fabrikam"
@@ -116,6 +116,7 @@ async fn bed() -> Bed {
     std::fs::write(dir.path().join("gateway.passwd"), passwords.to_text()).unwrap();
     let smtp = emulator.smtp_addr().unwrap();
     let imap = emulator.imap_addr().unwrap();
+    let pop = emulator.pop_addr().unwrap();
     let config = format!(
         r#"
 [gateway]
@@ -125,6 +126,7 @@ hostname = "gateway.test"
 smtp = ["127.0.0.1:0"]
 smtps = ["127.0.0.1:0"]
 imaps = ["127.0.0.1:0"]
+pop3s = ["127.0.0.1:0"]
 metrics = "127.0.0.1:0"
 
 [tls]
@@ -140,6 +142,8 @@ smtp_host = "localhost"
 smtp_connect = "{smtp}"
 imap_host = "localhost"
 imap_connect = "{imap}"
+pop_host = "localhost"
+pop_connect = "{pop}"
 ca_pem = "emulator-ca.pem"
 
 [profiles.contoso]
@@ -164,7 +168,7 @@ profile = "contoso"
 [[accounts]]
 name = "reader"
 mailbox = "alice@contoso.com"
-protocols = ["imap"]
+protocols = ["imap", "pop"]
 profile = "contoso"
 
 [[accounts]]
@@ -289,9 +293,12 @@ async fn a_device_password_becomes_oauth_and_mail_is_delivered() {
         bed.inbox(&gw).await == Some(before + 2)
     })
     .await;
+    // The gateway records the delivery once Exchange's session has ended.
     let m = gw.metrics();
-    assert_eq!(m.get("messages", "scanner", "delivered"), 2);
-    assert_eq!(gw.queue_depth(), 0);
+    wait_for("the deliveries counted", async || {
+        m.get("messages", "scanner", "delivered") == 2 && gw.queue_depth() == 0
+    })
+    .await;
 
     // Refusals with the standard replies: a wrong password, a sender outside the allowed set,
     // an account without SMTP.
@@ -521,5 +528,72 @@ async fn a_thousand_concurrent_connections_line_and_idle_limits() {
     assert!(line.starts_with("421 4.4.2"), "{line}");
     assert!(started.elapsed() >= Duration::from_secs(1));
     assert_eq!(reply_line(&mut r).await, "", "closed after the 421");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pop3_user_pass_is_relayed_as_xoauth2() {
+    use exgate_mail::pop::{PopAuth, PopOptions, check};
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let addr = gw.addresses().pop3s[0];
+    let options = PopOptions {
+        host: "localhost".into(),
+        port: addr.port(),
+        connect_to: Some(addr),
+        extra_root_pem: Some(bed.ca.clone()),
+        timeout: Duration::from_secs(10),
+    };
+    // One message for alice first.
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(7, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    wait_for("the delivery", async || gw.queue_depth() == 0).await;
+
+    let t = check(
+        &options,
+        &PopAuth::Login {
+            user: "reader".into(),
+            password: SecretString::from(READER_PW.to_owned()),
+        },
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    assert!(t.messages.unwrap_or(0) >= 1, "{t:?}");
+    // The CAPA seen is the gateway's (before login).
+    assert!(t.capabilities.iter().any(|c| c == "USER"), "{t:?}");
+
+    let t = check(
+        &options,
+        &PopAuth::Login {
+            user: "reader".into(),
+            password: SecretString::from("CANARY-wrong".to_owned()),
+        },
+    )
+    .await;
+    let f = t.failure().unwrap();
+    assert_eq!(f.name, "auth");
+    assert!(
+        f.response
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("-ERR [AUTH]"),
+        "{t:?}"
+    );
+    // SMTP-only account: no POP.
+    let t = check(
+        &options,
+        &PopAuth::Login {
+            user: "scanner".into(),
+            password: SecretString::from(SCANNER_PW.to_owned()),
+        },
+    )
+    .await;
+    assert_eq!(t.failure().unwrap().name, "auth");
     gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -47,6 +47,7 @@ mod http;
 pub mod imap;
 mod mailbox;
 pub mod ntlm;
+pub mod pop;
 pub mod retry;
 pub mod sasl;
 pub mod smtp;

@@ -62,6 +62,9 @@ enum Command {
     /// Check IMAP access (OAuth XOAUTH2 or Basic) step by step, and explain a refusal.
     #[command(subcommand)]
     Imap(cmd::imap::Command),
+    /// Check POP3 access (OAuth XOAUTH2 or Basic) step by step, and explain a refusal.
+    #[command(subcommand)]
+    Pop(cmd::pop::Command),
     /// Check SMTP submission (OAuth XOAUTH2 or Basic) step by step, and explain a refusal.
     #[command(subcommand)]
     Smtp(cmd::smtp::Command),
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Cert(command) => cmd::cert::run(command).await,
             Command::Consent(command) => cmd::consent::run(command).await,
             Command::Imap(command) => cmd::imap::run(command).await,
+            Command::Pop(command) => cmd::pop::run(command).await,
             Command::Smtp(command) => cmd::smtp::run(command).await,
             Command::Explain(args) => cmd::explain::run(args).await,
             Command::Redact(args) => cmd::redact::run(args).await,

@@ -230,8 +230,13 @@ fn queued(dir: &Path) -> usize {
 
 #[test]
 fn help_examples_and_bad_configuration() {
-    for sub in ["run", "passwd", "status"] {
-        let out = exgate().args(["gateway", sub, "--help"]).output().unwrap();
+    for args in [
+        ["gateway", "run", "--help"],
+        ["gateway", "passwd", "--help"],
+        ["gateway", "status", "--help"],
+        ["pop", "check", "--help"],
+    ] {
+        let out = exgate().args(args).output().unwrap();
         assert!(out.status.success());
         assert!(String::from_utf8_lossy(&out.stdout).contains("Examples:"));
     }

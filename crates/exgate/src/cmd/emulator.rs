@@ -49,6 +49,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ADDR")]
     pub imap_listen: Option<SocketAddr>,
 
+    /// Address of POP3 (with --tls and an [exchange] section); default a free port.
+    #[arg(long, value_name = "ADDR")]
+    pub pop_listen: Option<SocketAddr>,
+
     /// Allow listening on an address other than loopback (the emulator has no real security).
     #[arg(long)]
     pub allow_remote: bool,
@@ -79,9 +83,14 @@ pub(crate) struct Args {
 
 /// Runs the emulator until interrupted.
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    for addr in [Some(args.listen), args.smtp_listen, args.imap_listen]
-        .into_iter()
-        .flatten()
+    for addr in [
+        Some(args.listen),
+        args.smtp_listen,
+        args.imap_listen,
+        args.pop_listen,
+    ]
+    .into_iter()
+    .flatten()
     {
         if !addr.ip().is_loopback() && !args.allow_remote {
             anyhow::bail!(
@@ -108,6 +117,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         token_lifetime: args.token_lifetime.map(Duration::from_secs),
         smtp_listen: args.smtp_listen,
         imap_listen: args.imap_listen,
+        pop_listen: args.pop_listen,
         microsoft_names: args.microsoft_names,
         ..EmulatorOptions::default()
     };
@@ -166,6 +176,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             "ca_file": ca_file.as_ref().map(|p| p.display().to_string()),
             "smtp": emulator.smtp_addr().map(|a| a.to_string()),
             "imap": emulator.imap_addr().map(|a| a.to_string()),
+            "pop": emulator.pop_addr().map(|a| a.to_string()),
             "endpoints": emulator
                 .endpoints()
                 .into_iter()

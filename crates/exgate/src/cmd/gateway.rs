@@ -132,6 +132,8 @@ async fn serve(args: RunArgs) -> anyhow::Result<ExitCode> {
         ("smtp (no TLS)", &a.smtp_plain),
         ("imap (STARTTLS)", &a.imap),
         ("imaps (TLS)", &a.imaps),
+        ("pop3 (STLS)", &a.pop3),
+        ("pop3s (TLS)", &a.pop3s),
     ];
     // A service keeps running when whoever started it stops reading its standard output.
     use std::io::Write as _;

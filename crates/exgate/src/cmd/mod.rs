@@ -9,6 +9,7 @@ pub(crate) mod explain;
 pub(crate) mod gateway;
 pub(crate) mod hma;
 pub(crate) mod imap;
+pub(crate) mod pop;
 pub(crate) mod redact;
 pub(crate) mod smtp;
 pub(crate) mod token;

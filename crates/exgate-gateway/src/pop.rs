@@ -1,0 +1,385 @@
+//! POP3 toward devices: `USER`/`PASS` (or `AUTH PLAIN`) answered here against the local
+//! account; then the gateway opens the upstream session with XOAUTH2 as the account's mailbox
+//! (`POP.AccessAsApp`) and relays the rest byte for byte.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use exgate_diagnose::Protocol;
+use exgate_mail::pop::{PopOptions, open};
+use exgate_mail::sasl::SaslAuth;
+use secrecy::SecretString;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+use crate::Shared;
+use crate::config::Service;
+use crate::explain::{explain, short};
+use crate::smtp::decode_plain;
+
+/// Longest line before login.
+const MAX_LINE: usize = 8192;
+/// Protocol errors before the gateway hangs up.
+const MAX_ERRORS: u32 = 20;
+
+/// How a listener secures its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// STLS offered; USER/PASS refused until then (port 110).
+    StartTls,
+    /// TLS from the first byte (port 995).
+    Tls,
+}
+
+/// A command before login.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// `CAPA`.
+    Capa,
+    /// `USER name`.
+    User(String),
+    /// `PASS password` (the rest of the line, spaces included).
+    Pass(String),
+    /// `AUTH mechanism [initial-response]`.
+    Auth(String, Option<String>),
+    /// `STLS`.
+    Stls,
+    /// `QUIT`.
+    Quit,
+    /// `NOOP`.
+    Noop,
+    /// Anything else.
+    Other,
+}
+
+/// Parses one line before login.
+pub fn parse_command(line: &str) -> Command {
+    let (verb, rest) = match line.split_once(' ') {
+        Some((v, r)) => (v, r),
+        None => (line, ""),
+    };
+    match verb.to_ascii_uppercase().as_str() {
+        "CAPA" => Command::Capa,
+        "USER" if !rest.trim().is_empty() => Command::User(rest.trim().to_owned()),
+        "PASS" => Command::Pass(rest.to_owned()),
+        "AUTH" => {
+            let mut p = rest.split_whitespace();
+            match p.next() {
+                Some(m) => Command::Auth(m.to_ascii_uppercase(), p.next().map(str::to_owned)),
+                None => Command::Other,
+            }
+        }
+        "STLS" => Command::Stls,
+        "QUIT" => Command::Quit,
+        "NOOP" => Command::Noop,
+        _ => Command::Other,
+    }
+}
+
+type Stream = Box<dyn exgate_mail::ByteStream>;
+
+struct Conn {
+    io: BufReader<Stream>,
+    idle: Duration,
+}
+
+impl Conn {
+    async fn line(&mut self) -> Option<String> {
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(self.idle, async {
+            let mut limited = (&mut self.io).take(MAX_LINE as u64 + 1);
+            limited.read_until(b'\n', &mut buf).await
+        })
+        .await
+        .ok()?
+        .ok()?;
+        if n == 0 || (!buf.ends_with(b"\n") && buf.len() > MAX_LINE) {
+            return None;
+        }
+        Some(
+            String::from_utf8_lossy(&buf)
+                .trim_end_matches(['\r', '\n'])
+                .to_owned(),
+        )
+    }
+
+    async fn send(&mut self, text: &str) -> bool {
+        let mut bytes = text.as_bytes().to_vec();
+        bytes.extend_from_slice(b"\r\n");
+        let w = self.io.get_mut();
+        tokio::time::timeout(self.idle, async {
+            w.write_all(&bytes).await?;
+            w.flush().await
+        })
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+}
+
+/// Serves one client connection.
+pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, mode: Mode) {
+    let _ = tcp.set_nodelay(true);
+    let idle = Duration::from_secs(shared.config().gateway.idle_secs.max(1));
+    let Some(acceptor) = shared.tls.clone() else {
+        return;
+    };
+    let stream: Stream = match mode {
+        Mode::Tls => match tokio::time::timeout(idle, acceptor.accept(tcp)).await {
+            Ok(Ok(tls)) => Box::new(tls),
+            _ => return,
+        },
+        Mode::StartTls => Box::new(tcp),
+    };
+    let mut conn = Conn {
+        io: BufReader::new(stream),
+        idle,
+    };
+    let mut tls = mode == Mode::Tls;
+    let mut user: Option<String> = None;
+    let mut errors = 0;
+    if !conn.send("+OK exgate gateway POP3 ready").await {
+        return;
+    }
+    loop {
+        if errors >= MAX_ERRORS {
+            conn.send("-ERR Too many errors").await;
+            return;
+        }
+        let Some(line) = conn.line().await else {
+            return;
+        };
+        let credentials = match parse_command(&line) {
+            Command::Capa => {
+                let mut caps = vec!["+OK Capability list follows", "TOP", "UIDL", "RESP-CODES"];
+                if tls {
+                    caps.extend(["USER", "SASL PLAIN"]);
+                } else {
+                    caps.push("STLS");
+                }
+                caps.push(".");
+                if !conn.send(&caps.join("\r\n")).await {
+                    return;
+                }
+                None
+            }
+            Command::Noop => {
+                if !conn.send("+OK").await {
+                    return;
+                }
+                None
+            }
+            Command::Quit => {
+                conn.send("+OK exgate gateway signing off").await;
+                return;
+            }
+            Command::Stls => {
+                if mode != Mode::StartTls || tls {
+                    errors += 1;
+                    if !conn.send("-ERR STLS not available").await {
+                        return;
+                    }
+                    continue;
+                }
+                if !conn.send("+OK Begin TLS negotiation").await {
+                    return;
+                }
+                let io =
+                    std::mem::replace(&mut conn.io, BufReader::new(Box::new(tokio::io::empty())));
+                match tokio::time::timeout(idle, acceptor.accept(io.into_inner())).await {
+                    Ok(Ok(s)) => {
+                        conn.io = BufReader::new(Box::new(s));
+                        tls = true;
+                        user = None;
+                    }
+                    _ => return,
+                }
+                None
+            }
+            Command::User(_) | Command::Pass(_) | Command::Auth(..) if !tls => {
+                if !conn.send("-ERR [SYS/PERM] Use STLS first").await {
+                    return;
+                }
+                None
+            }
+            Command::User(name) => {
+                user = Some(name);
+                if !conn.send("+OK").await {
+                    return;
+                }
+                None
+            }
+            Command::Pass(password) => match user.take() {
+                Some(name) => Some((name, SecretString::from(password))),
+                None => {
+                    errors += 1;
+                    if !conn.send("-ERR USER first").await {
+                        return;
+                    }
+                    None
+                }
+            },
+            Command::Auth(mech, initial) => {
+                if mech != "PLAIN" {
+                    if !conn.send("-ERR Unsupported mechanism").await {
+                        return;
+                    }
+                    continue;
+                }
+                let response = match initial {
+                    Some(r) => r,
+                    None => {
+                        if !conn.send("+ ").await {
+                            return;
+                        }
+                        match conn.line().await {
+                            Some(l) => l,
+                            None => return,
+                        }
+                    }
+                };
+                match decode_plain(&response) {
+                    Some(c) => Some(c),
+                    None => {
+                        errors += 1;
+                        if !conn
+                            .send("-ERR Authentication aborted or undecodable")
+                            .await
+                        {
+                            return;
+                        }
+                        None
+                    }
+                }
+            }
+            Command::Other => {
+                errors += 1;
+                if !conn.send("-ERR Command not valid before login").await {
+                    return;
+                }
+                None
+            }
+        };
+        let Some((name, password)) = credentials else {
+            continue;
+        };
+        let account = match shared
+            .sign_in(&name, password, peer.ip(), Service::Pop)
+            .await
+        {
+            Ok(a) => a,
+            Err(r) => {
+                let reply = if r.temporary() {
+                    "-ERR [IN-USE] Temporary authentication failure, try later"
+                } else {
+                    "-ERR [AUTH] Invalid credentials"
+                };
+                if !conn.send(reply).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let token = match shared.upstreams.token(&account).await {
+            Ok(t) => t,
+            Err(e) => {
+                let why = explain(Protocol::Pop, &e.to_string(), &account.mailbox, None);
+                tracing::error!(account = %account.name, cause = %why.summary(), "no token for POP");
+                shared
+                    .metrics
+                    .count("upstream_auth", &account.name, "no_token");
+                if !conn
+                    .send(&format!(
+                        "-ERR [SYS/TEMP] The gateway could not get a token ({})",
+                        short(&why.title)
+                    ))
+                    .await
+                {
+                    return;
+                }
+                continue;
+            }
+        };
+        let up = &shared.config().upstream;
+        let options = PopOptions {
+            host: up.pop_host.clone(),
+            port: up.pop_port,
+            connect_to: up.pop_connect,
+            extra_root_pem: shared.upstream_ca.clone(),
+            timeout: Duration::from_secs(up.timeout_secs.max(1)),
+        };
+        let auth = SaslAuth::Xoauth2 {
+            user: account.mailbox.clone(),
+            token: token.clone(),
+        };
+        match open(&options, &auth).await {
+            Ok(upstream) => {
+                shared
+                    .metrics
+                    .observe("pop_open", started.elapsed().as_secs_f64());
+                shared
+                    .metrics
+                    .count("pop_sessions", &account.name, "opened");
+                if !conn.send("+OK Logged in").await {
+                    return;
+                }
+                crate::imap::relay_streams(conn.io, upstream.stream, &account.name).await;
+                return;
+            }
+            Err(t) => {
+                let failure = t.failure();
+                let text = failure
+                    .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
+                    .unwrap_or_else(|| "no answer".into());
+                if failure.is_some_and(|f| f.response.is_some()) {
+                    shared.upstreams.invalidate(&account);
+                }
+                let why = explain(Protocol::Pop, &text, &account.mailbox, Some(&token));
+                tracing::error!(account = %account.name, upstream = %short(&text), cause = %why.summary(), "Exchange refused the POP sign-in");
+                shared
+                    .metrics
+                    .count("upstream_auth", &account.name, "refused");
+                let reason = if why.title.is_empty() {
+                    short(&text)
+                } else {
+                    short(&why.title)
+                };
+                if !conn
+                    .send(&format!(
+                        "-ERR [SYS/TEMP] Exchange refused the gateway: {reason}"
+                    ))
+                    .await
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands() {
+        assert_eq!(
+            parse_command("user scanner"),
+            Command::User("scanner".into())
+        );
+        assert_eq!(parse_command("PASS a b c"), Command::Pass("a b c".into()));
+        assert_eq!(
+            parse_command("AUTH plain AGEAYg=="),
+            Command::Auth("PLAIN".into(), Some("AGEAYg==".into()))
+        );
+        assert_eq!(parse_command("RETR 1"), Command::Other);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parser_never_panics(s in "\\PC{0,120}") {
+            let _ = parse_command(&s);
+        }
+    }
+}
