@@ -69,11 +69,16 @@ struct Bed {
 }
 
 async fn bed() -> Bed {
+    bed_with(None).await
+}
+
+async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
     let scenario = Scenario::from_toml_str(SCENARIO, Path::new("scenario.toml")).unwrap();
     let emulator = Emulator::start(
         scenario,
         EmulatorOptions {
             tls: true,
+            token_lifetime,
             ..EmulatorOptions::default()
         },
     )
@@ -595,5 +600,39 @@ async fn pop3_user_pass_is_relayed_as_xoauth2() {
     )
     .await;
     assert_eq!(t.failure().unwrap().name, "auth");
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_token_is_renewed_between_deliveries() {
+    // Tokens of two seconds: the second message needs a new one.
+    let bed = bed_with(Some(Duration::from_secs(2))).await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    let emulator = bed.emulator.as_ref().unwrap();
+    for n in 0..2 {
+        let t = submit(
+            &bed.smtp(gw.addresses().smtp[0], false),
+            &login("scanner", SCANNER_PW),
+            &message(200 + n, "scanner@contoso.com"),
+            &none,
+        )
+        .await;
+        assert!(t.ok(), "{t:?}");
+        wait_for("the delivery", async || gw.queue_depth() == 0).await;
+        if n == 0 {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+    }
+    wait_for("both deliveries", async || {
+        bed.inbox(&gw).await == Some(before + 2)
+    })
+    .await;
+    assert!(
+        emulator.stats().tokens_issued >= 2,
+        "{:?}",
+        emulator.stats()
+    );
+    assert_eq!(gw.metrics().get("upstream_auth", "scanner", "refused"), 0);
     gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -353,3 +353,110 @@ fn kill_9_during_delivery_then_restart_delivers_every_message() {
     }
     assert!(log.contains("exgate::audit"), "{log}");
 }
+
+/// `AUTH PLAIN` on a plain listener: the reply code.
+fn auth_plain(addr: &str, user: &str, password: &str) -> u16 {
+    use std::io::{BufRead as _, Write as _};
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(tcp.try_clone().unwrap());
+    let mut w = tcp;
+    let mut line = String::new();
+    let mut read = |r: &mut BufReader<std::net::TcpStream>| loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.as_bytes().get(3) != Some(&b'-') {
+            return line[..3].parse::<u16>().unwrap_or(0);
+        }
+    };
+    read(&mut r);
+    w.write_all(b"EHLO t\r\n").unwrap();
+    read(&mut r);
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+    };
+    w.write_all(format!("AUTH PLAIN {b64}\r\n").as_bytes())
+        .unwrap();
+    let code = read(&mut r);
+    let _ = w.write_all(b"QUIT\r\n");
+    code
+}
+
+#[test]
+fn sighup_reloads_passwords() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("secret"), "x").unwrap();
+    std::fs::write(
+        d.join("gateway.toml"),
+        r#"
+[listen]
+smtp = []
+smtp_plain = ["127.0.0.1:0"]
+allow_plain = true
+metrics = "127.0.0.1:0"
+
+[profiles.p]
+tenant = "contoso.com"
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+client_secret_file = "secret"
+authority_host = "https://localhost:9"
+
+[[accounts]]
+name = "scanner"
+mailbox = "scanner@contoso.com"
+"#,
+    )
+    .unwrap();
+    let passwd = |pw: &str| {
+        exgate()
+            .current_dir(d)
+            .env("PW", pw)
+            .args(["gateway", "passwd", "scanner", "--password-env", "PW"])
+            .assert()
+            .success();
+    };
+    passwd("CANARY-first-password");
+    let mut child = StdCommand::new(cargo_bin("exgate"))
+        .current_dir(d)
+        .args(["gateway", "run"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("gw.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("addresses").unwrap();
+        if line.starts_with("smtp (no TLS)") {
+            break line.split_whitespace().last().unwrap().to_owned();
+        }
+    };
+    // Keep reading stdout so the gateway never writes into a closed pipe.
+    std::thread::spawn(move || for _ in lines {});
+    assert_eq!(auth_plain(&addr, "scanner", "CANARY-first-password"), 235);
+    passwd("CANARY-second-password");
+    let pid = child.id().to_string();
+    assert!(
+        StdCommand::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while auth_plain(&addr, "scanner", "CANARY-second-password") != 235 {
+        assert!(
+            Instant::now() < deadline,
+            "the new password never took effect"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(auth_plain(&addr, "scanner", "CANARY-first-password"), 535);
+    let _ = StdCommand::new("kill").args(["-TERM", &pid]).status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "graceful stop: {status:?}");
+    let log = std::fs::read_to_string(d.join("gw.log")).unwrap();
+    assert!(log.contains("configuration reloaded"), "{log}");
+    assert!(!log.contains("CANARY"), "{log}");
+}
