@@ -388,6 +388,9 @@ fn route(
         }
     };
     match names.as_slice() {
+        ["sendmail"] if *method == axum::http::Method::POST && is_text_plain(headers) => {
+            send_mime(st, i, body)
+        }
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
         ["messages"] if *method == axum::http::Method::POST && first_key.is_none() => {
             let msg = create_draft(st, i, m, body)?;
@@ -1262,6 +1265,63 @@ fn message_from_json(
         is_draft: folder == Folder::Drafts,
         internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
     }
+}
+
+/// `Content-Type: text/plain`: the body of `sendMail` is a MIME message in base64.
+fn is_text_plain(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/plain"))
+        })
+}
+
+/// `sendMail` with MIME content (Graph's "send a message using MIME format"): the body is the
+/// message in base64; recipients come from its `To`, `Cc` and `Bcc` headers. Content that is
+/// not base64 gets Graph's documented `400` "Invalid base64 string for MIME content."; a message
+/// without recipients gets `ErrorInvalidRecipients` as the JSON form does.
+fn send_mime(st: &Inner, i: u32, body: &[u8]) -> Result<Response, GraphError> {
+    use base64::Engine as _;
+    let text: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    let mime = base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map_err(|_| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            )
+        })?;
+    let parsed = crate::smtp::parse_message(&mime);
+    let mut rcpts: Vec<String> = parsed
+        .to
+        .iter()
+        .chain(parsed.cc.iter())
+        .map(|p| p.address.clone())
+        .collect();
+    rcpts.extend(
+        crate::smtp::header_values(&mime, "bcc")
+            .iter()
+            .flat_map(|v| crate::smtp::addresses(v))
+            .map(|p| p.address),
+    );
+    if rcpts.is_empty() || rcpts.iter().any(|a| !crate::config::valid_address(a)) {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRecipients",
+            "At least one recipient isn't valid., A message can't be sent because it contains no recipients.",
+        ));
+    }
+    let from = st.mailbox(i).map(|m| m.address.clone()).unwrap_or_default();
+    crate::smtp::deliver(st, i, &from, &rcpts, &mime);
+    Ok(StatusCode::ACCEPTED.into_response())
 }
 
 fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, GraphError> {

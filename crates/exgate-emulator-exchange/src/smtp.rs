@@ -584,6 +584,34 @@ pub(crate) struct Parsed {
     pub html: bool,
 }
 
+/// The values of every `name` header field (unfolded), in order.
+pub(crate) fn header_values(data: &[u8], name: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(data);
+    let head = text
+        .find("\r\n\r\n")
+        .or_else(|| text.find("\n\n"))
+        .map_or(text.as_ref(), |p| &text[..p]);
+    let mut out: Vec<String> = Vec::new();
+    let mut current: Option<usize> = None;
+    for l in head.lines() {
+        if l.starts_with([' ', '\t']) {
+            if let Some(k) = current {
+                out[k].push(' ');
+                out[k].push_str(l.trim());
+            }
+            continue;
+        }
+        current = None;
+        if let Some((k, v)) = l.split_once(':')
+            && k.trim().eq_ignore_ascii_case(name)
+        {
+            out.push(v.trim().to_owned());
+            current = Some(out.len() - 1);
+        }
+    }
+    out
+}
+
 /// Reads the header section (unfolded) and the body of an RFC 5322 message. Lenient: anything
 /// that does not parse is left out.
 pub(crate) fn parse_message(data: &[u8]) -> Parsed {
@@ -667,7 +695,13 @@ fn person(s: &str) -> Option<Person> {
 
 /// Stores the message in the sender's Sent Items and in the Inbox of every emulated,
 /// provisioned recipient. Returns the Internet message id.
-fn deliver(st: &Inner, sender: u32, from: &str, rcpts: &[String], data: &[u8]) -> String {
+pub(crate) fn deliver(
+    st: &Inner,
+    sender: u32,
+    from: &str,
+    rcpts: &[String],
+    data: &[u8],
+) -> String {
     let p = parse_message(data);
     let now = OffsetDateTime::now_utc();
     let id = p

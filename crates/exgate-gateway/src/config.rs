@@ -202,6 +202,9 @@ pub struct Upstream {
     pub pop_port: u16,
     /// Connect here instead of resolving `pop_host`.
     pub pop_connect: Option<SocketAddr>,
+    /// Microsoft Graph's base URL (for `submit = "graph"` or `"smtp_then_graph"`).
+    #[serde(default = "default_graph_url")]
+    pub graph_url: String,
     /// An extra root CA (PEM) to trust upstream.
     pub ca_pem: Option<PathBuf>,
     /// Messages per minute per mailbox (Exchange Online allows 30).
@@ -226,6 +229,9 @@ fn default_imap_host() -> String {
 }
 fn default_imap_port() -> u16 {
     993
+}
+fn default_graph_url() -> String {
+    "https://graph.microsoft.com/v1.0".into()
 }
 fn default_pop_port() -> u16 {
     995
@@ -253,6 +259,7 @@ impl Default for Upstream {
             pop_host: default_imap_host(),
             pop_port: default_pop_port(),
             pop_connect: None,
+            graph_url: default_graph_url(),
             ca_pem: None,
             messages_per_minute: default_per_minute(),
             recipients_per_day: default_per_day(),
@@ -284,6 +291,19 @@ impl Service {
     }
 }
 
+/// How an account's messages go to Exchange.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Submit {
+    /// SMTP submission with XOAUTH2 (`SMTP.SendAsApp` / `SMTP.Send`).
+    #[default]
+    Smtp,
+    /// Graph `sendMail` with the message's MIME (`Mail.Send`).
+    Graph,
+    /// SMTP, and Graph when Exchange says SMTP AUTH is off for the tenant or the mailbox.
+    SmtpThenGraph,
+}
+
 /// A device or app: its local name, the mailbox it reaches, and what it may do.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -303,6 +323,9 @@ pub struct AccountConfig {
     pub networks: Vec<ipnet::IpNet>,
     /// The auth profile (a key of `[profiles]`); default: the only profile.
     pub profile: Option<String>,
+    /// How messages go upstream: `smtp` (default), `graph`, `smtp_then_graph`.
+    #[serde(default)]
+    pub submit: Submit,
 }
 
 /// Options of the whole gateway.

@@ -447,6 +447,9 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
             }
         }
     };
+    if account.submit == crate::config::Submit::Graph {
+        return via_graph(shared, env, &account, &data).await;
+    }
     let outgoing = Outgoing {
         from: env.from.clone(),
         to: env.to.clone(),
@@ -469,7 +472,111 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
     shared
         .metrics
         .observe("smtp_submit", started.elapsed().as_secs_f64());
-    classify(shared, env, &account, &t, &token)
+    let outcome = classify(shared, env, &account, &t, &token);
+    // SMTP AUTH off for the tenant or the mailbox: Graph, when the account allows it.
+    if account.submit == crate::config::Submit::SmtpThenGraph
+        && let Outcome::Temporary(_, Some(why)) = &outcome
+        && why.cause == "smtp_auth_disabled"
+    {
+        tracing::info!(id = %env.id, account = %account.name, "SMTP AUTH is off for this mailbox; sending through Graph");
+        return via_graph(shared, env, &account, &outgoing.data).await;
+    }
+    outcome
+}
+
+/// The message with a `Bcc:` field for envelope recipients its `To`/`Cc`/`Bcc` do not name
+/// (Graph's MIME `sendMail` takes the recipients from the headers).
+pub fn with_envelope_recipients(data: &[u8], to: &[String]) -> Vec<u8> {
+    let end = data
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(data.len(), |p| p + 2);
+    let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+    let mut in_rcpt_field = false;
+    let mut named = String::new();
+    for l in head.split("\r\n") {
+        if l.starts_with([' ', '\t']) {
+            if in_rcpt_field {
+                named.push_str(l);
+            }
+            continue;
+        }
+        let name = l.split(':').next().unwrap_or_default().trim();
+        in_rcpt_field = matches!(name, "to" | "cc" | "bcc");
+        if in_rcpt_field {
+            named.push_str(l);
+            named.push(' ');
+        }
+    }
+    let missing: Vec<&String> = to
+        .iter()
+        .filter(|a| !named.contains(&a.to_ascii_lowercase()))
+        .collect();
+    if missing.is_empty() {
+        return data.to_vec();
+    }
+    let list: Vec<String> = missing.iter().map(|a| format!("<{a}>")).collect();
+    let mut out = format!("Bcc: {}\r\n", list.join(", ")).into_bytes();
+    out.extend_from_slice(data);
+    out
+}
+
+async fn via_graph(
+    shared: &Arc<Shared>,
+    env: &Envelope,
+    account: &crate::config::AccountConfig,
+    data: &[u8],
+) -> Outcome {
+    let token = match shared.upstreams.graph_token(account).await {
+        Ok(t) => t,
+        Err(e) => {
+            let text = e.to_string();
+            let why = explain(Protocol::Graph, &text, &account.mailbox, None);
+            return Outcome::Temporary(format!("no Graph token: {text}"), Some(why));
+        }
+    };
+    let Some(http) = shared.http.clone() else {
+        return Outcome::Temporary("no HTTP client for Graph".into(), None);
+    };
+    let credentials = std::sync::Arc::new(exgate_mail::Bearer::fixed(token.clone()));
+    let client = match exgate_mail::graph::GraphClient::new(
+        http,
+        &shared.config().upstream.graph_url,
+        credentials,
+    ) {
+        Ok(c) => c,
+        Err(e) => return Outcome::Permanent(e.to_string(), None),
+    };
+    let mime = with_envelope_recipients(data, &env.to);
+    let started = Instant::now();
+    let _ = shared.spool.mark_handover(&env.id);
+    let r = client.send_mime(&account.mailbox, &mime).await;
+    shared
+        .metrics
+        .observe("graph_send", started.elapsed().as_secs_f64());
+    match r {
+        Ok(()) => {
+            let _ = shared.spool.complete(&env.id);
+            shared
+                .metrics
+                .count("messages", &account.name, "delivered_graph");
+            Outcome::Delivered("202 Accepted (Graph sendMail)".into())
+        }
+        Err(e) => {
+            let status = e.evidence().status;
+            let text = e.to_string();
+            let _ = shared.spool.clear_handover(&env.id);
+            let why = explain(Protocol::Graph, &text, &account.mailbox, Some(&token));
+            match status {
+                Some(400 | 404 | 413) => Outcome::Permanent(text, Some(why)),
+                Some(401 | 403) => {
+                    shared.upstreams.invalidate(account);
+                    Outcome::Temporary(text, Some(why))
+                }
+                _ => Outcome::Temporary(text, Some(why)),
+            }
+        }
+    }
 }
 
 fn classify(
@@ -540,6 +647,20 @@ mod tests {
             d.limit("other@b.c", 1, 5, 100).is_some(),
             "the daily recipient limit"
         );
+    }
+
+    #[test]
+    fn envelope_recipients_missing_from_the_headers_become_bcc() {
+        let m = b"To: Alice <alice@contoso.com>\r\nCc: bob@contoso.com\r\nSubject: x\r\n\r\nbody carol@contoso.com\r\n";
+        let out =
+            with_envelope_recipients(m, &["ALICE@contoso.com".into(), "carol@contoso.com".into()]);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with("Bcc: <carol@contoso.com>\r\nTo: Alice"),
+            "{text}"
+        );
+        let same = with_envelope_recipients(m, &["bob@contoso.com".into()]);
+        assert_eq!(same, m.to_vec());
     }
 
     #[test]

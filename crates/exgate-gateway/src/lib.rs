@@ -84,6 +84,8 @@ pub struct Shared {
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
     pub(crate) upstreams: UpstreamsHandle,
     pub(crate) upstream_ca: Option<Vec<u8>>,
+    /// The HTTP client toward Graph (one connection pool).
+    pub(crate) http: Option<exgate_mail::HttpClient>,
 }
 
 /// The current [`Upstreams`] (replaced on reload).
@@ -98,6 +100,12 @@ impl UpstreamsHandle {
         account: &AccountConfig,
     ) -> Result<SecretString, exgate_auth::AuthError> {
         self.current().token(account).await
+    }
+    pub(crate) async fn graph_token(
+        &self,
+        account: &AccountConfig,
+    ) -> Result<SecretString, exgate_auth::AuthError> {
+        self.current().graph_token(account).await
     }
     pub(crate) fn invalidate(&self, account: &AccountConfig) {
         self.current().invalidate(account);
@@ -230,6 +238,14 @@ impl Gateway {
         })?;
         let upstreams = Arc::new(RwLock::new(Arc::new(Upstreams::new(&config)?)));
         let metrics = Arc::new(Metrics::new());
+        let http = {
+            let mut b = exgate_mail::HttpClientBuilder::new()
+                .timeout(Duration::from_secs(config.upstream.timeout_secs.max(1)));
+            if let Some(pem) = &upstream_ca {
+                b = b.extra_root_pem(pem.clone());
+            }
+            b.build().ok()
+        };
         let listen = config.listen.clone();
         let max_connections = config.gateway.max_connections.max(1);
         for a in listen
@@ -261,6 +277,7 @@ impl Gateway {
             tls,
             upstreams: UpstreamsHandle(upstreams),
             upstream_ca,
+            http,
         });
         let (found, problems) = spool.recover().map_err(|error| GatewayError::Io {
             what: format!("reading the spool {}", spool.dir().display()),

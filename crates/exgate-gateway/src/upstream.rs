@@ -75,6 +75,26 @@ impl Upstreams {
         Ok(SecretString::from(token.secret().to_owned()))
     }
 
+    /// An access token for Microsoft Graph (`sendMail` with MIME) as `account`'s mailbox.
+    pub async fn graph_token(&self, account: &AccountConfig) -> Result<SecretString, AuthError> {
+        let (provider, _) = self.entry(account).ok_or_else(|| {
+            AuthError::Config(exgate_auth::ConfigError::new(
+                "gateway".to_owned(),
+                "profile",
+                "the account names no usable profile",
+                "set profile = \"NAME\" on the account".to_owned(),
+            ))
+        })?;
+        let request = TokenRequest::resource_default("https://graph.microsoft.com");
+        let request = if provider.config().credential.is_app_only() {
+            request
+        } else {
+            request.for_user(account.mailbox.clone())
+        };
+        let token = provider.token(&request).await?;
+        Ok(SecretString::from(token.secret().to_owned()))
+    }
+
     /// Drops `account`'s cached token (after Exchange refused it).
     pub fn invalidate(&self, account: &AccountConfig) {
         if let Some((provider, request)) = self.entry(account) {

@@ -33,6 +33,11 @@ app = "Scanner"
 resource = "https://outlook.office365.com"
 roles = ["SMTP.SendAsApp"]
 
+[[tenants.consent]]
+app = "Scanner"
+resource = "https://graph.microsoft.com"
+roles = ["Mail.Send"]
+
 [[applications]]
 client_id = "aaaaaaaa-0000-0000-0000-000000000001"
 name = "Scanner"
@@ -112,6 +117,7 @@ async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
         ("scanner", SCANNER_PW),
         ("reader", READER_PW),
         ("fab", SCANNER_PW),
+        ("fabgraph", SCANNER_PW),
     ] {
         passwords.set(
             n,
@@ -150,6 +156,7 @@ imap_connect = "{imap}"
 pop_host = "localhost"
 pop_connect = "{pop}"
 ca_pem = "emulator-ca.pem"
+graph_url = "{base}/v1.0"
 
 [profiles.contoso]
 tenant = "contoso.com"
@@ -180,6 +187,12 @@ profile = "contoso"
 name = "fab"
 mailbox = "scanner@fabrikam.com"
 profile = "fabrikam"
+
+[[accounts]]
+name = "fabgraph"
+mailbox = "scanner@fabrikam.com"
+profile = "fabrikam"
+submit = "smtp_then_graph"
 "#,
         base = emulator.base_url()
     );
@@ -634,5 +647,33 @@ async fn an_expired_token_is_renewed_between_deliveries() {
         emulator.stats()
     );
     assert_eq!(gw.metrics().get("upstream_auth", "scanner", "refused"), 0);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_auth_off_falls_back_to_graph_send_mail_with_the_mime() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    // fabrikam has SMTP AUTH off; this account may fall back to Graph. Two envelope recipients,
+    // one of them only in the envelope (it becomes a Bcc for Graph).
+    let mut m = message(300, "scanner@fabrikam.com");
+    m.to.push("scanner@contoso.com".into());
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("fabgraph", SCANNER_PW),
+        &m,
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    let metrics = gw.metrics();
+    wait_for("the Graph delivery", async || {
+        metrics.get("messages", "fabgraph", "delivered_graph") == 1
+    })
+    .await;
+    assert_eq!(bed.inbox(&gw).await, Some(before + 1));
+    let stats = bed.emulator.as_ref().unwrap().exchange_stats().unwrap();
+    assert!(stats.graph_requests >= 1, "{stats:?}");
     gw.shutdown(Duration::from_secs(5)).await;
 }

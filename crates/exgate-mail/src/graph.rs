@@ -217,7 +217,7 @@ impl GraphClient {
         extra: &[(HeaderName, String)],
     ) -> Result<Answer, MailError> {
         let mut headers = vec![(ACCEPT, "application/json".to_owned())];
-        if body.is_some() {
+        if body.is_some() && !extra.iter().any(|(k, _)| k == CONTENT_TYPE) {
             headers.push((CONTENT_TYPE, "application/json".to_owned()));
         }
         headers.extend(extra.iter().cloned());
@@ -425,6 +425,27 @@ impl GraphClient {
             user,
             Some(body.to_string().into_bytes()),
             &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// `POST /users/{id}/sendMail` with the message as MIME: its base64 in a `text/plain` body,
+    /// as Graph documents for sending MIME (recipients are read from the message's `To`, `Cc`
+    /// and `Bcc`; the app needs `Mail.Send`).
+    pub async fn send_mime(&self, user: &str, mime: &[u8]) -> Result<(), MailError> {
+        use base64::Engine as _;
+        let url = self.url(&["users", user, "sendMail"], &[])?;
+        let body = base64::engine::general_purpose::STANDARD
+            .encode(mime)
+            .into_bytes();
+        self.send(
+            "POST /users/{id}/sendMail (MIME)",
+            Method::POST,
+            url,
+            user,
+            Some(body),
+            &[(CONTENT_TYPE, "text/plain".to_owned())],
         )
         .await
         .map(|_| ())
