@@ -460,3 +460,209 @@ mailbox = "scanner@contoso.com"
     assert!(log.contains("configuration reloaded"), "{log}");
     assert!(!log.contains("CANARY"), "{log}");
 }
+
+const DELEGATED_SCENARIO: &str = r#"
+[device_flow]
+user = "frontdesk@contoso.com"
+outcome = "approve"
+
+[[tenants]]
+name = "contoso"
+id = "11111111-2222-3333-4444-555555555555"
+domains = ["contoso.com"]
+
+[[tenants.users]]
+upn = "frontdesk@contoso.com"
+password = "Frontdesk-Pass-1"
+
+[[tenants.consent]]
+app = "Gateway delegated"
+resource = "https://outlook.office365.com"
+scopes = ["SMTP.Send", "IMAP.AccessAsUser.All"]
+
+[[applications]]
+client_id = "bbbbbbbb-0000-0000-0000-000000000002"
+name = "Gateway delegated"
+home_tenant = "contoso"
+public_client = true
+
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+scopes = ["SMTP.Send", "IMAP.AccessAsUser.All"]
+
+[exchange]
+
+[[exchange.mailboxes]]
+address = "frontdesk@contoso.com"
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+"#;
+
+#[test]
+fn login_bootstraps_a_delegated_account_headless_then_the_gateway_sends_as_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("scenario.toml"), DELEGATED_SCENARIO).unwrap();
+    let (_emulator, state) = common::start_emulator(d, &["--tls", "--ca-out", "ca.pem"], |v| {
+        v["smtp"].is_string()
+    });
+    let text = |k: &str| state[k].as_str().unwrap_or_default().to_owned();
+    let key = "11".repeat(32);
+    std::fs::write(
+        d.join("gateway.toml"),
+        format!(
+            r#"
+[listen]
+smtp = []
+smtp_plain = ["127.0.0.1:0"]
+allow_plain = true
+metrics = "127.0.0.1:0"
+
+[upstream]
+smtp_host = "localhost"
+smtp_connect = "{smtp}"
+ca_pem = "ca.pem"
+
+[profiles.frontdesk]
+tenant = "contoso.com"
+client_id = "bbbbbbbb-0000-0000-0000-000000000002"
+flow = "device_code"
+scopes = ["https://outlook.office365.com/SMTP.Send", "offline_access"]
+authority_host = "{base}"
+ca_pem = "ca.pem"
+
+[profiles.frontdesk.store]
+path = "tokens.bin"
+key_env = "GW_STORE_KEY"
+
+[profiles.app]
+tenant = "contoso.com"
+client_id = "aaaaaaaa-0000-0000-0000-000000000001"
+client_secret_file = "ca.pem"
+
+[[accounts]]
+name = "frontdesk"
+mailbox = "frontdesk@contoso.com"
+profile = "frontdesk"
+
+[[accounts]]
+name = "appy"
+mailbox = "alice@contoso.com"
+profile = "app"
+"#,
+            smtp = text("smtp"),
+            base = text("base_url"),
+        ),
+    )
+    .unwrap();
+    // An app-only account has nothing to log in.
+    let out = exgate()
+        .current_dir(d)
+        .args(["gateway", "login", "appy"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("device_code"));
+
+    let out = exgate()
+        .current_dir(d)
+        .env("GW_STORE_KEY", &key)
+        .args(["gateway", "login", "frontdesk"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("enter the code"), "{err}");
+    assert!(d.join("tokens.bin").exists());
+
+    // The gateway, started later, renews from the store and sends as the mailbox.
+    exgate()
+        .current_dir(d)
+        .env("PW", PW)
+        .args(["gateway", "passwd", "frontdesk", "--password-env", "PW"])
+        .assert()
+        .success();
+    let mut child = StdCommand::new(cargo_bin("exgate"))
+        .current_dir(d)
+        .env("GW_STORE_KEY", &key)
+        .args(["gateway", "run"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(d.join("gw.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: std::net::SocketAddr = loop {
+        let line = lines.next().expect("addresses").unwrap();
+        if line.starts_with("smtp (no TLS)") {
+            break line.split_whitespace().last().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    // Plain listener: speak SMTP by hand (AUTH PLAIN), then let delivery run.
+    assert_eq!(auth_plain(&addr.to_string(), "frontdesk", PW), 235);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let sent = send_plain(
+        &addr.to_string(),
+        "frontdesk",
+        PW,
+        "frontdesk@contoso.com",
+        "alice@contoso.com",
+    );
+    assert!(sent, "the gateway accepted the message");
+    while queued(d) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not delivered: {}",
+            std::fs::read_to_string(d.join("gw.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = std::fs::read_to_string(d.join("gw.log")).unwrap();
+    assert!(log.contains("delivered"), "{log}");
+    assert!(!log.contains("device-code sign-in is needed"), "{log}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A whole submission on a plain listener; true when the message was queued.
+fn send_plain(addr: &str, user: &str, password: &str, from: &str, to: &str) -> bool {
+    use std::io::{BufRead as _, Write as _};
+    let tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(tcp.try_clone().unwrap());
+    let mut w = tcp;
+    let code = |r: &mut BufReader<std::net::TcpStream>| {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line[..3].parse::<u16>().unwrap_or(0);
+            }
+        }
+    };
+    code(&mut r);
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
+    };
+    for (cmd, want) in [
+        ("EHLO t".to_owned(), 250),
+        (format!("AUTH PLAIN {b64}"), 235),
+        (format!("MAIL FROM:<{from}>"), 250),
+        (format!("RCPT TO:<{to}>"), 250),
+        ("DATA".to_owned(), 354),
+        (
+            format!("Subject: desk\r\nFrom: <{from}>\r\nTo: <{to}>\r\n\r\nhello\r\n."),
+            250,
+        ),
+    ] {
+        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        if code(&mut r) != want {
+            return false;
+        }
+    }
+    let _ = w.write_all(b"QUIT\r\n");
+    true
+}

@@ -40,6 +40,16 @@ The password file (`passwords` in [gateway], default gateway.passwd beside the c
 holds argon2id hashes only and is written with mode 0600. A running gateway reads it again on
 SIGHUP. Exit codes: 0 set, 2 could not (unknown account, no password given).";
 
+const LOGIN_EXAMPLES: &str = "\
+Examples:
+  Sign in once as the account's mailbox with a device code, headless (open the printed address on
+  any device); the refresh token goes to the profile's encrypted store and `gateway run` renews
+  it silently from then on:
+    exgate gateway login frontdesk --config gateway.toml
+
+The account's profile must use flow = \"device_code\" (or \"auth_code\") and have a [store]
+(docs/auth.md). Exit codes: 0 signed in, 1 Entra ID refused (the cause is shown), 2 could not run.";
+
 const STATUS_EXAMPLES: &str = "\
 Examples:
   exgate gateway status --config gateway.toml
@@ -58,6 +68,9 @@ pub(crate) enum Command {
     /// Set a local account's password (argon2id hash in the password file).
     #[command(after_help = PASSWD_EXAMPLES)]
     Passwd(PasswdArgs),
+    /// Sign in once for a delegated account (device code) and keep its refresh token.
+    #[command(after_help = LOGIN_EXAMPLES)]
+    Login(LoginArgs),
     /// Show the spool: messages waiting, why, and what was returned to senders.
     #[command(after_help = STATUS_EXAMPLES)]
     Status(StatusArgs),
@@ -95,6 +108,15 @@ pub(crate) struct PasswdArgs {
 }
 
 #[derive(Debug, clap::Args)]
+pub(crate) struct LoginArgs {
+    /// The account (a `name` in [[accounts]]).
+    name: String,
+    /// The gateway's configuration file.
+    #[arg(long, value_name = "FILE", default_value = "gateway.toml")]
+    config: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
 pub(crate) struct StatusArgs {
     /// The gateway's configuration file.
     #[arg(long, value_name = "FILE", default_value = "gateway.toml")]
@@ -109,6 +131,68 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Run(args) => serve(args).await,
         Command::Passwd(args) => passwd(args),
         Command::Status(args) => status(args),
+        Command::Login(args) => login(args).await,
+    }
+}
+
+async fn login(args: LoginArgs) -> anyhow::Result<ExitCode> {
+    use exgate_auth::FlowKind;
+    let config = load(&args.config)?;
+    let Some(account) = config.account(&args.name) else {
+        anyhow::bail!(
+            "{}: no account `{}`\n  fix: name an account of [[accounts]]",
+            args.config.display(),
+            args.name
+        );
+    };
+    let profile_name = account.profile.clone().unwrap_or_default();
+    let Some(settings) = config.profiles.get(&profile_name) else {
+        anyhow::bail!("{}: the account names no profile", args.config.display());
+    };
+    let flow = settings.flow()?;
+    if !matches!(flow, FlowKind::DeviceCode | FlowKind::AuthCode) {
+        anyhow::bail!(
+            "{}: profile `{profile_name}` signs in with {flow:?}, which needs no interactive login\n  fix: `exgate gateway login` is for profiles with flow = \"device_code\" or \"auth_code\"",
+            args.config.display()
+        );
+    }
+    if settings.store.is_none() {
+        anyhow::bail!(
+            "{}: profile `{profile_name}` has no [profiles.{profile_name}.store]: the refresh token would be lost when this command ends\n  fix: add [profiles.{profile_name}.store] with path and key_file (docs/auth.md)",
+            args.config.display()
+        );
+    }
+    let mailbox = account.mailbox.clone();
+    let prompt: exgate_auth::DevicePrompt = std::sync::Arc::new(move |info| {
+        eprintln!(
+            "To sign in as {mailbox}: open {} and enter the code {} (within {} minutes).",
+            info.verification_uri,
+            info.user_code,
+            info.expires_in / 60
+        );
+    });
+    let open: exgate_auth::OpenUrl = std::sync::Arc::new(|url| {
+        eprintln!("Open this address in a browser to sign in: {url}");
+    });
+    let provider =
+        exgate_auth::TokenProvider::new(settings.clone().into_provider_config(prompt, open)?)?;
+    let request = match &settings.scopes {
+        Some(s) if !s.is_empty() => exgate_auth::TokenRequest::scopes(s.clone()),
+        _ => exgate_auth::TokenRequest::exchange_online(),
+    }
+    .for_user(account.mailbox.clone());
+    match provider.token(&request).await {
+        Ok(_) => {
+            eprintln!(
+                "signed in as {}; the refresh token is in the profile's store, and `exgate gateway run` renews it from there",
+                account.mailbox
+            );
+            Ok(exit::ok())
+        }
+        Err(e) => {
+            eprintln!("sign-in failed: {e}");
+            Ok(exit::found_failures())
+        }
     }
 }
 
