@@ -436,7 +436,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 if !conn.send(&format!("{tag} OK LOGIN completed")).await {
                     return;
                 }
-                relay(conn, upstream.stream, &account.name).await;
+                relay(&shared, conn, upstream.stream, &account.name).await;
                 return;
             }
             Err(t) => {
@@ -473,38 +473,91 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
 
 /// Relays bytes both ways until either side closes. Bytes the client already sent (pipelined
 /// after LOGIN) go upstream first.
-async fn relay(conn: Conn, upstream: exgate_mail::BufferedStream, account: &str) {
-    relay_streams(conn.io, upstream, account).await;
+async fn relay(shared: &Shared, conn: Conn, upstream: exgate_mail::BufferedStream, account: &str) {
+    relay_streams(shared, "imap", conn.io, upstream, account).await;
 }
 
-/// Relays a client's buffered stream and an upstream one both ways until either closes.
+/// Whether a chunk from Exchange (with the tail of the previous one) carries a throttling
+/// answer: IMAP's `NO Request is throttled. Suggested Backoff Time: ...`, POP's `-ERR ...
+/// throttled`, or a `[THROTTLED]` response code. Returns the line that says so.
+pub fn throttle_line(window: &[u8]) -> Option<String> {
+    let lower = window.to_ascii_lowercase();
+    let at = lower.windows(9).position(|w| w == b"throttled")?;
+    let start = lower[..at]
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = lower[at..]
+        .iter()
+        .position(|b| *b == b'\r' || *b == b'\n')
+        .map_or(window.len(), |p| at + p);
+    Some(crate::explain::short(&String::from_utf8_lossy(
+        &window[start..end],
+    )))
+}
+
+/// Relays a client's buffered stream and an upstream one both ways until either closes;
+/// throttling answers from Exchange are passed on unchanged, logged and counted.
 pub(crate) async fn relay_streams(
+    shared: &Shared,
+    protocol: &'static str,
     client: BufReader<Stream>,
     mut upstream: exgate_mail::BufferedStream,
     account: &str,
 ) {
+    use tokio::io::AsyncReadExt as _;
     let pending = client.buffer().to_vec();
     let mut client = client.into_inner();
     if !pending.is_empty() && upstream.get_mut().write_all(&pending).await.is_err() {
         return;
     }
-    // Bytes Exchange sent after its tagged answer are already buffered upstream.
+    // Bytes Exchange sent after its answer are already buffered upstream.
     let early = upstream.buffer().to_vec();
     if !early.is_empty() && client.write_all(&early).await.is_err() {
         return;
     }
-    let mut upstream = upstream.into_inner();
-    match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-        Ok((up, down)) => {
-            tracing::debug!(
-                account,
-                bytes_up = up,
-                bytes_down = down,
-                "IMAP session ended"
-            );
+    let upstream = upstream.into_inner();
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut up_read, mut up_write) = tokio::io::split(upstream);
+    let to_exchange = async {
+        let r = tokio::io::copy(&mut client_read, &mut up_write).await;
+        let _ = up_write.shutdown().await;
+        r.unwrap_or(0)
+    };
+    let to_client = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut tail: Vec<u8> = Vec::new();
+        let mut total = 0u64;
+        loop {
+            let n = match up_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            if client_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+            total += n as u64;
+            let mut window = std::mem::take(&mut tail);
+            window.extend_from_slice(&buf[..n]);
+            if let Some(line) = throttle_line(&window) {
+                tracing::warn!(account, protocol, upstream = %line, "Exchange is throttling this mailbox; the answer was passed to the client");
+                shared.metrics.count("throttled", account, protocol);
+                window.clear();
+            }
+            let keep = window.len().saturating_sub(64);
+            tail = window.split_off(keep);
         }
-        Err(e) => tracing::debug!(account, error = %e, "IMAP session ended"),
-    }
+        let _ = client_write.shutdown().await;
+        total
+    };
+    let (up, down) = tokio::join!(to_exchange, to_client);
+    tracing::debug!(
+        account,
+        protocol,
+        bytes_up = up,
+        bytes_down = down,
+        "relayed session ended"
+    );
 }
 
 /// Base64 of `\0user\0password` (tests, clients).
@@ -515,6 +568,17 @@ pub fn plain_response(user: &str, password: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttling_answers_are_found_across_chunks() {
+        let w = b"* 1 EXISTS\r\na5 NO Request is throttled. Suggested Backoff Time: 2562 milliseconds\r\n";
+        assert_eq!(
+            throttle_line(w).as_deref(),
+            Some("a5 NO Request is throttled. Suggested Backoff Time: 2562 milliseconds")
+        );
+        assert_eq!(throttle_line(b"a1 OK FETCH completed.\r\n"), None);
+        assert!(throttle_line(b"-ERR [SYS/TEMP] Throttled").is_some());
+    }
 
     #[test]
     fn tokens_and_literals() {
@@ -532,6 +596,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn parsers_never_panic(s in "\\PC{0,120}") {
+            let _ = throttle_line(s.as_bytes());
             let _ = tokenize(&s);
             let _ = literal_at_end(&s);
         }

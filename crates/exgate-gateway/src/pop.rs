@@ -324,7 +324,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 if !conn.send("+OK Logged in").await {
                     return;
                 }
-                crate::imap::relay_streams(conn.io, upstream.stream, &account.name).await;
+                crate::imap::relay_streams(&shared, "pop", conn.io, upstream.stream, &account.name)
+                    .await;
                 return;
             }
             Err(t) => {
