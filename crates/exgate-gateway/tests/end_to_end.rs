@@ -59,6 +59,9 @@ address = "alice@contoso.com"
 [[exchange.mailboxes]]
 address = "scanner@fabrikam.com"
 
+[[exchange.mailboxes]]
+address = "other@contoso.com"
+
 [[exchange.organizations]]
 tenant = "fabrikam.com"
 smtp_auth_enabled = false
@@ -176,6 +179,7 @@ ca_pem = "emulator-ca.pem"
 name = "scanner"
 mailbox = "scanner@contoso.com"
 profile = "contoso"
+send_as = ["scanner@contoso.com", "other@contoso.com"]
 
 [[accounts]]
 name = "reader"
@@ -676,4 +680,76 @@ async fn smtp_auth_off_falls_back_to_graph_send_mail_with_the_mime() {
     let stats = bed.emulator.as_ref().unwrap().exchange_stats().unwrap();
     assert!(stats.graph_requests >= 1, "{stats:?}");
     gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_refusal_returns_the_message_with_a_dsn() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    // The gateway lets the scanner use other@contoso.com, Exchange does not (550 5.7.60).
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(400, "other@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    wait_for("the message returned", async || {
+        spool.failed().unwrap().len() == 1 && gw.queue_depth() == 0
+    })
+    .await;
+    let failed = spool.failed().unwrap().remove(0);
+    assert!(
+        failed
+            .last_error
+            .as_deref()
+            .unwrap_or("")
+            .contains("5.7.60"),
+        "{failed:?}"
+    );
+    assert_eq!(gw.metrics().get("messages", "scanner", "bounced"), 1);
+    // The notification went to the sender, from the account's mailbox, and was delivered.
+    assert_eq!(gw.metrics().get("messages", "scanner", "delivered"), 1);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_exchange_is_timed_out_and_retried() {
+    let bed = bed().await;
+    // A server that accepts connections and never says a word.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut config = bed.config();
+    config.upstream.smtp_connect = Some(hung.local_addr().unwrap());
+    config.upstream.timeout_secs = 1;
+    let gw = Gateway::start(config).await.unwrap();
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(500, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(
+        t.ok(),
+        "the device's submission does not wait for Exchange: {t:?}"
+    );
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    wait_for("a deferral after the timeout", async || {
+        spool
+            .list()
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.attempts >= 1)
+    })
+    .await;
+    let env = spool.list().unwrap().remove(0);
+    assert!(
+        env.last_error.as_deref().unwrap_or("").contains("greeting"),
+        "{env:?}"
+    );
+    assert!(env.next_attempt > env.received, "{env:?}");
+    gw.shutdown(Duration::from_secs(5)).await;
+    drop(hung);
 }
