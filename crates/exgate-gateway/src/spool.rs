@@ -10,8 +10,8 @@
 //! - `failed/`: messages returned to their sender, kept for inspection.
 //!
 //! Delivery removes `<id>.json` first (the commit of "delivered"), then the other files. After
-//! a crash, [`Spool::recover`] finds every committed message again; an `.eml` without `.json`
-//! was never acknowledged and is removed. A message with a `.handover` marker may or may not
+//! a crash, [`Spool::recover`] finds every committed message again; an incomplete pair (one of
+//! `.eml` and `.json` without the other) was never acknowledged and is removed. A message with a `.handover` marker may or may not
 //! have reached Exchange (the crash fell between handing it over and recording the answer): it
 //! is sent again and logged as a possible duplicate; that window is the few milliseconds
 //! between the final `.` and Exchange's reply.
@@ -106,7 +106,9 @@ impl Spool {
         self.dir.join("queue").join(format!("{id}.{ext}"))
     }
 
-    /// Writes a new message durably; returns when it is safe to answer `250`.
+    /// Writes a new message durably; returns when it is safe to answer `250`: both files
+    /// written and synced, renamed into `queue/`, and that directory synced once. Until that
+    /// last sync nothing has been acknowledged, so recovery drops a half-renamed pair.
     pub fn accept(&self, envelope: &Envelope, data: &[u8]) -> io::Result<()> {
         if !valid_id(&envelope.id) {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "bad spool id"));
@@ -116,13 +118,9 @@ impl Spool {
         let json_tmp = tmp.join(format!("{}.json", envelope.id));
         write_synced(&eml_tmp, data)?;
         write_synced(&json_tmp, &serde_json::to_vec(envelope)?)?;
-        sync_dir(&tmp)?;
         std::fs::rename(&eml_tmp, self.queue(&envelope.id, "eml"))?;
-        let queue = self.dir.join("queue");
-        sync_dir(&queue)?;
-        // The commit.
         std::fs::rename(&json_tmp, self.queue(&envelope.id, "json"))?;
-        sync_dir(&queue)
+        sync_dir(&self.dir.join("queue"))
     }
 
     /// Rewrites a message's state (attempts, next attempt, last error) atomically.
@@ -204,7 +202,9 @@ impl Spool {
         }
         for id in ids {
             let json = self.queue(&id, "json");
-            if !json.exists() {
+            if !json.exists() || !self.queue(&id, "eml").exists() {
+                // Never acknowledged: the pair was not complete when the directory was synced.
+                let _ = std::fs::remove_file(&json);
                 let _ = std::fs::remove_file(self.queue(&id, "eml"));
                 let _ = std::fs::remove_file(self.queue(&id, "handover"));
                 continue;
@@ -294,8 +294,9 @@ mod tests {
         let b = new_id();
         spool.accept(&env(&b), b"Subject: b\r\n\r\nhi\r\n").unwrap();
         spool.mark_handover(&b).unwrap();
-        // A message written but never committed (a crash before the 250).
+        // Messages written but never committed (a crash before the 250).
         std::fs::write(dir.path().join("queue/zzz.eml"), b"x").unwrap();
+        std::fs::write(dir.path().join("queue/yyy.json"), b"{}").unwrap();
         std::fs::write(dir.path().join("tmp/half.json"), b"{").unwrap();
 
         let spool = Spool::open(dir.path()).unwrap();
@@ -304,6 +305,7 @@ mod tests {
         let ids: Vec<_> = found.iter().map(|e| (e.id.clone(), e.maybe_sent)).collect();
         assert_eq!(ids, [(a.clone(), false), (b.clone(), true)]);
         assert!(!dir.path().join("queue/zzz.eml").exists());
+        assert!(!dir.path().join("queue/yyy.json").exists());
         assert_eq!(spool.data(&a).unwrap(), b"Subject: a\r\n\r\nhi\r\n");
 
         spool.complete(&a).unwrap();
