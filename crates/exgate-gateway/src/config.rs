@@ -304,6 +304,43 @@ pub enum Submit {
     SmtpThenGraph,
 }
 
+/// A password sign-in upstream, for on-premises Exchange that offers no OAuth (SMTP AUTH LOGIN,
+/// IMAP LOGIN, POP USER/PASS). The password comes from a variable or a file, never this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamBasic {
+    /// The user name upstream (`CONTOSO\\copier` or `copier@contoso.com`).
+    pub username: String,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password (surrounding whitespace ignored).
+    pub password_file: Option<PathBuf>,
+}
+
+impl UpstreamBasic {
+    /// The password, read now.
+    pub fn password(&self) -> Result<secrecy::SecretString, String> {
+        if let Some(var) = &self.password_env {
+            return match std::env::var(var) {
+                Ok(v) if !v.is_empty() => Ok(secrecy::SecretString::from(v)),
+                _ => Err(format!(
+                    "environment variable {var} (upstream_basic.password_env) is not set"
+                )),
+            };
+        }
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                format!(
+                    "cannot read {} (upstream_basic.password_file): {e}",
+                    path.display()
+                )
+            })?;
+            return Ok(secrecy::SecretString::from(text.trim().to_owned()));
+        }
+        Err("upstream_basic has neither password_env nor password_file".into())
+    }
+}
+
 /// A device or app: its local name, the mailbox it reaches, and what it may do.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -326,6 +363,9 @@ pub struct AccountConfig {
     /// How messages go upstream: `smtp` (default), `graph`, `smtp_then_graph`.
     #[serde(default)]
     pub submit: Submit,
+    /// Sign in upstream with a password (on-premises Exchange without OAuth) instead of a
+    /// profile's token.
+    pub upstream_basic: Option<UpstreamBasic>,
 }
 
 /// Options of the whole gateway.
@@ -595,7 +635,29 @@ impl GatewayConfig {
             if a.protocols.is_empty() {
                 a.protocols.push(Service::Smtp);
             }
+            if let Some(b) = &mut a.upstream_basic {
+                if b.password_env.is_some() == b.password_file.is_some() {
+                    return Err(err(
+                        field("upstream_basic"),
+                        "give exactly one of password_env and password_file".into(),
+                        "upstream_basic = { username = \"...\", password_file = \"copier.pw\" }",
+                    ));
+                }
+                if let Some(f) = &mut b.password_file
+                    && f.is_relative()
+                {
+                    *f = path.parent().unwrap_or(Path::new(".")).join(&*f);
+                }
+                if a.submit != Submit::Smtp {
+                    return Err(err(
+                        field("submit"),
+                        "Graph needs a token; a password sign-in sends over SMTP only".into(),
+                        "remove submit, or use a profile instead of upstream_basic",
+                    ));
+                }
+            }
             match &a.profile {
+                None if a.upstream_basic.is_some() => {}
                 Some(p) if !self.profiles.contains_key(p) => {
                     return Err(err(
                         field("profile"),

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use exgate_diagnose::Protocol;
-use exgate_mail::sasl::SaslAuth;
 use exgate_mail::smtp::{Outgoing, SmtpOptions, SmtpSecurity, SmtpTranscript, Stage, submit};
 use tokio::sync::{Notify, Semaphore, watch};
 
@@ -423,12 +422,16 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
         return Outcome::Limited(at);
     }
     let started = Instant::now();
-    let token = match shared.upstreams.token(&account).await {
-        Ok(t) => t,
-        Err(e) => {
-            let text = e.to_string();
-            let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
-            return Outcome::Temporary(format!("no token: {text}"), Some(why));
+    let (auth, token) = if account.submit == crate::config::Submit::Graph {
+        (None, None)
+    } else {
+        match shared.upstreams.sasl(&account).await {
+            Ok((a, t)) => (Some(a), t),
+            Err(e) => {
+                let text = e.to_string();
+                let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
+                return Outcome::Temporary(format!("no token: {text}"), Some(why));
+            }
         }
     };
     shared
@@ -455,9 +458,8 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
         to: env.to.clone(),
         data,
     };
-    let auth = SaslAuth::Xoauth2 {
-        user: account.mailbox.clone(),
-        token: token.clone(),
+    let Some(auth) = auth else {
+        return Outcome::Temporary("no upstream sign-in".into(), None);
     };
     let spool = shared.spool.clone();
     let id = env.id.clone();
@@ -472,7 +474,7 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
     shared
         .metrics
         .observe("smtp_submit", started.elapsed().as_secs_f64());
-    let outcome = classify(shared, env, &account, &t, &token);
+    let outcome = classify(shared, env, &account, &t, token.as_ref());
     // SMTP AUTH off for the tenant or the mailbox: Graph, when the account allows it.
     if account.submit == crate::config::Submit::SmtpThenGraph
         && let Outcome::Temporary(_, Some(why)) = &outcome
@@ -584,7 +586,7 @@ fn classify(
     env: &Envelope,
     account: &crate::config::AccountConfig,
     t: &SmtpTranscript,
-    token: &secrecy::SecretString,
+    token: Option<&secrecy::SecretString>,
 ) -> Outcome {
     let Some(f) = t.failure() else {
         let reply = t
@@ -610,7 +612,7 @@ fn classify(
         return Outcome::Temporary(format!("{}: {text}", f.name), None);
     };
     let text = reply.text();
-    let why = explain(Protocol::Smtp, &text, &account.mailbox, Some(token));
+    let why = explain(Protocol::Smtp, &text, &account.mailbox, token);
     if f.name == "auth" {
         shared.upstreams.invalidate(account);
         shared

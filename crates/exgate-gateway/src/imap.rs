@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use exgate_diagnose::Protocol;
 use exgate_mail::imap::{ImapOptions, open};
-use exgate_mail::sasl::SaslAuth;
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -393,8 +392,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
         };
         // Upstream, as the account's mailbox.
         let started = Instant::now();
-        let token = match shared.upstreams.token(&account).await {
-            Ok(t) => t,
+        let (auth, token) = match shared.upstreams.sasl(&account).await {
+            Ok(x) => x,
             Err(e) => {
                 let why = explain(Protocol::Imap, &e.to_string(), &account.mailbox, None);
                 tracing::error!(account = %account.name, cause = %why.summary(), "no token for IMAP");
@@ -421,10 +420,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             extra_root_pem: shared.upstream_ca.clone(),
             timeout: Duration::from_secs(up.timeout_secs.max(1)),
         };
-        let auth = SaslAuth::Xoauth2 {
-            user: account.mailbox.clone(),
-            token: token.clone(),
-        };
         match open(&options, &auth).await {
             Ok(upstream) => {
                 shared
@@ -445,7 +440,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                     .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
                     .unwrap_or_else(|| "no answer".into());
                 let refused = failure.is_some_and(|f| f.response.is_some());
-                let why = explain(Protocol::Imap, &text, &account.mailbox, Some(&token));
+                let why = explain(Protocol::Imap, &text, &account.mailbox, token.as_ref());
                 if refused {
                     shared.upstreams.invalidate(&account);
                 }

@@ -108,7 +108,43 @@ impl UpstreamsHandle {
         self.current().graph_token(account).await
     }
     pub(crate) fn invalidate(&self, account: &AccountConfig) {
-        self.current().invalidate(account);
+        if account.upstream_basic.is_none() {
+            self.current().invalidate(account);
+        }
+    }
+
+    /// How the gateway signs in upstream as `account`: XOAUTH2 with a token from its profile,
+    /// or a password for on-premises Exchange (`upstream_basic`). The token, when there is one,
+    /// is returned too, for diagnosing a refusal.
+    pub(crate) async fn sasl(
+        &self,
+        account: &AccountConfig,
+    ) -> Result<(exgate_mail::sasl::SaslAuth, Option<SecretString>), exgate_auth::AuthError> {
+        if let Some(b) = &account.upstream_basic {
+            let password = b.password().map_err(|m| {
+                exgate_auth::AuthError::Config(exgate_auth::ConfigError::new(
+                    "gateway".to_owned(),
+                    "upstream_basic",
+                    m,
+                    "set the variable or write the file".to_owned(),
+                ))
+            })?;
+            return Ok((
+                exgate_mail::sasl::SaslAuth::Login {
+                    user: b.username.clone(),
+                    password,
+                },
+                None,
+            ));
+        }
+        let token = self.token(account).await?;
+        Ok((
+            exgate_mail::sasl::SaslAuth::Xoauth2 {
+                user: account.mailbox.clone(),
+                token: token.clone(),
+            },
+            Some(token),
+        ))
     }
 }
 

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant};
 
 use exgate_diagnose::Protocol;
 use exgate_mail::pop::{PopOptions, open};
-use exgate_mail::sasl::SaslAuth;
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
@@ -281,8 +280,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             }
         };
         let started = Instant::now();
-        let token = match shared.upstreams.token(&account).await {
-            Ok(t) => t,
+        let (auth, token) = match shared.upstreams.sasl(&account).await {
+            Ok(x) => x,
             Err(e) => {
                 let why = explain(Protocol::Pop, &e.to_string(), &account.mailbox, None);
                 tracing::error!(account = %account.name, cause = %why.summary(), "no token for POP");
@@ -309,10 +308,6 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             extra_root_pem: shared.upstream_ca.clone(),
             timeout: Duration::from_secs(up.timeout_secs.max(1)),
         };
-        let auth = SaslAuth::Xoauth2 {
-            user: account.mailbox.clone(),
-            token: token.clone(),
-        };
         match open(&options, &auth).await {
             Ok(upstream) => {
                 shared
@@ -336,7 +331,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 if failure.is_some_and(|f| f.response.is_some()) {
                     shared.upstreams.invalidate(&account);
                 }
-                let why = explain(Protocol::Pop, &text, &account.mailbox, Some(&token));
+                let why = explain(Protocol::Pop, &text, &account.mailbox, token.as_ref());
                 tracing::error!(account = %account.name, upstream = %short(&text), cause = %why.summary(), "Exchange refused the POP sign-in");
                 shared
                     .metrics

@@ -38,6 +38,16 @@ app = "Scanner"
 resource = "https://graph.microsoft.com"
 roles = ["Mail.Send"]
 
+[[tenants]]
+name = "litware"
+id = "33333333-4444-5555-6666-777777777777"
+domains = ["litware.com"]
+basic_auth = true
+
+[[tenants.users]]
+upn = "copier@litware.com"
+password = "CANARY-copier-upstream-pw"
+
 [[applications]]
 client_id = "aaaaaaaa-0000-0000-0000-000000000001"
 name = "Scanner"
@@ -61,6 +71,9 @@ address = "scanner@fabrikam.com"
 
 [[exchange.mailboxes]]
 address = "other@contoso.com"
+
+[[exchange.mailboxes]]
+address = "copier@litware.com"
 
 [[exchange.organizations]]
 tenant = "fabrikam.com"
@@ -99,6 +112,7 @@ async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
     )
     .unwrap();
     std::fs::write(dir.path().join("app-secret"), "CANARY-app-secret~1\n").unwrap();
+    std::fs::write(dir.path().join("copier-pw"), "CANARY-copier-upstream-pw\n").unwrap();
     // The gateway's own certificate, signed by a test CA the clients trust.
     let ca_key = rcgen::KeyPair::generate().unwrap();
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -121,6 +135,7 @@ async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
         ("reader", READER_PW),
         ("fab", SCANNER_PW),
         ("fabgraph", SCANNER_PW),
+        ("copier", SCANNER_PW),
     ] {
         passwords.set(
             n,
@@ -191,6 +206,11 @@ profile = "contoso"
 name = "fab"
 mailbox = "scanner@fabrikam.com"
 profile = "fabrikam"
+
+[[accounts]]
+name = "copier"
+mailbox = "copier@litware.com"
+upstream_basic = {{ username = "copier@litware.com", password_file = "copier-pw" }}
 
 [[accounts]]
 name = "fabgraph"
@@ -752,4 +772,26 @@ async fn a_hanging_exchange_is_timed_out_and_retried() {
     assert!(env.next_attempt > env.received, "{env:?}");
     gw.shutdown(Duration::from_secs(5)).await;
     drop(hung);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_without_oauth_upstream_signs_in_with_its_own_password() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("copier", SCANNER_PW),
+        &message(600, "copier@litware.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    wait_for("the delivery", async || {
+        bed.inbox(&gw).await == Some(before + 1)
+    })
+    .await;
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    assert!(spool.list().unwrap().is_empty());
+    gw.shutdown(Duration::from_secs(5)).await;
 }
