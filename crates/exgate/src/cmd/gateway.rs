@@ -399,9 +399,10 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
+        let at = std::fs::canonicalize(spool.dir()).unwrap_or_else(|_| spool.dir().to_owned());
         println!(
             "spool at {}: {} waiting, {} returned to their senders",
-            spool.dir().display(),
+            at.display(),
             queue.len(),
             failed.len()
         );
