@@ -233,7 +233,7 @@ async fn attempt(shared: &Arc<Shared>, mut env: Envelope) {
                     "not delivered within {} hours: {text}",
                     cfg.max_age_secs / 3600
                 );
-                give_up(shared, env, &reason, why, &[]).await;
+                give_up(shared, env, &reason, why).await;
                 return;
             }
             let exp = env.attempts.saturating_sub(1).min(20);
@@ -276,18 +276,12 @@ async fn attempt(shared: &Arc<Shared>, mut env: Envelope) {
             }
         }
         Outcome::Permanent(text, why) => {
-            give_up(shared, env, &text, why, &[]).await;
+            give_up(shared, env, &text, why).await;
         }
     }
 }
 
-async fn give_up(
-    shared: &Arc<Shared>,
-    mut env: Envelope,
-    text: &str,
-    why: Option<Explained>,
-    _done: &[String],
-) {
+async fn give_up(shared: &Arc<Shared>, mut env: Envelope, text: &str, why: Option<Explained>) {
     env.last_error = Some(short(text));
     env.last_cause = why
         .as_ref()

@@ -5,18 +5,16 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use base64::Engine as _;
-use exgate_diagnose::Protocol;
 use exgate_mail::imap::{ImapOptions, open};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::config::Service;
-use crate::explain::explain;
+use crate::relay::{Conn, OpenFailure, open_upstream, relay};
 use crate::smtp::decode_plain;
 
 /// Longest command line before login.
@@ -83,93 +81,50 @@ pub fn literal_at_end(line: &str) -> Option<(usize, bool)> {
     Some((n.parse().ok()?, plus))
 }
 
-type Stream = Box<dyn exgate_mail::ByteStream>;
-
-struct Conn {
-    io: BufReader<Stream>,
-    idle: Duration,
-}
-
-enum Read {
+/// A command read with its literals.
+enum Command {
     Tokens(Vec<String>),
     Bad(&'static str),
     Closed,
 }
 
-impl Conn {
-    async fn line(&mut self) -> Option<String> {
-        let mut buf = Vec::new();
-        let n = tokio::time::timeout(self.idle, async {
-            let mut limited = (&mut self.io).take(MAX_LINE as u64 + 1);
-            limited.read_until(b'\n', &mut buf).await
-        })
-        .await
-        .ok()?
-        .ok()?;
-        if n == 0 || (!buf.ends_with(b"\n") && buf.len() > MAX_LINE) {
-            return None;
-        }
-        Some(
-            String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        )
-    }
-
-    /// One command with its literals read in.
-    async fn command(&mut self) -> Read {
-        let mut tokens = Vec::new();
-        let Some(mut line) = self.line().await else {
-            return Read::Closed;
+/// One command with its literals read in (a synchronizing literal gets `+` first).
+async fn read_command(conn: &mut Conn) -> Command {
+    let mut tokens = Vec::new();
+    let Some(mut line) = conn.line(MAX_LINE).await else {
+        return Command::Closed;
+    };
+    loop {
+        let Some((size, plus)) = literal_at_end(&line) else {
+            let Some(t) = tokenize(&line) else {
+                return Command::Bad("BAD Malformed quoted string");
+            };
+            tokens.extend(t);
+            return Command::Tokens(tokens);
         };
-        loop {
-            match literal_at_end(&line) {
-                Some((size, plus)) => {
-                    let head = &line[..line.rfind('{').unwrap_or(line.len())];
-                    let Some(t) = tokenize(head) else {
-                        return Read::Bad("BAD Malformed quoted string");
-                    };
-                    tokens.extend(t);
-                    if size > MAX_LITERAL {
-                        return Read::Bad("BAD Literal too large");
-                    }
-                    if !plus && !self.send("+ Ready for literal data").await {
-                        return Read::Closed;
-                    }
-                    let mut buf = vec![0u8; size];
-                    let ok = tokio::time::timeout(self.idle, self.io.read_exact(&mut buf))
-                        .await
-                        .is_ok_and(|r| r.is_ok());
-                    if !ok {
-                        return Read::Closed;
-                    }
-                    tokens.push(String::from_utf8_lossy(&buf).into_owned());
-                    let Some(rest) = self.line().await else {
-                        return Read::Closed;
-                    };
-                    line = rest;
-                }
-                None => {
-                    let Some(t) = tokenize(&line) else {
-                        return Read::Bad("BAD Malformed quoted string");
-                    };
-                    tokens.extend(t);
-                    return Read::Tokens(tokens);
-                }
-            }
+        let head = &line[..line.rfind('{').unwrap_or(line.len())];
+        let Some(t) = tokenize(head) else {
+            return Command::Bad("BAD Malformed quoted string");
+        };
+        tokens.extend(t);
+        if size > MAX_LITERAL {
+            return Command::Bad("BAD Literal too large");
         }
-    }
-
-    async fn send(&mut self, text: &str) -> bool {
-        let mut bytes = text.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        let w = self.io.get_mut();
-        tokio::time::timeout(self.idle, async {
-            w.write_all(&bytes).await?;
-            w.flush().await
-        })
-        .await
-        .is_ok_and(|r| r.is_ok())
+        if !plus && !conn.send("+ Ready for literal data").await {
+            return Command::Closed;
+        }
+        let mut buf = vec![0u8; size];
+        let ok = tokio::time::timeout(conn.idle, conn.io.read_exact(&mut buf))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !ok {
+            return Command::Closed;
+        }
+        tokens.push(String::from_utf8_lossy(&buf).into_owned());
+        let Some(rest) = conn.line(MAX_LINE).await else {
+            return Command::Closed;
+        };
+        line = rest;
     }
 }
 
@@ -183,21 +138,13 @@ fn capabilities(mode: Mode, tls: bool) -> String {
 
 /// Serves one client connection.
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, mode: Mode) {
-    let _ = tcp.set_nodelay(true);
     let idle = Duration::from_secs(shared.config().gateway.idle_secs.max(1));
     let Some(acceptor) = shared.tls.clone() else {
         return;
     };
-    let stream: Stream = match mode {
-        Mode::Tls => match tokio::time::timeout(idle, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Box::new(tls),
-            _ => return,
-        },
-        Mode::StartTls => Box::new(tcp),
-    };
-    let mut conn = Conn {
-        io: BufReader::new(stream),
-        idle,
+    let first = (mode == Mode::Tls).then_some(&acceptor);
+    let Some(mut conn) = Conn::open(tcp, first, idle).await else {
+        return;
     };
     let mut tls = mode == Mode::Tls;
     let mut errors = 0;
@@ -215,16 +162,16 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             conn.send("* BYE Too many errors").await;
             return;
         }
-        let tokens = match conn.command().await {
-            Read::Tokens(t) => t,
-            Read::Bad(r) => {
+        let tokens = match read_command(&mut conn).await {
+            Command::Tokens(t) => t,
+            Command::Bad(r) => {
                 errors += 1;
                 if !conn.send(&format!("* {r}")).await {
                     return;
                 }
                 continue;
             }
-            Read::Closed => return,
+            Command::Closed => return,
         };
         let (Some(tag), Some(verb)) = (tokens.first(), tokens.get(1)) else {
             errors += 1;
@@ -273,17 +220,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                     {
                         return;
                     }
-                    let io = std::mem::replace(
-                        &mut conn.io,
-                        BufReader::new(Box::new(tokio::io::empty())),
-                    );
-                    match tokio::time::timeout(idle, acceptor.accept(io.into_inner())).await {
-                        Ok(Ok(s)) => {
-                            conn.io = BufReader::new(Box::new(s));
-                            tls = true;
-                        }
-                        _ => return,
+                    if !conn.start_tls(&acceptor).await {
+                        return;
                     }
+                    tls = true;
                     None
                 }
             }
@@ -337,7 +277,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                             if !conn.send("+ ").await {
                                 return;
                             }
-                            match conn.line().await {
+                            match conn.line(MAX_LINE).await {
                                 Some(l) => l,
                                 None => return,
                             }
@@ -391,189 +331,45 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             }
         };
         // Upstream, as the account's mailbox.
-        let started = Instant::now();
-        let (auth, token) = match shared.upstreams.sasl(&account).await {
-            Ok(x) => x,
-            Err(e) => {
-                let why = explain(Protocol::Imap, &e.to_string(), &account.mailbox, None);
-                tracing::error!(account = %account.name, cause = %why.summary(), "no token for IMAP");
-                shared
-                    .metrics
-                    .count("upstream_auth", &account.name, "no_token");
-                if !conn
-                    .send(&format!(
-                        "{tag} NO [UNAVAILABLE] The gateway could not get a token from Entra ID ({})",
-                        crate::explain::short(&why.title)
-                    ))
-                    .await
-                {
-                    return;
-                }
-                continue;
-            }
-        };
-        let up = &shared.config().upstream;
+        let up = shared.config().upstream.clone();
         let options = ImapOptions {
-            host: up.imap_host.clone(),
+            host: up.imap_host,
             port: up.imap_port,
             connect_to: up.imap_connect,
             extra_root_pem: shared.upstream_ca.clone(),
             timeout: Duration::from_secs(up.timeout_secs.max(1)),
         };
-        match open(&options, &auth).await {
-            Ok(upstream) => {
-                shared
-                    .metrics
-                    .observe("imap_open", started.elapsed().as_secs_f64());
-                shared
-                    .metrics
-                    .count("imap_sessions", &account.name, "opened");
-                if !conn.send(&format!("{tag} OK LOGIN completed")).await {
-                    return;
+        let opened = open_upstream(&shared, &account, Service::Imap, async |auth| {
+            open(&options, &auth).await.map(|c| c.stream).map_err(|t| {
+                let f = t.failure();
+                OpenFailure {
+                    text: f
+                        .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
+                        .unwrap_or_else(|| "no answer".into()),
+                    answered: f.is_some_and(|f| f.response.is_some()),
                 }
-                relay(&shared, conn, upstream.stream, &account.name).await;
+            })
+        })
+        .await;
+        match opened {
+            Ok(upstream) => {
+                if conn.send(&format!("{tag} OK LOGIN completed")).await {
+                    relay(&shared, Service::Imap, conn, upstream, &account.name).await;
+                }
                 return;
             }
-            Err(t) => {
-                let failure = t.failure();
-                let text = failure
-                    .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
-                    .unwrap_or_else(|| "no answer".into());
-                let refused = failure.is_some_and(|f| f.response.is_some());
-                let why = explain(Protocol::Imap, &text, &account.mailbox, token.as_ref());
-                if refused {
-                    shared.upstreams.invalidate(&account);
-                }
-                tracing::error!(account = %account.name, upstream = %crate::explain::short(&text), cause = %why.summary(), "Exchange refused the IMAP sign-in");
-                shared
-                    .metrics
-                    .count("upstream_auth", &account.name, "refused");
-                let reason = if why.title.is_empty() {
-                    crate::explain::short(&text)
-                } else {
-                    crate::explain::short(&why.title)
-                };
-                if !conn
-                    .send(&format!(
-                        "{tag} NO [UNAVAILABLE] Exchange refused the gateway: {reason}"
-                    ))
-                    .await
-                {
+            Err(reason) => {
+                if !conn.send(&format!("{tag} NO [UNAVAILABLE] {reason}")).await {
                     return;
                 }
             }
         }
     }
-}
-
-/// Relays bytes both ways until either side closes. Bytes the client already sent (pipelined
-/// after LOGIN) go upstream first.
-async fn relay(shared: &Shared, conn: Conn, upstream: exgate_mail::BufferedStream, account: &str) {
-    relay_streams(shared, "imap", conn.io, upstream, account).await;
-}
-
-/// Whether a chunk from Exchange (with the tail of the previous one) carries a throttling
-/// answer: IMAP's `NO Request is throttled. Suggested Backoff Time: ...`, POP's `-ERR ...
-/// throttled`, or a `[THROTTLED]` response code. Returns the line that says so.
-pub fn throttle_line(window: &[u8]) -> Option<String> {
-    let lower = window.to_ascii_lowercase();
-    let at = lower.windows(9).position(|w| w == b"throttled")?;
-    let start = lower[..at]
-        .iter()
-        .rposition(|b| *b == b'\n')
-        .map_or(0, |p| p + 1);
-    let end = lower[at..]
-        .iter()
-        .position(|b| *b == b'\r' || *b == b'\n')
-        .map_or(window.len(), |p| at + p);
-    Some(crate::explain::short(&String::from_utf8_lossy(
-        &window[start..end],
-    )))
-}
-
-/// Relays a client's buffered stream and an upstream one both ways until either closes;
-/// throttling answers from Exchange are passed on unchanged, logged and counted.
-pub(crate) async fn relay_streams(
-    shared: &Shared,
-    protocol: &'static str,
-    client: BufReader<Stream>,
-    mut upstream: exgate_mail::BufferedStream,
-    account: &str,
-) {
-    use tokio::io::AsyncReadExt as _;
-    let pending = client.buffer().to_vec();
-    let mut client = client.into_inner();
-    if !pending.is_empty() && upstream.get_mut().write_all(&pending).await.is_err() {
-        return;
-    }
-    // Bytes Exchange sent after its answer are already buffered upstream.
-    let early = upstream.buffer().to_vec();
-    if !early.is_empty() && client.write_all(&early).await.is_err() {
-        return;
-    }
-    let upstream = upstream.into_inner();
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut up_read, mut up_write) = tokio::io::split(upstream);
-    let to_exchange = async {
-        let r = tokio::io::copy(&mut client_read, &mut up_write).await;
-        let _ = up_write.shutdown().await;
-        r.unwrap_or(0)
-    };
-    let to_client = async {
-        let mut buf = vec![0u8; 16 * 1024];
-        let mut tail: Vec<u8> = Vec::new();
-        let mut total = 0u64;
-        loop {
-            let n = match up_read.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            if client_write.write_all(&buf[..n]).await.is_err() {
-                break;
-            }
-            total += n as u64;
-            let mut window = std::mem::take(&mut tail);
-            window.extend_from_slice(&buf[..n]);
-            if let Some(line) = throttle_line(&window) {
-                tracing::warn!(account, protocol, upstream = %line, "Exchange is throttling this mailbox; the answer was passed to the client");
-                shared.metrics.count("throttled", account, protocol);
-                window.clear();
-            }
-            let keep = window.len().saturating_sub(64);
-            tail = window.split_off(keep);
-        }
-        let _ = client_write.shutdown().await;
-        total
-    };
-    let (up, down) = tokio::join!(to_exchange, to_client);
-    tracing::debug!(
-        account,
-        protocol,
-        bytes_up = up,
-        bytes_down = down,
-        "relayed session ended"
-    );
-}
-
-/// Base64 of `\0user\0password` (tests, clients).
-pub fn plain_response(user: &str, password: &str) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn throttling_answers_are_found_across_chunks() {
-        let w = b"* 1 EXISTS\r\na5 NO Request is throttled. Suggested Backoff Time: 2562 milliseconds\r\n";
-        assert_eq!(
-            throttle_line(w).as_deref(),
-            Some("a5 NO Request is throttled. Suggested Backoff Time: 2562 milliseconds")
-        );
-        assert_eq!(throttle_line(b"a1 OK FETCH completed.\r\n"), None);
-        assert!(throttle_line(b"-ERR [SYS/TEMP] Throttled").is_some());
-    }
 
     #[test]
     fn tokens_and_literals() {
@@ -591,7 +387,6 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn parsers_never_panic(s in "\\PC{0,120}") {
-            let _ = throttle_line(s.as_bytes());
             let _ = tokenize(&s);
             let _ = literal_at_end(&s);
         }

@@ -7,7 +7,8 @@
 //! - [`smtp`]: SMTP submission toward devices; a message is acknowledged once spooled.
 //! - [`spool`]: the durable queue (fsync before `250`, handover markers, recovery).
 //! - [`deliver`]: upstream submission with XOAUTH2, limits, retries, DSNs.
-//! - [`imap`]: local LOGIN, upstream XOAUTH2, then a byte relay.
+//! - [`imap`], [`pop`]: local LOGIN / USER-PASS, then upstream XOAUTH2 and a byte relay
+//!   (`relay`: the line connection the three protocols share, the upstream opening, the relay).
 //! - [`explain`]: every upstream refusal through exgate-diagnose.
 //! - [`metrics`]: Prometheus counters and the health endpoint.
 //!
@@ -25,6 +26,7 @@ pub mod explain;
 pub mod imap;
 pub mod metrics;
 pub mod pop;
+mod relay;
 pub mod smtp;
 pub mod spool;
 mod tls;

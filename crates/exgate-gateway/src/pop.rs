@@ -4,17 +4,15 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use exgate_diagnose::Protocol;
 use exgate_mail::pop::{PopOptions, open};
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::config::Service;
-use crate::explain::{explain, short};
+use crate::relay::{Conn, OpenFailure, open_upstream, relay};
 use crate::smtp::decode_plain;
 
 /// Longest line before login.
@@ -76,63 +74,15 @@ pub fn parse_command(line: &str) -> Command {
     }
 }
 
-type Stream = Box<dyn exgate_mail::ByteStream>;
-
-struct Conn {
-    io: BufReader<Stream>,
-    idle: Duration,
-}
-
-impl Conn {
-    async fn line(&mut self) -> Option<String> {
-        let mut buf = Vec::new();
-        let n = tokio::time::timeout(self.idle, async {
-            let mut limited = (&mut self.io).take(MAX_LINE as u64 + 1);
-            limited.read_until(b'\n', &mut buf).await
-        })
-        .await
-        .ok()?
-        .ok()?;
-        if n == 0 || (!buf.ends_with(b"\n") && buf.len() > MAX_LINE) {
-            return None;
-        }
-        Some(
-            String::from_utf8_lossy(&buf)
-                .trim_end_matches(['\r', '\n'])
-                .to_owned(),
-        )
-    }
-
-    async fn send(&mut self, text: &str) -> bool {
-        let mut bytes = text.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        let w = self.io.get_mut();
-        tokio::time::timeout(self.idle, async {
-            w.write_all(&bytes).await?;
-            w.flush().await
-        })
-        .await
-        .is_ok_and(|r| r.is_ok())
-    }
-}
-
 /// Serves one client connection.
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, mode: Mode) {
-    let _ = tcp.set_nodelay(true);
     let idle = Duration::from_secs(shared.config().gateway.idle_secs.max(1));
     let Some(acceptor) = shared.tls.clone() else {
         return;
     };
-    let stream: Stream = match mode {
-        Mode::Tls => match tokio::time::timeout(idle, acceptor.accept(tcp)).await {
-            Ok(Ok(tls)) => Box::new(tls),
-            _ => return,
-        },
-        Mode::StartTls => Box::new(tcp),
-    };
-    let mut conn = Conn {
-        io: BufReader::new(stream),
-        idle,
+    let first = (mode == Mode::Tls).then_some(&acceptor);
+    let Some(mut conn) = Conn::open(tcp, first, idle).await else {
+        return;
     };
     let mut tls = mode == Mode::Tls;
     let mut user: Option<String> = None;
@@ -145,7 +95,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             conn.send("-ERR Too many errors").await;
             return;
         }
-        let Some(line) = conn.line().await else {
+        let Some(line) = conn.line(MAX_LINE).await else {
             return;
         };
         let credentials = match parse_command(&line) {
@@ -183,16 +133,11 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 if !conn.send("+OK Begin TLS negotiation").await {
                     return;
                 }
-                let io =
-                    std::mem::replace(&mut conn.io, BufReader::new(Box::new(tokio::io::empty())));
-                match tokio::time::timeout(idle, acceptor.accept(io.into_inner())).await {
-                    Ok(Ok(s)) => {
-                        conn.io = BufReader::new(Box::new(s));
-                        tls = true;
-                        user = None;
-                    }
-                    _ => return,
+                if !conn.start_tls(&acceptor).await {
+                    return;
                 }
+                tls = true;
+                user = None;
                 None
             }
             Command::User(_) | Command::Pass(_) | Command::Auth(..) if !tls => {
@@ -231,7 +176,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                         if !conn.send("+ ").await {
                             return;
                         }
-                        match conn.line().await {
+                        match conn.line(MAX_LINE).await {
                             Some(l) => l,
                             None => return,
                         }
@@ -279,74 +224,35 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 continue;
             }
         };
-        let started = Instant::now();
-        let (auth, token) = match shared.upstreams.sasl(&account).await {
-            Ok(x) => x,
-            Err(e) => {
-                let why = explain(Protocol::Pop, &e.to_string(), &account.mailbox, None);
-                tracing::error!(account = %account.name, cause = %why.summary(), "no token for POP");
-                shared
-                    .metrics
-                    .count("upstream_auth", &account.name, "no_token");
-                if !conn
-                    .send(&format!(
-                        "-ERR [SYS/TEMP] The gateway could not get a token ({})",
-                        short(&why.title)
-                    ))
-                    .await
-                {
-                    return;
-                }
-                continue;
-            }
-        };
-        let up = &shared.config().upstream;
+        let up = shared.config().upstream.clone();
         let options = PopOptions {
-            host: up.pop_host.clone(),
+            host: up.pop_host,
             port: up.pop_port,
             connect_to: up.pop_connect,
             extra_root_pem: shared.upstream_ca.clone(),
             timeout: Duration::from_secs(up.timeout_secs.max(1)),
         };
-        match open(&options, &auth).await {
-            Ok(upstream) => {
-                shared
-                    .metrics
-                    .observe("pop_open", started.elapsed().as_secs_f64());
-                shared
-                    .metrics
-                    .count("pop_sessions", &account.name, "opened");
-                if !conn.send("+OK Logged in").await {
-                    return;
+        let opened = open_upstream(&shared, &account, Service::Pop, async |auth| {
+            open(&options, &auth).await.map(|c| c.stream).map_err(|t| {
+                let f = t.failure();
+                OpenFailure {
+                    text: f
+                        .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
+                        .unwrap_or_else(|| "no answer".into()),
+                    answered: f.is_some_and(|f| f.response.is_some()),
                 }
-                crate::imap::relay_streams(&shared, "pop", conn.io, upstream.stream, &account.name)
-                    .await;
+            })
+        })
+        .await;
+        match opened {
+            Ok(upstream) => {
+                if conn.send("+OK Logged in").await {
+                    relay(&shared, Service::Pop, conn, upstream, &account.name).await;
+                }
                 return;
             }
-            Err(t) => {
-                let failure = t.failure();
-                let text = failure
-                    .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
-                    .unwrap_or_else(|| "no answer".into());
-                if failure.is_some_and(|f| f.response.is_some()) {
-                    shared.upstreams.invalidate(&account);
-                }
-                let why = explain(Protocol::Pop, &text, &account.mailbox, token.as_ref());
-                tracing::error!(account = %account.name, upstream = %short(&text), cause = %why.summary(), "Exchange refused the POP sign-in");
-                shared
-                    .metrics
-                    .count("upstream_auth", &account.name, "refused");
-                let reason = if why.title.is_empty() {
-                    short(&text)
-                } else {
-                    short(&why.title)
-                };
-                if !conn
-                    .send(&format!(
-                        "-ERR [SYS/TEMP] Exchange refused the gateway: {reason}"
-                    ))
-                    .await
-                {
+            Err(reason) => {
+                if !conn.send(&format!("-ERR [SYS/TEMP] {reason}")).await {
                     return;
                 }
             }

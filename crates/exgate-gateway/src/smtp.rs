@@ -12,12 +12,13 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use secrecy::SecretString;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt};
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::accounts::Refusal;
 use crate::config::{AccountConfig, Service};
+use crate::relay::{Conn, Read};
 use crate::spool::{Envelope, new_id};
 
 /// Longest command line.
@@ -163,54 +164,6 @@ fn decode_text(b64: &str) -> Option<String> {
     String::from_utf8(B64.decode(b64.trim()).ok()?).ok()
 }
 
-type Stream = Box<dyn exgate_mail::ByteStream>;
-
-enum Read {
-    Line(String),
-    TooLong,
-    Closed,
-    Idle,
-}
-
-struct Conn {
-    io: BufReader<Stream>,
-    idle: Duration,
-}
-
-impl Conn {
-    async fn read_raw(&mut self, max: usize) -> Read {
-        let mut buf = Vec::new();
-        let r = tokio::time::timeout(self.idle, async {
-            let mut limited = (&mut self.io).take(max as u64 + 1);
-            limited.read_until(b'\n', &mut buf).await
-        })
-        .await;
-        match r {
-            Err(_) => Read::Idle,
-            Ok(Err(_)) | Ok(Ok(0)) => Read::Closed,
-            Ok(Ok(_)) if !buf.ends_with(b"\n") && buf.len() > max => Read::TooLong,
-            Ok(Ok(_)) => {
-                let line = String::from_utf8_lossy(&buf)
-                    .trim_end_matches(['\r', '\n'])
-                    .to_owned();
-                Read::Line(line)
-            }
-        }
-    }
-
-    async fn reply(&mut self, text: &str) -> bool {
-        let mut bytes = text.as_bytes().to_vec();
-        bytes.extend_from_slice(b"\r\n");
-        let w = self.io.get_mut();
-        tokio::time::timeout(self.idle, async {
-            w.write_all(&bytes).await?;
-            w.flush().await
-        })
-        .await
-        .is_ok_and(|r| r.is_ok())
-    }
-}
-
 /// What the session knows.
 struct State {
     helo: Option<String>,
@@ -223,23 +176,17 @@ struct State {
 
 /// Serves one client connection until QUIT, an error or the idle limit.
 pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, mode: Mode) {
-    let _ = tcp.set_nodelay(true);
     let idle = Duration::from_secs(shared.config().gateway.idle_secs.max(1));
-    let stream: Stream = match mode {
-        Mode::Tls => {
-            let Some(acceptor) = shared.tls.clone() else {
-                return;
-            };
-            match tokio::time::timeout(idle, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => Box::new(tls),
-                _ => return,
-            }
+    let first = if mode == Mode::Tls {
+        match &shared.tls {
+            Some(acceptor) => Some(acceptor),
+            None => return,
         }
-        Mode::StartTls | Mode::Plain => Box::new(tcp),
+    } else {
+        None
     };
-    let mut conn = Conn {
-        io: BufReader::new(stream),
-        idle,
+    let Some(mut conn) = Conn::open(tcp, first, idle).await else {
+        return;
     };
     let mut st = State {
         helo: None,
@@ -251,25 +198,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
     };
     let host = shared.config().gateway.hostname.clone();
     if !conn
-        .reply(&format!("220 {host} ESMTP exgate gateway ready"))
+        .send(&format!("220 {host} ESMTP exgate gateway ready"))
         .await
     {
         return;
     }
     loop {
         if st.errors >= MAX_ERRORS {
-            conn.reply("421 4.7.0 Too many errors, closing connection")
+            conn.send("421 4.7.0 Too many errors, closing connection")
                 .await;
             return;
         }
-        let line = match conn.read_raw(MAX_LINE).await {
+        let line = match conn.read(MAX_LINE).await {
             Read::Line(l) => l,
             Read::TooLong => {
-                conn.reply("500 5.5.6 Line too long").await;
+                conn.send("500 5.5.6 Line too long").await;
                 return;
             }
             Read::Idle => {
-                conn.reply(&format!(
+                conn.send(&format!(
                     "421 4.4.2 {host} Idle timeout, closing connection"
                 ))
                 .await;
@@ -313,30 +260,21 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                     let Some(acceptor) = shared.tls.clone() else {
                         return;
                     };
-                    if !conn.reply("220 2.0.0 Ready to start TLS").await {
+                    if !conn.send("220 2.0.0 Ready to start TLS").await {
                         return;
                     }
-                    // Whatever the client sent after STARTTLS in clear is dropped (RFC 3207 4.2).
-                    let inner = std::mem::replace(
-                        &mut conn.io,
-                        BufReader::new(Box::new(tokio::io::empty())),
-                    );
-                    let inner = inner.into_inner();
-                    match tokio::time::timeout(idle, acceptor.accept(inner)).await {
-                        Ok(Ok(tls)) => {
-                            conn.io = BufReader::new(Box::new(tls));
-                            st = State {
-                                tls: true,
-                                errors: st.errors,
-                                helo: None,
-                                account: None,
-                                from: None,
-                                rcpts: Vec::new(),
-                            };
-                            continue;
-                        }
-                        _ => return,
+                    if !conn.start_tls(&acceptor).await {
+                        return;
                     }
+                    st = State {
+                        tls: true,
+                        errors: st.errors,
+                        helo: None,
+                        account: None,
+                        from: None,
+                        rcpts: Vec::new(),
+                    };
+                    continue;
                 }
             }
             Command::Auth(mech, initial) => {
@@ -401,7 +339,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                     "503 5.5.1 Need RCPT command".to_owned()
                 } else {
                     if !conn
-                        .reply("354 Start mail input; end with <CRLF>.<CRLF>")
+                        .send("354 Start mail input; end with <CRLF>.<CRLF>")
                         .await
                     {
                         return;
@@ -438,7 +376,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             }
             Command::Noop => "250 2.0.0 OK".to_owned(),
             Command::Quit => {
-                conn.reply(&format!("221 2.0.0 {host} closing connection"))
+                conn.send(&format!("221 2.0.0 {host} closing connection"))
                     .await;
                 return;
             }
@@ -453,7 +391,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
                 "500 5.5.2 Command not recognized".to_owned()
             }
         };
-        if !conn.reply(&reply).await {
+        if !conn.send(&reply).await {
             return;
         }
     }
@@ -478,10 +416,10 @@ enum Sasl {
 async fn sasl(conn: &mut Conn, mech: &str, initial: Option<String>) -> Sasl {
     let bad = || Sasl::Reply("501 5.5.2 Cannot decode response".to_owned());
     let next = async |conn: &mut Conn, prompt: &str| -> Option<String> {
-        if !conn.reply(prompt).await {
+        if !conn.send(prompt).await {
             return None;
         }
-        match conn.read_raw(MAX_LINE).await {
+        match conn.read(MAX_LINE).await {
             Read::Line(l) => Some(l),
             _ => None,
         }
