@@ -53,14 +53,15 @@ impl ImapOptions {
 /// How to authenticate (XOAUTH2 or a password). Secrets never appear in `Debug`.
 pub use crate::sasl::SaslAuth as ImapAuth;
 
-/// One step of the check.
+/// One step of a line-protocol check (IMAP here, POP3 in [`crate::pop`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImapStep {
-    /// `connect`, `greeting`, `capability`, `authenticate`, `select`, `logout`.
+    /// IMAP: `connect`, `greeting`, `capability`, `authenticate`, `select`, `logout`; POP3:
+    /// `connect`, `greeting`, `capa`, `auth`, `stat`, `quit`.
     pub name: String,
     /// Whether it succeeded.
     pub ok: bool,
-    /// The server's answer line (`a2 NO AUTHENTICATE failed.`), with the tag.
+    /// The server's answer line (`a2 NO AUTHENTICATE failed.` with the tag, `-ERR ...`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response: Option<String>,
     /// What went wrong without an answer (connection, TLS, timeout).

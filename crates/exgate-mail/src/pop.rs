@@ -52,22 +52,8 @@ impl PopOptions {
 /// How to authenticate (XOAUTH2 or USER/PASS). Secrets never appear in `Debug`.
 pub use crate::sasl::SaslAuth as PopAuth;
 
-/// One step.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PopStep {
-    /// `connect`, `greeting`, `capa`, `auth`, `stat`, `quit`.
-    pub name: String,
-    /// Whether it succeeded.
-    pub ok: bool,
-    /// The server's status line.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub response: Option<String>,
-    /// What went wrong without an answer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Milliseconds.
-    pub ms: u64,
-}
+/// One step: the same record as IMAP's.
+pub use crate::imap::ImapStep as PopStep;
 
 /// The outcome of [`check`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

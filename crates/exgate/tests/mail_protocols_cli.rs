@@ -93,7 +93,7 @@ domains = ["contoso.com"]
 [[tenants.consent]]
 app = "Scanner"
 resource = "https://outlook.office365.com"
-roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp"]
+roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 
 [[tenants.users]]
 upn = "alice@contoso.com"
@@ -547,4 +547,52 @@ fn a_refused_password_is_told_apart_by_the_sign_in_check() {
     );
     assert!(all.contains("refused it: AADSTS50126"), "{all}");
     assert!(!all.contains("CANARY"));
+}
+
+#[test]
+fn pop_check_reads_the_maildrop_and_explains_a_missing_role() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, base, _smtp, _imap) = start_emulator_with_imap(dir.path());
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("state.json")).unwrap())
+            .unwrap();
+    let pop = state["pop"]
+        .as_str()
+        .expect("the emulator serves POP3")
+        .to_owned();
+
+    let out = mail_check(
+        dir.path(),
+        &base,
+        "pop",
+        &pop,
+        "contoso.com",
+        "scanner@contoso.com",
+        &[],
+    );
+    let (stdout, v) = json_output(&out, 0);
+    assert!(v["transcript"]["messages"].is_u64(), "{stdout}");
+    assert!(!stdout.contains("scanner-secret"));
+
+    // Fabrikam consented SMTP.SendAsApp only: the same bare refusal as every POP sign-in.
+    let out = mail_check(
+        dir.path(),
+        &base,
+        "pop",
+        &pop,
+        "fabrikam.com",
+        "scanner@fabrikam.com",
+        &[],
+    );
+    let (stdout, v) = json_output(&out, 1);
+    assert_eq!(v["failed_step"], "auth", "{stdout}");
+    assert!(
+        v["error"].as_str().unwrap_or("").contains("Logon failure"),
+        "{stdout}"
+    );
+    assert_eq!(
+        v["causes"][0]["id"], "missing_application_permission",
+        "{stdout}"
+    );
+    assert!(stdout.contains("POP.AccessAsApp"), "{stdout}");
 }

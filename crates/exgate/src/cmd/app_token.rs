@@ -337,3 +337,65 @@ pub(crate) fn report_unreachable<T: serde::Serialize>(
     }
     crate::exit::could_not_run()
 }
+
+/// Prints the steps of an IMAP or POP3 check.
+pub(crate) fn print_line_steps(
+    label: &str,
+    server: &str,
+    mechanism: &str,
+    steps: &[exgate_mail::imap::ImapStep],
+) {
+    println!("{label} {server} ({mechanism})");
+    for s in steps {
+        let what = s
+            .response
+            .clone()
+            .or_else(|| s.error.clone())
+            .unwrap_or_default();
+        println!(
+            "  {} {:<12} {:>5} ms  {what}",
+            if s.ok { "ok  " } else { "FAIL" },
+            s.name,
+            s.ms
+        );
+    }
+}
+
+/// Reports an IMAP or POP3 check: success (`works` after the steps), no answer (exit 2), or
+/// the refusal ranked (exit 1). `answer` turns the refusing line into the text diagnosed
+/// (IMAP drops the client's tag).
+pub(crate) fn report_line_check<T: serde::Serialize>(
+    t: &T,
+    failure: Option<&exgate_mail::imap::ImapStep>,
+    answer: impl Fn(&str) -> String,
+    works: &str,
+    attempted: &Attempted<'_>,
+    json: bool,
+    print_steps: fn(&T),
+) -> std::process::ExitCode {
+    let Some(failure) = failure else {
+        if json {
+            let out = serde_json::json!({ "ok": true, "transcript": t });
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        } else {
+            print_steps(t);
+            println!("\n{works}");
+        }
+        return crate::exit::ok();
+    };
+    let Some(response) = &failure.response else {
+        let text = failure
+            .error
+            .clone()
+            .unwrap_or_else(|| "no answer".to_owned());
+        return report_unreachable(&failure.name, &text, t, json, print_steps);
+    };
+    report_refusal(
+        &failure.name,
+        &answer(response),
+        Some(attempted),
+        Some(t),
+        json,
+        print_steps,
+    )
+}

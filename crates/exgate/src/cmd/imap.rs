@@ -6,8 +6,6 @@ use std::process::ExitCode;
 
 use exgate_mail::imap::{ImapOptions, ImapTranscript, check};
 
-use crate::exit;
-
 const EXAMPLES: &str = "\
 Examples:
   App-only OAuth (XOAUTH2) with the Azure SDK variables (AZURE_TENANT_ID, AZURE_CLIENT_ID,
@@ -91,52 +89,25 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_steps(t: &ImapTranscript) {
-    println!("IMAP {} ({})", t.server, t.mechanism);
-    for s in &t.steps {
-        let what = s
-            .response
-            .clone()
-            .or_else(|| s.error.clone())
-            .unwrap_or_default();
-        println!(
-            "  {} {:<12} {:>5} ms  {what}",
-            if s.ok { "ok  " } else { "FAIL" },
-            s.name,
-            s.ms
-        );
-    }
+    super::app_token::print_line_steps("IMAP", &t.server, &t.mechanism, &t.steps);
 }
 
 fn report(t: &ImapTranscript, attempted: &super::app_token::Attempted<'_>, json: bool) -> ExitCode {
-    let Some(failure) = t.failure() else {
-        if json {
-            let out = serde_json::json!({ "ok": true, "transcript": t });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        } else {
-            print_steps(t);
-            match t.exists {
-                Some(n) => println!("\nIMAP works: {} holds {n} messages.", t.folder),
-                None => println!("\nIMAP works."),
-            }
-        }
-        return exit::ok();
-    };
-    let Some(response) = &failure.response else {
-        let text = failure
-            .error
-            .clone()
-            .unwrap_or_else(|| "no answer".to_owned());
-        return super::app_token::report_unreachable(&failure.name, &text, t, json, print_steps);
+    let works = match t.exists {
+        Some(n) => format!("IMAP works: {} holds {n} messages.", t.folder),
+        None => "IMAP works.".to_owned(),
     };
     // The tag is the client's; diagnosis reads the status and text.
-    let text = response
-        .split_once(' ')
-        .map_or(response.as_str(), |(_, r)| r);
-    super::app_token::report_refusal(
-        &failure.name,
-        &format!("IMAP {text}"),
-        Some(attempted),
-        Some(t),
+    let answer = |response: &str| {
+        let text = response.split_once(' ').map_or(response, |(_, r)| r);
+        format!("IMAP {text}")
+    };
+    super::app_token::report_line_check(
+        t,
+        t.failure(),
+        answer,
+        &works,
+        attempted,
         json,
         print_steps,
     )

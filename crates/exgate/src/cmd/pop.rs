@@ -6,8 +6,6 @@ use std::process::ExitCode;
 
 use exgate_mail::pop::{PopOptions, PopTranscript, check};
 
-use crate::exit;
-
 const EXAMPLES: &str = "\
 Examples:
   App-only OAuth (XOAUTH2) with the Azure SDK variables (AZURE_TENANT_ID, AZURE_CLIENT_ID,
@@ -87,48 +85,21 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn print_steps(t: &PopTranscript) {
-    println!("POP3 {} ({})", t.server, t.mechanism);
-    for s in &t.steps {
-        let what = s
-            .response
-            .clone()
-            .or_else(|| s.error.clone())
-            .unwrap_or_default();
-        println!(
-            "  {} {:<9} {:>5} ms  {what}",
-            if s.ok { "ok  " } else { "FAIL" },
-            s.name,
-            s.ms
-        );
-    }
+    super::app_token::print_line_steps("POP3", &t.server, &t.mechanism, &t.steps);
 }
 
 fn report(t: &PopTranscript, attempted: &super::app_token::Attempted<'_>, json: bool) -> ExitCode {
-    let Some(failure) = t.failure() else {
-        if json {
-            let out = serde_json::json!({ "ok": true, "transcript": t });
-            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        } else {
-            print_steps(t);
-            match t.messages {
-                Some(n) => println!("\nPOP3 works: the maildrop holds {n} messages."),
-                None => println!("\nPOP3 works."),
-            }
-        }
-        return exit::ok();
+    let works = match t.messages {
+        Some(n) => format!("POP3 works: the maildrop holds {n} messages."),
+        None => "POP3 works.".to_owned(),
     };
-    let Some(response) = &failure.response else {
-        let text = failure
-            .error
-            .clone()
-            .unwrap_or_else(|| "no answer".to_owned());
-        return super::app_token::report_unreachable(&failure.name, &text, t, json, print_steps);
-    };
-    super::app_token::report_refusal(
-        &failure.name,
-        &format!("POP3 {response}"),
-        Some(attempted),
-        Some(t),
+    let answer = |response: &str| format!("POP3 {response}");
+    super::app_token::report_line_check(
+        t,
+        t.failure(),
+        answer,
+        &works,
+        attempted,
         json,
         print_steps,
     )
