@@ -21,13 +21,15 @@ Examples:
     exgate emulator --scenario scenarios/demo.toml --token-lifetime 120
 
 The state file is JSON: {\"base_url\": ..., \"ca_file\": ... or null, \"smtp\":
-\"127.0.0.1:PORT\" or null, \"imap\": \"127.0.0.1:PORT\" or null, \"pid\": ..., \"tenants\": [{\"name\", \"id\", \"domains\"}]}.
+\"127.0.0.1:PORT\" or null, \"imap\": ... or null, \"pop\": ... or null, \"pid\": ...,
+\"tenants\": [{\"name\", \"id\", \"domains\"}]}.
 The state file is written once the emulator accepts connections and removed when it stops.
 The token endpoint of a tenant is {base_url}/{tenant}/oauth2/v2.0/token. With --tls and an
 [exchange] section, SMTP submission (STARTTLS, AUTH XOAUTH2/LOGIN/PLAIN, as
 smtp.office365.com:587) listens on the printed smtp address and IMAP4 (implicit TLS,
 AUTHENTICATE XOAUTH2/PLAIN and LOGIN, as outlook.office365.com:993) on the printed imap
-address. The scenario format is described in docs/scenarios.md.";
+address, and POP3 (implicit TLS, AUTH XOAUTH2/PLAIN and USER/PASS, as
+outlook.office365.com:995) on the printed pop address. The scenario format is described in docs/scenarios.md.";
 
 /// Serve the Entra ID emulator described by a scenario file.
 #[derive(Debug, clap::Args)]
@@ -157,6 +159,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         writeln!(
             out,
             "imap: {imap} (implicit TLS, then AUTHENTICATE XOAUTH2/PLAIN or LOGIN)"
+        )?;
+    }
+    if let Some(pop) = emulator.pop_addr() {
+        writeln!(
+            out,
+            "pop: {pop} (implicit TLS, then AUTH XOAUTH2/PLAIN or USER/PASS)"
         )?;
     }
     for (service, url) in emulator.endpoints() {
