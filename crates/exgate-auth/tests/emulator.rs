@@ -997,10 +997,12 @@ async fn admin_consent_url_and_listener_report_the_tenant() {
         redirect_uri: redirect.clone(),
         ..Setup::default()
     };
-    let emu = start(&setup, EmulatorOptions::default()).await;
+    // The listener takes the port at once: anything started in between (the emulator, other
+    // tests running in parallel) could otherwise get the port just released.
     let listener = exgate_auth::RedirectListener::bind(port)
         .await
         .expect("listen");
+    let emu = start(&setup, EmulatorOptions::default()).await;
     let waiting = tokio::spawn(listener.receive(Duration::from_secs(20)));
     let url = exgate_auth::admin_consent_url(
         &authority(&emu, "contoso.com"),
