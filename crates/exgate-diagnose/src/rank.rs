@@ -893,22 +893,36 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
                 vec!["app-only EWS request without an ExchangeImpersonation header".into()],
             );
     }
+    // 2000003 "Expected 'https://A'. Actual 'https://B'" with two on-premises names: the token
+    // was issued for the name the client used, and Exchange received the request under another;
+    // a publishing rule or reverse proxy forwards one name to another ([HMA] troubleshooting).
+    if let Some(m) = f.p.diagnostics.iter().find_map(|d| d.audience_mismatch())
+        && m.is_other_host()
+    {
+        let (aud, seen) = m.hosts();
+        if is_microsoft_host(&aud) || is_microsoft_host(&seen) {
+            suppress(acc, "publishing_name_mismatch", 0.2);
+        } else {
+            acc.entry("publishing_name_mismatch".into())
+                .or_default()
+                .add(
+                    5.0,
+                    None,
+                    vec![format!(
+                        "the token is for {}, Exchange received the request as {}",
+                        clip(&aud, 80),
+                        clip(&seen, 80)
+                    )],
+                );
+            suppress(acc, "wrong_audience", 0.5);
+        }
+    }
     // AADSTS50001/500011 naming a non-Microsoft URL: an on-premises namespace missing from the
     // SPNs of the Exchange principal; naming a Microsoft resource: a wrong resource.
     if f.p.aadsts.iter().any(|c| *c == 50001 || *c == 500011)
         && let Some(host) = named_resource_host(&f.blob)
     {
-        let microsoft = [
-            "microsoft.com",
-            "office365.com",
-            "office.com",
-            "outlook.com",
-            "windows.net",
-            "microsoftonline.com",
-        ]
-        .iter()
-        .any(|d| host == *d || host.ends_with(&format!(".{d}")));
-        if microsoft {
+        if is_microsoft_host(&host) {
             suppress(acc, "spn_missing", 0.2);
         } else {
             acc.entry("spn_missing".into()).or_default().add(
@@ -1140,6 +1154,21 @@ fn calibrate(raw: f32) -> f32 {
         }
     }
     (out * 100.0).round() / 100.0
+}
+
+/// A Microsoft cloud host (Exchange Online, Graph, Entra ID), not an on-premises name.
+fn is_microsoft_host(host: &str) -> bool {
+    let host = host.split(':').next().unwrap_or(host);
+    [
+        "microsoft.com",
+        "office365.com",
+        "office.com",
+        "outlook.com",
+        "windows.net",
+        "microsoftonline.com",
+    ]
+    .iter()
+    .any(|d| host == *d || host.ends_with(&format!(".{d}")))
 }
 
 fn named_application_id(blob: &str) -> Option<String> {

@@ -172,3 +172,45 @@ fn graph_code_reported_by_a_mail_client_is_diagnosed_on_a_non_microsoft_host() {
         .with_text(msg);
     assert_eq!(top(&ev), "mailbox_not_licensed");
 }
+
+#[test]
+fn audience_of_one_on_premises_name_received_as_another_is_a_publishing_rule() {
+    let answer = |expected: &str, actual: &str| {
+        Evidence::from_http_response(
+            401,
+            [
+                ("WWW-Authenticate", "Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\"".to_owned()),
+                (
+                    "x-ms-diagnostics",
+                    format!(
+                        "2000003;reason=\"The hostname component of the audience claim value is invalid. Expected '{expected}'. Actual '{actual}'.\";error_category=\"invalid_resource\""
+                    ),
+                ),
+            ],
+            "",
+        )
+        .with_url(format!("{actual}/EWS/Exchange.asmx"))
+    };
+    let d = diagnose(&answer(
+        "https://autodiscover.contoso.com",
+        "https://mail.contoso.com",
+    ));
+    assert_eq!(d.causes[0].id, "publishing_name_mismatch", "{d:?}");
+    assert!(d.causes.iter().any(|c| c.id == "wrong_audience"));
+    // A Microsoft resource on one side is a token for the wrong service, not a publishing rule.
+    assert_eq!(
+        top(&answer(
+            "https://outlook.office365.com",
+            "https://mail.contoso.com"
+        )),
+        "wrong_audience"
+    );
+    // Same host, http seen: TLS offloading.
+    assert_eq!(
+        top(&answer(
+            "https://mail.contoso.com",
+            "http://mail.contoso.com"
+        )),
+        "ssl_offloading"
+    );
+}

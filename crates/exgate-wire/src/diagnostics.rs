@@ -35,6 +35,67 @@ static REASON: LazyLock<Option<Regex>> = LazyLock::new(|| Regex::new(r"(?i)reaso
 static REASON_END: LazyLock<Option<Regex>> =
     LazyLock::new(|| Regex::new(r#"(?i)["']?\s*;?\s*error_category\s*="#).ok());
 
+static AUDIENCE: LazyLock<Option<Regex>> =
+    LazyLock::new(|| Regex::new(r"(?i)expected\s+'([^']*)'\.?\s*actual\s+'([^']*)'").ok());
+
+/// The two names of a `2000003` audience refusal: `Expected '<the token's audience>'. Actual
+/// '<the URL Exchange received>'`, the wording of on-premises Exchange quoted in Microsoft's
+/// Hybrid Modern Authentication troubleshooting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AudienceMismatch {
+    /// The audience the token carries (`https://mail.contoso.com`).
+    pub expected: String,
+    /// The scheme and host Exchange saw the request arrive on (`http://mail.contoso.com`).
+    pub actual: String,
+}
+
+impl AudienceMismatch {
+    fn split(u: &str) -> (String, String) {
+        let u = u.trim().trim_end_matches('/');
+        match u.split_once("://") {
+            Some((scheme, rest)) => (
+                scheme.to_ascii_lowercase(),
+                rest.split('/').next().unwrap_or("").to_ascii_lowercase(),
+            ),
+            None => (String::new(), u.to_ascii_lowercase()),
+        }
+    }
+
+    /// Same host, `https` audience and `http` seen: TLS is terminated in front of Exchange.
+    pub fn is_tls_offloading(&self) -> bool {
+        let (es, eh) = Self::split(&self.expected);
+        let (as_, ah) = Self::split(&self.actual);
+        es == "https" && as_ == "http" && eh == ah
+    }
+
+    /// Same scheme, different host: something between the client and Exchange forwards one
+    /// name to another.
+    pub fn is_other_host(&self) -> bool {
+        let (es, eh) = Self::split(&self.expected);
+        let (as_, ah) = Self::split(&self.actual);
+        es == as_ && !eh.is_empty() && !ah.is_empty() && eh != ah
+    }
+
+    /// The host of the audience and the host seen.
+    pub fn hosts(&self) -> (String, String) {
+        (Self::split(&self.expected).1, Self::split(&self.actual).1)
+    }
+}
+
+impl MsDiagnostic {
+    /// The audience and the URL of a `2000003` "Expected '…'. Actual '…'" reason.
+    pub fn audience_mismatch(&self) -> Option<AudienceMismatch> {
+        if self.code.as_deref().is_some_and(|c| c != "2000003") {
+            return None;
+        }
+        let c = AUDIENCE.as_ref()?.captures(&self.reason)?;
+        Some(AudienceMismatch {
+            expected: c.get(1)?.as_str().to_owned(),
+            actual: c.get(2)?.as_str().to_owned(),
+        })
+    }
+}
+
 /// Parses one header value.
 pub fn parse_ms_diagnostics(value: &str) -> Option<MsDiagnostic> {
     let code = CODE
@@ -91,6 +152,22 @@ mod tests {
         assert_eq!(d.category.as_deref(), Some("invalid_resource"));
         assert!(d.reason.starts_with("The hostname component"));
         assert!(d.reason.ends_with("'http://mail.contoso.com'."));
+    }
+
+    #[test]
+    fn audience_mismatch_tells_offloading_from_another_host() {
+        let d = parse_ms_diagnostics(r#"2000003;reason="The hostname component of the audience claim value is invalid. Expected 'https://mail.contoso.com'. Actual 'http://mail.contoso.com'.";error_category="invalid_resource""#).unwrap();
+        let m = d.audience_mismatch().unwrap();
+        assert!(m.is_tls_offloading() && !m.is_other_host());
+        let d = parse_ms_diagnostics(r#"2000003;reason="The hostname component of the audience claim value is invalid. Expected 'https://autodiscover.contoso.com'. Actual 'https://mail.contoso.com'.";error_category="invalid_resource""#).unwrap();
+        let m = d.audience_mismatch().unwrap();
+        assert!(m.is_other_host() && !m.is_tls_offloading());
+        assert_eq!(m.hosts().0, "autodiscover.contoso.com");
+        let d = parse_ms_diagnostics("2000005;reason=\"Expected 'a'. Actual 'b'\"").unwrap();
+        assert!(d.audience_mismatch().is_none());
+        let d = parse_ms_diagnostics("2000003;reason=\"The audience claim value is invalid 'x'.\"")
+            .unwrap();
+        assert!(d.audience_mismatch().is_none());
     }
 
     #[test]
