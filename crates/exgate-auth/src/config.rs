@@ -51,6 +51,16 @@ pub enum FlowKind {
     AuthCode,
 }
 
+impl FlowKind {
+    /// A flow that signs a user in (the token is the user's), not the application alone.
+    pub fn is_delegated(self) -> bool {
+        matches!(
+            self,
+            FlowKind::RefreshToken | FlowKind::Password | FlowKind::DeviceCode | FlowKind::AuthCode
+        )
+    }
+}
+
 impl std::str::FromStr for FlowKind {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {

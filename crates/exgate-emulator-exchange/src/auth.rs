@@ -441,9 +441,11 @@ pub(crate) fn authenticate(
                     }
                 }
                 Some(s) => {
-                    let served = match vdir {
-                        Vdir::Ews => &s.origin,
-                        Vdir::Autodiscover => &s.autodiscover_origin,
+                    // A publishing rule forwards both names to another one.
+                    let served = match (&s.forwarded_origin, vdir) {
+                        (Some(f), _) => f,
+                        (None, Vdir::Ews) => &s.origin,
+                        (None, Vdir::Autodiscover) => &s.autodiscover_origin,
                     };
                     // Behind TLS offloading the server sees plain http.
                     let seen = if s.cfg.tls_offload {

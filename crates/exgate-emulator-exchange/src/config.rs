@@ -407,6 +407,12 @@ pub struct ServerConfig {
     /// for domain ..."` (the answer quoted in Microsoft's HMA troubleshooting).
     #[serde(default = "yes")]
     pub client_profile_enabled: bool,
+    /// A reverse proxy or publishing rule in front of Exchange forwards requests for
+    /// `public_url` and `autodiscover_url` to this name (scheme and host), so Exchange compares a
+    /// token's audience with it: a token for the name the client used is refused with `2000003
+    /// "... Expected '<audience>'. Actual '<this name>'"`.
+    #[serde(default)]
+    pub forwarded_as: Option<String>,
     /// A device in front of Exchange removes the `WWW-Authenticate: Bearer` challenge from its
     /// 401s (the other schemes pass).
     #[serde(default)]
@@ -561,6 +567,14 @@ impl ExchangeConfig {
                         "'{}' is not a scheme and host such as https://mail.contoso.com",
                         s.public_url
                     ),
+                ));
+            }
+            if let Some(a) = &s.forwarded_as
+                && !valid_origin(a)
+            {
+                return Err(ConfigError::invalid(
+                    format!("exchange.servers[{i}].forwarded_as"),
+                    format!("'{a}' is not a scheme and host such as https://mail-int.contoso.com"),
                 ));
             }
             if let Some(a) = &s.autodiscover_url

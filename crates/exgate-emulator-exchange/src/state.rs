@@ -30,6 +30,8 @@ pub(crate) struct Server {
     pub origin: String,
     /// Scheme and host of the Autodiscover URL.
     pub autodiscover_origin: String,
+    /// Scheme and host a publishing rule forwards both to (`forwarded_as`).
+    pub forwarded_origin: Option<String>,
 }
 
 /// Organisation settings of a tenant.
@@ -207,7 +209,12 @@ impl ExchangeState {
                 Some(a) => origin_of(a, &format!("exchange.servers[{i}].autodiscover_url"))?.1,
                 None => origin.clone(),
             };
+            let forwarded_origin = match &s.forwarded_as {
+                Some(a) => Some(origin_of(a, &format!("exchange.servers[{i}].forwarded_as"))?.1),
+                None => None,
+            };
             servers.push(Server {
+                forwarded_origin,
                 cfg: s.clone(),
                 tenant_id: tenant_id(&s.tenant),
                 host,

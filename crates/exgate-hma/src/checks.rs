@@ -150,17 +150,23 @@ fn host_of(url: &str) -> Option<String> {
 /// Runs every check over `org`, at `now` (certificate expiry); the live probe is reported as not
 /// run.
 pub fn check(org: &Org, now: time::PrimitiveDateTime) -> Report {
-    check_all(org, None, now)
+    check_all(org, &Live::default(), now)
 }
 
-/// Runs every check over `org` and, when given, the live probe's answers. `ready` needs every
-/// cmdlet check to have run and passed, and the probe, when it ran, to have passed: the probe
-/// adds proof, its absence does not remove any.
-pub fn check_all(
-    org: &Org,
-    probes: Option<&[crate::probe::ProbeAnswer]>,
-    now: time::PrimitiveDateTime,
-) -> Report {
+/// What the live probes answered, when they ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Live<'a> {
+    /// The empty-Bearer probe of each virtual directory.
+    pub probes: Option<&'a [crate::probe::ProbeAnswer]>,
+    /// The token request and EWS call for each namespace.
+    pub signins: Option<&'a [crate::signin::SigninAnswer]>,
+}
+
+/// Runs every check over `org` and, when given, the live probes' answers. `ready` needs every
+/// cmdlet check to have run and passed, and each live probe, when it ran, to have passed: a
+/// probe adds proof, its absence does not remove any.
+pub fn check_all(org: &Org, live: &Live<'_>, now: time::PrimitiveDateTime) -> Report {
+    let probes = live.probes;
     let mut checks = vec![
         versions(org),
         spns(org),
@@ -179,11 +185,19 @@ pub fn check_all(
     };
     let probe_ran = probes.is_some();
     checks.push(probe);
+    let signin = match live.signins {
+        Some(answers) => crate::signin::check_signins(answers),
+        None => Builder::new(crate::signin::SIGNIN, crate::signin::SIGNIN_TITLE)
+            .not_run("no credential given to sign in with (--client-id, --username)"),
+    };
+    let signin_ran = live.signins.is_some();
+    checks.push(signin);
     let mut findings: Vec<Finding> = checks.iter().flat_map(|c| c.findings.clone()).collect();
     findings.sort_by_key(|f| f.severity);
     let ready = checks
         .iter()
         .filter(|c| probe_ran || c.name != crate::probe::LIVE_PROBE)
+        .filter(|c| signin_ran || c.name != crate::signin::SIGNIN)
         .all(|c| matches!(c.status, Status::Pass | Status::Warning))
         && !findings.iter().any(|f| f.severity == Severity::Error);
     Report {

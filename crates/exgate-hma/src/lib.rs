@@ -7,8 +7,9 @@
 //! the whole organisation. Every finding carries a cause id of the diagnosis catalog, the line it
 //! was read from, and the cmdlet that fixes it.
 //!
-//! [`probe`] asks each virtual directory of the namespaces given with an empty `Bearer` (the
-//! only module that does I/O) and reads the challenges.
+//! [`probe`] asks each virtual directory of the namespaces given with an empty `Bearer` and
+//! reads the challenges; [`signin`] asks Entra ID for a token for each namespace and makes one
+//! EWS call with it (the two modules that do I/O; each reads its answers in a pure function).
 //!
 //! The collection script ([`COLLECT_SCRIPT`]) runs every cmdlet the checks read and writes one
 //! file in the layout this crate reads.
@@ -18,22 +19,23 @@ pub mod html;
 pub mod layout;
 pub mod model;
 pub mod probe;
+pub mod signin;
 pub mod text;
 pub mod text_report;
 
-pub use checks::{Check, Finding, Report, Severity, Status, check, check_all};
+pub use checks::{Check, Finding, Live, Report, Severity, Status, check, check_all};
 pub use model::Org;
 
 /// The PowerShell script `exgate hma collect-script` prints.
 pub const COLLECT_SCRIPT: &str = include_str!("collect.ps1");
 
-/// Runs every check over `org` and the probe's answers now (certificate expiry is judged
+/// Runs every check over `org` and the live probes' answers now (certificate expiry is judged
 /// against the clock, in UTC).
-pub fn check_now(org: &Org, probes: Option<&[probe::ProbeAnswer]>) -> Report {
+pub fn check_now(org: &Org, live: &Live<'_>) -> Report {
     let now = time::OffsetDateTime::now_utc();
     check_all(
         org,
-        probes,
+        live,
         time::PrimitiveDateTime::new(now.date(), now.time()),
     )
 }

@@ -155,13 +155,76 @@ name = "contoso"
 id = "f31f3647-5d87-4b69-a0b6-73f62aeab14c"
 domains = ["contoso.com"]
 
+[[tenants.users]]
+upn = "alice@contoso.com"
+password = "Alice-Pass-2026"
+
+[[tenants.users]]
+upn = "dave@contoso.com"
+password = "Dave-Pass-2026"
+
+[[tenants.consent]]
+app = "Hybrid mail client"
+resource = "https://outlook.office365.com"
+scopes = ["EWS.AccessAsUser.All"]
+
+[[applications]]
+client_id = "0d6a3c55-7f40-4a2e-9c1b-5e8f2a4b6c71"
+name = "Hybrid mail client"
+home_tenant = "contoso"
+public_client = true
+
+[[applications.permissions]]
+resource = "https://outlook.office365.com"
+scopes = ["EWS.AccessAsUser.All"]
+
+[[tenants.consent]]
+app = "Hybrid daemon"
+resource = "https://outlook.office365.com"
+roles = ["full_access_as_app"]
+
+[[applications]]
+client_id = "5b2e8c1d-0a4f-4d6e-8b3c-9f1a2e7d4c60"
+name = "Hybrid daemon"
+home_tenant = "contoso"
+
+[[applications.secrets]]
+value = "hybrid-daemon-secret-2026"
+
 [exchange]
+
+[[exchange.mailboxes]]
+address = "alice@contoso.com"
+server = "ready"
 
 [[exchange.servers]]
 name = "ready"
 tenant = "contoso.com"
 public_url = "https://mail.contoso.com"
 hma = true
+spns = ["https://mail.contoso.com"]
+
+[[exchange.servers]]
+name = "nospn"
+tenant = "contoso.com"
+public_url = "https://nospn.contoso.com"
+hma = true
+
+[[exchange.servers]]
+name = "offload"
+tenant = "contoso.com"
+public_url = "https://offload.contoso.com"
+hma = true
+tls_offload = true
+spns = ["https://offload.contoso.com"]
+
+[[exchange.servers]]
+name = "forwarded"
+tenant = "contoso.com"
+public_url = "https://webmail.contoso.com"
+forwarded_as = "https://mail-int.contoso.com"
+hma = true
+spns = ["https://webmail.contoso.com"]
 
 [[exchange.servers]]
 name = "nohma"
@@ -304,5 +367,178 @@ auth = ["basic", "ntlm"]
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0], pair("EWS", "oauth_not_enabled_onprem"));
         assert_eq!(code, 1);
+    }
+
+    /// The sign-in probe's findings (subject, id, severity) for one server and resource.
+    fn sign_in(
+        dir: &Path,
+        base: &str,
+        server: &str,
+        resource: &str,
+        user: &str,
+        password: &str,
+    ) -> (i32, Vec<(String, String)>, serde_json::Value) {
+        let out = super::exgate()
+            .current_dir(dir)
+            .env("EXGATE_TEST_PW", password)
+            .env_remove("AZURE_CLIENT_ID")
+            .env_remove("AZURE_TENANT_ID")
+            .env_remove("AZURE_CLIENT_SECRET")
+            .args(["hma", "check", "--json", "--ca-cert", "ca.pem", "--url"])
+            .arg(format!("{base}/onprem/{server}"))
+            .args(["--resource", resource])
+            .args(["--client-id", "0d6a3c55-7f40-4a2e-9c1b-5e8f2a4b6c71"])
+            // The challenge names login.windows.net, as Exchange's does; the emulator is Entra ID.
+            .args(["--authority-host", base])
+            .args(["--username", user, "--password-env", "EXGATE_TEST_PW"])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains(password), "password in stderr: {stderr}");
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(password),
+            "password in the report"
+        );
+        let v: serde_json::Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "signin_probe")
+            .unwrap()
+            .clone();
+        let found = check["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].as_str().unwrap().to_owned(),
+                    f["severity"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        (out.status.code().unwrap_or(-1), found, check)
+    }
+
+    #[test]
+    fn sign_in_probe_names_spn_offloading_publishing_rule_and_unsynced_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_emulator, base) = start(dir.path());
+        let pw = "Alice-Pass-2026";
+        let err = |id: &str| vec![(id.to_owned(), "error".to_owned())];
+        // Ready: the token is issued for the namespace and EWS accepts it.
+        let (_, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "ready",
+            "https://mail.contoso.com",
+            "alice@contoso.com",
+            pw,
+        );
+        assert!(found.is_empty(), "{check}");
+        assert_eq!(check["status"], "pass", "{check}");
+        let passed = check["passed"].to_string();
+        assert!(
+            passed.contains("aud https://mail.contoso.com") && passed.contains("GetFolder"),
+            "{passed}"
+        );
+        // The namespace is not an SPN of Exchange: Entra ID refuses the token (AADSTS500011).
+        let (code, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "nospn",
+            "https://nospn.contoso.com",
+            "alice@contoso.com",
+            pw,
+        );
+        assert_eq!(found, err("spn_missing"), "{check}");
+        let text = check.to_string();
+        assert!(text.contains("AADSTS500011"), "{text}");
+        assert!(text.contains("Update-MgServicePrincipal"), "{text}");
+        assert!(text.contains("https://nospn.contoso.com"), "{text}");
+        assert_eq!(code, 1);
+        // TLS terminated in front of Exchange: 2000003 with an http Actual.
+        let (_, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "offload",
+            "https://offload.contoso.com",
+            "alice@contoso.com",
+            pw,
+        );
+        assert_eq!(found, err("ssl_offloading"), "{check}");
+        assert!(check.to_string().contains("2000003"));
+        // A publishing rule forwards webmail to mail-int: 2000003 with another host.
+        let (_, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "forwarded",
+            "https://webmail.contoso.com",
+            "alice@contoso.com",
+            pw,
+        );
+        assert_eq!(found, err("publishing_name_mismatch"), "{check}");
+        let text = check.to_string();
+        assert!(
+            text.contains("mail-int.contoso.com")
+                && text.contains("exgate explain ranks: publishing_name_mismatch"),
+            "{text}"
+        );
+        // A user Entra ID signs in but on-premises Exchange does not know: 2000005.
+        let (_, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "ready",
+            "https://mail.contoso.com",
+            "dave@contoso.com",
+            "Dave-Pass-2026",
+        );
+        assert_eq!(found, err("user_not_in_aad"), "{check}");
+        assert!(check.to_string().contains("dave@contoso.com"));
+        // A wrong password: Entra ID's refusal, ranked by the diagnosis engine.
+        let (_, found, check) = sign_in(
+            dir.path(),
+            &base,
+            "ready",
+            "https://mail.contoso.com",
+            "alice@contoso.com",
+            "Not-Alice-Pass",
+        );
+        assert_eq!(found, err("wrong_credentials"), "{check}");
+        // The application's own token: the SPN is proven by the token; on-premises EWS refuses
+        // app-only tokens (2000008), which is said, not counted against readiness.
+        let out = super::exgate()
+            .current_dir(dir.path())
+            .env("EXGATE_TEST_SECRET", "hybrid-daemon-secret-2026")
+            .args(["hma", "check", "--json", "--ca-cert", "ca.pem", "--url"])
+            .arg(format!("{base}/onprem/ready"))
+            .args([
+                "--resource",
+                "https://mail.contoso.com",
+                "--authority-host",
+                &base,
+            ])
+            .args(["--client-id", "5b2e8c1d-0a4f-4d6e-8b3c-9f1a2e7d4c60"])
+            .args(["--client-secret-env", "EXGATE_TEST_SECRET"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.contains("hybrid-daemon-secret-2026"));
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let check = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "signin_probe")
+            .unwrap();
+        assert_eq!(check["status"], "pass", "{check}");
+        assert_eq!(
+            check["findings"][0]["id"], "partner_app_apponly_permissions_missing",
+            "{check}"
+        );
+        assert_eq!(check["findings"][0]["severity"], "info");
+        assert!(check.to_string().contains("/.default issued"), "{check}");
     }
 }

@@ -119,29 +119,36 @@ pub(crate) struct TokenArgs {
     pub authority_host: Option<String>,
 }
 
+impl TokenArgs {
+    /// The credential settings: the Azure SDK variables, then `--profile`, then the flags.
+    pub(crate) fn settings(&self, ca_pem: Option<&PathBuf>) -> anyhow::Result<AuthSettings> {
+        let mut settings = AuthSettings::from_env();
+        if let Some(p) = &self.profile {
+            settings = settings.merge(AuthSettings::from_file(p)?);
+        }
+        Ok(settings.merge(
+            AuthSettings {
+                tenant: self.tenant.clone(),
+                client_id: self.client_id.clone(),
+                authority_host: self.authority_host.clone(),
+                client_secret_env: self.client_secret_env.clone(),
+                certificate_path: self.cert.clone(),
+                key_path: self.key.clone(),
+                certificate_password_env: self.cert_password_env.clone(),
+                ca_pem: ca_pem.cloned(),
+                ..AuthSettings::default()
+            }
+            .from_flags(),
+        ))
+    }
+}
+
 /// A token, or Entra ID's refusal (to be explained), or an error (could not run).
 pub(crate) async fn app_token(
     args: &TokenArgs,
     ca_pem: Option<&PathBuf>,
 ) -> anyhow::Result<Result<SecretString, Box<exgate_auth::EntraError>>> {
-    let mut settings = AuthSettings::from_env();
-    if let Some(p) = &args.profile {
-        settings = settings.merge(AuthSettings::from_file(p)?);
-    }
-    settings = settings.merge(
-        AuthSettings {
-            tenant: args.tenant.clone(),
-            client_id: args.client_id.clone(),
-            authority_host: args.authority_host.clone(),
-            client_secret_env: args.client_secret_env.clone(),
-            certificate_path: args.cert.clone(),
-            key_path: args.key.clone(),
-            certificate_password_env: args.cert_password_env.clone(),
-            ca_pem: ca_pem.cloned(),
-            ..AuthSettings::default()
-        }
-        .from_flags(),
-    );
+    let settings = args.settings(ca_pem)?;
     let config =
         settings.into_provider_config(Arc::new(|_| {}), Arc::new(|_: &exgate_auth::Url| {}))?;
     let provider = TokenProvider::new(config)?;

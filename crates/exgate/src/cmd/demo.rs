@@ -248,7 +248,13 @@ async fn hma_readiness(base: &str, ca: Option<Vec<u8>>) -> anyhow::Result<exgate
         let namespace = format!("{base}/onprem/{server}");
         answers.extend(exgate_hma::probe::probe_namespace(&http, &namespace).await);
     }
-    Ok(exgate_hma::check_now(&org, Some(&answers)))
+    Ok(exgate_hma::check_now(
+        &org,
+        &exgate_hma::Live {
+            probes: Some(&answers),
+            signins: None,
+        },
+    ))
 }
 
 /// The planted HMA faults found, and the error findings no planted fault explains.

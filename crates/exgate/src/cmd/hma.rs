@@ -20,6 +20,10 @@ Examples:
   Probe the namespaces clients use, live (an empty Bearer to each virtual directory):
     exgate hma check --cmdlets exgate-hma.txt \\
       --url https://mail.contoso.com https://autodiscover.contoso.com
+  Also sign in as a synchronised user: a token for each namespace, then one EWS call with it
+  (the tenant and the authority come from the Bearer challenge):
+    exgate hma check --url https://mail.contoso.com --client-id 11111111-2222-3333-4444-555555555555 \\
+      --username alice@contoso.com --password-env ALICE_PASSWORD
 
 Files are recognised by what they contain (prompts, property names), in UTF-8 or UTF-16 with a
 byte order mark, any line ends; `fl` and `ft` layouts, wrapped values and several servers per
@@ -31,7 +35,7 @@ run for lack of output), 2 could not run (no readable input).";
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
     /// Check HMA readiness from the output of the Exchange and Graph cmdlets.
-    Check(Args),
+    Check(Box<Args>),
     /// Print the PowerShell script that collects what `check` reads.
     CollectScript,
 }
@@ -49,6 +53,19 @@ pub(crate) struct Args {
     /// An extra trusted root CA in PEM for the probe (a private CA, the emulator's).
     #[arg(long, value_name = "PATH", alias = "ca-pem")]
     ca_cert: Option<PathBuf>,
+    /// The name clients use, when --url is another address of the same servers (a test
+    /// address, a load balancer's own name): the token is asked for this resource.
+    #[arg(long, value_name = "URL", requires = "url")]
+    resource: Option<String>,
+    /// Sign in as this user (a delegated token, EWS.AccessAsUser.All) for the sign-in probe;
+    /// without it the application's own token (`.default`) is asked.
+    #[arg(long, requires = "password_env")]
+    username: Option<String>,
+    /// Environment variable holding --username's password.
+    #[arg(long, requires = "username")]
+    password_env: Option<String>,
+    #[command(flatten)]
+    token: crate::cmd::app_token::TokenArgs,
     /// Seconds to wait for each probe request.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     timeout: u64,
@@ -150,7 +167,17 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         }
         Some(answers)
     };
-    let report = exgate_hma::check_now(&org, probes.as_deref());
+    let signins = match &probes {
+        Some(answers) => sign_in(args, answers).await?,
+        None => None,
+    };
+    let report = exgate_hma::check_now(
+        &org,
+        &exgate_hma::Live {
+            probes: probes.as_deref(),
+            signins: signins.as_deref(),
+        },
+    );
     let ran = |c: &exgate_hma::Check| !matches!(c.status, Status::NotRun(_));
     if !files.is_empty() && probes.is_none() && !report.checks.iter().any(ran) {
         eprintln!("error: none of the given text is output of a cmdlet exgate reads");
@@ -181,6 +208,86 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
     } else {
         exit::found_failures()
     })
+}
+
+/// The sign-in probe, when a credential is given: the settings (Azure SDK variables, profile,
+/// flags), the authority and tenant from the first complete Bearer challenge where not set, a
+/// token for each namespace and one EWS call with it.
+async fn sign_in(
+    args: &Args,
+    answers: &[exgate_hma::probe::ProbeAnswer],
+) -> anyhow::Result<Option<Vec<exgate_hma::signin::SigninAnswer>>> {
+    let mut settings = args.token.settings(args.ca_cert.as_ref())?;
+    if args.username.is_some() {
+        settings = settings.merge(
+            exgate_auth::AuthSettings {
+                flow: Some(exgate_auth::FlowKind::Password),
+                username: args.username.clone(),
+                password_env: args.password_env.clone(),
+                ..exgate_auth::AuthSettings::default()
+            }
+            .from_flags(),
+        );
+    }
+    if settings.client_id.is_none() {
+        return Ok(None);
+    }
+    if settings.authority_host.is_none() || settings.tenant.is_none() {
+        let challenge = answers.iter().find_map(|a| {
+            let challenges =
+                exgate_auth::parse_www_authenticate(a.www_authenticate.iter().map(String::as_str));
+            exgate_auth::HmaChallenge::from_challenges(&challenges).filter(|c| c.hma_enabled())
+        });
+        let Some(challenge) = challenge else {
+            anyhow::bail!(
+                "the sign-in probe needs the authority: no namespace answered with a Bearer challenge naming it (fix: give --tenant and --authority-host, or fix the findings of the live probe first)"
+            );
+        };
+        let authority = challenge.authority(settings.endpoint.unwrap_or_default())?;
+        if settings.authority_host.is_none() {
+            settings.authority_host = Some(authority.host().to_string());
+        }
+        if settings.tenant.is_none() {
+            settings.tenant = Some(authority.tenant().to_string());
+        }
+    }
+    let delegated = settings.flow()?.is_delegated();
+    let prompt: exgate_auth::DevicePrompt = std::sync::Arc::new(|info| {
+        if info.message.is_empty() {
+            eprintln!(
+                "To sign in, open {} and enter the code {}",
+                info.verification_uri, info.user_code
+            );
+        } else {
+            eprintln!("{}", info.message);
+        }
+    });
+    let config =
+        settings.into_provider_config(prompt, std::sync::Arc::new(|_: &exgate_auth::Url| {}))?;
+    let provider = exgate_auth::TokenProvider::new(config)?;
+    let mut http = exgate_mail::HttpClientBuilder::new()
+        .timeout(std::time::Duration::from_secs(args.timeout.max(1)))
+        .retry(exgate_mail::RetryPolicy::fail_fast());
+    if let Some(p) = &args.ca_cert {
+        http = http.extra_root_pem(
+            std::fs::read(p).with_context(|| format!("cannot read --ca-cert {}", p.display()))?,
+        );
+    }
+    let http = http.build()?;
+    let mut out = Vec::new();
+    for u in &args.url {
+        let resource = match &args.resource {
+            Some(r) => r.clone(),
+            None => exgate_hma::signin::resource_of(&url::Url::parse(u)?),
+        };
+        if !args.json {
+            eprintln!("signing in to {resource} ...");
+        }
+        out.push(
+            exgate_hma::signin::sign_in_namespace(&provider, &http, u, &resource, delegated).await,
+        );
+    }
+    Ok(Some(out))
 }
 
 fn print_text(r: &Report) {
