@@ -542,3 +542,54 @@ auth = ["basic", "ntlm"]
         assert!(check.to_string().contains("/.default issued"), "{check}");
     }
 }
+
+mod transport {
+    //! What the live probe says when no HTTP answer comes.
+
+    #[test]
+    fn untrusted_certificate_wrong_name_and_closed_port_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("scenario.toml"),
+            "[[tenants]]\nname = \"contoso\"\nid = \"f31f3647-5d87-4b69-a0b6-73f62aeab14c\"\ndomains = [\"contoso.com\"]\n\n[exchange]\n\n[[exchange.servers]]\nname = \"ready\"\ntenant = \"contoso.com\"\npublic_url = \"https://mail.contoso.com\"\nhma = true\n",
+        )
+        .unwrap();
+        let (_emulator, v) =
+            super::common::start_emulator(dir.path(), &["--tls", "--ca-out", "ca.pem"], |_| {
+                dir.path().join("ca.pem").exists()
+            });
+        let base = v["base_url"].as_str().unwrap_or_default().to_owned();
+        let ids = |url: String, ca: bool| -> Vec<String> {
+            let mut c = super::exgate();
+            c.current_dir(dir.path())
+                .args(["hma", "check", "--json", "--timeout", "5"]);
+            if ca {
+                c.args(["--ca-cert", "ca.pem"]);
+            }
+            let out = c.arg("--url").arg(url).output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let mut ids: Vec<String> = v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f["id"].as_str().unwrap().to_owned())
+                .collect();
+            ids.dedup();
+            ids
+        };
+        // The emulator's CA is not trusted without --ca-cert.
+        assert_eq!(
+            ids(format!("{base}/onprem/ready"), false),
+            ["tls_untrusted"]
+        );
+        // Nothing listens.
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        assert_eq!(
+            ids(format!("https://localhost:{closed}/onprem/ready"), true),
+            ["network_unreachable"]
+        );
+    }
+}
