@@ -230,29 +230,73 @@ const PLANTED_HMA: &[PlantedHma] = &[
         subject: "on ex02",
         what: "Auth certificate not on ex02",
     },
+    PlantedHma {
+        cause: "ssl_offloading",
+        subject: "/onprem/ex02",
+        what: "TLS terminated in front of ex02 (its sign-in probe)",
+    },
+];
+
+/// The user and public client the demo's sign-in probe signs in with (`scenarios/demo.toml`),
+/// and the name clients use for each on-premises server.
+const HMA_SIGNIN_CLIENT: &str = "04b07795-8ddb-461a-bbee-02f9e1bf7b46";
+const HMA_SIGNIN_USER: (&str, &str) = ("alice@contoso.com", "Demo-Alice-Pass-1");
+const HMA_NAMESPACES: &[(&str, &str)] = &[
+    ("ex01", "https://mail.contoso.com"),
+    ("ex02", "https://mail2.contoso.com"),
 ];
 
 const HMA_CMDLETS: &str = include_str!("../../../../scenarios/demo/hma/contoso-onprem.txt");
 
-/// HMA readiness of the emulator's on-premises Contoso: its cmdlet output and a live probe of
-/// servers ex01 and ex02.
+/// HMA readiness of the emulator's on-premises Contoso: its cmdlet output, a live probe of
+/// servers ex01 and ex02, and a sign-in probe of each as Alice.
 async fn hma_readiness(base: &str, ca: Option<Vec<u8>>) -> anyhow::Result<exgate_hma::Report> {
     let org = exgate_hma::read_files([("hma/contoso-onprem.txt", HMA_CMDLETS.as_bytes())]);
     let http = exgate_auth::build_http_client(&exgate_auth::HttpOptions {
-        extra_root_ca_pem: ca,
+        extra_root_ca_pem: ca.clone(),
         timeout: std::time::Duration::from_secs(15),
     })
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut answers = Vec::new();
-    for server in ["ex01", "ex02"] {
+    for (server, _) in HMA_NAMESPACES {
         let namespace = format!("{base}/onprem/{server}");
         answers.extend(exgate_hma::probe::probe_namespace(&http, &namespace).await);
+    }
+    // The sign-in probe: Alice's token for each server's name, then one EWS call with it.
+    let authority = exgate_auth::Authority::new(base, "contoso.com", Default::default())?;
+    let mut config = exgate_auth::ProviderConfig::new(
+        authority,
+        HMA_SIGNIN_CLIENT,
+        exgate_auth::Credential::Password {
+            client: exgate_auth::ClientAuth::Public,
+            username: HMA_SIGNIN_USER.0.to_owned(),
+            password: exgate_auth::SecretString::from(HMA_SIGNIN_USER.1.to_owned()),
+        },
+    );
+    config.http.extra_root_ca_pem = ca.clone();
+    let provider = exgate_auth::TokenProvider::new(config)?;
+    let mut mail_http = exgate_mail::HttpClientBuilder::new()
+        .timeout(std::time::Duration::from_secs(15))
+        .retry(exgate_mail::RetryPolicy::fail_fast());
+    if let Some(pem) = ca {
+        mail_http = mail_http.extra_root_pem(pem);
+    }
+    let mail_http = mail_http.build()?;
+    let mut signins = Vec::new();
+    for (server, resource) in HMA_NAMESPACES {
+        let namespace = format!("{base}/onprem/{server}");
+        signins.push(
+            exgate_hma::signin::sign_in_namespace(
+                &provider, &mail_http, &namespace, resource, true,
+            )
+            .await,
+        );
     }
     Ok(exgate_hma::check_now(
         &org,
         &exgate_hma::Live {
             probes: Some(&answers),
-            signins: None,
+            signins: Some(&signins),
         },
     ))
 }
