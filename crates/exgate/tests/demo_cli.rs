@@ -28,7 +28,7 @@ fn demo_finds_every_planted_fault_and_nothing_else() {
 
     assert_eq!(report["as_designed"], true);
     let planted = report["planted"].as_array().expect("planted");
-    assert_eq!(planted.len(), 12);
+    assert_eq!(planted.len(), 13);
     let page = std::fs::read_to_string(&html).expect("HTML report");
     assert!(page.contains("HMA readiness of Contoso") && page.contains("hma_vdir_oauth_disabled"));
     assert_eq!(report["hma"]["ready"], false);
