@@ -498,6 +498,23 @@ fn auth_of_header(value: &str) -> (AuthMode, Option<TokenClaims>) {
     }
 }
 
+/// How a mail-protocol client signed in (the token is read for its claims, never kept).
+#[derive(Debug, Clone, Copy)]
+pub enum SignedIn<'a> {
+    /// SASL XOAUTH2 (or OAUTHBEARER) with this token, as this user.
+    Token {
+        /// The user name sent.
+        user: &'a str,
+        /// The access token sent.
+        token: &'a str,
+    },
+    /// A password (AUTH LOGIN/PLAIN, IMAP LOGIN, POP USER/PASS).
+    Password {
+        /// The user name sent.
+        user: &'a str,
+    },
+}
+
 impl Evidence {
     /// Empty evidence; fill it with the builder methods or field by field.
     pub fn new() -> Self {
@@ -657,6 +674,27 @@ impl Evidence {
             _ => return,
         };
         self.attempt.auth = Some(mode);
+    }
+
+    /// The evidence of a mail-protocol refusal (an SMTP, IMAP or POP answer, or the text of an
+    /// exception around it) with how the client signed in: a token's claims are checked against
+    /// what the protocol needs, a password rules token causes out.
+    pub fn mail_refusal(protocol: Protocol, text: &str, signed_in: Option<SignedIn<'_>>) -> Self {
+        let mut ev = Evidence::from_text(text).with_protocol(protocol);
+        match signed_in {
+            Some(SignedIn::Token { user, token }) => {
+                ev = ev
+                    .with_bearer_token(token)
+                    .with_auth(AuthMode::Xoauth2)
+                    .with_mailbox(user.to_owned());
+                ev.attempt.app_only = ev.token.as_ref().map(TokenClaims::is_app_only);
+            }
+            Some(SignedIn::Password { user }) => {
+                ev = ev.with_auth(AuthMode::Basic).with_mailbox(user.to_owned());
+            }
+            None => {}
+        }
+        ev
     }
 
     /// Sets the protocol.

@@ -32,7 +32,7 @@ pub use catalog::{
     builtin as builtin_catalog,
 };
 pub use evidence::{
-    Attempt, AuthMode, Environment, Evidence, HttpHeader, HttpResponse, Parsed, Protocol,
+    Attempt, AuthMode, Environment, Evidence, HttpHeader, HttpResponse, Parsed, Protocol, SignedIn,
     protocol_of_url,
 };
 pub use rank::{Diagnosis, RankedCause, diagnose, diagnose_with};

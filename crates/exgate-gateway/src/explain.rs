@@ -1,7 +1,7 @@
 //! Upstream refusals through exgate-diagnose: the cause and its first fix for the log and
 //! `exgate gateway status`, and a short, secret-free reason for the device.
 
-use exgate_diagnose::{AuthMode, Evidence, Protocol};
+use exgate_diagnose::{Evidence, Protocol, SignedIn};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
@@ -35,15 +35,17 @@ pub fn explain(
     mailbox: &str,
     token: Option<&SecretString>,
 ) -> Explained {
-    let mut ev = Evidence::from_text(text);
-    ev.attempt.protocol = Some(protocol);
-    ev = ev.with_mailbox(mailbox.to_owned());
-    if let Some(t) = token {
-        ev = ev
-            .with_bearer_token(t.expose_secret())
-            .with_auth(AuthMode::Xoauth2);
-        ev.attempt.app_only = ev.token.as_ref().map(|t| t.is_app_only());
-    }
+    let ev = match token {
+        Some(t) => Evidence::mail_refusal(
+            protocol,
+            text,
+            Some(SignedIn::Token {
+                user: mailbox,
+                token: t.expose_secret(),
+            }),
+        ),
+        None => Evidence::mail_refusal(protocol, text, None).with_mailbox(mailbox.to_owned()),
+    };
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let d = exgate_diagnose::diagnose(&ev.at(now));
     match d.causes.first() {

@@ -13,9 +13,34 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// The client configurations built so far, by their extra roots: building one reads and parses
+/// the platform's whole root store (a hundred and more PEM certificates), which is far more work
+/// than a TLS handshake, so every connection with the same roots shares one. Bounded: a process
+/// uses one or two sets of extra roots.
+type ConfigCache = Vec<(Option<Vec<u8>>, Arc<rustls::ClientConfig>)>;
+static CONFIGS: std::sync::LazyLock<std::sync::Mutex<ConfigCache>> =
+    std::sync::LazyLock::new(|| std::sync::Mutex::new(Vec::new()));
+const MAX_CACHED_CONFIGS: usize = 8;
+
 pub(crate) fn tls_config(
     extra_root_pem: Option<&[u8]>,
 ) -> Result<Arc<rustls::ClientConfig>, String> {
+    if let Ok(cache) = CONFIGS.lock()
+        && let Some((_, c)) = cache.iter().find(|(k, _)| k.as_deref() == extra_root_pem)
+    {
+        return Ok(Arc::clone(c));
+    }
+    let config = build_tls_config(extra_root_pem)?;
+    if let Ok(mut cache) = CONFIGS.lock() {
+        if cache.len() >= MAX_CACHED_CONFIGS {
+            cache.remove(0);
+        }
+        cache.push((extra_root_pem.map(<[u8]>::to_vec), Arc::clone(&config)));
+    }
+    Ok(config)
+}
+
+fn build_tls_config(extra_root_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let extra: Vec<CertificateDer<'static>> = match extra_root_pem {
         Some(pem) => CertificateDer::pem_slice_iter(pem)
@@ -108,4 +133,20 @@ pub(crate) async fn write_bytes(
     .await
     .map_err(|_| "sending timed out".to_owned())?
     .map_err(|e| format!("sending: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configs_are_built_once_per_set_of_roots() {
+        let a = tls_config(None).expect("platform roots");
+        let b = tls_config(None).expect("platform roots");
+        assert!(Arc::ptr_eq(&a, &b));
+        // Bad extra roots are refused each time, never cached.
+        let bad = b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        assert!(tls_config(Some(bad)).is_err());
+        assert!(tls_config(Some(bad)).is_err());
+    }
 }

@@ -203,30 +203,17 @@ impl CheckArgs {
 
 /// The evidence of a refusal: the server's answer, and what the check itself sent.
 fn refusal_evidence(text: &str, attempted: Option<&Attempted<'_>>) -> exgate_diagnose::Evidence {
-    use exgate_diagnose::AuthMode;
     use secrecy::ExposeSecret as _;
     let mut ev = exgate_diagnose::Evidence::from_text(text);
     if let Some(a) = attempted {
-        ev.attempt.protocol = Some(a.protocol);
-        ev = match a.auth {
-            SaslAuth::Xoauth2 { user, token } => {
-                let ev = ev
-                    .with_bearer_token(token.expose_secret())
-                    .with_auth(AuthMode::Xoauth2)
-                    .with_mailbox(user.clone());
-                let app_only = ev.token.as_ref().map(|t| t.is_app_only());
-                exgate_diagnose::Evidence {
-                    attempt: exgate_diagnose::Attempt {
-                        app_only,
-                        ..ev.attempt.clone()
-                    },
-                    ..ev
-                }
-            }
-            SaslAuth::Login { user, .. } => {
-                ev.with_auth(AuthMode::Basic).with_mailbox(user.clone())
-            }
+        let signed_in = match a.auth {
+            SaslAuth::Xoauth2 { user, token } => exgate_diagnose::SignedIn::Token {
+                user,
+                token: token.expose_secret(),
+            },
+            SaslAuth::Login { user, .. } => exgate_diagnose::SignedIn::Password { user },
         };
+        ev = exgate_diagnose::Evidence::mail_refusal(a.protocol, text, Some(signed_in));
         if let Some(check) = &a.signin {
             if check.password_accepted() {
                 ev.attempt.password_accepted = Some(true);
