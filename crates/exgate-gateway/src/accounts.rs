@@ -190,6 +190,7 @@ pub struct Authenticator {
     mac_key: aws_lc_rs::hmac::Key,
     verified: Mutex<HashMap<String, (aws_lc_rs::hmac::Tag, Instant)>>,
     argon2_slots: tokio::sync::Semaphore,
+    argon2_runs: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -234,6 +235,7 @@ impl Authenticator {
             argon2_slots: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |n| n.get()),
             ),
+            argon2_runs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -256,6 +258,11 @@ impl Authenticator {
         let tag = aws_lc_rs::hmac::sign(&self.mac_key, &mac_message(name, hash, password));
         let mut v = self.verified.lock().unwrap_or_else(|e| e.into_inner());
         v.insert(name.to_ascii_lowercase(), (tag, Instant::now()));
+    }
+
+    /// How many argon2 verifications ran since the start.
+    pub fn argon2_runs(&self) -> u64 {
+        self.argon2_runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The names of accounts that have no password yet.
@@ -306,14 +313,22 @@ impl Authenticator {
                 true
             } else {
                 let _slot = self.argon2_slots.acquire().await;
-                let (h2, pw2) = (h.clone(), password.clone());
-                let ok = tokio::task::spawn_blocking(move || verify(&h2, &pw2))
-                    .await
-                    .unwrap_or(false);
-                if ok && known {
-                    self.remember(name, &h, &password);
+                // Devices reconnecting together (after a restart) wait here with the same
+                // password: the first verification serves the others.
+                if known && self.remembered(name, &h, &password) {
+                    true
+                } else {
+                    self.argon2_runs
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let (h2, pw2) = (h.clone(), password.clone());
+                    let ok = tokio::task::spawn_blocking(move || verify(&h2, &pw2))
+                        .await
+                        .unwrap_or(false);
+                    if ok && known {
+                        self.remember(name, &h, &password);
+                    }
+                    ok
                 }
-                ok
             };
             match (known, ok, account) {
                 (false, _, _) | (_, _, None) => Err(Refusal::UnknownUser),
@@ -395,6 +410,39 @@ networks = [{networks}]
 
     fn pw(s: &str) -> SecretString {
         SecretString::from(s.to_owned())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn devices_signing_in_together_share_one_verification() {
+        let mut file = PasswordFile::default();
+        file.set("scanner", hash_password(&pw("right")).unwrap());
+        let auth = Arc::new(Authenticator::new(&config(""), file));
+        let lan: IpAddr = "192.168.1.5".parse().unwrap();
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let auth = Arc::clone(&auth);
+            tasks.push(tokio::spawn(async move {
+                auth.sign_in("scanner", pw("right"), lan, Service::Smtp)
+                    .await
+                    .is_ok()
+            }));
+        }
+        for t in tasks {
+            assert!(t.await.unwrap());
+        }
+        let slots = std::thread::available_parallelism().map_or(2, |n| n.get()) as u64;
+        assert!(
+            auth.argon2_runs() <= slots,
+            "{} argon2 runs for one password",
+            auth.argon2_runs()
+        );
+        // A wrong password is verified, never served from memory.
+        assert!(
+            auth.sign_in("scanner", pw("wrong"), lan, Service::Smtp)
+                .await
+                .is_err()
+        );
+        assert!(auth.argon2_runs() <= slots + 1);
     }
 
     #[tokio::test]
