@@ -8,6 +8,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+#[cfg(test)]
+mod examples_parse;
 mod exit;
 
 /// Unattended access to Microsoft Exchange mailboxes: authenticate, reach, verify, explain.
