@@ -222,3 +222,64 @@ def test_imaplib_appends_a_message_graph_then_lists(emulator):
     )
     assert r.status_code == 200, r.text
     assert [(m["subject"], m["isRead"]) for m in r.json()["value"]] == [(subject, True)]
+
+
+def test_imaplib_search_criteria(emulator):
+    """What sync tools and scripts send: SEARCH with CHARSET, SUBJECT, FROM, SINCE, UNSEEN, OR,
+    NOT, UID ranges; the answers agree with each other and with what was appended."""
+    import email.utils
+    import time as _time
+    import uuid
+
+    access_token = token(emulator, ARCHIVER, ARCHIVER_SECRET)
+    marker = uuid.uuid4().hex[:10]
+    imap = connect(emulator)
+    try:
+        typ, _ = imap.authenticate(
+            "XOAUTH2",
+            lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+        )
+        assert typ == "OK"
+        for n, (sender, flags) in enumerate(
+            [("Invoices <billing@fabrikam.com>", r"(\Seen)"), ("Alice <alice@contoso.com>", "()")]
+        ):
+            raw = (
+                f"From: {sender}\r\nTo: {MAILBOX}\r\nSubject: Search {marker} number {n}\r\n"
+                f"Message-ID: {email.utils.make_msgid()}\r\n\r\nbody text {marker}-{n}\r\n"
+            ).encode()
+            typ, data = imap.append("INBOX", flags, imaplib.Time2Internaldate(_time.time()), raw)
+            assert typ == "OK", data
+        imap.select("INBOX")
+
+        def search(*criteria, charset=None):
+            typ, data = imap.search(charset, *criteria)
+            assert typ == "OK", data
+            return [int(x) for x in data[0].split()]
+
+        both = search("SUBJECT", f'"Search {marker}"')
+        assert len(both) == 2, both
+        assert search("CHARSET", "UTF-8", "SUBJECT", marker) == both
+        billing = search("FROM", "billing@fabrikam.com", "SUBJECT", marker)
+        alice = search("FROM", '"Alice"', "SUBJECT", marker)
+        assert len(billing) == 1 and len(alice) == 1 and billing != alice
+        assert search("UNSEEN", "SUBJECT", marker) == alice
+        assert search("SEEN", "SUBJECT", marker) == billing
+        assert search("NOT", "SEEN", "SUBJECT", marker) == alice
+        assert sorted(search("OR", "FROM", "alice", "FROM", "billing", "SUBJECT", marker)) == both
+        today = imaplib.Time2Internaldate(_time.time()).strip('"').split(" ")[0]
+        assert search("SINCE", today, "SUBJECT", marker) == both
+        assert search("BEFORE", "1-Jan-2000", "SUBJECT", marker) == []
+        assert search("BODY", f"{marker}-1") == alice
+        # UID SEARCH answers UIDs of the same messages.
+        typ, data = imap.uid("SEARCH", None, "SUBJECT", marker)
+        assert typ == "OK"
+        uids = data[0].split()
+        typ, data = imap.uid("SEARCH", None, "UID", b",".join(uids).decode(), "SUBJECT", marker)
+        assert data[0].split() == uids
+        # A malformed criterion is BAD, an unknown charset NO [BADCHARSET].
+        with pytest.raises(imaplib.IMAP4.error):
+            imap.search(None, "SINCE", "yesterday")
+        typ, data = imap.search("KOI8-R", "ALL")
+        assert typ == "NO" and b"BADCHARSET" in data[0], data
+    finally:
+        imap.logout()

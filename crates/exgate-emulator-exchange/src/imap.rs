@@ -1571,25 +1571,37 @@ impl Session {
         let Some(sel) = self.selected else {
             return self.bad(tag, "Command received in Invalid state.");
         };
-        let keys: Vec<String> = args
-            .iter()
-            .filter_map(Tok::text)
-            .map(|s| s.to_ascii_uppercase())
-            .collect();
-        if keys.len() != args.len() {
-            return self.arg_error(tag);
-        }
-        let want: fn(bool) -> bool = match keys.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [] | ["ALL"] => |_| true,
-            ["UNSEEN"] => |read| !read,
-            ["SEEN"] => |read| read,
-            _ => return self.arg_error(tag),
+        let key = match crate::imap_search::parse(args) {
+            Ok(k) => k,
+            Err(crate::imap_search::SearchError::Charset) => {
+                return Step::Reply(line(&format!(
+                    "{tag} NO [BADCHARSET (US-ASCII UTF-8)] The specified charset is not supported."
+                )));
+            }
+            Err(crate::imap_search::SearchError::Syntax) => return self.arg_error(tag),
         };
         let msgs = present(st, i, sel.folder);
+        let max_seq = msgs.len() as u32;
+        let max_uid = msgs.last().map_or(0, |p| p + 1);
         let hits: Vec<String> = msgs
             .iter()
             .enumerate()
-            .filter(|(_, p)| want(is_read(st, i, sel.folder, **p)))
+            .filter(|(k, p)| {
+                let pos = **p;
+                let message = || st.message(i, sel.folder, pos);
+                crate::imap_search::matches(
+                    &key,
+                    &crate::imap_search::Candidate {
+                        seq: *k as u32 + 1,
+                        uid: pos + 1,
+                        max_seq,
+                        max_uid,
+                        seen: is_read(st, i, sel.folder, pos),
+                        deleted: self.deleted.contains(&(sel.folder, pos)),
+                        message: &message,
+                    },
+                )
+            })
             .map(|(k, p)| if uid { p + 1 } else { k as u32 + 1 })
             .take(MAX_FETCH)
             .map(|n| n.to_string())

@@ -19,6 +19,7 @@ pub mod directory;
 mod ews;
 mod graph;
 mod imap;
+mod imap_search;
 mod ntlm;
 mod odata;
 mod pop;
