@@ -154,6 +154,35 @@ fn generate_round_trips_through_pem_and_pfx() {
 }
 
 #[test]
+fn ecdsa_server_certificates_need_names_and_serve_tls() {
+    let pw = SecretString::from("pfx-pw");
+    let names = vec!["gw.contoso.local".to_owned(), "127.0.0.1".to_owned()];
+    let g =
+        generate_certificate("CN=gw", KeyAlgorithm::EcdsaP256, 30, &pw, &names).expect("generates");
+    assert_eq!(g.info.key_bits, None);
+    assert!(g.key_pem.expose_secret().contains("BEGIN PRIVATE KEY"));
+    // rustls takes the pair as a server certificate.
+    use rustls::pki_types::pem::PemObject as _;
+    let certs = vec![
+        rustls::pki_types::CertificateDer::from_pem_slice(g.cert_pem.as_bytes()).expect("cert"),
+    ];
+    let key =
+        rustls::pki_types::PrivateKeyDer::from_pem_slice(g.key_pem.expose_secret().as_bytes())
+            .expect("key");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("an ECDSA server certificate");
+    // The PFX is written too (for servers that import one).
+    assert!(!g.pfx.is_empty());
+    // Without names there is nothing to serve.
+    assert!(generate_certificate("CN=gw", KeyAlgorithm::EcdsaP256, 30, &pw, &[]).is_err());
+}
+
+#[test]
 fn refuses_weak_key_sizes_and_bad_subjects() {
     let pw = SecretString::from("x");
     assert!(generate_self_signed("CN=x", 1024, 30, &pw).is_err());
