@@ -44,6 +44,15 @@ pub struct CertificateInfo {
     pub der_base64: String,
 }
 
+/// Something that makes a certificate unfit for an application's sign-in, or soon so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateWarning {
+    /// What is wrong, with the fix.
+    pub message: String,
+    /// Entra ID refuses the certificate as it is (not merely soon).
+    pub invalid: bool,
+}
+
 impl CertificateInfo {
     /// Parses a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<CertificateInfo, String> {
@@ -82,6 +91,57 @@ impl CertificateInfo {
     /// Days of validity left at `now` (negative once expired).
     pub fn days_left(&self, now: OffsetDateTime) -> i64 {
         (self.not_after - now).whole_days()
+    }
+
+    /// What makes this certificate unfit, at `now`, for an application's sign-in with Entra ID
+    /// (`invalid`), or soon so: not yet valid, expired (Entra ID answers `AADSTS7000274`),
+    /// expiring within 30 days, an RSA key under 2048 bits, or no RSA key at all.
+    pub fn warnings(&self, now: OffsetDateTime) -> Vec<CertificateWarning> {
+        let date = |t: OffsetDateTime| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_else(|_| t.to_string())
+        };
+        let mut w = Vec::new();
+        let mut add =
+            |message: String, invalid: bool| w.push(CertificateWarning { message, invalid });
+        if self.not_before > now {
+            add(
+                format!(
+                    "the certificate is not valid before {}",
+                    date(self.not_before)
+                ),
+                true,
+            );
+        }
+        let days = self.days_left(now);
+        if self.not_after <= now {
+            add(
+                format!(
+                    "the certificate expired on {}: Entra ID answers AADSTS7000274 (fix: make a new one with `exgate cert new` and register it)",
+                    date(self.not_after)
+                ),
+                true,
+            );
+        } else if days < 30 {
+            add(
+                format!(
+                    "the certificate expires in {days} days ({}): register a new one before then",
+                    date(self.not_after)
+                ),
+                false,
+            );
+        }
+        match self.key_bits {
+            Some(b) if b < 2048 => {
+                add("the key is under 2048 bits: Entra ID refuses it".into(), true);
+            }
+            Some(_) => {}
+            None => add(
+                "the key is not RSA: fine for a TLS server certificate, but Entra ID takes only RSA certificates for an application".into(),
+                false,
+            ),
+        }
+        w
     }
 
     /// A `keyCredentials` entry for the application manifest: `customKeyIdentifier` = base64

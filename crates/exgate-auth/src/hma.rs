@@ -75,6 +75,23 @@ impl HmaChallenge {
         })
     }
 
+    /// Fills in what `settings` does not set from this challenge: the authority host (of
+    /// `authorization_uri`) and the tenant (its path, or `trusted_issuers`). What the settings
+    /// name wins (a sovereign cloud, an emulator, a known tenant).
+    pub fn fill_authority(&self, settings: &mut crate::AuthSettings) -> Result<(), ConfigError> {
+        if settings.authority_host.is_some() && settings.tenant.is_some() {
+            return Ok(());
+        }
+        let authority = self.authority(settings.endpoint.unwrap_or_default())?;
+        if settings.authority_host.is_none() {
+            settings.authority_host = Some(authority.host().to_string());
+        }
+        if settings.tenant.is_none() {
+            settings.tenant = Some(authority.tenant().to_string());
+        }
+        Ok(())
+    }
+
     /// The authority to request the token from: the host of `authorization_uri`, and its tenant
     /// unless that is `common`, in which case the tenant from `trusted_issuers`.
     pub fn authority(&self, version: EndpointVersion) -> Result<Authority, ConfigError> {
@@ -182,6 +199,32 @@ mod tests {
         );
         assert_eq!(h.tenant_from_issuers(), None);
         assert_eq!(h.other_schemes, vec!["Basic"]);
+    }
+
+    #[test]
+    fn fill_authority_keeps_what_the_settings_name() {
+        let ch = parse_www_authenticate([ONPREM]);
+        let h = HmaChallenge::from_challenges(&ch).expect("bearer");
+        let mut s = crate::AuthSettings::default();
+        h.fill_authority(&mut s).expect("fills");
+        assert_eq!(
+            s.authority_host.as_deref().map(|h| h.trim_end_matches('/')),
+            Some("https://login.windows.net")
+        );
+        assert_eq!(
+            s.tenant.as_deref(),
+            Some("5de110f8-2e0f-4d45-891d-bcf2218e253d")
+        );
+        let mut s = crate::AuthSettings {
+            authority_host: Some("https://localhost:8443".into()),
+            ..crate::AuthSettings::default()
+        };
+        h.fill_authority(&mut s).expect("fills");
+        assert_eq!(s.authority_host.as_deref(), Some("https://localhost:8443"));
+        assert_eq!(
+            s.tenant.as_deref(),
+            Some("5de110f8-2e0f-4d45-891d-bcf2218e253d")
+        );
     }
 
     #[test]

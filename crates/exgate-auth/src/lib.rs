@@ -44,8 +44,9 @@ pub use assertion::{AssertionAlgorithm, AssertionClaims, AssertionOptions, build
 pub use authority::{Authority, EndpointVersion, OpenIdConfiguration, PUBLIC_CLOUD_HOST};
 pub use cache::{CacheKey, CachePolicy, Clock, TokenCache, system_clock};
 pub use certificate::{
-    CertificateInfo, ClientCertificate, GeneratedCertificate, KeyAlgorithm, generate_certificate,
-    generate_self_signed, generate_with_names, load_certificate_info, random_password, write_pfx,
+    CertificateInfo, CertificateWarning, ClientCertificate, GeneratedCertificate, KeyAlgorithm,
+    generate_certificate, generate_self_signed, generate_with_names, load_certificate_info,
+    random_password, write_pfx,
 };
 pub use client::{
     ClientAuth, DEVICE_CODE_GRANT, DeviceCodeInfo, Grant, HttpOptions, JWT_BEARER, RetryPolicy,

@@ -257,3 +257,40 @@ proptest::proptest! {
         let _ = parse_subject(&s);
     }
 }
+
+#[test]
+fn warnings_say_what_entra_id_refuses() {
+    let pw = SecretString::from("x");
+    let g = generate_self_signed("CN=w", 2048, 10, &pw).expect("generates");
+    let now = OffsetDateTime::now_utc();
+    let w = g.info.warnings(now);
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].message.contains("expires in") && !w[0].invalid);
+    let later = g.info.warnings(now + time::Duration::days(400));
+    assert!(
+        later
+            .iter()
+            .any(|w| w.invalid && w.message.contains("AADSTS7000274"))
+    );
+    let earlier = g.info.warnings(now - time::Duration::days(1));
+    assert!(
+        earlier
+            .iter()
+            .any(|w| w.invalid && w.message.contains("not valid before"))
+    );
+    let long = generate_self_signed("CN=w", 2048, 365, &pw).expect("generates");
+    assert!(long.info.warnings(now).is_empty());
+    let ec = generate_certificate(
+        "CN=w",
+        KeyAlgorithm::EcdsaP256,
+        365,
+        &pw,
+        &["localhost".to_owned()],
+    )
+    .expect("generates");
+    let w = ec.info.warnings(now);
+    assert!(
+        w.len() == 1 && !w[0].invalid && w[0].message.contains("not RSA"),
+        "{w:?}"
+    );
+}

@@ -196,34 +196,9 @@ fn print_info(info: &CertificateInfo) {
 }
 
 fn warnings(info: &CertificateInfo) -> (Vec<String>, bool) {
-    let days = info.days_left_now();
-    let now = exgate_auth::reexports::time::OffsetDateTime::now_utc();
-    let mut w = Vec::new();
-    let mut invalid = false;
-    if info.not_before > now {
-        w.push(format!(
-            "the certificate is not valid before {}",
-            crate::exit::rfc3339(info.not_before)
-        ));
-        invalid = true;
-    }
-    if info.not_after <= now {
-        w.push(format!(
-            "the certificate expired on {}: Entra ID answers AADSTS7000274 (fix: make a new one with `exgate cert new` and register it)",
-            crate::exit::rfc3339(info.not_after)
-        ));
-        invalid = true;
-    } else if days < 30 {
-        w.push(format!(
-            "the certificate expires in {days} days ({}): register a new one before then",
-            crate::exit::rfc3339(info.not_after)
-        ));
-    }
-    if info.key_bits.is_some_and(|b| b < 2048) {
-        w.push("the key is under 2048 bits: Entra ID refuses it".into());
-        invalid = true;
-    }
-    (w, invalid)
+    let w = info.warnings(exgate_auth::reexports::time::OffsetDateTime::now_utc());
+    let invalid = w.iter().any(|w| w.invalid);
+    (w.into_iter().map(|w| w.message).collect(), invalid)
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {

@@ -243,13 +243,7 @@ async fn sign_in(
                 "the sign-in probe needs the authority: no namespace answered with a Bearer challenge naming it (fix: give --tenant and --authority-host, or fix the findings of the live probe first)"
             );
         };
-        let authority = challenge.authority(settings.endpoint.unwrap_or_default())?;
-        if settings.authority_host.is_none() {
-            settings.authority_host = Some(authority.host().to_string());
-        }
-        if settings.tenant.is_none() {
-            settings.tenant = Some(authority.tenant().to_string());
-        }
+        challenge.fill_authority(&mut settings)?;
     }
     let delegated = settings.flow()?.is_delegated();
     let prompt: exgate_auth::DevicePrompt = std::sync::Arc::new(|info| {

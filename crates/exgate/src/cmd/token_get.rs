@@ -100,8 +100,8 @@ struct Options {
     /// Store key file (mode 0600); default: the EXGATE_TOKEN_STORE_KEY variable.
     #[arg(long)]
     store_key_file: Option<PathBuf>,
-    /// On-premises EWS URL: probe its Bearer challenge (Hybrid Modern Auth) for the authority and
-    /// request a token for that host.
+    /// On-premises EWS URL: probe its Bearer challenge (Hybrid Modern Auth) for the authority
+    /// and tenant (unless --authority-host/--tenant name them) and request a token for that host.
     #[arg(long)]
     hma_url: Option<Url>,
     /// With --hma-url: a delegated token (EWS.AccessAsUser.All) instead of app-only (.default).
@@ -202,9 +202,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         let client = exgate_auth::build_http_client(&http)?;
         let challenge = exgate_auth::probe(&client, ews).await?;
-        let authority = challenge.authority(settings.endpoint.unwrap_or_default())?;
-        settings.authority_host = Some(authority.host().to_string());
-        settings.tenant = Some(authority.tenant().to_string());
+        challenge.fill_authority(&mut settings)?;
         request = exgate_auth::on_prem_request(ews, args.delegated);
         hma_summary = Some(challenge);
     }
