@@ -51,7 +51,7 @@ const BYE_CLOSED: &str = "* BYE Connection is closed. 13";
 const UIDVALIDITY_SALT: &[u8] = b"imap-uidvalidity";
 
 /// How the IMAP endpoint runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ImapOptions {
     /// The server name whose UTF-16 base64 closes the greeting, as Exchange names its back end.
     pub host: String,
@@ -59,6 +59,22 @@ pub struct ImapOptions {
     pub read_timeout: Duration,
     /// Concurrent connections; beyond them a connection gets `* BYE` after the handshake.
     pub max_connections: usize,
+    /// Asked on each new connection for an injected fault (`[[faults]]`).
+    pub on_connect: Option<crate::line_faults::ConnectHook>,
+}
+
+impl std::fmt::Debug for ImapOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImapOptions")
+            .field("host", &self.host)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "on_connect",
+                &crate::line_faults::hook_debug(&self.on_connect),
+            )
+            .finish()
+    }
 }
 
 impl Default for ImapOptions {
@@ -68,6 +84,7 @@ impl Default for ImapOptions {
             // RFC 9051's autologout timer is at least 30 minutes.
             read_timeout: Duration::from_secs(30 * 60),
             max_connections: 64,
+            on_connect: None,
         }
     }
 }
@@ -1762,10 +1779,20 @@ async fn connection(
     opts: Arc<ImapOptions>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    let injected = match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+        crate::line_faults::Before::Proceed => None,
+        crate::line_faults::Before::Stop => return,
+        crate::line_faults::Before::Reply(text) => Some(text),
+    };
     let Ok(Ok(mut secure)) = tokio::time::timeout(opts.read_timeout, tls.accept(stream)).await
     else {
         return;
     };
+    if let Some(text) = injected {
+        let _ = send(&mut secure, &line(&text)).await;
+        let _ = secure.shutdown().await;
+        return;
+    }
     if permit.is_none() {
         let _ = send(&mut secure, &line("* BYE Too many concurrent connections.")).await;
         let _ = secure.shutdown().await;

@@ -20,6 +20,7 @@ mod ews;
 mod graph;
 mod imap;
 mod imap_search;
+mod line_faults;
 mod ntlm;
 mod odata;
 mod pop;
@@ -40,6 +41,7 @@ pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
 pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
 pub use imap::{CAPABILITIES as IMAP_CAPABILITIES, ImapOptions, serve_imap};
+pub use line_faults::{ConnectAction, ConnectFault, ConnectHook};
 /// The secret type of [`Directory::windows_password`].
 pub use pop::{
     CAPABILITIES as POP_CAPABILITIES, LOGON_FAILURE as POP_LOGON_FAILURE, PopOptions, serve_pop,

@@ -37,7 +37,7 @@ pub const LOGON_FAILURE: &str = "-ERR Logon failure: unknown user name or bad pa
 pub const CAPABILITIES: &[&str] = &["TOP", "UIDL", "SASL PLAIN XOAUTH2", "USER"];
 
 /// How the POP3 endpoint runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PopOptions {
     /// The server name in the greeting.
     pub host: String,
@@ -45,6 +45,22 @@ pub struct PopOptions {
     pub read_timeout: Duration,
     /// Concurrent connections.
     pub max_connections: usize,
+    /// Asked on each new connection for an injected fault (`[[faults]]`).
+    pub on_connect: Option<crate::line_faults::ConnectHook>,
+}
+
+impl std::fmt::Debug for PopOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PopOptions")
+            .field("host", &self.host)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "on_connect",
+                &crate::line_faults::hook_debug(&self.on_connect),
+            )
+            .finish()
+    }
 }
 
 impl Default for PopOptions {
@@ -53,6 +69,7 @@ impl Default for PopOptions {
             host: "outlook.office365.com".into(),
             read_timeout: Duration::from_secs(600),
             max_connections: 64,
+            on_connect: None,
         }
     }
 }
@@ -404,10 +421,20 @@ async fn connection(
     opts: Arc<PopOptions>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
+    let injected = match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+        crate::line_faults::Before::Proceed => None,
+        crate::line_faults::Before::Stop => return,
+        crate::line_faults::Before::Reply(text) => Some(text),
+    };
     let Ok(Ok(mut secure)) = tokio::time::timeout(opts.read_timeout, tls.accept(stream)).await
     else {
         return;
     };
+    if let Some(text) = injected {
+        let _ = send(&mut secure, &line(&text)).await;
+        let _ = secure.shutdown().await;
+        return;
+    }
     if permit.is_none() {
         let _ = send(&mut secure, &line("-ERR Too many concurrent connections.")).await;
         let _ = secure.shutdown().await;

@@ -52,7 +52,7 @@ const SEND_AS_DENIED: &str =
 const CLOSING: &str = "221 2.0.0 Service closing transmission channel";
 
 /// How the SMTP endpoint runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SmtpOptions {
     /// The server name in the greeting and in replies (`[<host>]`).
     pub host: String,
@@ -60,6 +60,22 @@ pub struct SmtpOptions {
     pub read_timeout: Duration,
     /// Concurrent connections; beyond them a connection gets `421 4.3.2` and is closed.
     pub max_connections: usize,
+    /// Asked on each new connection for an injected fault (`[[faults]]`).
+    pub on_connect: Option<crate::line_faults::ConnectHook>,
+}
+
+impl std::fmt::Debug for SmtpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpOptions")
+            .field("host", &self.host)
+            .field("read_timeout", &self.read_timeout)
+            .field("max_connections", &self.max_connections)
+            .field(
+                "on_connect",
+                &crate::line_faults::hook_debug(&self.on_connect),
+            )
+            .finish()
+    }
 }
 
 impl Default for SmtpOptions {
@@ -68,6 +84,7 @@ impl Default for SmtpOptions {
             host: "localhost".to_owned(),
             read_timeout: Duration::from_secs(300),
             max_connections: 64,
+            on_connect: None,
         }
     }
 }
@@ -949,6 +966,16 @@ async fn connection(
     tls: tokio_rustls::TlsAcceptor,
     opts: Arc<SmtpOptions>,
 ) {
+    let mut stream = stream;
+    match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+        crate::line_faults::Before::Proceed => {}
+        crate::line_faults::Before::Stop => return,
+        crate::line_faults::Before::Reply(text) => {
+            let _ = send(&mut stream, &line(&text)).await;
+            let _ = stream.shutdown().await;
+            return;
+        }
+    }
     let st = &state.inner;
     Counters::bump(&st.counters.smtp_sessions);
     let mut session = Session::new(&opts.host);

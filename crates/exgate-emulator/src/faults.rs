@@ -1,7 +1,9 @@
 //! Injected faults and latency (`[[faults]]` in a scenario): a status with or without
 //! `Retry-After`, a hang, a connection dropped mid-answer, or added latency, on one kind of
-//! endpoint, for a window of its requests and a fraction of them. The HTTP planes only (token,
-//! authorize and device-code, EWS, Graph, Autodiscover).
+//! endpoint, for a window of its requests and a fraction of them. On the HTTP planes (token,
+//! authorize and device-code, EWS, Graph, Autodiscover) per request; on SMTP, IMAP and POP per
+//! connection, where a fault is a hang, a reset, latency before the greeting, or another
+//! greeting (`reply`, e.g. `421 4.3.2 ...`) after which the server closes.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +29,14 @@ pub enum FaultEndpoint {
     Graph,
     /// Any Autodiscover path.
     Autodiscover,
-    /// Every request.
+    /// Every HTTP request.
     Any,
+    /// Each SMTP submission connection.
+    Smtp,
+    /// Each IMAP4 connection.
+    Imap,
+    /// Each POP3 connection.
+    Pop,
 }
 
 impl FaultEndpoint {
@@ -43,7 +51,16 @@ impl FaultEndpoint {
             FaultEndpoint::Graph => l.starts_with("/v1.0/") || l.starts_with("/beta/"),
             FaultEndpoint::Autodiscover => l.contains("autodiscover"),
             FaultEndpoint::Any => !l.starts_with("/_exgate/"),
+            FaultEndpoint::Smtp | FaultEndpoint::Imap | FaultEndpoint::Pop => false,
         }
+    }
+
+    /// A line protocol's connections, not HTTP requests.
+    fn is_line(self) -> bool {
+        matches!(
+            self,
+            FaultEndpoint::Smtp | FaultEndpoint::Imap | FaultEndpoint::Pop
+        )
     }
 }
 
@@ -58,6 +75,7 @@ pub(crate) struct RawFault {
     hang: bool,
     #[serde(default)]
     reset: bool,
+    reply: Option<String>,
     #[serde(default)]
     latency_ms: u64,
     #[serde(default)]
@@ -84,6 +102,8 @@ pub enum FaultAction {
     Reset,
     /// Only the added latency: the real answer follows.
     Delay,
+    /// SMTP, IMAP, POP: this line instead of the greeting, then the server closes.
+    Reply(String),
 }
 
 /// One injected fault.
@@ -109,16 +129,39 @@ pub struct Fault {
 impl Fault {
     /// Validates a `[[faults]]` table: `Err((field, message, fix))`.
     pub(crate) fn from_raw(r: &RawFault) -> Result<Fault, (&'static str, String, &'static str)> {
-        let chosen = [r.status.is_some(), r.hang, r.reset]
+        let chosen = [r.status.is_some(), r.hang, r.reset, r.reply.is_some()]
             .iter()
             .filter(|b| **b)
             .count();
         if chosen > 1 {
             return Err((
                 "status",
-                "a fault is one of status, hang or reset".into(),
+                "a fault is one of status, reply, hang or reset".into(),
                 "write one [[faults]] table per behaviour",
             ));
+        }
+        if r.endpoint.is_line() && r.status.is_some() {
+            return Err((
+                "status",
+                "SMTP, IMAP and POP have no HTTP status".into(),
+                "use reply = \"421 4.3.2 Service not available\" (SMTP), \"* BYE ...\" (IMAP) or \"-ERR ...\" (POP)",
+            ));
+        }
+        if let Some(reply) = &r.reply {
+            if !r.endpoint.is_line() {
+                return Err((
+                    "reply",
+                    "reply is the greeting of an SMTP, IMAP or POP connection".into(),
+                    "use status for HTTP endpoints, or endpoint = \"smtp\", \"imap\" or \"pop\"",
+                ));
+            }
+            if reply.is_empty() || reply.len() > 512 || reply.chars().any(|c| c.is_control()) {
+                return Err((
+                    "reply",
+                    "the reply must be one line of at most 512 characters".into(),
+                    "write the line without CR or LF, e.g. \"421 4.3.2 Service not available\"",
+                ));
+            }
         }
         if let Some(s) = r.status
             && !(100..=599).contains(&s)
@@ -144,19 +187,20 @@ impl Fault {
                 "use a fraction such as 0.25",
             ));
         }
-        let action = match (r.status, r.hang, r.reset) {
-            (Some(status), _, _) => FaultAction::Status {
+        let action = match (r.status, r.hang, r.reset, &r.reply) {
+            (Some(status), _, _, _) => FaultAction::Status {
                 status,
                 retry_after: r.retry_after,
             },
-            (None, true, _) => FaultAction::Hang,
-            (None, false, true) => FaultAction::Reset,
-            (None, false, false) if r.latency_ms > 0 || r.jitter_ms > 0 => FaultAction::Delay,
-            (None, false, false) => {
+            (None, _, _, Some(reply)) => FaultAction::Reply(reply.clone()),
+            (None, true, _, None) => FaultAction::Hang,
+            (None, false, true, None) => FaultAction::Reset,
+            (None, false, false, None) if r.latency_ms > 0 || r.jitter_ms > 0 => FaultAction::Delay,
+            (None, false, false, None) => {
                 return Err((
                     "endpoint",
                     "the fault does nothing".into(),
-                    "add status, hang = true, reset = true or latency_ms",
+                    "add status (HTTP), reply (SMTP/IMAP/POP), hang = true, reset = true or latency_ms",
                 ));
             }
         };
@@ -229,12 +273,60 @@ pub(crate) async fn layer(
             }
             resp
         }
+        // Line endpoints never match an HTTP path.
+        FaultAction::Reply(_) => next.run(req).await,
         FaultAction::Reset => {
             // The accept loop sees this marker and drops the connection without an answer.
             let mut resp = StatusCode::INTERNAL_SERVER_ERROR.into_response();
             resp.extensions_mut().insert(InjectedReset);
             resp
         }
+    }
+}
+
+/// The hook a line server (SMTP, IMAP, POP) asks on each connection: the first of `faults` for
+/// `endpoint` that applies to this connection (counted per fault, as requests are). `None` when
+/// no fault names the endpoint.
+pub(crate) fn connect_hook(
+    faults: &[Fault],
+    endpoint: FaultEndpoint,
+) -> Option<exgate_emulator_exchange::ConnectHook> {
+    let mine: Vec<Fault> = faults
+        .iter()
+        .filter(|f| f.endpoint == endpoint)
+        .cloned()
+        .collect();
+    if mine.is_empty() {
+        return None;
+    }
+    Some(Arc::new(move || {
+        let mut acting = None;
+        for f in &mine {
+            let n = f.seen.fetch_add(1, Ordering::Relaxed);
+            if acting.is_none() && f.applies(n) {
+                acting = Some(f);
+            }
+        }
+        let f = acting?;
+        let delay = f.latency + jitter(f.jitter);
+        use exgate_emulator_exchange::ConnectAction as A;
+        let action = match &f.action {
+            FaultAction::Hang => A::Hang,
+            FaultAction::Reset => A::Reset,
+            FaultAction::Reply(text) => A::Reply(text.clone()),
+            FaultAction::Delay | FaultAction::Status { .. } => A::Proceed,
+        };
+        Some(exgate_emulator_exchange::ConnectFault { action, delay })
+    }))
+}
+
+fn jitter(j: Duration) -> Duration {
+    if j.is_zero() {
+        Duration::ZERO
+    } else {
+        Duration::from_nanos(
+            u64::try_from(j.as_nanos()).unwrap_or(u64::MAX) / 1000 * rand_unit_thousandths(),
+        )
     }
 }
 
@@ -288,5 +380,62 @@ mod tests {
         assert!(FaultEndpoint::Autodiscover.matches("/autodiscover/autodiscover.xml"));
         assert!(!FaultEndpoint::Any.matches("/_exgate/stats"));
         assert!(!FaultEndpoint::Token.matches("/v1.0/users"));
+    }
+
+    fn raw(text: &str) -> Result<Fault, (&'static str, String, &'static str)> {
+        let r: RawFault = toml::from_str(text).expect("toml");
+        Fault::from_raw(&r)
+    }
+
+    #[test]
+    fn line_faults_are_validated_and_played_per_connection() {
+        assert_eq!(
+            raw("endpoint = \"smtp\"\nstatus = 503").unwrap_err().0,
+            "status"
+        );
+        assert_eq!(
+            raw("endpoint = \"ews\"\nreply = \"421 busy\"")
+                .unwrap_err()
+                .0,
+            "reply"
+        );
+        assert_eq!(
+            raw("endpoint = \"imap\"\nreply = \"* BYE a\\r\\nb\"")
+                .unwrap_err()
+                .0,
+            "reply"
+        );
+        assert_eq!(
+            raw("endpoint = \"pop\"\nreply = \"-ERR x\"\nhang = true")
+                .unwrap_err()
+                .0,
+            "status"
+        );
+        let faults = vec![
+            raw("endpoint = \"smtp\"\nreply = \"421 4.3.2 busy\"\ncount = 2").unwrap(),
+            raw("endpoint = \"pop\"\nreset = true\nfrom = 1\ncount = 1").unwrap(),
+            raw("endpoint = \"imap\"\nlatency_ms = 5").unwrap(),
+        ];
+        let smtp = connect_hook(&faults, FaultEndpoint::Smtp).expect("smtp hook");
+        let seen: Vec<_> = (0..3).map(|_| smtp().map(|f| f.action)).collect();
+        use exgate_emulator_exchange::ConnectAction as A;
+        assert_eq!(
+            seen,
+            [
+                Some(A::Reply("421 4.3.2 busy".into())),
+                Some(A::Reply("421 4.3.2 busy".into())),
+                None
+            ]
+        );
+        let pop = connect_hook(&faults, FaultEndpoint::Pop).expect("pop hook");
+        let seen: Vec<_> = (0..3).map(|_| pop().map(|f| f.action)).collect();
+        assert_eq!(seen, [None, Some(A::Reset), None]);
+        let imap = connect_hook(&faults, FaultEndpoint::Imap).expect("imap hook");
+        let f = imap().expect("delay");
+        assert_eq!(f.action, A::Proceed);
+        assert_eq!(f.delay, Duration::from_millis(5));
+        // No fault for HTTP paths, and no hook without a fault.
+        assert!(!FaultEndpoint::Smtp.matches("/EWS/Exchange.asmx"));
+        assert!(connect_hook(&faults[..1], FaultEndpoint::Pop).is_none());
     }
 }

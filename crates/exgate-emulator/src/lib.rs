@@ -267,7 +267,13 @@ impl Emulator {
                         state.clone(),
                         l,
                         config,
-                        exgate_emulator_exchange::SmtpOptions::default(),
+                        exgate_emulator_exchange::SmtpOptions {
+                            on_connect: faults::connect_hook(
+                                &injected,
+                                faults::FaultEndpoint::Smtp,
+                            ),
+                            ..Default::default()
+                        },
                         stop,
                     )
                 })
@@ -282,7 +288,10 @@ impl Emulator {
                         state.clone(),
                         l,
                         config,
-                        exgate_emulator_exchange::PopOptions::default(),
+                        exgate_emulator_exchange::PopOptions {
+                            on_connect: faults::connect_hook(&injected, faults::FaultEndpoint::Pop),
+                            ..Default::default()
+                        },
                         stop,
                     )
                 })
@@ -297,7 +306,13 @@ impl Emulator {
                         state.clone(),
                         l,
                         config,
-                        exgate_emulator_exchange::ImapOptions::default(),
+                        exgate_emulator_exchange::ImapOptions {
+                            on_connect: faults::connect_hook(
+                                &injected,
+                                faults::FaultEndpoint::Imap,
+                            ),
+                            ..Default::default()
+                        },
                         stop,
                     )
                 })

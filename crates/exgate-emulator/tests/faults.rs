@@ -97,7 +97,7 @@ fn a_fault_that_is_two_things_at_once_is_refused_with_its_field() {
     .unwrap_err()
     .to_string();
     assert!(
-        err.contains("status") && err.contains("one of status, hang or reset"),
+        err.contains("status") && err.contains("one of status, reply, hang or reset"),
         "{err}"
     );
     let err = exgate_emulator::Scenario::from_toml_str(
@@ -106,5 +106,9 @@ fn a_fault_that_is_two_things_at_once_is_refused_with_its_field() {
     )
     .unwrap_err()
     .to_string();
-    assert!(err.contains("smtp") || err.contains("endpoint"), "{err}");
+    // SMTP takes faults, but not an HTTP status: the error says what to write instead.
+    assert!(
+        err.contains("no HTTP status") && err.contains("reply = "),
+        "{err}"
+    );
 }

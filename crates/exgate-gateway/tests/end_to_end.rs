@@ -94,7 +94,13 @@ async fn bed() -> Bed {
 }
 
 async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
-    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("scenario.toml")).unwrap();
+    bed_from(token_lifetime, "").await
+}
+
+/// A bed whose scenario has `extra` appended (`[[faults]]`).
+async fn bed_from(token_lifetime: Option<Duration>, extra: &str) -> Bed {
+    let text = format!("{SCENARIO}\n{extra}");
+    let scenario = Scenario::from_toml_str(&text, Path::new("scenario.toml")).unwrap();
     let emulator = Emulator::start(
         scenario,
         EmulatorOptions {
@@ -793,5 +799,47 @@ async fn an_account_without_oauth_upstream_signs_in_with_its_own_password() {
     .await;
     let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
     assert!(spool.list().unwrap().is_empty());
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_busy_twice_then_the_message_is_delivered_once() {
+    // The emulator's fault injection: the first two SMTP connections get Exchange's "busy"
+    // greeting and are closed.
+    let bed = bed_from(
+        None,
+        "[[faults]]\nendpoint = \"smtp\"\nreply = \"421 4.3.2 Service not available, closing transmission channel\"\ncount = 2\n",
+    )
+    .await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    let t = submit(
+        &bed.smtp(gw.addresses().smtp[0], false),
+        &login("scanner", SCANNER_PW),
+        &message(600, "scanner@contoso.com"),
+        &none,
+    )
+    .await;
+    assert!(t.ok(), "{t:?}");
+    let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    wait_for("a deferral after the 421", async || {
+        spool
+            .list()
+            .unwrap()
+            .first()
+            .is_some_and(|e| e.attempts >= 1)
+    })
+    .await;
+    let env = spool.list().unwrap().first().cloned();
+    if let Some(env) = env {
+        assert!(
+            env.last_error.as_deref().unwrap_or("").contains("421"),
+            "{env:?}"
+        );
+    }
+    wait_for("the spool to drain", async || gw.queue_depth() == 0).await;
+    assert_eq!(bed.inbox(&gw).await, Some(before + 1));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(bed.inbox(&gw).await, Some(before + 1));
     gw.shutdown(Duration::from_secs(5)).await;
 }
