@@ -281,3 +281,44 @@ def test_extended_mapi_properties_read_through_exchangelib(exchange):
     finally:
         Message.deregister("mapi_size")
         Message.deregister("mapi_message_id")
+
+
+def test_mark_read_move_and_copy(exchange):
+    """What sync tools do after reading: UpdateItem of IsRead, MoveItem, CopyItem."""
+    acc = exchange.account("user@contoso.com")
+    drafts = acc.drafts.total_count
+    trash = acc.trash.total_count
+    m = Message(account=acc, folder=acc.drafts, subject="probe move", body="x")
+    m.save()
+    m.is_read = False
+    m.save(update_fields=["is_read"])
+    acc.drafts.refresh()
+    assert acc.drafts.unread_count >= 1
+    fetched = acc.drafts.get(id=m.id)
+    assert fetched.is_read is False
+    fetched.is_read = True
+    fetched.save(update_fields=["is_read"])
+    assert acc.drafts.get(id=m.id).is_read is True
+    # Move: the item leaves Drafts for Deleted Items and gets a new id there.
+    old_id = m.id
+    m.move(acc.trash)
+    assert m.id and m.id != old_id
+    acc.drafts.refresh()
+    acc.trash.refresh()
+    assert acc.drafts.total_count == drafts
+    assert acc.trash.total_count == trash + 1
+    moved = acc.trash.get(id=m.id)
+    assert moved.subject == "probe move" and moved.is_read is True
+    # Copy back: both folders hold it.
+    copy_id = m.copy(acc.drafts)
+    acc.drafts.refresh()
+    acc.trash.refresh()
+    assert acc.drafts.total_count == drafts + 1
+    assert acc.trash.total_count == trash + 1
+    assert copy_id
+    copies = [i for i in acc.drafts.all().only("subject") if i.subject == "probe move"]
+    assert len(copies) == 1
+    for item in (copies[0], acc.trash.get(id=m.id)):
+        item.delete()
+    acc.drafts.refresh()
+    assert acc.drafts.total_count == drafts

@@ -285,6 +285,9 @@ fn dispatch(st: &Inner, site: Site, principal: &Principal, body: &[u8]) -> Resul
         "SyncFolderItems" => sync_folder_items(&ctx, op)?,
         "CreateItem" => create_item(&ctx, op),
         "DeleteItem" => delete_item(&ctx, op)?,
+        "MoveItem" => move_or_copy_item(&ctx, op, "MoveItem", false)?,
+        "CopyItem" => move_or_copy_item(&ctx, op, "CopyItem", true)?,
+        "UpdateItem" => update_item(&ctx, op)?,
         "ConvertId" => convert_id(&ctx, op),
         "ResolveNames" => resolve_names(&ctx, op),
         other => {
@@ -1448,6 +1451,179 @@ fn delete_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
         ));
     }
     Ok(operation_response("DeleteItem", msgs))
+}
+
+/// MoveItem and CopyItem: each item (or a copy) goes to `ToFolderId` of the same mailbox; the
+/// answer carries the new item's id (Exchange 2010 SP1 and later) unless `ReturnNewItemIds` is
+/// false. Ids of moved items change, as Exchange's do (they carry the folder).
+fn move_or_copy_item(ctx: &Ctx<'_>, op: &Element, name: &str, copy: bool) -> Result<String, Fault> {
+    let Some(to_el) = op.child("ToFolderId").and_then(|t| t.children.first()) else {
+        return Err(schema_fault(&format!(
+            "The element '{name}' has incomplete content. List of possible elements expected: 'ToFolderId'."
+        )));
+    };
+    let Some(ids) = op.child("ItemIds") else {
+        return Err(schema_fault(&format!(
+            "The element '{name}' has incomplete content. List of possible elements expected: 'ItemIds'."
+        )));
+    };
+    let return_ids = op.child_text("ReturnNewItemIds") != Some("false");
+    let target = folder_ref(ctx, to_el);
+    let mut msgs = Vec::new();
+    for el in &ids.children {
+        let Some(id) = el.attr("Id") else {
+            msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
+            continue;
+        };
+        let (i, f, n) = match resolve_id(ctx, id, b'I') {
+            Ok(x) => x,
+            Err((code, text)) => {
+                msgs.push(err(code, text));
+                continue;
+            }
+        };
+        let to = match &target {
+            FolderRef::Found(j, t) if *j == i => *t,
+            FolderRef::Found(..) => {
+                msgs.push(err(
+                    "ErrorAccessDenied",
+                    "Access is denied. Check credentials and try again.",
+                ));
+                continue;
+            }
+            FolderRef::Error(code, text) => {
+                msgs.push(Msg::Err {
+                    code,
+                    text: text.clone(),
+                    tail: "<m:Items/>".into(),
+                });
+                continue;
+            }
+        };
+        let taken = if copy {
+            ctx.st.message(i, f, n)
+        } else {
+            ctx.st.delete(i, f, n)
+        };
+        let Some(mut msg) = taken else {
+            msgs.push(err(
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            ));
+            continue;
+        };
+        msg.folder = to;
+        let Some(mbx) = ctx.st.mailbox(i) else {
+            msgs.push(err("ErrorNonExistentMailbox", NO_MAILBOX));
+            continue;
+        };
+        match ctx.st.store(msg) {
+            Some(stored) if return_ids => msgs.push(Msg::Ok(format!(
+                "<m:Items><t:Message><t:ItemId Id=\"{}\" ChangeKey=\"{}\"/></t:Message></m:Items>",
+                stored.item_id(mbx),
+                stored.change_key(mbx)
+            ))),
+            Some(_) => msgs.push(Msg::Ok("<m:Items/>".into())),
+            None => msgs.push(err(
+                "ErrorInternalServerError",
+                "The item could not be saved.",
+            )),
+        }
+    }
+    if msgs.is_empty() {
+        return Err(schema_fault(
+            "The element 'ItemIds' has incomplete content. List of possible elements expected: 'ItemId'.",
+        ));
+    }
+    Ok(operation_response(name, msgs))
+}
+
+/// UpdateItem of `message:IsRead` (what mail clients and sync tools send to mark messages read
+/// or unread). Other fields are refused with `ErrorInvalidRequest` naming them: the emulator
+/// keeps only the read state of an item.
+fn update_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
+    let Some(changes) = op.child("ItemChanges") else {
+        return Err(schema_fault(
+            "The element 'UpdateItem' has incomplete content. List of possible elements expected: 'ItemChanges'.",
+        ));
+    };
+    let mut msgs = Vec::new();
+    for change in &changes.children {
+        let Some(id) = change.child("ItemId").and_then(|e| e.attr("Id")) else {
+            msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
+            continue;
+        };
+        let (i, f, n) = match resolve_id(ctx, id, b'I') {
+            Ok(x) => x,
+            Err((code, text)) => {
+                msgs.push(err(code, text));
+                continue;
+            }
+        };
+        let mut read = None;
+        let mut other = None;
+        for u in change
+            .child("Updates")
+            .map(|u| u.children.as_slice())
+            .unwrap_or_default()
+        {
+            let field = u
+                .child("FieldURI")
+                .and_then(|f| f.attr("FieldURI"))
+                .unwrap_or_default();
+            match (u.name.as_str(), field) {
+                ("SetItemField", "message:IsRead") => {
+                    let value = u
+                        .child("Message")
+                        .and_then(|m| m.child_text("IsRead"))
+                        .unwrap_or_default();
+                    read = match value {
+                        "true" | "1" => Some(true),
+                        "false" | "0" => Some(false),
+                        _ => {
+                            other = Some("message:IsRead (not a boolean)".to_owned());
+                            None
+                        }
+                    };
+                }
+                (kind, f) => other = Some(format!("{kind} {f}")),
+            }
+        }
+        if let Some(o) = other {
+            msgs.push(err(
+                "ErrorInvalidRequest",
+                format!(
+                    "The request is invalid: the emulator updates only message:IsRead, not {o}."
+                ),
+            ));
+            continue;
+        }
+        let Some(msg) = ctx.st.message(i, f, n) else {
+            msgs.push(err(
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            ));
+            continue;
+        };
+        if let Some(r) = read {
+            ctx.st.overlay.set_read(i, f, n, r);
+        }
+        let Some(mbx) = ctx.st.mailbox(i) else {
+            msgs.push(err("ErrorNonExistentMailbox", NO_MAILBOX));
+            continue;
+        };
+        msgs.push(Msg::Ok(format!(
+            "<m:Items><t:Message><t:ItemId Id=\"{}\" ChangeKey=\"{}\"/></t:Message></m:Items><m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>",
+            msg.item_id(mbx),
+            msg.change_key(mbx)
+        )));
+    }
+    if msgs.is_empty() {
+        return Err(schema_fault(
+            "The element 'ItemChanges' has incomplete content. List of possible elements expected: 'ItemChange'.",
+        ));
+    }
+    Ok(operation_response("UpdateItem", msgs))
 }
 
 fn convert_id(ctx: &Ctx<'_>, op: &Element) -> String {

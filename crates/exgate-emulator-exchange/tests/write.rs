@@ -689,3 +689,87 @@ async fn graph_move_and_copy_give_new_ids_and_retire_a_moved_id() {
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn ews_move_copy_and_mark_read_and_their_refusals() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
+    let id = attr(&r.body, "Id").expect("created id");
+    // Mark unread: UpdateItem of message:IsRead.
+    let update = |id: &str, field: &str, value: &str| {
+        format!(
+            r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="AutoResolve"><m:ItemChanges><t:ItemChange><t:ItemId Id="{id}"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="{field}"/><t:Message><t:IsRead>{value}</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#
+        )
+    };
+    let r = h
+        .ews(&app(), &soap(&who, &update(&id, "message:IsRead", "false")))
+        .await;
+    assert!(
+        r.body.contains("<m:UpdateItemResponseMessage ResponseClass=\"Success\"><m:ResponseCode>NoError</m:ResponseCode><m:Items><t:Message><t:ItemId")
+            && r.body.contains("<m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>"),
+        "{}",
+        r.body
+    );
+    let r = h
+        .ews(&app(), &soap(&who, &get_folder("drafts", None)))
+        .await;
+    assert_eq!(
+        tag(&r.body, "UnreadCount").as_deref(),
+        Some("1"),
+        "{}",
+        r.body
+    );
+    // Another field is refused, naming it.
+    let r = h
+        .ews(&app(), &soap(&who, &update(&id, "item:Subject", "x")))
+        .await;
+    assert!(
+        r.body.contains("ErrorInvalidRequest") && r.body.contains("item:Subject"),
+        "{}",
+        r.body
+    );
+    // Move to Deleted Items: a new id there, gone from Drafts.
+    let mv = |op: &str, id: &str, folder: &str| {
+        format!(
+            r#"<m:{op}><m:ToFolderId><t:DistinguishedFolderId Id="{folder}"/></m:ToFolderId><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:{op}>"#
+        )
+    };
+    let r = h
+        .ews(&app(), &soap(&who, &mv("MoveItem", &id, "deleteditems")))
+        .await;
+    assert!(
+        r.body
+            .contains("<m:MoveItemResponseMessage ResponseClass=\"Success\""),
+        "{}",
+        r.body
+    );
+    let moved = attr(r.body.split("<m:Items>").nth(1).unwrap_or_default(), "Id").expect("new id");
+    assert_ne!(moved, id);
+    assert_eq!(ews_total(&h, &who, "drafts").await, "0");
+    assert_eq!(
+        listed(&h, &who, "deleteditems").await.0,
+        vec![moved.clone()]
+    );
+    // The old id is gone; a folder that does not exist is named.
+    let r = h
+        .ews(&app(), &soap(&who, &mv("MoveItem", &id, "inbox")))
+        .await;
+    assert!(r.body.contains("ErrorItemNotFound"), "{}", r.body);
+    let r = h
+        .ews(&app(), &soap(&who, &mv("CopyItem", &moved, "nosuchfolder")))
+        .await;
+    assert!(r.body.contains("ErrorFolderNotFound"), "{}", r.body);
+    // Copy back to Drafts: both hold it.
+    let r = h
+        .ews(&app(), &soap(&who, &mv("CopyItem", &moved, "drafts")))
+        .await;
+    assert!(
+        r.body
+            .contains("<m:CopyItemResponseMessage ResponseClass=\"Success\""),
+        "{}",
+        r.body
+    );
+    assert_eq!(ews_total(&h, &who, "drafts").await, "1");
+    assert_eq!(listed(&h, &who, "deleteditems").await.0, vec![moved]);
+}
