@@ -852,17 +852,23 @@ fn list_messages(
         })?,
         None => 0,
     };
-    if q.get("$search").is_some() {
-        return Err(gerr(
-            StatusCode::BAD_REQUEST,
-            "ErrorInvalidRestriction",
-            "$search is not supported by this server.",
-        ));
-    }
     let count = q
         .get("$count")
         .is_some_and(|c| c.eq_ignore_ascii_case("true"));
-    if q.get("$filter").is_some() || q.get("$orderby").is_some() {
+    if q.get("$search").is_some() {
+        // Graph: "You can't use $filter or $orderby in a search request" (Microsoft Graph,
+        // "Use the $search query parameter", messages).
+        for other in ["$filter", "$orderby"] {
+            if q.get(other).is_some() {
+                return Err(gerr(
+                    StatusCode::BAD_REQUEST,
+                    "BadRequest",
+                    format!("The query parameter '{other}' is not supported with '$search'."),
+                ));
+            }
+        }
+    }
+    if q.get("$filter").is_some() || q.get("$orderby").is_some() || q.get("$search").is_some() {
         return list_queried(
             st, i, m, folders, base, user_key, q, select, text, top, skip, count,
         );
@@ -913,6 +919,104 @@ fn list_messages(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// The terms of a `$search` value (`"pizza"`, `"subject:quarterly report"` quoted or not), ANDed
+/// as KQL does between bare terms: (property, text), property `None` for the default search
+/// properties of a message (from, subject, body).
+fn search_terms(value: &str) -> Vec<(Option<String>, String)> {
+    let v = value.trim();
+    let v = v
+        .strip_prefix('"')
+        .and_then(|x| x.strip_suffix('"'))
+        .unwrap_or(v);
+    let mut out = Vec::new();
+    let mut rest = v.trim();
+    while !rest.is_empty() {
+        // A term: `prop:value`, `prop:'quoted value'`, or a word.
+        let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+        let word = &rest[..end];
+        let (prop, text, used) = match word.split_once(':') {
+            Some((p, t)) if !p.is_empty() && p.chars().all(|c| c.is_ascii_alphabetic()) => {
+                let after = &rest[p.len() + 1..];
+                match after.chars().next() {
+                    Some(q @ ('\'' | '"')) => {
+                        let inner = &after[1..];
+                        match inner.find(q) {
+                            Some(close) => (
+                                Some(p.to_ascii_lowercase()),
+                                inner[..close].to_owned(),
+                                p.len() + 1 + close + 2,
+                            ),
+                            None => (Some(p.to_ascii_lowercase()), inner.to_owned(), rest.len()),
+                        }
+                    }
+                    _ => (Some(p.to_ascii_lowercase()), t.to_owned(), end),
+                }
+            }
+            _ => (None, word.to_owned(), end),
+        };
+        let and_keyword = prop.is_none() && text.eq_ignore_ascii_case("AND");
+        if !and_keyword && !text.is_empty() {
+            out.push((prop, text));
+        }
+        rest = rest.get(used..).unwrap_or("").trim_start();
+    }
+    out
+}
+
+/// Whether a message (as its Graph resource) holds a search term: a case-insensitive
+/// substring of the property (an approximation of Exchange's word and prefix matching).
+fn search_term_matches((prop, text): &(Option<String>, String), v: &Value) -> bool {
+    let needle = text.to_lowercase();
+    let has = |s: &str| s.to_lowercase().contains(&needle);
+    let str_at = |path: &[&str]| -> String {
+        let mut cur = v;
+        for p in path {
+            match cur.get(*p) {
+                Some(x) => cur = x,
+                None => return String::new(),
+            }
+        }
+        cur.as_str().unwrap_or_default().to_owned()
+    };
+    let people = |key: &str| -> String {
+        let mut out = String::new();
+        let list: Vec<&Value> = match v.get(key) {
+            Some(Value::Array(a)) => a.iter().collect(),
+            Some(o @ Value::Object(_)) => vec![o],
+            _ => Vec::new(),
+        };
+        for p in list {
+            if let Some(e) = p.get("emailAddress") {
+                for k in ["name", "address"] {
+                    out.push_str(e.get(k).and_then(Value::as_str).unwrap_or_default());
+                    out.push(' ');
+                }
+            }
+        }
+        out
+    };
+    let body = || {
+        let b = str_at(&["body", "content"]);
+        if b.is_empty() {
+            str_at(&["bodyPreview"])
+        } else {
+            b
+        }
+    };
+    match prop.as_deref() {
+        Some("subject") => has(&str_at(&["subject"])),
+        Some("body") => has(&body()),
+        Some("from") => has(&people("from")),
+        Some("to") => has(&people("toRecipients")),
+        Some("cc") => has(&people("ccRecipients")),
+        Some("participants") => {
+            has(&people("from")) || has(&people("toRecipients")) || has(&people("ccRecipients"))
+        }
+        // Unknown properties and bare words: the default search properties.
+        _ => has(&str_at(&["subject"])) || has(&body()) || has(&people("from")),
+    }
+}
+
 /// One page of a message list: its context, values, `@odata.count` when asked, and the next link
 /// keeping the query options (`$filter`, `$orderby`, `$select`, `$count`).
 fn page_body(
@@ -941,7 +1045,7 @@ fn page_body(
         {
             link.push_str(&format!("&%24select={}", enc(&s.join(","))));
         }
-        for key in ["$filter", "$orderby", "$select", "$count"] {
+        for key in ["$filter", "$orderby", "$select", "$count", "$search"] {
             if let Some(v) = q.get(key) {
                 link.push_str(&format!("&%24{}={}", &key[1..], enc(v)));
             }
@@ -1017,6 +1121,17 @@ fn list_queried(
     }
     if let Some(f) = &filter {
         all.retain(|v| crate::odata::matches(f, v));
+    }
+    if let Some(s) = q.get("$search") {
+        let terms = search_terms(s);
+        if terms.is_empty() {
+            return Err(gerr(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                "Syntax error: the $search value is empty.",
+            ));
+        }
+        all.retain(|v| terms.iter().all(|t| search_term_matches(t, v)));
     }
     if let Some(keys) = &orderby {
         all.sort_by(|a, b| crate::odata::order(a, b, keys));

@@ -806,3 +806,88 @@ async fn attachments_of_a_message_without_any() {
         .await;
     assert!(r.status.is_client_error());
 }
+
+#[tokio::test]
+async fn message_lists_take_search() {
+    let h = Harness::new();
+    let list = |q: &str| format!("/v1.0/users/bob@contoso.com/mailFolders/inbox/messages?{q}");
+    let all = h.get(&list("$top=1000"), Some(&reader())).await.json();
+    let all = all["value"].as_array().expect("value").clone();
+    // A word of the first message's subject: every hit holds it in subject, body or sender.
+    let subject = all[0]["subject"].as_str().expect("subject").to_owned();
+    let word = subject
+        .split_whitespace()
+        .max_by_key(|w| w.len())
+        .expect("a word")
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_owned();
+    let r = h
+        .get(
+            &list(&format!(
+                "$search=%22subject:{word}%22&$count=true&$top=1000"
+            )),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    let hits = v["value"].as_array().expect("value");
+    let expected = all
+        .iter()
+        .filter(|m| {
+            m["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .to_lowercase()
+                .contains(&word.to_lowercase())
+        })
+        .count();
+    assert!(expected >= 1);
+    assert_eq!(hits.len(), expected, "{}", r.body);
+    assert_eq!(v["@odata.count"], expected);
+    // A sender's address: bare terms search from, subject and body.
+    let from = all[0]["from"]["emailAddress"]["address"]
+        .as_str()
+        .expect("from")
+        .to_owned();
+    let r = h
+        .get(
+            &list(&format!("$search=%22from:{from}%22&$top=1000")),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert!(!r.json()["value"].as_array().expect("value").is_empty());
+    // Nothing matches a word no message has.
+    let r = h
+        .get(&list("$search=%22zzqxnotaword%22"), Some(&reader()))
+        .await;
+    assert_eq!(r.json()["value"].as_array().map(Vec::len), Some(0));
+    // $search with $orderby or $filter is refused, as Graph refuses it.
+    let r = h
+        .get(
+            &list("$search=%22x%22&$orderby=receivedDateTime"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert!(
+        r.body.contains("not supported with '$search'"),
+        "{}",
+        r.body
+    );
+    // Paging keeps the search.
+    let r = h
+        .get(
+            &list(&format!("$search=%22{word}%22&$top=1")),
+            Some(&reader()),
+        )
+        .await;
+    let next = r.json()["@odata.nextLink"].as_str().map(str::to_owned);
+    if expected > 1 {
+        assert!(
+            next.as_deref().is_some_and(|n| n.contains("%24search=")),
+            "{next:?}"
+        );
+    }
+}
