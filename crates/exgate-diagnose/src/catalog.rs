@@ -27,6 +27,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "exchange_oauth.toml",
         include_str!("../../../catalog/exchange_oauth.toml"),
     ),
+    (
+        "aadsts_reference.toml",
+        include_str!("../../../catalog/aadsts_reference.toml"),
+    ),
     ("ews.toml", include_str!("../../../catalog/ews.toml")),
     ("graph.toml", include_str!("../../../catalog/graph.toml")),
     (
