@@ -51,7 +51,7 @@ const BYE_CLOSED: &str = "* BYE Connection is closed. 13";
 const UIDVALIDITY_SALT: &[u8] = b"imap-uidvalidity";
 
 /// How the IMAP endpoint runs.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ImapOptions {
     /// The server name whose UTF-16 base64 closes the greeting, as Exchange names its back end.
     pub host: String,
@@ -60,21 +60,7 @@ pub struct ImapOptions {
     /// Concurrent connections; beyond them a connection gets `* BYE` after the handshake.
     pub max_connections: usize,
     /// Asked on each new connection for an injected fault (`[[faults]]`).
-    pub on_connect: Option<crate::line_faults::ConnectHook>,
-}
-
-impl std::fmt::Debug for ImapOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ImapOptions")
-            .field("host", &self.host)
-            .field("read_timeout", &self.read_timeout)
-            .field("max_connections", &self.max_connections)
-            .field(
-                "on_connect",
-                &crate::line_faults::hook_debug(&self.on_connect),
-            )
-            .finish()
-    }
+    pub on_connect: crate::line_faults::OnConnect,
 }
 
 impl Default for ImapOptions {
@@ -84,7 +70,7 @@ impl Default for ImapOptions {
             // RFC 9051's autologout timer is at least 30 minutes.
             read_timeout: Duration::from_secs(30 * 60),
             max_connections: 64,
-            on_connect: None,
+            on_connect: crate::line_faults::OnConnect::default(),
         }
     }
 }
@@ -1779,7 +1765,7 @@ async fn connection(
     opts: Arc<ImapOptions>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let injected = match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+    let injected = match crate::line_faults::before_greeting(&opts.on_connect).await {
         crate::line_faults::Before::Proceed => None,
         crate::line_faults::Before::Stop => return,
         crate::line_faults::Before::Reply(text) => Some(text),

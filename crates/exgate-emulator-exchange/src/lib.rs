@@ -41,7 +41,7 @@ pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
 pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
 pub use imap::{CAPABILITIES as IMAP_CAPABILITIES, ImapOptions, serve_imap};
-pub use line_faults::{ConnectAction, ConnectFault, ConnectHook};
+pub use line_faults::{ConnectAction, ConnectFault, ConnectHook, OnConnect};
 /// The secret type of [`Directory::windows_password`].
 pub use pop::{
     CAPABILITIES as POP_CAPABILITIES, LOGON_FAILURE as POP_LOGON_FAILURE, PopOptions, serve_pop,

@@ -39,8 +39,8 @@ pub(crate) enum Before {
 }
 
 /// Runs the hook: waits the delay, hangs or stops as asked.
-pub(crate) async fn before_greeting(hook: Option<&ConnectHook>) -> Before {
-    let Some(fault) = hook.and_then(|h| h()) else {
+pub(crate) async fn before_greeting(hook: &OnConnect) -> Before {
+    let Some(fault) = hook.0.as_ref().and_then(|h| h()) else {
         return Before::Proceed;
     };
     if !fault.delay.is_zero() {
@@ -55,7 +55,16 @@ pub(crate) async fn before_greeting(hook: Option<&ConnectHook>) -> Before {
     }
 }
 
-/// `Debug` for an options struct holding a hook.
-pub(crate) fn hook_debug(h: &Option<ConnectHook>) -> &'static str {
-    if h.is_some() { "Some(<hook>)" } else { "None" }
+/// The hook of a line server's options, when the emulator gives one.
+#[derive(Clone, Default)]
+pub struct OnConnect(pub Option<ConnectHook>);
+
+impl std::fmt::Debug for OnConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnConnect(<hook>)"
+        } else {
+            "OnConnect(None)"
+        })
+    }
 }

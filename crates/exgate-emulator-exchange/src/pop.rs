@@ -37,7 +37,7 @@ pub const LOGON_FAILURE: &str = "-ERR Logon failure: unknown user name or bad pa
 pub const CAPABILITIES: &[&str] = &["TOP", "UIDL", "SASL PLAIN XOAUTH2", "USER"];
 
 /// How the POP3 endpoint runs.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct PopOptions {
     /// The server name in the greeting.
     pub host: String,
@@ -46,21 +46,7 @@ pub struct PopOptions {
     /// Concurrent connections.
     pub max_connections: usize,
     /// Asked on each new connection for an injected fault (`[[faults]]`).
-    pub on_connect: Option<crate::line_faults::ConnectHook>,
-}
-
-impl std::fmt::Debug for PopOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PopOptions")
-            .field("host", &self.host)
-            .field("read_timeout", &self.read_timeout)
-            .field("max_connections", &self.max_connections)
-            .field(
-                "on_connect",
-                &crate::line_faults::hook_debug(&self.on_connect),
-            )
-            .finish()
-    }
+    pub on_connect: crate::line_faults::OnConnect,
 }
 
 impl Default for PopOptions {
@@ -69,7 +55,7 @@ impl Default for PopOptions {
             host: "outlook.office365.com".into(),
             read_timeout: Duration::from_secs(600),
             max_connections: 64,
-            on_connect: None,
+            on_connect: crate::line_faults::OnConnect::default(),
         }
     }
 }
@@ -421,7 +407,7 @@ async fn connection(
     opts: Arc<PopOptions>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let injected = match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+    let injected = match crate::line_faults::before_greeting(&opts.on_connect).await {
         crate::line_faults::Before::Proceed => None,
         crate::line_faults::Before::Stop => return,
         crate::line_faults::Before::Reply(text) => Some(text),

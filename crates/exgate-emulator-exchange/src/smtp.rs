@@ -52,7 +52,7 @@ const SEND_AS_DENIED: &str =
 const CLOSING: &str = "221 2.0.0 Service closing transmission channel";
 
 /// How the SMTP endpoint runs.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmtpOptions {
     /// The server name in the greeting and in replies (`[<host>]`).
     pub host: String,
@@ -61,21 +61,7 @@ pub struct SmtpOptions {
     /// Concurrent connections; beyond them a connection gets `421 4.3.2` and is closed.
     pub max_connections: usize,
     /// Asked on each new connection for an injected fault (`[[faults]]`).
-    pub on_connect: Option<crate::line_faults::ConnectHook>,
-}
-
-impl std::fmt::Debug for SmtpOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SmtpOptions")
-            .field("host", &self.host)
-            .field("read_timeout", &self.read_timeout)
-            .field("max_connections", &self.max_connections)
-            .field(
-                "on_connect",
-                &crate::line_faults::hook_debug(&self.on_connect),
-            )
-            .finish()
-    }
+    pub on_connect: crate::line_faults::OnConnect,
 }
 
 impl Default for SmtpOptions {
@@ -84,7 +70,7 @@ impl Default for SmtpOptions {
             host: "localhost".to_owned(),
             read_timeout: Duration::from_secs(300),
             max_connections: 64,
-            on_connect: None,
+            on_connect: crate::line_faults::OnConnect::default(),
         }
     }
 }
@@ -967,7 +953,7 @@ async fn connection(
     opts: Arc<SmtpOptions>,
 ) {
     let mut stream = stream;
-    match crate::line_faults::before_greeting(opts.on_connect.as_ref()).await {
+    match crate::line_faults::before_greeting(&opts.on_connect).await {
         crate::line_faults::Before::Proceed => {}
         crate::line_faults::Before::Stop => return,
         crate::line_faults::Before::Reply(text) => {

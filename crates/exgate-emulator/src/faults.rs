@@ -290,6 +290,13 @@ pub(crate) async fn layer(
 pub(crate) fn connect_hook(
     faults: &[Fault],
     endpoint: FaultEndpoint,
+) -> exgate_emulator_exchange::OnConnect {
+    exgate_emulator_exchange::OnConnect(hook(faults, endpoint))
+}
+
+fn hook(
+    faults: &[Fault],
+    endpoint: FaultEndpoint,
 ) -> Option<exgate_emulator_exchange::ConnectHook> {
     let mine: Vec<Fault> = faults
         .iter()
@@ -416,7 +423,9 @@ mod tests {
             raw("endpoint = \"pop\"\nreset = true\nfrom = 1\ncount = 1").unwrap(),
             raw("endpoint = \"imap\"\nlatency_ms = 5").unwrap(),
         ];
-        let smtp = connect_hook(&faults, FaultEndpoint::Smtp).expect("smtp hook");
+        let smtp = connect_hook(&faults, FaultEndpoint::Smtp)
+            .0
+            .expect("smtp hook");
         let seen: Vec<_> = (0..3).map(|_| smtp().map(|f| f.action)).collect();
         use exgate_emulator_exchange::ConnectAction as A;
         assert_eq!(
@@ -427,15 +436,19 @@ mod tests {
                 None
             ]
         );
-        let pop = connect_hook(&faults, FaultEndpoint::Pop).expect("pop hook");
+        let pop = connect_hook(&faults, FaultEndpoint::Pop)
+            .0
+            .expect("pop hook");
         let seen: Vec<_> = (0..3).map(|_| pop().map(|f| f.action)).collect();
         assert_eq!(seen, [None, Some(A::Reset), None]);
-        let imap = connect_hook(&faults, FaultEndpoint::Imap).expect("imap hook");
+        let imap = connect_hook(&faults, FaultEndpoint::Imap)
+            .0
+            .expect("imap hook");
         let f = imap().expect("delay");
         assert_eq!(f.action, A::Proceed);
         assert_eq!(f.delay, Duration::from_millis(5));
         // No fault for HTTP paths, and no hook without a fault.
         assert!(!FaultEndpoint::Smtp.matches("/EWS/Exchange.asmx"));
-        assert!(connect_hook(&faults[..1], FaultEndpoint::Pop).is_none());
+        assert!(connect_hook(&faults[..1], FaultEndpoint::Pop).0.is_none());
     }
 }

@@ -246,16 +246,7 @@ async fn sign_in(
         challenge.fill_authority(&mut settings)?;
     }
     let delegated = settings.flow()?.is_delegated();
-    let prompt: exgate_auth::DevicePrompt = std::sync::Arc::new(|info| {
-        if info.message.is_empty() {
-            eprintln!(
-                "To sign in, open {} and enter the code {}",
-                info.verification_uri, info.user_code
-            );
-        } else {
-            eprintln!("{}", info.message);
-        }
-    });
+    let prompt = crate::cmd::device_prompt();
     let config =
         settings.into_provider_config(prompt, std::sync::Arc::new(|_: &exgate_auth::Url| {}))?;
     let provider = exgate_auth::TokenProvider::new(config)?;

@@ -210,16 +210,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         request = request.for_user(u.clone());
     }
 
-    let device_prompt: exgate_auth::DevicePrompt = Arc::new(|info| {
-        if info.message.is_empty() {
-            eprintln!(
-                "To sign in, open {} and enter the code {}",
-                info.verification_uri, info.user_code
-            );
-        } else {
-            eprintln!("{}", info.message);
-        }
-    });
+    let device_prompt = super::device_prompt();
     let open_url: exgate_auth::OpenUrl = Arc::new(open_browser);
     let config = settings.into_provider_config(device_prompt, open_url)?;
     let flow = config.credential.flow_name();
