@@ -591,5 +591,26 @@ mod transport {
             ids(format!("https://localhost:{closed}/onprem/ready"), true),
             ["network_unreachable"]
         );
+        // AZURE_CLIENT_ID alone in the environment (another tool's) is not a credential: the
+        // sign-in probe does not run and the report still comes.
+        let out = super::exgate()
+            .current_dir(dir.path())
+            .env("AZURE_CLIENT_ID", "11111111-2222-3333-4444-555555555555")
+            .env_remove("AZURE_CLIENT_SECRET")
+            .env_remove("AZURE_CLIENT_CERTIFICATE_PATH")
+            .args(["hma", "check", "--json", "--timeout", "5", "--url"])
+            .arg(format!("https://localhost:{closed}/onprem/ready"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let signin = v["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "signin_probe")
+            .unwrap()
+            .clone();
+        assert!(signin["status"].to_string().contains("not_run"), "{signin}");
     }
 }

@@ -232,6 +232,13 @@ async fn sign_in(
     if settings.client_id.is_none() {
         return Ok(None);
     }
+    // An application id from the environment alone (AZURE_CLIENT_ID set for another tool)
+    // without a credential is not a request to sign in; given on the command line, it is.
+    let asked =
+        args.token.client_id.is_some() || args.token.profile.is_some() || args.username.is_some();
+    if !asked && settings.flow().is_err() {
+        return Ok(None);
+    }
     if settings.authority_host.is_none() || settings.tenant.is_none() {
         let challenge = answers.iter().find_map(|a| {
             let challenges =
