@@ -12,6 +12,7 @@
 // Libraries never print: output belongs to the binary (see ARCHITECTURE.md).
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
+mod accept;
 mod auth;
 mod autodiscover;
 pub mod config;

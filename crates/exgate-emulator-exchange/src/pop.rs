@@ -441,22 +441,23 @@ pub async fn serve_pop(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let opts = Arc::new(options);
-    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
-    let mut connections = tokio::task::JoinSet::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                let permit = slots.clone().try_acquire_owned().ok();
-                let (state, acceptor, opts) = (state.clone(), acceptor.clone(), opts.clone());
-                connections.spawn(connection(state, stream, acceptor, opts, permit));
-                while connections.try_join_next().is_some() {}
+    // Connections turned away still get a handshake and the refusal; they are bounded in
+    // number and in time.
+    let short = Duration::from_secs(10).min(opts.read_timeout);
+    crate::accept::accept_loop(
+        listener,
+        opts.max_connections,
+        short,
+        stop,
+        move |stream, admission| {
+            let (state, acceptor, opts) = (state.clone(), acceptor.clone(), opts.clone());
+            async move {
+                let (permit, _turned_away) = admission.split();
+                connection(state, stream, acceptor, opts, permit).await;
             }
-        }
-    }
-    connections.shutdown().await;
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -988,34 +988,29 @@ pub async fn serve_smtp(
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let opts = Arc::new(options);
-    let slots = Arc::new(tokio::sync::Semaphore::new(opts.max_connections.max(1)));
-    let mut connections = tokio::task::JoinSet::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => break,
-            accepted = listener.accept() => {
-                let Ok((mut stream, _peer)) = accepted else { continue };
-                let Ok(permit) = slots.clone().try_acquire_owned() else {
-                    connections.spawn(async move {
-                        let _ = send(&mut stream, &line(
-                            "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel",
-                        )).await;
-                    });
-                    continue;
-                };
-                let state = state.clone();
-                let acceptor = acceptor.clone();
-                let opts = opts.clone();
-                connections.spawn(async move {
-                    connection(state, stream, acceptor, opts).await;
-                    drop(permit);
-                });
-                while connections.try_join_next().is_some() {}
+    let short = Duration::from_secs(10).min(opts.read_timeout);
+    crate::accept::accept_loop(
+        listener,
+        opts.max_connections,
+        short,
+        stop,
+        move |mut stream, admission| {
+            let (state, acceptor, opts) = (state.clone(), acceptor.clone(), opts.clone());
+            async move {
+                let (permit, _turned_away) = admission.split();
+                if permit.is_none() {
+                    let _ = send(&mut stream, &line(
+                        "421 4.3.2 The maximum number of concurrent server connections has exceeded a limit, closing transmission channel",
+                    ))
+                    .await;
+                    return;
+                }
+                connection(state, stream, acceptor, opts).await;
+                drop(permit);
             }
-        }
-    }
-    connections.shutdown().await;
+        },
+    )
+    .await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,79 @@
+//! The accept loop the line servers (SMTP, IMAP, POP) share: up to `max` sessions at once, as
+//! many more turned away with the protocol's "too many connections" answer (each bounded in
+//! time), the rest dropped; a short back-off when accepting fails (out of file descriptors);
+//! every connection task ends with the server.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Whether a connection got one of the server's session slots.
+pub(crate) enum Admission {
+    /// Served; the permit is held for the session.
+    Admitted(OwnedSemaphorePermit),
+    /// Over the limit: told so, within the turned-away time limit.
+    TurnedAway(OwnedSemaphorePermit),
+}
+
+impl Admission {
+    /// The session permit (admitted) and the overflow permit (turned away); hold the second
+    /// until the connection ends.
+    pub(crate) fn split(self) -> (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>) {
+        match self {
+            Admission::Admitted(p) => (Some(p), None),
+            Admission::TurnedAway(p) => (None, Some(p)),
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `stop` completes, handing each to `handle` with its
+/// admission; a turned-away connection's task is cut after `turned_away_limit`.
+pub(crate) async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    max: usize,
+    turned_away_limit: Duration,
+    stop: impl Future<Output = ()> + Send,
+    handle: F,
+) where
+    F: Fn(TcpStream, Admission) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let slots = Arc::new(Semaphore::new(max.max(1)));
+    let overflow = Arc::new(Semaphore::new(max.max(1)));
+    let mut connections = tokio::task::JoinSet::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else {
+                    // Out of file descriptors and the like: do not spin.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let admission = match slots.clone().try_acquire_owned() {
+                    Ok(p) => Admission::Admitted(p),
+                    Err(_) => match overflow.clone().try_acquire_owned() {
+                        Ok(p) => Admission::TurnedAway(p),
+                        // Dropped: closes the socket.
+                        Err(_) => continue,
+                    },
+                };
+                let turned_away = matches!(admission, Admission::TurnedAway(_));
+                let session = handle(stream, admission);
+                connections.spawn(async move {
+                    if turned_away {
+                        let _ = tokio::time::timeout(turned_away_limit, session).await;
+                    } else {
+                        session.await;
+                    }
+                });
+                while connections.try_join_next().is_some() {}
+            }
+        }
+    }
+    connections.shutdown().await;
+}
