@@ -40,6 +40,8 @@ pub struct CertificateInfo {
     pub x5t_s256: String,
     /// RSA modulus size in bits, when the key is RSA.
     pub key_bits: Option<usize>,
+    /// The public key's algorithm: `RSA`, `ECDSA P-256`, `ECDSA P-384`, `Ed25519`, or the OID.
+    pub key_algorithm: String,
     /// The certificate DER, standard base64 (the `value` of a keyCredential).
     pub der_base64: String,
 }
@@ -68,6 +70,22 @@ impl CertificateInfo {
             Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => Some(rsa.key_size()),
             _ => None,
         };
+        let spki = cert.public_key();
+        let oid = spki.algorithm.algorithm.to_id_string();
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .map(|o| o.to_id_string());
+        let key_algorithm = match (oid.as_str(), curve.as_deref()) {
+            ("1.2.840.113549.1.1.1", _) => "RSA".to_owned(),
+            ("1.2.840.10045.2.1", Some("1.2.840.10045.3.1.7")) => "ECDSA P-256".to_owned(),
+            ("1.2.840.10045.2.1", Some("1.3.132.0.34")) => "ECDSA P-384".to_owned(),
+            ("1.2.840.10045.2.1", Some(c)) => format!("ECDSA ({c})"),
+            ("1.3.101.112", _) => "Ed25519".to_owned(),
+            (other, _) => other.to_owned(),
+        };
         Ok(CertificateInfo {
             subject: cert.subject().to_string(),
             issuer: cert.issuer().to_string(),
@@ -79,6 +97,7 @@ impl CertificateInfo {
             x5t: URL_SAFE_NO_PAD.encode(sha1.as_ref()),
             x5t_s256: URL_SAFE_NO_PAD.encode(sha256.as_ref()),
             key_bits,
+            key_algorithm,
             der_base64: STANDARD.encode(der),
         })
     }
@@ -133,11 +152,17 @@ impl CertificateInfo {
         }
         match self.key_bits {
             Some(b) if b < 2048 => {
-                add("the key is under 2048 bits: Entra ID refuses it".into(), true);
+                add(
+                    "the key is under 2048 bits: Entra ID refuses it".into(),
+                    true,
+                );
             }
             Some(_) => {}
             None => add(
-                "the key is not RSA: fine for a TLS server certificate, but Entra ID takes only RSA certificates for an application".into(),
+                format!(
+                    "the key is {}, not RSA: fine for a TLS server certificate, but Entra ID takes only RSA certificates for an application",
+                    self.key_algorithm
+                ),
                 false,
             ),
         }

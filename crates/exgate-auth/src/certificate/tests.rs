@@ -138,6 +138,7 @@ fn generate_round_trips_through_pem_and_pfx() {
     let pw = SecretString::from("pfx-pw");
     let g = generate_self_signed("CN=exgate-test,O=Example", 2048, 30, &pw).expect("generates");
     assert_eq!(g.info.key_bits, Some(2048));
+    assert_eq!(g.info.key_algorithm, "RSA");
     assert!(g.info.subject.contains("CN=exgate-test"));
     let from_pem = ClientCertificate::from_pem(
         g.cert_pem.as_bytes(),
@@ -160,6 +161,7 @@ fn ecdsa_server_certificates_need_names_and_serve_tls() {
     let g =
         generate_certificate("CN=gw", KeyAlgorithm::EcdsaP256, 30, &pw, &names).expect("generates");
     assert_eq!(g.info.key_bits, None);
+    assert_eq!(g.info.key_algorithm, "ECDSA P-256");
     assert!(g.key_pem.expose_secret().contains("BEGIN PRIVATE KEY"));
     // rustls takes the pair as a server certificate.
     use rustls::pki_types::pem::PemObject as _;

@@ -185,8 +185,9 @@ fn print_info(info: &CertificateInfo) {
         crate::exit::rfc3339(info.not_after),
         info.days_left_now()
     );
-    if let Some(bits) = info.key_bits {
-        println!("key          RSA {bits} bits");
+    match info.key_bits {
+        Some(bits) => println!("key          RSA {bits} bits"),
+        None => println!("key          {}", info.key_algorithm),
     }
     println!("serial       {}", info.serial);
     println!("SHA-1        {}", info.sha1_hex);
