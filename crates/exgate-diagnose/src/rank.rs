@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Entry, Matcher};
-use crate::evidence::{AuthMode, Evidence, Parsed, Protocol};
+use crate::evidence::{AuthMode, Environment, Evidence, Parsed, Protocol};
 use crate::jwt::{self, Finding, LintContext, Severity, TokenCheck};
 use crate::redact::{TokenMode, redact_text};
 
@@ -917,6 +917,16 @@ fn combine(f: &Facts<'_>, acc: &mut HashMap<String, Acc>) {
             suppress(acc, "wrong_audience", 0.5);
         }
     }
+    // A publishing rule sits in front of on-premises Exchange: when every host the evidence
+    // names is a Microsoft cloud host and nothing says on premises, it is not a candidate.
+    if acc.contains_key("publishing_name_mismatch")
+        && f.ev.attempt.environment != Some(Environment::OnPremises)
+    {
+        let hosts = named_hosts(&f.blob);
+        if !hosts.is_empty() && hosts.iter().all(|h| is_microsoft_host(h)) {
+            suppress(acc, "publishing_name_mismatch", 0.0);
+        }
+    }
     // AADSTS50001/500011 naming a non-Microsoft URL: an on-premises namespace missing from the
     // SPNs of the Exchange principal; naming a Microsoft resource: a wrong resource.
     if f.p.aadsts.iter().any(|c| *c == 50001 || *c == 500011)
@@ -1180,6 +1190,19 @@ fn named_application_id(blob: &str) -> Option<String> {
         .captures(blob)?
         .get(1)
         .map(|m| m.as_str().to_owned())
+}
+
+/// Every host of an `http(s)://` URL in the text, lower case.
+fn named_hosts(blob: &str) -> Vec<String> {
+    static URL: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"(?i)https?://([a-z0-9.-]+)").ok());
+    let Some(re) = URL.as_ref() else {
+        return Vec::new();
+    };
+    re.captures_iter(blob)
+        .filter_map(|c| c.get(1))
+        .map(|m| m.as_str().to_ascii_lowercase())
+        .collect()
 }
 
 fn named_resource_host(blob: &str) -> Option<String> {

@@ -214,3 +214,15 @@ fn audience_of_one_on_premises_name_received_as_another_is_a_publishing_rule() {
         "ssl_offloading"
     );
 }
+
+#[test]
+fn a_publishing_rule_is_not_a_candidate_between_microsoft_hosts() {
+    let d = diagnose(&Evidence::from_text(
+        "The audience claim value is invalid for current resource. Audience claim is 'https://outlook.office.com/api/', request url is 'https://outlook.office365.com' and resource type is 'Exchange'.",
+    ));
+    assert_eq!(d.causes[0].id, "wrong_audience", "{d:?}");
+    assert!(
+        !d.causes.iter().any(|c| c.id == "publishing_name_mismatch"),
+        "{d:?}"
+    );
+}
