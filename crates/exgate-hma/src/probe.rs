@@ -54,6 +54,43 @@ impl ProbeAnswer {
     }
 }
 
+/// The namespace of a URL an administrator pastes: a virtual directory's path at its end
+/// (`/EWS/Exchange.asmx`, `/mapi/`, `/owa`, ...) is taken off, a path prefix before it kept (the
+/// emulator's `/onprem/<server>`). Returns the namespace and the part taken off, if any.
+pub fn namespace_of(url: &str) -> (String, Option<String>) {
+    const DIRS: [&str; 12] = [
+        "/ews/exchange.asmx",
+        "/ews/mrsproxy.svc",
+        "/ews",
+        "/mapi/emsmdb",
+        "/mapi",
+        "/oab",
+        "/autodiscover/autodiscover.xml",
+        "/autodiscover/autodiscover.svc",
+        "/autodiscover",
+        "/microsoft-server-activesync",
+        "/owa",
+        "/ecp",
+    ];
+    let trimmed = url.trim().trim_end_matches('/');
+    let lower = trimmed.to_ascii_lowercase();
+    for d in DIRS {
+        if lower.ends_with(d) {
+            let cut = trimmed.len() - d.len();
+            // Only a whole path segment after the host counts.
+            if trimmed[..cut].contains("://")
+                && trimmed[..cut]
+                    .split("://")
+                    .nth(1)
+                    .is_some_and(|h| !h.is_empty())
+            {
+                return (trimmed[..cut].to_owned(), Some(trimmed[cut..].to_owned()));
+            }
+        }
+    }
+    (trimmed.to_owned(), None)
+}
+
 /// Probes every directory of `namespace` (a base URL; a path prefix is kept, as the emulator's
 /// `/onprem/<server>`), one request each, never retried.
 pub async fn probe_namespace(http: &reqwest::Client, namespace: &str) -> Vec<ProbeAnswer> {
@@ -369,6 +406,30 @@ pub fn check_probes(answers: &[ProbeAnswer], org: &Org) -> Check {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pasted_directory_urls_become_namespaces() {
+        assert_eq!(
+            namespace_of("https://mail.contoso.com/EWS/Exchange.asmx"),
+            (
+                "https://mail.contoso.com".to_owned(),
+                Some("/EWS/Exchange.asmx".to_owned())
+            )
+        );
+        assert_eq!(
+            namespace_of("https://localhost:8443/onprem/ex01/mapi/"),
+            (
+                "https://localhost:8443/onprem/ex01".to_owned(),
+                Some("/mapi".to_owned())
+            )
+        );
+        assert_eq!(
+            namespace_of("https://mail.contoso.com/"),
+            ("https://mail.contoso.com".to_owned(), None)
+        );
+        // A host named like a directory is not cut.
+        assert_eq!(namespace_of("https://owa").0, "https://owa");
+    }
 
     fn answer(status: u16, www: &[&str], diag: Option<&str>) -> ProbeAnswer {
         ProbeAnswer {

@@ -324,6 +324,13 @@ auth = ["basic", "ntlm"]
         // Ready: EWS and Autodiscover pass; MAPI, OAB, ActiveSync are not served (warnings).
         let (_, found) = probe(dir.path(), &base, "ready");
         assert!(found.is_empty(), "{found:?}");
+        // A pasted EWS URL is probed as its namespace.
+        let (code, found) = probe(dir.path(), &base, "ready/EWS/Exchange.asmx");
+        assert!(found.is_empty(), "{found:?}");
+        assert_eq!(
+            code, 1,
+            "cmdlet checks not run: not ready, but no probe error"
+        );
         let (_, found) = probe(dir.path(), &base, "nohma");
         assert_eq!(
             found,

@@ -127,6 +127,20 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         );
     }
     let org = exgate_hma::read_files(files.iter().map(|(n, b)| (n.as_str(), b.as_slice())));
+    // A pasted directory URL (…/EWS/Exchange.asmx) is probed as its namespace.
+    let namespaces: Vec<String> = args
+        .url
+        .iter()
+        .map(|u| {
+            let (ns, cut) = exgate_hma::probe::namespace_of(u);
+            if let Some(cut) = cut
+                && !args.json
+            {
+                eprintln!("note: --url {u}: probing the namespace {ns} (without {cut})");
+            }
+            ns
+        })
+        .collect();
     let probes = if args.url.is_empty() {
         None
     } else {
@@ -159,7 +173,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         let mut answers = Vec::new();
-        for u in &args.url {
+        for u in &namespaces {
             if !args.json {
                 eprintln!("probing {u} ...");
             }
@@ -268,6 +282,8 @@ async fn sign_in(
     let http = http.build()?;
     let mut out = Vec::new();
     for u in &args.url {
+        let (u, _) = exgate_hma::probe::namespace_of(u);
+        let u = &u;
         let resource = match &args.resource {
             Some(r) => r.clone(),
             None => exgate_hma::signin::resource_of(&url::Url::parse(u)?),
