@@ -1326,6 +1326,7 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             is_read: true,
             is_draft: disposition == "SaveOnly",
             internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
+            key: crate::store::new_key(),
         };
         let target = match &saved_folder {
             Some(FolderRef::Found(j, f)) if *j == i => Some(*f),
@@ -1500,8 +1501,12 @@ fn move_or_copy_item(ctx: &Ctx<'_>, op: &Element, name: &str, copy: bool) -> Res
                 continue;
             }
         };
+        // A copy is another item (another key); a moved item keeps its key.
         let taken = if copy {
-            ctx.st.message(i, f, n)
+            ctx.st.message(i, f, n).map(|mut m| {
+                m.key = crate::store::new_key();
+                m
+            })
         } else {
             ctx.st.delete(i, f, n)
         };

@@ -123,9 +123,46 @@ pub(crate) fn handle(
 ) -> Response {
     Counters::bump(&st.counters.graph);
     let ids = request_ids(headers);
-    match route(st, origin, method, path, query, headers, body) {
+    // `Prefer: IdType="ImmutableId"`: message ids that stay the same when the item moves within
+    // the mailbox (Microsoft Graph, "Obtain immutable identifiers for Outlook resources"). The
+    // handling is synchronous, so a thread-local flag reaches every id this request writes.
+    let immutable = prefers_immutable(headers);
+    IMMUTABLE_IDS.with(|f| f.set(immutable));
+    let mut r = match route(st, origin, method, path, query, headers, body) {
         Ok(r) => finish(r, &ids),
         Err(e) => e.into_response(&ids),
+    };
+    IMMUTABLE_IDS.with(|f| f.set(false));
+    if immutable {
+        r.headers_mut().insert(
+            "preference-applied",
+            HeaderValue::from_static("IdType=\"ImmutableId\""),
+        );
+    }
+    r
+}
+
+thread_local! {
+    static IMMUTABLE_IDS: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether the request asks for immutable ids.
+fn prefers_immutable(headers: &HeaderMap) -> bool {
+    headers.get_all("prefer").iter().any(|v| {
+        v.to_str().is_ok_and(|p| {
+            p.to_ascii_lowercase()
+                .replace(' ', "")
+                .contains("idtype=\"immutableid\"")
+        })
+    })
+}
+
+/// A message's Graph id: the usual one, or the immutable one when the request asked for it.
+fn message_graph_id(msg: &Message, m: &Mailbox) -> String {
+    if IMMUTABLE_IDS.with(std::cell::Cell::get) {
+        graph_id(&crate::store::immutable_id(msg, &m.address))
+    } else {
+        graph_id(&msg.item_id(m))
     }
 }
 
@@ -734,15 +771,31 @@ fn item_not_found() -> GraphError {
 }
 
 fn message_by_id(st: &Inner, i: u32, m: &Mailbox, id: &str) -> Result<Message, GraphError> {
-    let raw = decode_id(id).filter(|r| r.kind == b'I').ok_or_else(|| {
-        gerr(
-            StatusCode::BAD_REQUEST,
-            "ErrorInvalidIdMalformed",
-            "Id is malformed.",
-        )
-    })?;
+    let raw = decode_id(id)
+        .filter(|r| matches!(r.kind, b'I' | b'M'))
+        .ok_or_else(|| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "ErrorInvalidIdMalformed",
+                "Id is malformed.",
+            )
+        })?;
     let missing = item_not_found;
     if raw.mailbox != i || !raw.verify(&m.address) {
+        return Err(missing());
+    }
+    if raw.kind == b'M' {
+        // An immutable id names the item wherever it is in the mailbox.
+        for f in Folder::all(m.extra_folders) {
+            let c = st.count(i, f);
+            for k in 0..c {
+                if let Some(msg) = st.message(i, f, st.position(i, f, k))
+                    && msg.key == raw.n
+                {
+                    return Ok(msg);
+                }
+            }
+        }
         return Err(missing());
     }
     st.message(i, raw.folder, raw.n).ok_or_else(missing)
@@ -764,7 +817,7 @@ fn prefers_text(headers: &HeaderMap) -> bool {
 }
 
 fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>, text: bool) -> Value {
-    let id = graph_id(&msg.item_id(m));
+    let id = message_graph_id(msg, m);
     let ck = msg.change_key(m);
     let full = json!({
         "@odata.etag": format!("W/\"{ck}\""),
@@ -1379,6 +1432,7 @@ fn message_from_json(
         is_read: true,
         is_draft: folder == Folder::Drafts,
         internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
+        key: crate::store::new_key(),
     }
 }
 

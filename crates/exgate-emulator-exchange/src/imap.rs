@@ -1244,6 +1244,7 @@ impl Session {
             internet_message_id: p
                 .message_id
                 .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
+            key: crate::store::new_key(),
         };
         let Some(stored) = st.store(message) else {
             return Step::Reply(line(&format!("{tag} NO APPEND failed.")));

@@ -746,6 +746,7 @@ pub(crate) fn deliver(
         is_read: true,
         is_draft: false,
         internet_message_id: id.clone(),
+        key: crate::store::new_key(),
     };
     let mut seen = Vec::new();
     for r in rcpts {

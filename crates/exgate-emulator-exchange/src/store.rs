@@ -300,6 +300,9 @@ pub(crate) struct Message {
     pub is_read: bool,
     pub is_draft: bool,
     pub internet_message_id: String,
+    /// The item's identity in its mailbox, kept when it moves (what an immutable id names): a
+    /// hash for generated items (below 2^31), a random number for created ones (above).
+    pub key: u32,
 }
 
 impl Message {
@@ -470,7 +473,7 @@ pub(crate) fn decode_id(id: &str) -> Option<RawId> {
         return None;
     }
     let kind = *bytes.get(3)?;
-    if kind != b'I' && kind != b'F' {
+    if !matches!(kind, b'I' | b'F' | b'M') {
         return None;
     }
     let mailbox = u32::from_be_bytes(bytes.get(4..8)?.try_into().ok()?);
@@ -652,7 +655,25 @@ pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n
         sent,
         is_read: generated_is_read(mbx, folder, n),
         is_draft: false,
+        key: (fnv(&[
+            b"key",
+            &[folder.code()],
+            &n.to_be_bytes(),
+            mbx.address.as_bytes(),
+        ]) as u32)
+            & 0x7fff_ffff,
     }
+}
+
+/// A new item's key (see [`Message::key`]).
+pub(crate) fn new_key() -> u32 {
+    0x8000_0000 | (uuid::Uuid::new_v4().as_u128() as u32)
+}
+
+/// The immutable id of an item (`Prefer: IdType="ImmutableId"`): its mailbox and key, the
+/// same wherever the item moves within the mailbox; a copy is another item with another id.
+pub(crate) fn immutable_id(msg: &Message, address: &str) -> String {
+    encode_id(b'M', msg.mailbox, Folder::Root, msg.key, address)
 }
 
 /// Items created at run time, per (mailbox, folder), in creation order, and the positions of

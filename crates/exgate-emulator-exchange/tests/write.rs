@@ -773,3 +773,88 @@ async fn ews_move_copy_and_mark_read_and_their_refusals() {
     assert_eq!(ews_total(&h, &who, "drafts").await, "1");
     assert_eq!(listed(&h, &who, "deleteditems").await.0, vec![moved]);
 }
+
+#[tokio::test]
+async fn graph_immutable_ids_survive_a_move_and_copies_get_their_own() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
+    let ews_id = attr(&r.body, "Id").expect("created id");
+    let get = |path: String, immutable: bool| {
+        let mut b = Request::get(path)
+            .header("host", "127.0.0.1:8443")
+            .header("authorization", reader());
+        if immutable {
+            b = b.header("prefer", "IdType=\"ImmutableId\"");
+        }
+        b.body(Body::empty()).expect("request")
+    };
+    let drafts = "/v1.0/users/adele@contoso.com/mailFolders/drafts/messages".to_owned();
+    let r = h.send(get(drafts.clone(), true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        r.headers
+            .get("preference-applied")
+            .and_then(|v| v.to_str().ok()),
+        Some("IdType=\"ImmutableId\"")
+    );
+    let immutable = r.json()["value"][0]["id"].as_str().expect("id").to_owned();
+    let usual = h.send(get(drafts, false)).await.json()["value"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    assert_ne!(immutable, usual);
+    // Moved to Deleted Items: the usual id changes, the immutable one finds it there.
+    let r = h
+        .ews(
+            &app(),
+            &soap(
+                &who,
+                &format!(
+                    r#"<m:MoveItem><m:ToFolderId><t:DistinguishedFolderId Id="deleteditems"/></m:ToFolderId><m:ItemIds><t:ItemId Id="{ews_id}"/></m:ItemIds></m:MoveItem>"#
+                ),
+            ),
+        )
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let by_id = |id: &str| format!("/v1.0/users/adele@contoso.com/messages/{id}");
+    let r = h.send(get(by_id(&usual), false)).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = h.send(get(by_id(&immutable), true)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["id"].as_str(), Some(immutable.as_str()));
+    assert_eq!(v["subject"], "exgate write probe");
+    let deleted = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/deleteditems",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert_eq!(v["parentFolderId"], deleted["id"]);
+    // A copy is another item with another immutable id.
+    let (ids, _) = listed(&h, &who, "deleteditems").await;
+    let r = h
+        .ews(
+            &app(),
+            &soap(
+                &who,
+                &format!(
+                    r#"<m:CopyItem><m:ToFolderId><t:DistinguishedFolderId Id="drafts"/></m:ToFolderId><m:ItemIds><t:ItemId Id="{}"/></m:ItemIds></m:CopyItem>"#,
+                    ids[0]
+                ),
+            ),
+        )
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let copy = h
+        .send(get(
+            "/v1.0/users/adele@contoso.com/mailFolders/drafts/messages".to_owned(),
+            true,
+        ))
+        .await
+        .json();
+    let copy_id = copy["value"][0]["id"].as_str().expect("copy id");
+    assert_ne!(copy_id, immutable);
+}
