@@ -77,3 +77,34 @@ pub(crate) async fn accept_loop<F, Fut>(
     }
     connections.shutdown().await;
 }
+
+/// The start of an implicit-TLS line session (IMAP, POP): the injected fault, the handshake,
+/// then for a fault's reply, or a connection without a session slot (`busy`, the protocol's
+/// "too many connections" line), that one line and the close. `None`: the connection is over.
+pub(crate) async fn open_tls(
+    stream: TcpStream,
+    tls: &tokio_rustls::TlsAcceptor,
+    read_timeout: Duration,
+    on_connect: &crate::line_faults::OnConnect,
+    admitted: bool,
+    busy: &str,
+) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+    use crate::line_faults::{Before, before_greeting};
+    use tokio::io::AsyncWriteExt as _;
+    let refusal = match before_greeting(on_connect).await {
+        Before::Proceed if admitted => None,
+        Before::Proceed => Some(busy.to_owned()),
+        Before::Stop => return None,
+        Before::Reply(text) => Some(text),
+    };
+    let mut secure = match tokio::time::timeout(read_timeout, tls.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        _ => return None,
+    };
+    if let Some(text) = refusal {
+        let _ = crate::smtp::send(&mut secure, &format!("{text}\r\n")).await;
+        let _ = secure.shutdown().await;
+        return None;
+    }
+    Some(secure)
+}

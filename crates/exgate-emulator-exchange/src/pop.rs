@@ -407,25 +407,18 @@ async fn connection(
     opts: Arc<PopOptions>,
     permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
-    let injected = match crate::line_faults::before_greeting(&opts.on_connect).await {
-        crate::line_faults::Before::Proceed => None,
-        crate::line_faults::Before::Stop => return,
-        crate::line_faults::Before::Reply(text) => Some(text),
-    };
-    let Ok(Ok(mut secure)) = tokio::time::timeout(opts.read_timeout, tls.accept(stream)).await
+    let Some(secure) = crate::accept::open_tls(
+        stream,
+        &tls,
+        opts.read_timeout,
+        &opts.on_connect,
+        permit.is_some(),
+        "-ERR Too many concurrent connections.",
+    )
+    .await
     else {
         return;
     };
-    if let Some(text) = injected {
-        let _ = send(&mut secure, &line(&text)).await;
-        let _ = secure.shutdown().await;
-        return;
-    }
-    if permit.is_none() {
-        let _ = send(&mut secure, &line("-ERR Too many concurrent connections.")).await;
-        let _ = secure.shutdown().await;
-        return;
-    }
     run(&state.inner, secure, &opts).await;
     drop(permit);
 }

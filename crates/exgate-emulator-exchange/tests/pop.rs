@@ -77,3 +77,30 @@ async fn connections_over_the_limit_are_turned_away_and_the_slot_comes_back() {
     }
     assert!(served, "the slot was not given back");
 }
+
+#[tokio::test]
+async fn an_injected_greeting_replaces_the_real_one_after_the_handshake() {
+    use exgate_emulator_exchange::{ConnectAction, ConnectFault, OnConnect};
+    let hook: exgate_emulator_exchange::ConnectHook = Arc::new(|| {
+        Some(ConnectFault {
+            action: ConnectAction::Reply("-ERR [SYS/TEMP] Server busy".into()),
+            delay: std::time::Duration::ZERO,
+        })
+    });
+    let s = line_server(SCENARIO, move |state, listener, config, stop| {
+        serve_pop(
+            state,
+            listener,
+            config,
+            PopOptions {
+                on_connect: OnConnect(Some(hook.clone())),
+                ..PopOptions::default()
+            },
+            stop,
+        )
+    })
+    .await;
+    let mut c = connect(&s).await;
+    assert_eq!(line(&mut c).await, "-ERR [SYS/TEMP] Server busy\r\n");
+    assert_eq!(line(&mut c).await, "");
+}
