@@ -598,6 +598,25 @@ mod transport {
             ids(format!("https://localhost:{closed}/onprem/ready"), true),
             ["network_unreachable"]
         );
+        // A --resource that is not a namespace is refused before anything is asked, naming it.
+        let out = super::exgate()
+            .current_dir(dir.path())
+            .args([
+                "hma",
+                "check",
+                "--url",
+                "https://localhost:1",
+                "--resource",
+                "mail.contoso.com",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("--resource mail.contoso.com") && err.contains("fix:"),
+            "{err}"
+        );
         // AZURE_CLIENT_ID alone in the environment (another tool's) is not a credential: the
         // sign-in probe does not run and the report still comes.
         let out = super::exgate()

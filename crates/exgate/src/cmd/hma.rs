@@ -172,6 +172,19 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
                 Some(_) => {}
             }
         }
+        if let Some(r) = &args.resource {
+            let ok = url::Url::parse(r).ok().is_some_and(|p| {
+                matches!(p.scheme(), "https" | "http")
+                    && p.host_str().is_some()
+                    && p.username().is_empty()
+                    && p.password().is_none()
+            });
+            if !ok {
+                anyhow::bail!(
+                    "--resource {r}: not the scheme and host of a namespace (fix: give the name clients use, https://mail.contoso.com)"
+                );
+            }
+        }
         let mut answers = Vec::new();
         for u in &namespaces {
             if !args.json {
@@ -286,7 +299,9 @@ async fn sign_in(
         let u = &u;
         let resource = match &args.resource {
             Some(r) => r.clone(),
-            None => exgate_hma::signin::resource_of(&url::Url::parse(u)?),
+            None => exgate_hma::signin::resource_of(
+                &url::Url::parse(u).with_context(|| format!("--url {u}: not a URL"))?,
+            ),
         };
         if !args.json {
             eprintln!("signing in to {resource} ...");
