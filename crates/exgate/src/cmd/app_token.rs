@@ -180,6 +180,26 @@ pub(crate) struct Attempted<'a> {
 }
 
 impl CheckArgs {
+    /// What the check attempted, for diagnosis; after the server refused (`refused`), with
+    /// Entra ID's answer to the same password ([`CheckArgs::signin_check`]).
+    pub(crate) async fn attempted<'a>(
+        &self,
+        protocol: exgate_diagnose::Protocol,
+        auth: &'a SaslAuth,
+        refused: bool,
+    ) -> Attempted<'a> {
+        let signin = if refused {
+            self.signin_check(auth).await
+        } else {
+            None
+        };
+        Attempted {
+            protocol,
+            auth,
+            signin,
+        }
+    }
+
     /// After the server refused a password: asks Entra ID to sign the same account in with the
     /// same password ([`exgate_auth::signin_check`]), at `--authority-host` (or the public
     /// cloud) for `--tenant` (or the user's domain). `None` for tokens, and when the check could

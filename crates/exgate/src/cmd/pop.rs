@@ -70,17 +70,12 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
         timeout: args.common.step_timeout(),
     };
     let transcript = check(&options, &auth).await;
+    // A refused password: Entra ID says whether the password itself is the matter.
     let refused = transcript.failure().is_some_and(|f| f.response.is_some());
-    let signin = if refused {
-        args.common.signin_check(&auth).await
-    } else {
-        None
-    };
-    let attempted = super::app_token::Attempted {
-        protocol: exgate_diagnose::Protocol::Pop,
-        auth: &auth,
-        signin,
-    };
+    let attempted = args
+        .common
+        .attempted(exgate_diagnose::Protocol::Pop, &auth, refused)
+        .await;
     Ok(report(&transcript, &attempted, args.common.json))
 }
 

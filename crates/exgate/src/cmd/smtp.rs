@@ -93,16 +93,10 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
     let transcript = check(&options, &auth, message.as_ref()).await;
     // A refused password: Entra ID says whether the password itself is the matter.
     let refused = transcript.failure().is_some_and(|f| f.reply.is_some());
-    let signin = if refused {
-        args.common.signin_check(&auth).await
-    } else {
-        None
-    };
-    let attempted = super::app_token::Attempted {
-        protocol: exgate_diagnose::Protocol::Smtp,
-        auth: &auth,
-        signin,
-    };
+    let attempted = args
+        .common
+        .attempted(exgate_diagnose::Protocol::Smtp, &auth, refused)
+        .await;
     Ok(report(&transcript, &attempted, args.common.json))
 }
 
