@@ -233,15 +233,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr,
             timeout: Duration::from_secs(up.timeout_secs.max(1)),
         };
         let opened = open_upstream(&shared, &account, Service::Pop, async |auth| {
-            open(&options, &auth).await.map(|c| c.stream).map_err(|t| {
-                let f = t.failure();
-                OpenFailure {
-                    text: f
-                        .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
-                        .unwrap_or_else(|| "no answer".into()),
-                    answered: f.is_some_and(|f| f.response.is_some()),
-                }
-            })
+            open(&options, &auth)
+                .await
+                .map(|c| c.stream)
+                .map_err(|t| OpenFailure::of_step(t.failure()))
         })
         .await;
         match opened {

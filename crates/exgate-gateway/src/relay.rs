@@ -115,6 +115,19 @@ pub(crate) struct OpenFailure {
     pub(crate) answered: bool,
 }
 
+impl OpenFailure {
+    /// From the failed step of an IMAP or POP session (the server's answer, else the transport
+    /// error).
+    pub(crate) fn of_step(f: Option<&exgate_mail::imap::ImapStep>) -> OpenFailure {
+        OpenFailure {
+            text: f
+                .and_then(|f| f.response.clone().or_else(|| f.error.clone()))
+                .unwrap_or_else(|| "no answer".into()),
+            answered: f.is_some_and(|f| f.response.is_some()),
+        }
+    }
+}
+
 /// Opens the upstream session of `service` as `account`'s mailbox with `open` (XOAUTH2 with
 /// the profile's token, or the account's upstream password). Every failure is diagnosed, logged
 /// and counted; the `Err` is a short, secret-free reason for the device.
