@@ -11,9 +11,8 @@ use std::time::{Duration, Instant};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, BufReader};
-use tokio::net::TcpStream;
 
-use crate::tls::{LineIo, read_line, start_tls, tls_config, write_line};
+use crate::tls::{LineIo, connect_implicit_tls, read_line, write_line};
 
 /// Longest response line read.
 const MAX_LINE: usize = 16 * 1024;
@@ -282,17 +281,14 @@ async fn run(
 ) -> Option<Session> {
     let start = Instant::now();
     let connected = async {
-        let config = tls_config(o.extra_root_pem.as_deref())?;
-        let tcp = match o.connect_to {
-            Some(addr) => tokio::time::timeout(o.timeout, TcpStream::connect(addr)).await,
-            None => {
-                tokio::time::timeout(o.timeout, TcpStream::connect((o.host.as_str(), o.port))).await
-            }
-        }
-        .map_err(|_| "connecting timed out".to_owned())?
-        .map_err(|e| format!("cannot connect: {e}"))?;
-        let _ = tcp.set_nodelay(true);
-        let tls = start_tls(Box::new(tcp), &o.host, config, o.timeout).await?;
+        let tls = connect_implicit_tls(
+            &o.host,
+            o.port,
+            o.connect_to,
+            o.extra_root_pem.as_deref(),
+            o.timeout,
+        )
+        .await?;
         Ok::<_, String>(Session {
             io: BufReader::new(tls),
             timeout: o.timeout,

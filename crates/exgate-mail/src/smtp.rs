@@ -17,9 +17,10 @@ use base64::Engine as _;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use tokio::io::BufReader;
-use tokio::net::TcpStream;
 
-use crate::tls::{Io, LineIo, read_line, start_tls, tls_config, write_bytes, write_line};
+use crate::tls::{
+    Io, LineIo, connect_tcp, read_line, start_tls, tls_config, write_bytes, write_line,
+};
 
 /// Longest reply line read (RFC 5321 allows 512; servers send a little more).
 const MAX_LINE: usize = 4096;
@@ -443,15 +444,9 @@ async fn run(
     };
     let start = Instant::now();
     let connected = async {
-        let tcp = match o.connect_to {
-            Some(addr) => tokio::time::timeout(o.timeout, TcpStream::connect(addr)).await,
-            None => {
-                tokio::time::timeout(o.timeout, TcpStream::connect((o.host.as_str(), o.port))).await
-            }
-        }
-        .map_err(|_| StepError::Transport("connecting timed out".into()))?
-        .map_err(|e| StepError::Transport(format!("cannot connect: {e}")))?;
-        let _ = tcp.set_nodelay(true);
+        let tcp = connect_tcp(&o.host, o.port, o.connect_to, o.timeout)
+            .await
+            .map_err(StepError::Transport)?;
         let stream: Box<dyn Io> = Box::new(tcp);
         let stream = match o.security {
             SmtpSecurity::Tls => start_tls(stream, &o.host, config.clone(), o.timeout)

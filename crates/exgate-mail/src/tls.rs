@@ -60,6 +60,37 @@ fn build_tls_config(extra_root_pem: Option<&[u8]>) -> Result<Arc<rustls::ClientC
     Ok(Arc::new(config))
 }
 
+/// A TCP connection to `host:port` (or to `connect_to`, keeping `host` as the TLS name),
+/// within `timeout`, with Nagle off (line protocols answer each line).
+pub(crate) async fn connect_tcp(
+    host: &str,
+    port: u16,
+    connect_to: Option<std::net::SocketAddr>,
+    timeout: Duration,
+) -> Result<tokio::net::TcpStream, String> {
+    let tcp = match connect_to {
+        Some(addr) => tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await,
+        None => tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host, port))).await,
+    }
+    .map_err(|_| "connecting timed out".to_owned())?
+    .map_err(|e| format!("cannot connect: {e}"))?;
+    let _ = tcp.set_nodelay(true);
+    Ok(tcp)
+}
+
+/// [`connect_tcp`], then TLS from the first byte (IMAP 993, POP 995, SMTP 465).
+pub(crate) async fn connect_implicit_tls(
+    host: &str,
+    port: u16,
+    connect_to: Option<std::net::SocketAddr>,
+    extra_root_pem: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Box<dyn Io>, String> {
+    let config = tls_config(extra_root_pem)?;
+    let tcp = connect_tcp(host, port, connect_to, timeout).await?;
+    start_tls(Box::new(tcp), host, config, timeout).await
+}
+
 pub(crate) async fn start_tls(
     stream: Box<dyn Io>,
     host: &str,
