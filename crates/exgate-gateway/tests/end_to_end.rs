@@ -822,21 +822,23 @@ async fn exchange_busy_twice_then_the_message_is_delivered_once() {
     .await;
     assert!(t.ok(), "{t:?}");
     let spool = exgate_gateway::spool::Spool::open(&bed.config().spool.path).unwrap();
+    // The deferred envelope, as the spool recorded it after the first refusal.
+    let mut deferred = None;
     wait_for("a deferral after the 421", async || {
-        spool
+        deferred = spool
             .list()
             .unwrap()
             .first()
-            .is_some_and(|e| e.attempts >= 1)
+            .filter(|e| e.attempts >= 1)
+            .cloned();
+        deferred.is_some()
     })
     .await;
-    let env = spool.list().unwrap().first().cloned();
-    if let Some(env) = env {
-        assert!(
-            env.last_error.as_deref().unwrap_or("").contains("421"),
-            "{env:?}"
-        );
-    }
+    let env = deferred.expect("deferred");
+    assert!(
+        env.last_error.as_deref().unwrap_or("").contains("421"),
+        "{env:?}"
+    );
     wait_for("the spool to drain", async || gw.queue_depth() == 0).await;
     assert_eq!(bed.inbox(&gw).await, Some(before + 1));
     tokio::time::sleep(Duration::from_millis(300)).await;
