@@ -127,12 +127,21 @@ pub(crate) fn handle(
     // the mailbox (Microsoft Graph, "Obtain immutable identifiers for Outlook resources"). The
     // handling is synchronous, so a thread-local flag reaches every id this request writes.
     let immutable = prefers_immutable(headers);
+    /// Clears the flag however the request ends (a panic included), so the thread's next
+    /// request starts without it.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            IMMUTABLE_IDS.with(|f| f.set(false));
+        }
+    }
     IMMUTABLE_IDS.with(|f| f.set(immutable));
+    let reset = Reset;
     let mut r = match route(st, origin, method, path, query, headers, body) {
         Ok(r) => finish(r, &ids),
         Err(e) => e.into_response(&ids),
     };
-    IMMUTABLE_IDS.with(|f| f.set(false));
+    drop(reset);
     if immutable {
         r.headers_mut().insert(
             "preference-applied",
