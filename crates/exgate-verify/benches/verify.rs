@@ -179,7 +179,7 @@ fn bench(c: &mut Criterion) {
         .await
         .expect("store");
         let (_tx, cancel) = watch::channel(false);
-        verify_project(
+        let head = verify_project(
             Arc::new(Instant),
             &project,
             &store,
@@ -188,14 +188,22 @@ fn bench(c: &mut Criterion) {
             &mut NoProgress,
         )
         .await
-        .expect("verify")
+        .expect("verify");
+        exgate_verify::report::Report::load(
+            &store,
+            &project,
+            head,
+            exgate_verify::store::Listing::Project,
+        )
+        .await
+        .expect("load")
     });
     g.bench_function("render_json_2000", |b| b.iter(|| report.to_json().len()));
     g.bench_function("render_html_2000", |b| {
         b.iter(|| render_html(&report).len())
     });
     g.bench_function("render_text_2000", |b| {
-        b.iter(|| render_text(&report).len())
+        b.iter(|| render_text(&report.head).len())
     });
     g.finish();
 

@@ -201,6 +201,10 @@ pub struct MailboxResult {
     pub finished_at_ms: i64,
     /// Every step, source first, in order.
     pub steps: Vec<StepResult>,
+    /// The earlier run this result comes from, in a report of the whole project; absent when
+    /// the mailbox was verified in the run reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earlier_run: Option<String>,
 }
 
 impl MailboxResult {

@@ -406,6 +406,7 @@ impl<P: Prober> Shared<P> {
             ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
             finished_at_ms: now_ms(),
             steps,
+            earlier_run: None,
         })
     }
 }
@@ -450,7 +451,7 @@ impl ProjectRefs {
 pub async fn run<P: Prober>(
     prober: Arc<P>,
     project: &Project,
-    items: Vec<LineItem>,
+    items: impl IntoIterator<Item = LineItem>,
     options: RunOptions,
     cancel: watch::Receiver<bool>,
     results: mpsc::UnboundedSender<MailboxResult>,

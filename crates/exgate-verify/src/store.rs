@@ -20,11 +20,18 @@ use crate::model::{Fault, MailboxResult, Side, Status, StepName, StepResult, now
 use crate::project::{LineItem, Project};
 
 /// The migrations, embedded.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "verify state",
-    include_str!("../migrations/0001_verify_state.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "verify state",
+        include_str!("../migrations/0001_verify_state.sql"),
+    ),
+    (
+        2,
+        "report order",
+        include_str!("../migrations/0002_report_order.sql"),
+    ),
+];
 
 /// An error of the state store. The database URL is shown without its password.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +72,12 @@ pub enum StoreError {
     Corrupt {
         /// What is wrong.
         what: String,
+    },
+    /// A result read from the database could not be written out (to a report).
+    #[error("cannot write the report: {source}")]
+    Output {
+        /// The write error.
+        source: std::io::Error,
     },
 }
 
@@ -121,13 +134,48 @@ pub enum Reason {
     Forced,
 }
 
-/// The line items a run will verify, and those it skips.
+/// The line items a run will verify, and those it skips (borrowed from the project).
 #[derive(Debug, Clone, Default)]
-pub struct Selection {
+pub struct Selection<'p> {
     /// To verify, in project order, with the reason.
-    pub verify: Vec<(LineItem, Reason)>,
+    pub verify: Vec<(&'p LineItem, Reason)>,
     /// Verified ok before and unchanged: skipped.
-    pub skipped: Vec<LineItem>,
+    pub skipped: Vec<&'p LineItem>,
+}
+
+/// What selection needs of a recorded line item.
+struct Recorded {
+    /// [`key_of`] the fingerprint.
+    fingerprint: u64,
+    last_status: Option<Status>,
+    write_checked: bool,
+}
+
+/// A 64-bit key of a line-item id or fingerprint, for the in-memory map of a selection: ids
+/// are 16 hexadecimal digits (their own value); anything else is hashed. A collision of two
+/// fingerprints could only skip re-verifying a changed line; at 64 bits it is not expected
+/// below billions of lines.
+pub(crate) fn key_of(text: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    if text.len() == 16
+        && let Ok(v) = u64::from_str_radix(text, 16)
+    {
+        return v;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    text.hash(&mut h);
+    h.finish()
+}
+
+/// Which mailboxes a report lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Listing {
+    /// Every line item of the project with its latest result; results of earlier runs are
+    /// marked with their run.
+    #[default]
+    Project,
+    /// Only the mailboxes verified in the run.
+    RunOnly,
 }
 
 /// One past run of one line item.
@@ -433,21 +481,27 @@ impl Store {
 
     /// Chooses what a run verifies: failed, blocked, changed and new items (everything with
     /// `all`; items not yet write-checked when `write_check` is asked).
-    pub async fn select(
+    pub async fn select<'p>(
         &self,
-        project: &Project,
+        project: &'p Project,
         all: bool,
         write_check: bool,
-    ) -> Result<Selection> {
-        let states = self.items(&project.name).await?;
+    ) -> Result<Selection<'p>> {
+        let states = if all {
+            HashMap::new()
+        } else {
+            self.selection_states(&project.name).await?
+        };
         let mut sel = Selection::default();
         for item in &project.mailboxes {
-            let reason = match states.get(&item.id) {
+            let reason = match states.get(&key_of(&item.id)) {
                 _ if all => Some(Reason::Forced),
                 None => Some(Reason::New),
                 Some(s) => match s.last_status {
                     None => Some(Reason::New),
-                    Some(_) if s.fingerprint != item.fingerprint() => Some(Reason::Changed),
+                    Some(_) if s.fingerprint != key_of(&item.fingerprint()) => {
+                        Some(Reason::Changed)
+                    }
                     Some(Status::Failed) => Some(Reason::Failed),
                     Some(Status::Blocked) => Some(Reason::Blocked),
                     Some(Status::Ok) if write_check && !s.write_checked => Some(Reason::WriteCheck),
@@ -455,11 +509,41 @@ impl Store {
                 },
             };
             match reason {
-                Some(r) => sel.verify.push((item.clone(), r)),
-                None => sel.skipped.push(item.clone()),
+                Some(r) => sel.verify.push((item, r)),
+                None => sel.skipped.push(item),
             }
         }
         Ok(sel)
+    }
+
+    /// What [`Store::select`] needs of every recorded line item, in a few bytes per item (a
+    /// project of a million mailboxes is selected in tens of megabytes).
+    async fn selection_states(&self, project: &str) -> Result<HashMap<u64, Recorded>> {
+        use futures_util::TryStreamExt as _;
+        let mut rows = sqlx::query(
+            "SELECT id, fingerprint, last_status, write_checked FROM line_items WHERE project = $1",
+        )
+        .bind(project)
+        .fetch(&self.pool);
+        let mut out = HashMap::new();
+        while let Some(row) = rows.try_next().await.map_err(q("read line items"))? {
+            let id: String = row.try_get("id").map_err(q("read line items"))?;
+            let fingerprint: String = row.try_get("fingerprint").map_err(q("read line items"))?;
+            let last_status: Option<String> =
+                row.try_get("last_status").map_err(q("read line items"))?;
+            out.insert(
+                key_of(&id),
+                Recorded {
+                    fingerprint: key_of(&fingerprint),
+                    last_status: last_status.as_deref().map(parse_status).transpose()?,
+                    write_checked: row
+                        .try_get::<i64, _>("write_checked")
+                        .map_err(q("read line items"))?
+                        != 0,
+                },
+            );
+        }
+        Ok(out)
     }
 
     /// Records the start of a run and returns its id.
@@ -691,6 +775,96 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Reads the latest result of every line item of `project` (only those of `run_id` with
+    /// [`Listing::RunOnly`]) whose id `keep` accepts, sorted by source then destination, and
+    /// gives them to `each` one at a time: a report of a million mailboxes is written without
+    /// being held in memory. A result of a run other than `run_id` carries that run in
+    /// [`MailboxResult::earlier_run`]. Returns how many results were given.
+    pub async fn each_result(
+        &self,
+        project: &str,
+        run_id: &str,
+        listing: Listing,
+        keep: &(dyn Fn(&str) -> bool + Sync),
+        each: &mut dyn FnMut(MailboxResult) -> std::io::Result<()>,
+    ) -> Result<u64> {
+        use futures_util::TryStreamExt as _;
+
+        // Byte order on both databases, so the order is the same as the in-memory report's.
+        let order = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => " COLLATE \"C\"",
+        };
+        let only_run = match listing {
+            Listing::Project => "",
+            Listing::RunOnly => " AND r.run_id = $2",
+        };
+        let sql = format!(
+            "SELECT li.id AS item_id, li.source AS source, li.destination AS destination, \
+             r.run_id AS run_id, r.status AS item_status, r.ms AS item_ms, \
+             r.finished_at AS finished_at, s.endpoint, s.name, s.status, s.ms, s.attempts, \
+             s.detail, s.item_count, s.error, s.causes, s.evidence, s.blocked_by \
+             FROM line_items li \
+             JOIN item_runs r ON r.run_id = li.last_run_id AND r.item_id = li.id \
+             LEFT JOIN step_results s ON s.run_id = r.run_id AND s.item_id = r.item_id \
+             WHERE li.project = $1{only_run} \
+             ORDER BY li.source{order}, li.destination{order}, li.id, s.seq"
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(project);
+        if listing == Listing::RunOnly {
+            query = query.bind(run_id);
+        }
+        let mut rows = query.fetch(&self.pool);
+        let mut current: Option<MailboxResult> = None;
+        let mut given = 0u64;
+        let mut give = |m: MailboxResult| -> Result<()> {
+            if keep(&m.id) {
+                given += 1;
+                each(m).map_err(|source| StoreError::Output { source })?;
+            }
+            Ok(())
+        };
+        while let Some(row) = rows.try_next().await.map_err(q("read results"))? {
+            let id: String = row.try_get("item_id").map_err(q("read results"))?;
+            if current.as_ref().is_none_or(|m| m.id != id) {
+                if let Some(done) = current.take() {
+                    give(done)?;
+                }
+                let run: String = row.try_get("run_id").map_err(q("read results"))?;
+                let status = parse_status(
+                    &row.try_get::<String, _>("item_status")
+                        .map_err(q("read results"))?,
+                )?;
+                current = Some(MailboxResult {
+                    id,
+                    source: row.try_get("source").map_err(q("read results"))?,
+                    destination: Some(
+                        row.try_get::<String, _>("destination")
+                            .map_err(q("read results"))?,
+                    )
+                    .filter(|d| !d.is_empty()),
+                    ok: status == Status::Ok,
+                    status,
+                    ms: to_u64(row.try_get("item_ms").map_err(q("read results"))?),
+                    finished_at_ms: row.try_get("finished_at").map_err(q("read results"))?,
+                    steps: Vec::new(),
+                    earlier_run: (run != run_id).then_some(run),
+                });
+            }
+            let has_step = row
+                .try_get::<Option<String>, _>("endpoint")
+                .map_err(q("read results"))?
+                .is_some();
+            if has_step && let Some(m) = current.as_mut() {
+                m.steps.push(step_row(&row)?);
+            }
+        }
+        if let Some(done) = current.take() {
+            give(done)?;
+        }
+        Ok(given)
     }
 
     /// The history of one line item, oldest run first, with every step.

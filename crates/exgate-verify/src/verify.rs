@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::model::{MailboxResult, Status, now_ms};
+use crate::model::{MailboxResult, now_ms};
 use crate::probe::Prober;
 use crate::project::{LineItem, Project};
-use crate::report::{Report, RunInfo};
+use crate::report::{ReportBuilder, ReportHead, RunInfo};
 use crate::runner::{RunOptions, run};
 use crate::store::{RunTotals, Store, StoreError};
 
@@ -49,7 +49,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
 /// Verifies a project: selects the line items to check from `store`, runs them with `prober`,
 /// records every result as it arrives (so a stopped run keeps what it verified) and returns the
-/// report of this run.
+/// head of the report of this run. The mailboxes are not kept in memory: they are in `store`,
+/// read one at a time by [`Store::each_result`] to write a report.
 pub async fn verify_project<P: Prober>(
     prober: Arc<P>,
     project: &Project,
@@ -57,7 +58,7 @@ pub async fn verify_project<P: Prober>(
     options: &VerifyOptions,
     cancel: watch::Receiver<bool>,
     progress: &mut dyn Progress,
-) -> Result<Report, StoreError> {
+) -> Result<ReportHead, StoreError> {
     let started_at_ms = now_ms();
     let clock = tokio::time::Instant::now();
     let selection = store
@@ -75,16 +76,19 @@ pub async fn verify_project<P: Prober>(
         .await?;
     progress.start(selected, skipped);
 
-    let items: Vec<LineItem> = selection.verify.into_iter().map(|(i, _)| i).collect();
-    let by_id: HashMap<String, LineItem> =
-        items.iter().map(|i| (i.id.clone(), i.clone())).collect();
+    let by_id: HashMap<&str, &LineItem> = selection
+        .verify
+        .iter()
+        .map(|(i, _)| (i.id.as_str(), *i))
+        .collect();
     let (tx, mut rx) = mpsc::unbounded_channel::<MailboxResult>();
+    let items = selection.verify.iter().map(|(i, _)| (*i).clone());
     let runner = run(prober, project, items, options.run.clone(), cancel, tx);
 
     let write_check = options.run.write_check;
     let consumer = async {
-        let mut all: Vec<MailboxResult> = Vec::with_capacity(selected);
-        let mut pending = 0usize;
+        let mut builder = ReportBuilder::default();
+        let mut pending: Vec<MailboxResult> = Vec::with_capacity(BATCH);
         let mut tick = tokio::time::interval(FLUSH_EVERY);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut first_error: Option<StoreError> = None;
@@ -93,59 +97,43 @@ pub async fn verify_project<P: Prober>(
                 r = rx.recv() => match r {
                     Some(r) => {
                         progress.mailbox(&r);
-                        all.push(r);
-                        pending += 1;
-                        pending >= BATCH
+                        builder.add(&r);
+                        pending.push(r);
+                        pending.len() >= BATCH
                     }
                     None => break,
                 },
-                _ = tick.tick() => pending > 0,
+                _ = tick.tick() => !pending.is_empty(),
             };
             if flush {
-                if let Err(e) = record(
-                    store,
-                    project,
-                    &run_id,
-                    write_check,
-                    &by_id,
-                    &all[all.len() - pending..],
-                )
-                .await
+                if let Err(e) = record(store, project, &run_id, write_check, &by_id, &pending).await
                 {
                     first_error.get_or_insert(e);
                 }
-                pending = 0;
+                pending.clear();
             }
         }
-        if pending > 0
-            && let Err(e) = record(
-                store,
-                project,
-                &run_id,
-                write_check,
-                &by_id,
-                &all[all.len() - pending..],
-            )
-            .await
+        if !pending.is_empty()
+            && let Err(e) = record(store, project, &run_id, write_check, &by_id, &pending).await
         {
             first_error.get_or_insert(e);
         }
-        (all, first_error)
+        (builder, first_error)
     };
-    let (outcome, (results, store_error)) = tokio::join!(runner, consumer);
+    let (outcome, (builder, store_error)) = tokio::join!(runner, consumer);
     progress.finish();
     if let Some(e) = store_error {
         return Err(e);
     }
-    let count = |s: Status| results.iter().filter(|m| m.status == s).count() as u64;
+    let (ok, failed, blocked) = builder.counts();
     let totals = RunTotals {
-        ok: count(Status::Ok),
-        failed: count(Status::Failed),
-        blocked: count(Status::Blocked),
+        ok,
+        failed,
+        blocked,
         cancelled: outcome.cancelled,
     };
     store.finish_run(&run_id, &totals, &outcome.faults).await?;
-    Ok(Report::build(
+    Ok(builder.finish(
         RunInfo {
             project: project.name.clone(),
             run_id,
@@ -156,7 +144,6 @@ pub async fn verify_project<P: Prober>(
             cancelled: outcome.cancelled,
             duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         },
-        results,
         outcome.faults,
     ))
 }
@@ -166,12 +153,12 @@ async fn record(
     project: &Project,
     run_id: &str,
     write_check: bool,
-    by_id: &HashMap<String, LineItem>,
+    by_id: &HashMap<&str, &LineItem>,
     results: &[MailboxResult],
 ) -> Result<(), StoreError> {
     let batch: Vec<(&LineItem, &MailboxResult)> = results
         .iter()
-        .filter_map(|r| by_id.get(&r.id).map(|i| (i, r)))
+        .filter_map(|r| by_id.get(r.id.as_str()).map(|i| (*i, r)))
         .collect();
     store
         .record(&project.name, run_id, write_check, &batch)

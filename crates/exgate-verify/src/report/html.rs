@@ -5,10 +5,11 @@
 //! Every value taken from the results is escaped. Summary numbers carry `id="summary-…"` and
 //! `data-value` attributes so tools and tests can read them.
 
-use std::fmt::Write;
+use std::fmt::Write as _;
+use std::io::Write;
 
-use super::Report;
-use crate::model::Status;
+use super::{Report, ReportHead};
+use crate::model::{MailboxResult, Status};
 
 pub use exgate_wire::markup::escape;
 
@@ -56,7 +57,7 @@ fn card(out: &mut String, id: &str, label: &str, value: u64, class: &str) {
 }
 
 /// A horizontal stacked bar of ok / failed / blocked, and one bar per cause.
-fn chart(report: &Report) -> String {
+fn chart(report: &ReportHead) -> String {
     let s = &report.summary;
     let total = (s.ok + s.failed + s.blocked).max(1) as f64;
     let width = 600.0;
@@ -112,8 +113,61 @@ fn chart(report: &Report) -> String {
 
 /// Renders the report as one self-contained HTML page.
 pub fn render_html(report: &Report) -> String {
+    let mut out = Vec::with_capacity(4096 + report.mailboxes.len() * 400);
+    let two_sided = report.mailboxes.iter().any(|m| m.destination.is_some());
+    let written = HtmlWriter::begin(&report.head, two_sided, &mut out).and_then(|mut html| {
+        for m in &report.mailboxes {
+            html.mailbox(m)?;
+        }
+        html.finish()
+    });
+    // Writing to memory cannot fail.
+    debug_assert!(written.is_ok());
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the HTML page with the mailboxes given one at a time (the table of a million
+/// mailboxes is written without being held in memory).
+pub struct HtmlWriter<W: Write> {
+    w: std::io::BufWriter<W>,
+    two_sided: bool,
+    rows: u64,
+}
+
+impl<W: Write> HtmlWriter<W> {
+    /// Writes everything before the mailbox rows; `two_sided` says whether the table has a
+    /// destination column.
+    pub fn begin(report: &ReportHead, two_sided: bool, w: W) -> std::io::Result<Self> {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, w);
+        w.write_all(head(report, two_sided).as_bytes())?;
+        Ok(Self {
+            w,
+            two_sided,
+            rows: 0,
+        })
+    }
+
+    /// Writes the row of one mailbox.
+    pub fn mailbox(&mut self, m: &MailboxResult) -> std::io::Result<()> {
+        self.rows += 1;
+        self.w.write_all(row(m, self.two_sided).as_bytes())
+    }
+
+    /// Closes the table and the page, and flushes. The count of rows shown is set by the page's
+    /// script; the number of rows is also written under the table.
+    pub fn finish(mut self) -> std::io::Result<()> {
+        write!(
+            self.w,
+            r#"</tbody></table><p class="muted"><span id="rows-total" data-value="{n}">{n}</span> mailboxes listed</p><script>{SCRIPT}</script></body></html>"#,
+            n = self.rows
+        )?;
+        self.w.flush()
+    }
+}
+
+fn head(report: &ReportHead, two_sided: bool) -> String {
     let s = &report.summary;
-    let mut out = String::with_capacity(4096 + report.mailboxes.len() * 400);
+    let mut out = String::with_capacity(4096);
     let _ = write!(
         out,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>exgate verify: {project}</title><style>{STYLE}</style></head><body>"#,
@@ -208,11 +262,8 @@ pub fn render_html(report: &Report) -> String {
 
     let _ = write!(
         out,
-        r#"<h2>Mailboxes</h2><div class="controls"><input id="filter" type="search" placeholder="Search address, step, cause…" aria-label="search"><select id="status-filter" aria-label="status"><option value="">all</option><option value="ok">ok</option><option value="failed">failed</option><option value="blocked">blocked</option></select><span class="muted"><span id="rows-shown" data-value="{n}">{n}</span> shown</span></div>"#,
-        n = report.mailboxes.len()
+        r#"<h2>Mailboxes</h2><div class="controls"><input id="filter" type="search" placeholder="Search address, step, cause…" aria-label="search"><select id="status-filter" aria-label="status"><option value="">all</option><option value="ok">ok</option><option value="failed">failed</option><option value="blocked">blocked</option></select><span class="muted"><span id="rows-shown" data-value=""></span> shown</span></div>"#
     );
-    // A one-sided project (no destination anywhere) gets no destination column.
-    let two_sided = report.mailboxes.iter().any(|m| m.destination.is_some());
     let _ = write!(
         out,
         r#"<table id="mailboxes"><thead><tr><th>source</th>{}<th>status</th><th>steps</th><th>causes</th><th>ms</th></tr></thead><tbody>"#,
@@ -222,53 +273,62 @@ pub fn render_html(report: &Report) -> String {
             ""
         }
     );
-    for m in &report.mailboxes {
-        let causes: Vec<&str> = m
-            .steps
-            .iter()
-            .filter_map(|s| s.causes.first().map(|c| c.id.as_str()))
-            .collect();
-        let steps: Vec<String> = m
-            .steps
-            .iter()
-            .map(|s| {
-                let mark = match s.status {
-                    Status::Ok => "✓",
-                    Status::Failed => "✗",
-                    Status::Blocked => "⊘",
-                };
-                format!("{} {}.{}", mark, s.endpoint, s.name)
-            })
-            .collect();
-        let search = format!(
-            "{} {} {} {} {}",
-            m.source,
-            m.destination.as_deref().unwrap_or_default(),
-            m.status.as_str(),
-            steps.join(" "),
-            causes.join(" ")
-        )
-        .to_lowercase();
-        let _ = write!(
-            out,
-            r#"<tr data-status="{st}" data-search="{search}"><td>{src}</td>{dst}<td class="{st}">{st}</td><td>{steps}</td><td>{causes}</td><td>{ms}</td></tr>"#,
-            st = m.status.as_str(),
-            search = escape(&search),
-            src = escape(&m.source),
-            dst = if two_sided {
-                format!(
-                    "<td>{}</td>",
-                    escape(m.destination.as_deref().unwrap_or_default())
-                )
-            } else {
-                String::new()
-            },
-            steps = escape(&steps.join(" · ")),
-            causes = escape(&causes.join(", ")),
-            ms = m.ms,
-        );
-    }
-    out.push_str("</tbody></table>");
-    let _ = write!(out, "<script>{SCRIPT}</script></body></html>");
+    out
+}
+
+fn row(m: &MailboxResult, two_sided: bool) -> String {
+    let mut out = String::with_capacity(400);
+    let causes: Vec<&str> = m
+        .steps
+        .iter()
+        .filter_map(|s| s.causes.first().map(|c| c.id.as_str()))
+        .collect();
+    let steps: Vec<String> = m
+        .steps
+        .iter()
+        .map(|s| {
+            let mark = match s.status {
+                Status::Ok => "✓",
+                Status::Failed => "✗",
+                Status::Blocked => "⊘",
+            };
+            format!("{} {}.{}", mark, s.endpoint, s.name)
+        })
+        .collect();
+    let search = format!(
+        "{} {} {} {} {}",
+        m.source,
+        m.destination.as_deref().unwrap_or_default(),
+        m.status.as_str(),
+        steps.join(" "),
+        causes.join(" ")
+    )
+    .to_lowercase();
+    let _ = write!(
+        out,
+        r#"<tr data-status="{st}" data-search="{search}"><td>{src}</td>{dst}<td class="{st}">{st}{earlier}</td><td>{steps}</td><td>{causes}</td><td>{ms}</td></tr>"#,
+        st = m.status.as_str(),
+        earlier = m
+            .earlier_run
+            .as_deref()
+            .map(|run| format!(
+                r#" <span class="muted" data-earlier-run="{run}">(earlier run {run})</span>"#,
+                run = escape(run)
+            ))
+            .unwrap_or_default(),
+        search = escape(&search),
+        src = escape(&m.source),
+        dst = if two_sided {
+            format!(
+                "<td>{}</td>",
+                escape(m.destination.as_deref().unwrap_or_default())
+            )
+        } else {
+            String::new()
+        },
+        steps = escape(&steps.join(" · ")),
+        causes = escape(&causes.join(", ")),
+        ms = m.ms,
+    );
     out
 }

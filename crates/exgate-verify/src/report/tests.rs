@@ -45,6 +45,7 @@ fn mailbox(src: &str, steps: Vec<StepResult>) -> MailboxResult {
         ms: 7,
         finished_at_ms: 1,
         steps,
+        earlier_run: None,
     }
 }
 
@@ -128,20 +129,20 @@ pub(crate) fn sample() -> Report {
 #[test]
 fn totals_and_groups() {
     let r = sample();
-    let s = &r.summary;
+    let s = &r.head.summary;
     assert_eq!(
         (s.total, s.ok, s.failed, s.blocked, s.skipped),
         (6, 2, 3, 1, 3)
     );
     assert_eq!(s.rate_per_s, 3.0);
     assert!(!r.all_ok());
-    let ids: Vec<&str> = r.groups.iter().map(|g| g.id.as_str()).collect();
+    let ids: Vec<&str> = r.head.groups.iter().map(|g| g.id.as_str()).collect();
     // The secret group has one failed and one blocked mailbox: largest first.
     assert_eq!(
         ids,
         vec!["invalid_client_secret", "mailbox_not_found", "undiagnosed"]
     );
-    let g = &r.groups[0];
+    let g = &r.head.groups[0];
     assert_eq!(g.failed.len(), 1);
     assert_eq!(
         g.blocked,
@@ -197,7 +198,7 @@ fn json_has_the_documented_shape() {
 
 #[test]
 fn text_gives_each_fix_once_with_its_mailboxes() {
-    let t = render_text(&sample());
+    let t = render_text(&sample().head);
     assert_eq!(
         t.matches("Create a new secret; copy its Value").count(),
         1,
@@ -255,7 +256,7 @@ mod properties {
             let mut r = sample();
             r.mailboxes[0].source = src.clone();
             r.mailboxes[0].steps[0].error = Some(err.clone());
-            r.groups[0].title = err.clone();
+            r.head.groups[0].title = err.clone();
             let h = render_html(&r);
             if src.contains(['<', '>', '&', '"', '\'']) {
                 prop_assert!(!h.contains(&src), "raw data in the page");
@@ -278,19 +279,22 @@ mod properties {
 #[test]
 fn combined_reports_keep_each_blocked_mailbox_with_its_own_fault() {
     let mut first = sample();
-    first.summary.project = "one".into();
+    first.head.summary.project = "one".into();
     let mut second = sample();
-    second.summary.project = "two".into();
+    second.head.summary.project = "two".into();
     let combined = Report::combine("programme", 5, 4000, vec![first.clone(), second]);
 
-    assert_eq!(combined.summary.project, "programme");
-    assert_eq!(combined.summary.total, 2 * first.summary.total);
-    assert_eq!(combined.summary.failed, 2 * first.summary.failed);
-    assert_eq!(combined.summary.blocked, 2 * first.summary.blocked);
-    assert_eq!(combined.summary.project_items, 18);
-    assert_eq!(combined.summary.skipped, 6);
-    assert_eq!(combined.summary.run_id, "run-1,run-1");
-    let fault_ids: Vec<&str> = combined.faults.iter().map(|f| f.id.as_str()).collect();
+    assert_eq!(combined.head.summary.project, "programme");
+    assert_eq!(combined.head.summary.total, 2 * first.head.summary.total);
+    assert_eq!(combined.head.summary.failed, 2 * first.head.summary.failed);
+    assert_eq!(
+        combined.head.summary.blocked,
+        2 * first.head.summary.blocked
+    );
+    assert_eq!(combined.head.summary.project_items, 18);
+    assert_eq!(combined.head.summary.skipped, 6);
+    assert_eq!(combined.head.summary.run_id, "run-1,run-1");
+    let fault_ids: Vec<&str> = combined.head.faults.iter().map(|f| f.id.as_str()).collect();
     assert_eq!(fault_ids, ["one/destination", "two/destination"]);
     for m in &combined.mailboxes {
         let project = Report::project_of(&m.id);
@@ -301,6 +305,7 @@ fn combined_reports_keep_each_blocked_mailbox_with_its_own_fault() {
     }
     // Blocked mailboxes of both projects land in the group of their fault's cause.
     let secret = combined
+        .head
         .groups
         .iter()
         .find(|g| g.id == "invalid_client_secret")
@@ -355,10 +360,11 @@ fn cause_counts_are_of_mailboxes_not_sides() {
         vec![fault],
     );
     let c = r
+        .head
         .summary
         .causes
         .iter()
         .find(|c| c.id == "invalid_client_secret")
         .expect("count");
-    assert_eq!((c.failed, c.blocked), (1, 5), "{:?}", r.summary.causes);
+    assert_eq!((c.failed, c.blocked), (1, 5), "{:?}", r.head.summary.causes);
 }

@@ -6,13 +6,13 @@ use std::fmt::Write;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{ContentArrangement, Table};
 
-use super::Report;
+use super::ReportHead;
 
 /// Mailboxes listed per group before "and N more".
 const LIST_LIMIT: usize = 20;
 
 /// Renders the report for a terminal (plain text; no colour codes).
-pub fn render_text(report: &Report) -> String {
+pub fn render_text(report: &ReportHead) -> String {
     let s = &report.summary;
     let mut out = String::new();
     let _ = writeln!(

@@ -84,7 +84,17 @@ async fn html_report_renders_in_headless_chromium() {
     .await
     .unwrap();
     let page = dir.path().join("report.html");
-    std::fs::write(&page, exgate_verify::report::render_html(&report)).unwrap();
+    // Written as `exgate verify --html` writes it: the mailboxes read from the store.
+    let rows = exgate_verify::report::write_html_from(
+        &store,
+        &project,
+        &report,
+        exgate_verify::store::Listing::Project,
+        std::fs::File::create(&page).unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(rows, 30);
 
     let Some(browser) = chromium() else {
         eprintln!(

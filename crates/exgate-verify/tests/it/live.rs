@@ -100,6 +100,7 @@ async fn wrong_secret_is_one_diagnosed_fault_and_the_rest_blocked() {
     let emu = emulator().await;
     let (report, store, _dir) = verify(&emu, "not-the-secret", 25).await;
     let dest = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Destination)
@@ -137,6 +138,7 @@ async fn wrong_secret_is_one_diagnosed_fault_and_the_rest_blocked() {
     assert_eq!(blocked_dest, 24);
     // The source side got its token once (shared) and failed to reach Graph: one network fault.
     let src = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Source)
@@ -166,6 +168,7 @@ async fn expired_secret_is_named() {
     let emu = emulator().await;
     let (report, store, _dir) = verify(&emu, "old-secret-2024", 3).await;
     let dest = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Destination)
@@ -175,7 +178,7 @@ async fn expired_secret_is_named() {
         "{:?}",
         dest.causes
     );
-    assert_eq!(report.summary.ok, 0);
+    assert_eq!(report.head.summary.ok, 0);
     store.close().await;
     emu.shutdown().await;
 }
@@ -234,7 +237,7 @@ destination = "carol@contoso.com"
             .find(|m| m.source == s)
             .unwrap_or_else(|| panic!("{s} missing"))
     };
-    let text_report = exgate_verify::report::render_text(&report);
+    let text_report = exgate_verify::report::render_text(&report.head);
 
     // alice: every step on both sides.
     let alice = by_source("alice@fabrikam.com");
@@ -252,8 +255,8 @@ destination = "carol@contoso.com"
     );
     assert_eq!(alice.steps.len(), 8, "{text_report}");
     // Mailbox problems stay with their mailboxes: no endpoint fault, nothing blocked.
-    assert!(report.faults.is_empty(), "{text_report}");
-    assert_eq!(report.summary.blocked, 0);
+    assert!(report.head.faults.is_empty(), "{text_report}");
+    assert_eq!(report.head.summary.blocked, 0);
 
     // bob: the source mailbox is not provisioned yet; EWS says it does not exist.
     let bob = by_source("bob@fabrikam.com");
@@ -366,7 +369,7 @@ source_password = "CANARY-wrong-password"
     let project = support::parse_project(&text);
     let (report, store, _dir) =
         support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
-    let text_report = exgate_verify::report::render_text(&report);
+    let text_report = exgate_verify::report::render_text(&report.head);
     let source_steps = |src: &str| -> Vec<exgate_verify::StepResult> {
         report
             .mailboxes
@@ -390,17 +393,22 @@ source_password = "CANARY-wrong-password"
     assert_eq!(bad.status, Status::Failed);
     assert_eq!(bad.evidence.as_ref().and_then(|e| e.status), Some(401));
     assert!(
-        report.faults.iter().all(|f| f.endpoint != Side::Source),
+        report
+            .head
+            .faults
+            .iter()
+            .all(|f| f.endpoint != Side::Source),
         "{text_report}"
     );
     // Basic is off for fabrikam: one destination fault, the other mailbox blocked.
     let dest = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Destination)
         .unwrap_or_else(|| panic!("{text_report}"));
     assert_eq!(dest.causes[0].id, "basic_auth_disabled", "{text_report}");
-    assert_eq!(report.summary.blocked + report.summary.failed, 2);
+    assert_eq!(report.head.summary.blocked + report.head.summary.failed, 2);
     assert!(!report.to_json().contains("CANARY-wrong-password"));
     store.close().await;
     emu.shutdown().await;
@@ -455,7 +463,7 @@ destination = "bob@contoso.com"
         &VerifyOptions::default(),
     )
     .await;
-    let text_report = exgate_verify::report::render_text(&report);
+    let text_report = exgate_verify::report::render_text(&report.head);
     let alice = report
         .mailboxes
         .iter()
@@ -480,7 +488,7 @@ destination = "bob@contoso.com"
     assert_eq!(failed.len(), 1, "{text_report}");
     assert_eq!(failed[0].endpoint, Side::Source);
     assert_eq!(failed[0].name, StepName::Resolve, "{text_report}");
-    assert!(report.faults.is_empty(), "{text_report}");
+    assert!(report.head.faults.is_empty(), "{text_report}");
     store.close().await;
     emu.shutdown().await;
 }
@@ -580,6 +588,7 @@ source = "bob@fabrikam.com"
     let (report, store, _dir) =
         support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
     let fault = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Source)
@@ -603,7 +612,7 @@ source = "bob@fabrikam.com"
         "{:?}",
         fault.causes
     );
-    assert_eq!(report.summary.ok, 0);
+    assert_eq!(report.head.summary.ok, 0);
     server.abort();
     store.close().await;
     emu.shutdown().await;
@@ -686,7 +695,7 @@ async fn delegated_refresh_keeps_the_rotated_token_across_runs() {
     for run in 1..=3 {
         let (report, store, _state) =
             support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
-        assert_eq!(report.summary.ok, 1, "run {run}: {report:?}");
+        assert_eq!(report.head.summary.ok, 1, "run {run}: {report:?}");
         store.close().await;
     }
     let stored = std::fs::read(dir.path().join("tokens.bin")).unwrap();
@@ -701,12 +710,13 @@ async fn delegated_refresh_keeps_the_rotated_token_across_runs() {
     let project = delegated_project(emu.base_url(), None);
     let (first, store, _state) =
         support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
-    assert_eq!(first.summary.ok, 1, "{first:?}");
+    assert_eq!(first.head.summary.ok, 1, "{first:?}");
     store.close().await;
     let (second, store, _state) =
         support::run(&project, &LiveOptions::default(), &VerifyOptions::default()).await;
-    assert_eq!(second.summary.ok, 0);
+    assert_eq!(second.head.summary.ok, 0);
     let fault = second
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Source)
@@ -755,14 +765,15 @@ secret = "good-secret-2099"
     let requests = count.load(std::sync::atomic::Ordering::SeqCst);
     assert!(requests <= 20, "{requests} token requests");
     assert!(elapsed < std::time::Duration::from_secs(60), "{elapsed:?}");
-    assert_eq!(report.summary.ok, 0);
+    assert_eq!(report.head.summary.ok, 0);
     let fault = report
+        .head
         .faults
         .iter()
         .find(|f| f.endpoint == Side::Source)
         .unwrap_or_else(|| panic!("no source fault: {report:?}"));
     assert!(!fault.causes.is_empty(), "{fault:?}");
-    assert_eq!(report.summary.failed + report.summary.blocked, 50);
+    assert_eq!(report.head.summary.failed + report.head.summary.blocked, 50);
     println!(
         "dead token endpoint: {requests} token requests, {elapsed:?}: {} {:?}",
         fault.error,
@@ -828,8 +839,14 @@ secret = "good-secret-2099"
         "{elapsed:?}"
     );
     assert!(connections.load(Ordering::SeqCst) <= 8, "{connections:?}");
-    assert_eq!(report.summary.ok, 0);
-    assert!(report.faults.iter().any(|f| f.endpoint == Side::Source));
+    assert_eq!(report.head.summary.ok, 0);
+    assert!(
+        report
+            .head
+            .faults
+            .iter()
+            .any(|f| f.endpoint == Side::Source)
+    );
     server.abort();
     store.close().await;
 }

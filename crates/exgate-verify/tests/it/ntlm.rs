@@ -80,8 +80,8 @@ async fn ntlm_service_account_impersonates_every_mailbox() {
         };
         let (report, store, _dir) = support::run(&p, &LiveOptions::default(), &options).await;
         store.close().await;
-        let text = exgate_verify::report::render_text(&report);
-        assert_eq!(report.summary.ok, 2, "{account}:\n{text}");
+        let text = exgate_verify::report::render_text(&report.head);
+        assert_eq!(report.head.summary.ok, 2, "{account}:\n{text}");
         let inbox = report.mailboxes[0]
             .steps
             .iter()
@@ -106,10 +106,10 @@ async fn a_wrong_ntlm_password_is_one_fault_named_as_a_credential_failure() {
     let (report, store, _dir) =
         support::run(&p, &LiveOptions::default(), &VerifyOptions::default()).await;
     store.close().await;
-    let text = exgate_verify::report::render_text(&report);
-    assert_eq!(report.summary.ok, 0, "{text}");
-    assert_eq!(report.faults.len(), 1, "{text}");
-    let fault = &report.faults[0];
+    let text = exgate_verify::report::render_text(&report.head);
+    assert_eq!(report.head.summary.ok, 0, "{text}");
+    assert_eq!(report.head.faults.len(), 1, "{text}");
+    let fault = &report.head.faults[0];
     assert_eq!(fault.endpoint, Side::Source);
     assert_eq!(fault.evidence.status, Some(401), "{text}");
     assert_eq!(

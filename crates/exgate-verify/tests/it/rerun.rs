@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use exgate_verify::report::write_json_from;
+use exgate_verify::store::Listing;
 use exgate_verify::{NoProgress, Side, Status, StepName, VerifyOptions, verify_project};
 use tokio::sync::watch;
 
@@ -50,6 +52,60 @@ async fn rerun_suite(b: &Backend) {
         (r2.summary.total, r2.summary.ok, r2.summary.skipped),
         (3, 3, 7)
     );
+    // The report of the re-run lists the whole project, read from the store in source order:
+    // the seven skipped mailboxes with their result of the first run, marked with it.
+    let listed = |listing, project: &exgate_verify::Project| {
+        let r2 = r2.clone();
+        let project = project.clone();
+        async move {
+            let mut out = Vec::new();
+            let n = write_json_from(store, &project, &r2, listing, &mut out)
+                .await
+                .unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+            let rows: Vec<(String, Option<String>)> = v["mailboxes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    (
+                        m["source"].as_str().unwrap().to_owned(),
+                        m["earlier_run"].as_str().map(str::to_owned),
+                    )
+                })
+                .collect();
+            assert_eq!(n as usize, rows.len());
+            rows
+        }
+    };
+    let whole = listed(Listing::Project, &project).await;
+    let mut expected: Vec<(String, Option<String>)> = (0..10)
+        .map(|i| {
+            let earlier = (![2, 5, 7].contains(&i)).then(|| r1.summary.run_id.clone());
+            (format!("user{i}@contoso.com"), earlier)
+        })
+        .collect();
+    expected.sort();
+    assert_eq!(whole, expected, "{}", b.name);
+    let changes = listed(Listing::RunOnly, &project).await;
+    assert_eq!(
+        changes,
+        [
+            "user2@contoso.com",
+            "user5@contoso.com",
+            "user7@contoso.com"
+        ]
+        .map(|s| (s.to_owned(), None))
+        .to_vec()
+    );
+    // A line removed from the project is no longer reported.
+    let mut smaller = project.clone();
+    smaller
+        .mailboxes
+        .retain(|m| m.source != "user3@contoso.com");
+    let whole = listed(Listing::Project, &smaller).await;
+    assert_eq!(whole.len(), 9);
+    assert!(whole.iter().all(|(s, _)| s != "user3@contoso.com"));
     for i in 0..10 {
         let expected = if [2, 5, 7].contains(&i) { 2 } else { 1 };
         assert_eq!(

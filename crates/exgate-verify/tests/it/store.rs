@@ -70,6 +70,7 @@ fn result(item: &LineItem, status: Status) -> MailboxResult {
         ms: 20,
         finished_at_ms: exgate_verify::now_ms(),
         steps,
+        earlier_run: None,
     }
 }
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
 use exgate_verify::live::{LiveOptions, LiveProber};
 use exgate_verify::report::Report;
-use exgate_verify::store::{Store, sqlite_url};
+use exgate_verify::store::{Listing, Store, sqlite_url};
 use exgate_verify::{NoProgress, Project, VerifyOptions, verify_project};
 use tokio::sync::watch;
 
@@ -39,7 +39,10 @@ pub(crate) async fn run(
         .unwrap();
     let prober = Arc::new(LiveProber::new(project, live).unwrap());
     let (_tx, cancel) = watch::channel(false);
-    let report = verify_project(prober, project, &store, options, cancel, &mut NoProgress)
+    let head = verify_project(prober, project, &store, options, cancel, &mut NoProgress)
+        .await
+        .unwrap();
+    let report = Report::load(&store, project, head, Listing::RunOnly)
         .await
         .unwrap();
     (report, store, dir)

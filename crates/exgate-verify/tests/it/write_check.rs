@@ -71,7 +71,7 @@ async fn verify_with_write_check(
 }
 
 fn write_step(report: &exgate_verify::report::Report) -> &StepResult {
-    let text = exgate_verify::report::render_text(report);
+    let text = exgate_verify::report::render_text(&report.head);
     report
         .mailboxes
         .first()
@@ -150,7 +150,7 @@ async fn ews_app_only_destination_write_probe_leaves_the_mailbox_unchanged() {
         ("alice@contoso.com", "alice@fabrikam.com"),
     )
     .await;
-    let text = exgate_verify::report::render_text(&report);
+    let text = exgate_verify::report::render_text(&report.head);
     let step = write_step(&report);
     assert!(step.ok, "{text}");
     assert!(report.mailboxes[0].ok, "{text}");
@@ -178,7 +178,7 @@ async fn graph_destination_with_mail_read_write_write_probe_leaves_the_mailbox_u
         ("alice@fabrikam.com", "alice@contoso.com"),
     )
     .await;
-    let text = exgate_verify::report::render_text(&report);
+    let text = exgate_verify::report::render_text(&report.head);
     assert!(write_step(&report).ok, "{text}");
     assert!(report.mailboxes[0].ok, "{text}");
     assert_eq!(
@@ -201,7 +201,7 @@ async fn graph_destination_with_only_mail_read_fails_the_write_probe_naming_the_
         ("alice@fabrikam.com", "alice@contoso.com"),
     )
     .await;
-    let text = exgate_verify::report::render_text(&report);
+    let text = exgate_verify::report::render_text(&report.head);
     let step = write_step(&report);
     assert!(!step.ok, "{text}");
     assert_eq!(
@@ -264,7 +264,7 @@ async fn a_project_without_destination_checks_and_write_probes_the_source() {
     };
     let (report, store, _dir) = support::run(&project, &LiveOptions::default(), &options).await;
     store.close().await;
-    let text = exgate_verify::report::render_text(&report);
+    let text = exgate_verify::report::render_text(&report.head);
     let m = &report.mailboxes[0];
     assert!(m.ok, "{text}");
     assert_eq!(m.destination, None);

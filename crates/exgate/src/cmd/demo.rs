@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
 use exgate_verify::live::{LiveOptions, LiveProber};
 use exgate_verify::report::{Report, render_html, render_text};
-use exgate_verify::store::{Store, sqlite_url};
+use exgate_verify::store::{Listing, Store, sqlite_url};
 use exgate_verify::{RunOptions, Side, Status, VerifyOptions, verify_project};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -404,6 +404,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         )
         .await
         .context("state database")?;
+        // Every line is verified (`all`): this run's results are the whole project.
+        let report = Report::load(&store, &project, report, Listing::RunOnly)
+            .await
+            .context("state database")?;
         reports.push(report);
     }
     stopper.abort();
@@ -457,7 +461,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         write!(
             out,
             "{}\nHMA readiness of Contoso's on-premises organisation (hma/contoso-onprem.txt, live probe of ex01 and ex02)\n{}{}",
-            render_text(&programme),
+            render_text(&programme.head),
             exgate_hma::text_report::render(&hma),
             render_checks(&checks, &unexpected)
         )
@@ -471,7 +475,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("demo files kept in {}", work.root.display());
         work.keep();
     }
-    Ok(if programme.summary.cancelled {
+    Ok(if programme.head.summary.cancelled {
         exit::could_not_run()
     } else if as_designed {
         exit::ok()
@@ -491,6 +495,7 @@ fn check_planted(report: &Report) -> Vec<PlantedCheck> {
                     // Found once as an endpoint-wide fault, or (a budget running out partway
                     // through) on every mailbox that failed on that side.
                     let faults: Vec<_> = report
+                        .head
                         .faults
                         .iter()
                         .filter(|f| Report::project_of(&f.id) == p.project && f.endpoint == p.side)

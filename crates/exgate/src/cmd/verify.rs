@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use exgate_verify::Project;
 use exgate_verify::live::{LiveOptions, LiveProber};
-use exgate_verify::report::{render_html, render_text};
-use exgate_verify::store::{Store, default_state_path, sqlite_url};
+use exgate_verify::report::{ReportHead, render_text, write_html_from, write_json_from};
+use exgate_verify::store::{Listing, Store, StoreError, default_state_path, sqlite_url};
 use exgate_verify::{MailboxResult, Progress, RunOptions, Status, VerifyOptions, verify_project};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
@@ -34,7 +35,9 @@ Examples:
     exgate verify examples/projects/emulator.toml --ca-cert /tmp/emulator-ca.pem
 
 A re-run verifies only the mailboxes that failed, were blocked, changed or were never verified;
---all checks every one. Ctrl-C stops cleanly: what was verified is kept.
+--all checks every one. Its JSON and HTML reports still list every mailbox of the project, the
+results of earlier runs marked with their run (--changes-only: this run's alone). Ctrl-C stops
+cleanly: what was verified is kept.
 Exit codes: 0 every verified mailbox is reachable, 1 some failed or were blocked,
 2 could not run (bad project file, database unreachable, stopped before any failure was found).
 The project format is described in docs/verify.md.";
@@ -68,6 +71,11 @@ pub(crate) struct Args {
     /// Write a self-contained HTML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
+
+    /// List only the mailboxes verified in this run in the JSON and HTML reports. By default
+    /// they list every mailbox of the project, results of earlier runs marked with their run.
+    #[arg(long)]
+    pub changes_only: bool,
 
     /// Mailboxes verified at the same time.
     #[arg(long, value_name = "N", default_value_t = 16,
@@ -232,25 +240,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut bar = Bar::new();
     let report = verify_project(prober, &project, &store, &options, cancel, &mut bar).await;
     stopper.abort();
-    store.close().await;
-    let report = report.context("state database")?;
-
-    if let Some(path) = &args.html {
-        std::fs::write(path, render_html(&report))
-            .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
-        eprintln!("HTML report written to {}", path.display());
-    }
-    let mut out = std::io::stdout().lock();
-    let written = if args.json {
-        report.write_json(&mut out)
-    } else {
-        write!(out, "{}", render_text(&report))
+    let written = match report {
+        Ok(report) => write_reports(&args, &project, &store, &report)
+            .await
+            .map(|()| report),
+        Err(e) => Err(anyhow::Error::new(e).context("state database")),
     };
-    if let Err(e) = written
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return Err(e).context("cannot write the report");
-    }
+    store.close().await;
+    let report = written?;
 
     Ok(if !report.all_ok() {
         exit::found_failures()
@@ -259,4 +256,43 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         exit::ok()
     })
+}
+
+/// Writes the HTML file, then the JSON or text report on stdout; the mailboxes of the JSON and
+/// HTML reports are read from the state database one at a time.
+async fn write_reports(
+    args: &Args,
+    project: &Project,
+    store: &Store,
+    report: &ReportHead,
+) -> anyhow::Result<()> {
+    let listing = if args.changes_only {
+        Listing::RunOnly
+    } else {
+        Listing::Project
+    };
+    if let Some(path) = &args.html {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
+        write_html_from(store, project, report, listing, file)
+            .await
+            .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
+        eprintln!("HTML report written to {}", path.display());
+    }
+    let out = std::io::stdout().lock();
+    let written = if args.json {
+        write_json_from(store, project, report, listing, out)
+            .await
+            .map(|_| ())
+    } else {
+        let mut out = out;
+        write!(out, "{}", render_text(report)).map_err(|source| StoreError::Output { source })
+    };
+    match written {
+        Err(StoreError::Output { source }) if source.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(())
+        }
+        Err(e) => Err(e).context("cannot write the report"),
+        Ok(()) => Ok(()),
+    }
 }
