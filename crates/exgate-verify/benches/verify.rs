@@ -118,7 +118,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("runner_2000_mailboxes", |b| {
         b.to_async(&rt).iter(|| async {
             let (_tx, cancel) = watch::channel(false);
-            let (rtx, mut rrx) = mpsc::unbounded_channel();
+            let (rtx, mut rrx) = mpsc::channel(100_000);
             let options = RunOptions {
                 concurrency: 64,
                 per_tenant: 32,
@@ -316,7 +316,7 @@ secret = "bench-secret"
                 .expect("prober"),
             );
             let (_tx, cancel) = watch::channel(false);
-            let (rtx, mut rrx) = mpsc::unbounded_channel();
+            let (rtx, mut rrx) = mpsc::channel(100_000);
             let options = RunOptions {
                 concurrency: 64,
                 per_tenant: 32,

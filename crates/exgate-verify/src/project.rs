@@ -216,12 +216,28 @@ pub struct LineItem {
     pub source: String,
     /// Destination address (`None` when the project has no destination).
     pub destination: Option<String>,
-    /// Per-user source credentials, if given.
-    pub source_credentials: Option<UserCredentials>,
+    /// Per-user source credentials, if given (boxed: most lines have none, and a project holds
+    /// every line in memory).
+    pub source_credentials: Option<Box<UserCredentials>>,
     /// Per-user destination credentials, if given.
-    pub destination_credentials: Option<UserCredentials>,
-    /// Where the line was defined (`file:line`), for messages.
-    pub origin: String,
+    pub destination_credentials: Option<Box<UserCredentials>>,
+    /// Where the line was defined, for messages.
+    pub origin: Origin,
+}
+
+/// Where a line item was defined: a file (shared by every line of that file) and a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    /// The project file or the mailbox CSV.
+    pub file: Arc<Path>,
+    /// 1-based line number.
+    pub line: usize,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file.display(), self.line)
+    }
 }
 
 impl LineItem {
@@ -261,8 +277,8 @@ impl LineItem {
     /// The per-user credentials of one side.
     pub fn credentials(&self, side: crate::Side) -> Option<&UserCredentials> {
         match side {
-            crate::Side::Source => self.source_credentials.as_ref(),
-            crate::Side::Destination => self.destination_credentials.as_ref(),
+            crate::Side::Source => self.source_credentials.as_deref(),
+            crate::Side::Destination => self.destination_credentials.as_deref(),
         }
     }
 }
@@ -472,6 +488,7 @@ pub fn load_with_env(path: &Path, env: &dyn EnvLookup) -> Result<Project, Projec
 pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, ProjectError> {
     let cx = Cx {
         file: path,
+        file_arc: Arc::from(path),
         text,
         base: path.parent().unwrap_or(Path::new(".")),
         env,
@@ -552,21 +569,26 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
             Some("add [[mailboxes]] entries or a mailboxes_csv file"),
         ));
     }
-    let mut seen: HashMap<String, String> = HashMap::new();
-    for m in &mailboxes {
-        if let Some(first) = seen.insert(m.id.clone(), m.origin.clone()) {
-            let (file, line) = split_origin(&m.origin, path);
-            return Err(ProjectError::invalid(
-                &file,
-                line,
-                "source",
-                format!(
-                    "duplicate line item {} (first defined at {first})",
-                    m.label()
-                ),
-                Some("remove one of the two lines"),
-            ));
-        }
+    // Duplicates: the line items sorted by id (a few bytes each), then neighbours compared.
+    let mut order: Vec<usize> = (0..mailboxes.len()).collect();
+    order.sort_by(|a, b| mailboxes[*a].id.cmp(&mailboxes[*b].id).then(a.cmp(b)));
+    if let Some(pair) = order
+        .windows(2)
+        .filter(|w| mailboxes[w[0]].id == mailboxes[w[1]].id)
+        .min_by_key(|w| w[1])
+    {
+        let (first, m) = (&mailboxes[pair[0]], &mailboxes[pair[1]]);
+        return Err(ProjectError::invalid(
+            &m.origin.file,
+            m.origin.line,
+            "source",
+            format!(
+                "duplicate line item {} (first defined at {})",
+                m.label(),
+                first.origin
+            ),
+            Some("remove one of the two lines"),
+        ));
     }
     Ok(Project {
         name,
@@ -575,13 +597,6 @@ pub fn parse(text: &str, path: &Path, env: &dyn EnvLookup) -> Result<Project, Pr
         destination: destination.map(Arc::new),
         mailboxes,
     })
-}
-
-fn split_origin(origin: &str, default: &Path) -> (PathBuf, usize) {
-    match origin.rsplit_once(':') {
-        Some((f, l)) => (PathBuf::from(f), l.parse().unwrap_or(0)),
-        None => (default.to_path_buf(), 0),
-    }
 }
 
 /// Hides quoted values in deserializer messages (`invalid type: string "…"`), which could be
@@ -641,6 +656,8 @@ fn toml_fix(message: &str) -> Option<&'static str> {
 
 struct Cx<'a> {
     file: &'a Path,
+    /// The same path, shared by the origin of every inline line item.
+    file_arc: Arc<Path>,
     text: &'a str,
     base: &'a Path,
     env: &'a dyn EnvLookup,
@@ -1073,7 +1090,10 @@ impl Cx<'_> {
         )?;
         Ok(LineItem {
             id: line_item_id(&source, destination.as_deref()),
-            origin: format!("{}:{}", self.file.display(), self.line_of(&m.source.span())),
+            origin: Origin {
+                file: self.file_arc.clone(),
+                line: self.line_of(&m.source.span()),
+            },
             source,
             destination,
             source_credentials,
@@ -1100,13 +1120,13 @@ impl Cx<'_> {
         span: Range<usize>,
         username: &Option<Spanned<String>>,
         password: &Option<Spanned<RawSecret>>,
-    ) -> Result<Option<UserCredentials>, ProjectError> {
+    ) -> Result<Option<Box<UserCredentials>>, ProjectError> {
         match (username, password) {
             (None, None) => Ok(None),
-            (Some(u), Some(p)) => Ok(Some(UserCredentials {
+            (Some(u), Some(p)) => Ok(Some(Box::new(UserCredentials {
                 username: self.text_field(&format!("{prefix}_username"), u)?,
                 password: self.secret(&format!("{prefix}_password"), p)?,
-            })),
+            }))),
             (Some(_), None) => Err(self.err(
                 span,
                 format!("{prefix}_password"),
@@ -1238,7 +1258,10 @@ pub fn parse_csv(
             Some("the first line must name the columns, e.g. source,destination"),
         ));
     }
-    let mut out = Vec::new();
+    // One line item per line: reserve for them at once instead of growing (and copying) the
+    // list of a million lines twenty times.
+    let mut out = Vec::with_capacity(bytes.iter().filter(|b| **b == b'\n').count());
+    let origin_file: Arc<Path> = Arc::from(file);
     for record in reader.records() {
         let record = record.map_err(|e| csv_error(file, &e, "row"))?;
         let line = record
@@ -1276,7 +1299,7 @@ pub fn parse_csv(
             }
             None => Some(source),
         };
-        let creds = |side: &str| -> Result<Option<UserCredentials>, ProjectError> {
+        let creds = |side: &str| -> Result<Option<Box<UserCredentials>>, ProjectError> {
             let ucol = format!("{side}_username");
             let pcol = format!("{side}_password");
             match (cell(&ucol), cell(&pcol)) {
@@ -1294,10 +1317,10 @@ pub fn parse_csv(
                         })?,
                         None => p.to_owned(),
                     };
-                    Ok(Some(UserCredentials {
+                    Ok(Some(Box::new(UserCredentials {
                         username: u.to_owned(),
                         password: Secret::new(password),
-                    }))
+                    })))
                 }
                 (Some(_), None) => Err(ProjectError::invalid(
                     file,
@@ -1321,7 +1344,10 @@ pub fn parse_csv(
             destination: destination.map(str::to_owned),
             source_credentials: creds("source")?,
             destination_credentials: creds("destination")?,
-            origin: format!("{}:{line}", file.display()),
+            origin: Origin {
+                file: origin_file.clone(),
+                line,
+            },
         });
     }
     Ok(out)

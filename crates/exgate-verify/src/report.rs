@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Cause, Fault, MailboxResult, Status};
 use crate::project::Project;
 use crate::store::{Listing, Store, StoreError};
+use crate::verify::Progress;
 
 mod html;
 mod text;
@@ -507,18 +508,13 @@ pub async fn write_json_from(
     head: &ReportHead,
     listing: Listing,
     w: impl Write,
+    progress: &mut dyn Progress,
 ) -> Result<u64, StoreError> {
-    let items = ProjectItems::of(project);
     let mut json = JsonWriter::begin(head, w).map_err(output)?;
-    let n = store
-        .each_result(
-            &project.name,
-            &head.summary.run_id,
-            listing,
-            &|id| items.contains(id),
-            &mut |m| json.mailbox(&m),
-        )
-        .await?;
+    let n = stream_rows(store, project, head, listing, progress, &mut |m| {
+        json.mailbox(m)
+    })
+    .await?;
     json.finish().map_err(output)?;
     Ok(n)
 }
@@ -530,19 +526,47 @@ pub async fn write_html_from(
     head: &ReportHead,
     listing: Listing,
     w: impl Write,
+    progress: &mut dyn Progress,
+) -> Result<u64, StoreError> {
+    let mut html = HtmlWriter::begin(head, project.destination.is_some(), w).map_err(output)?;
+    let n = stream_rows(store, project, head, listing, progress, &mut |m| {
+        html.mailbox(m)
+    })
+    .await?;
+    html.finish().map_err(output)?;
+    Ok(n)
+}
+
+/// Rows of a report written between two calls of [`Progress::report_rows`].
+const PROGRESS_EVERY: u64 = 512;
+
+/// Gives `row` every mailbox of the report, from the store, reporting progress.
+async fn stream_rows(
+    store: &Store,
+    project: &Project,
+    head: &ReportHead,
+    listing: Listing,
+    progress: &mut dyn Progress,
+    row: &mut dyn FnMut(&MailboxResult) -> std::io::Result<()>,
 ) -> Result<u64, StoreError> {
     let items = ProjectItems::of(project);
-    let mut html = HtmlWriter::begin(head, project.destination.is_some(), w).map_err(output)?;
+    let mut rows = 0u64;
     let n = store
         .each_result(
             &project.name,
             &head.summary.run_id,
             listing,
             &|id| items.contains(id),
-            &mut |m| html.mailbox(&m),
+            &mut |m| {
+                rows += 1;
+                if rows.is_multiple_of(PROGRESS_EVERY) {
+                    progress.report_rows(rows);
+                }
+                row(&m)
+            },
         )
         .await?;
-    html.finish().map_err(output)?;
+    progress.report_rows(n);
     Ok(n)
 }
 

@@ -447,14 +447,14 @@ impl ProjectRefs {
 }
 
 /// Verifies `items` of `project` with `prober`, sending each finished mailbox to `results` as soon
-/// as it is complete. Stops starting new mailboxes when `cancel` becomes `true`.
+/// as it is complete (waiting while the channel is full). Stops starting new mailboxes when `cancel` becomes `true`.
 pub async fn run<P: Prober>(
     prober: Arc<P>,
     project: &Project,
     items: impl IntoIterator<Item = LineItem>,
     options: RunOptions,
     cancel: watch::Receiver<bool>,
-    results: mpsc::UnboundedSender<MailboxResult>,
+    results: mpsc::Sender<MailboxResult>,
 ) -> RunOutcome {
     let concurrency = options.concurrency.max(1);
     // A one-sided project's destination gate is the source's: it is never used.
@@ -502,8 +502,10 @@ pub async fn run<P: Prober>(
         match joined {
             Ok(Some(result)) => {
                 outcome.completed += 1;
-                // The receiver may be gone (caller stopped listening); the run still finishes.
-                let _ = results.send(result);
+                // A bounded channel: when the caller records results slower than they are
+                // found, the run waits instead of piling them up in memory. The receiver may be
+                // gone (caller stopped listening); the run still finishes.
+                let _ = results.send(result).await;
             }
             Ok(None) => {}
             Err(e) => tracing::error!("a verification task failed: {e}"),

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::{AnyConnection, AnyPool, Connection, Row, SqlSafeStr};
+use sqlx::{AnyConnection, AnyPool, ConnectOptions, Connection, Row, SqlSafeStr};
 
 use crate::model::{Fault, MailboxResult, Side, Status, StepName, StepResult, now_ms};
 use crate::project::{LineItem, Project};
@@ -413,8 +413,17 @@ impl Store {
         }
         // Closing is best effort; the pool opens its own connections.
         let _ = first.close().await;
+        // The report's read of every result is one long statement by design: sqlx's warning
+        // about slow statements would print in the middle of a report.
+        let connect = url
+            .parse::<sqlx::any::AnyConnectOptions>()
+            .map_err(|source| StoreError::Connect {
+                url: shown.clone(),
+                source,
+            })?
+            .log_slow_statements(log::LevelFilter::Off, std::time::Duration::from_secs(1));
         let pool = options
-            .connect(url)
+            .connect_with(connect)
             .await
             .map_err(|source| StoreError::Connect {
                 url: shown.clone(),

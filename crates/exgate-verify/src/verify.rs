@@ -1,6 +1,5 @@
 //! One verification run end to end: select from the state store, run, record, report.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +20,11 @@ pub trait Progress: Send {
     fn mailbox(&mut self, result: &MailboxResult);
     /// The run ended (finished or stopped).
     fn finish(&mut self);
+    /// A report is being written: `rows` mailboxes of it so far (called every few hundred
+    /// rows, then once with the total).
+    fn report_rows(&mut self, rows: u64) {
+        let _ = rows;
+    }
 }
 
 /// A [`Progress`] that ignores everything.
@@ -44,6 +48,9 @@ pub struct VerifyOptions {
 
 /// Results are written to the store in batches of this size (or after [`FLUSH_EVERY`]).
 const BATCH: usize = 256;
+/// Finished results waiting to be recorded, at most: beyond, the runner waits for the store
+/// (memory stays bounded when the database is slower than the endpoints).
+const RESULTS_IN_FLIGHT: usize = 4 * BATCH;
 /// Longest time a finished result waits before being written.
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 
@@ -76,12 +83,14 @@ pub async fn verify_project<P: Prober>(
         .await?;
     progress.start(selected, skipped);
 
-    let by_id: HashMap<&str, &LineItem> = selection
+    // The line item of each result, for its fingerprint: sorted by id (16 bytes per line).
+    let mut by_id: Vec<(&str, &LineItem)> = selection
         .verify
         .iter()
         .map(|(i, _)| (i.id.as_str(), *i))
         .collect();
-    let (tx, mut rx) = mpsc::unbounded_channel::<MailboxResult>();
+    by_id.sort_unstable_by_key(|(id, _)| *id);
+    let (tx, mut rx) = mpsc::channel::<MailboxResult>(RESULTS_IN_FLIGHT);
     let items = selection.verify.iter().map(|(i, _)| (*i).clone());
     let runner = run(prober, project, items, options.run.clone(), cancel, tx);
 
@@ -153,12 +162,17 @@ async fn record(
     project: &Project,
     run_id: &str,
     write_check: bool,
-    by_id: &HashMap<&str, &LineItem>,
+    by_id: &[(&str, &LineItem)],
     results: &[MailboxResult],
 ) -> Result<(), StoreError> {
     let batch: Vec<(&LineItem, &MailboxResult)> = results
         .iter()
-        .filter_map(|r| by_id.get(r.id.as_str()).map(|i| (*i, r)))
+        .filter_map(|r| {
+            let at = by_id
+                .binary_search_by_key(&r.id.as_str(), |(id, _)| *id)
+                .ok()?;
+            Some((by_id[at].1, r))
+        })
         .collect();
     store
         .record(&project.name, run_id, write_check, &batch)

@@ -96,7 +96,7 @@ fn loads_a_good_project() {
         p.mailboxes[1].destination.as_deref(),
         Some("bob@contoso.com")
     );
-    assert_eq!(p.mailboxes[0].origin, "/p/project.toml:23");
+    assert_eq!(p.mailboxes[0].origin.to_string(), "/p/project.toml:23");
     assert_ne!(p.mailboxes[0].id, p.mailboxes[1].id);
 }
 
@@ -397,7 +397,11 @@ fn csv_mailboxes_with_per_user_credentials() {
     let creds = carol.source_credentials.as_ref().unwrap();
     assert_eq!(creds.username, "CONTOSO\\carol");
     assert_eq!(creds.password.expose(), "CANARY-CSV-77");
-    assert!(carol.origin.ends_with("users.csv:2"), "{}", carol.origin);
+    assert!(
+        carol.origin.to_string().ends_with("users.csv:2"),
+        "{}",
+        carol.origin
+    );
     assert_eq!(
         p.mailboxes[1].destination.as_deref(),
         Some("dave@contoso.com")
@@ -471,16 +475,16 @@ fn fingerprint_ignores_secrets_and_case_but_not_users() {
     let f0 = a.fingerprint();
     a.source = a.source.to_uppercase();
     assert_eq!(a.fingerprint(), f0);
-    a.source_credentials = Some(UserCredentials {
+    a.source_credentials = Some(Box::new(UserCredentials {
         username: "u".into(),
         password: Secret::new("one"),
-    });
+    }));
     let f1 = a.fingerprint();
     assert_ne!(f1, f0);
-    a.source_credentials = Some(UserCredentials {
+    a.source_credentials = Some(Box::new(UserCredentials {
         username: "u".into(),
         password: Secret::new("two"),
-    });
+    }));
     assert_eq!(a.fingerprint(), f1);
 }
 

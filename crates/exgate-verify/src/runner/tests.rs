@@ -207,7 +207,7 @@ async fn run_fake(
     options: RunOptions,
 ) -> (RunOutcome, Vec<MailboxResult>) {
     let (_tx, cancel) = watch::channel(false);
-    let (rtx, mut rrx) = mpsc::unbounded_channel();
+    let (rtx, mut rrx) = mpsc::channel(100_000);
     let outcome = run(
         fake,
         project,
@@ -572,7 +572,7 @@ async fn cancellation_keeps_what_was_verified() {
         ..RunOptions::default()
     };
     let (cancel_tx, cancel) = watch::channel(false);
-    let (rtx, mut rrx) = mpsc::unbounded_channel();
+    let (rtx, mut rrx) = mpsc::channel(100_000);
     let items = project.mailboxes.clone();
     let p2 = project.clone();
     let task = tokio::spawn(async move { run(fake, &p2, items, options, cancel, rtx).await });
@@ -595,4 +595,34 @@ async fn cancellation_keeps_what_was_verified() {
         assert!(r.ok);
         assert_eq!(r.steps.len(), 8, "only complete mailboxes are reported");
     }
+}
+
+#[tokio::test]
+async fn a_slow_consumer_holds_the_run_back_instead_of_piling_up_results() {
+    // A caller that does not take results (a database slower than the endpoints): the run stops
+    // starting mailboxes once the channel is full, so results never pile up in memory.
+    let project = project_with(500);
+    let fake = Arc::new(Fake::default());
+    let options = RunOptions {
+        concurrency: 4,
+        per_tenant: 4,
+        ..RunOptions::default()
+    };
+    let (_cancel_tx, cancel) = watch::channel(false);
+    let (rtx, mut rrx) = mpsc::channel(8);
+    let items = project.mailboxes.clone();
+    let p2 = project.clone();
+    let f2 = fake.clone();
+    let task = tokio::spawn(async move { run(f2, &p2, items, options, cancel, rtx).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // 8 waiting in the channel, one being sent, at most `concurrency` in flight.
+    let started = fake.count(Side::Source, StepName::Resolve);
+    assert!((8..=8 + 1 + 4).contains(&started), "{started} mailboxes started");
+    // Taking the results lets the run finish.
+    let mut taken = 0;
+    while rrx.recv().await.is_some() {
+        taken += 1;
+    }
+    let outcome = task.await.unwrap();
+    assert_eq!((taken, outcome.completed), (500, 500));
 }

@@ -91,6 +91,7 @@ async fn html_report_renders_in_headless_chromium() {
         &report,
         exgate_verify::store::Listing::Project,
         std::fs::File::create(&page).unwrap(),
+        &mut NoProgress,
     )
     .await
     .unwrap();

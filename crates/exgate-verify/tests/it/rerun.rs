@@ -59,7 +59,7 @@ async fn rerun_suite(b: &Backend) {
         let project = project.clone();
         async move {
             let mut out = Vec::new();
-            let n = write_json_from(store, &project, &r2, listing, &mut out)
+            let n = write_json_from(store, &project, &r2, listing, &mut out, &mut NoProgress)
                 .await
                 .unwrap();
             let v: serde_json::Value = serde_json::from_slice(&out).unwrap();

@@ -150,10 +150,10 @@ async fn state_suite(b: &Backend) {
     );
 
     // A changed line (new per-user credentials) is verified again.
-    project.mailboxes[0].source_credentials = Some(UserCredentials {
+    project.mailboxes[0].source_credentials = Some(Box::new(UserCredentials {
         username: "CONTOSO\\user0".into(),
         password: Secret::new("pw"),
-    });
+    }));
     let sel = store.select(&project, false, false).await.unwrap();
     assert!(
         sel.verify

@@ -100,6 +100,8 @@ pub(crate) struct Args {
 /// Progress on stderr: a bar with rate and ETA on a terminal, plain lines otherwise.
 pub(crate) struct Bar {
     bar: Option<ProgressBar>,
+    /// Rows of the JSON or HTML report written, once the run is over.
+    report: Option<ProgressBar>,
     total: usize,
     done: usize,
     failed: usize,
@@ -111,6 +113,7 @@ impl Bar {
     pub(crate) fn new() -> Self {
         Self {
             bar: None,
+            report: None,
             total: 0,
             done: 0,
             failed: 0,
@@ -180,6 +183,32 @@ impl Progress for Bar {
             bar.finish_and_clear();
         }
     }
+
+    fn report_rows(&mut self, rows: u64) {
+        if std::io::stderr().is_terminal() {
+            let bar = self.report.get_or_insert_with(|| {
+                let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+                if let Ok(style) =
+                    ProgressStyle::with_template("writing the report: {pos} mailboxes {per_sec}")
+                {
+                    bar.set_style(style);
+                }
+                bar
+            });
+            bar.set_position(rows);
+        } else if self.last_line.elapsed() >= Duration::from_secs(5) {
+            self.last_line = Instant::now();
+            let _ = writeln!(std::io::stderr(), "writing the report: {rows} mailboxes");
+        }
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        if let Some(bar) = self.report.take() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -241,7 +270,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = verify_project(prober, &project, &store, &options, cancel, &mut bar).await;
     stopper.abort();
     let written = match report {
-        Ok(report) => write_reports(&args, &project, &store, &report)
+        Ok(report) => write_reports(&args, &project, &store, &report, &mut bar)
             .await
             .map(|()| report),
         Err(e) => Err(anyhow::Error::new(e).context("state database")),
@@ -265,6 +294,7 @@ async fn write_reports(
     project: &Project,
     store: &Store,
     report: &ReportHead,
+    bar: &mut Bar,
 ) -> anyhow::Result<()> {
     let listing = if args.changes_only {
         Listing::RunOnly
@@ -274,14 +304,14 @@ async fn write_reports(
     if let Some(path) = &args.html {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
-        write_html_from(store, project, report, listing, file)
+        write_html_from(store, project, report, listing, file, bar)
             .await
             .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
         eprintln!("HTML report written to {}", path.display());
     }
     let out = std::io::stdout().lock();
     let written = if args.json {
-        write_json_from(store, project, report, listing, out)
+        write_json_from(store, project, report, listing, out, bar)
             .await
             .map(|_| ())
     } else {
