@@ -617,7 +617,10 @@ async fn a_slow_consumer_holds_the_run_back_instead_of_piling_up_results() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     // 8 waiting in the channel, one being sent, at most `concurrency` in flight.
     let started = fake.count(Side::Source, StepName::Resolve);
-    assert!((8..=8 + 1 + 4).contains(&started), "{started} mailboxes started");
+    assert!(
+        (8..=8 + 1 + 4).contains(&started),
+        "{started} mailboxes started"
+    );
     // Taking the results lets the run finish.
     let mut taken = 0;
     while rrx.recv().await.is_some() {
