@@ -1,64 +1,11 @@
 //! Every example command line of every `--help`, of the README and of `docs/` is parsed with
 //! the command line definition: a renamed or removed flag, a missing value or a subcommand that
-//! no longer exists fails here. (Examples that need a live service are also run end to end by
-//! the tests of their commands, against the emulator.)
+//! no longer exists fails here. (`tests/examples_run.rs` runs them.)
 
 use clap::{CommandFactory as _, Parser as _};
 
 use crate::Cli;
-
-/// `exgate ...` command lines of a text: lines starting with `exgate ` (after a `$ ` prompt or
-/// indentation), continuation lines joined, cut at a pipe, a redirection or a `&&`.
-fn command_lines(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current: Option<String> = None;
-    for raw in text.lines() {
-        let line = raw.trim();
-        if let Some(mut c) = current.take() {
-            let (part, more) = match line.strip_suffix('\\') {
-                Some(p) => (p.trim_end(), true),
-                None => (line, false),
-            };
-            c.push(' ');
-            c.push_str(part);
-            if more {
-                current = Some(c);
-            } else {
-                out.push(c);
-            }
-            continue;
-        }
-        let line = line.strip_prefix("$ ").unwrap_or(line);
-        let Some(rest) = line.strip_prefix("exgate ") else {
-            continue;
-        };
-        match rest.strip_suffix('\\') {
-            Some(p) => current = Some(format!("exgate {}", p.trim_end())),
-            None => out.push(format!("exgate {rest}")),
-        }
-    }
-    out
-}
-
-/// The words of one command line as the shell splits them, up to the first pipe, redirection,
-/// `&&`, `;` or comment; environment assignments in front are not part of these lines.
-fn words(line: &str) -> Option<Vec<String>> {
-    // A table of examples puts the description after a run of spaces.
-    let line = line.split("   ").next().unwrap_or(line);
-    let words = shlex::split(line)?;
-    let end = words
-        .iter()
-        .position(|w| {
-            matches!(
-                w.as_str(),
-                "|" | ">" | ">>" | "<" | "&&" | "||" | ";" | "&" | "2>&1"
-            ) || w.starts_with('#')
-                || w.starts_with('>')
-                || w.starts_with("2>")
-        })
-        .unwrap_or(words.len());
-    Some(words[..end].to_vec())
-}
+use crate::example_lines::{command_lines, shell_blocks, words};
 
 fn help_texts(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String)>) {
     if let Some(h) = cmd.get_after_help() {
@@ -101,6 +48,23 @@ fn every_help_example_parses() {
     assert!(n >= 40, "{n} examples");
 }
 
+/// clap wraps help at 100 columns: a longer example line would be shown broken in two, without
+/// the `\` that lets it be pasted as one command.
+#[test]
+fn no_help_line_is_wrapped() {
+    let mut texts = Vec::new();
+    help_texts(&Cli::command(), "exgate", &mut texts);
+    let long: Vec<String> = texts
+        .iter()
+        .flat_map(|(path, text)| {
+            text.lines()
+                .filter(|l| l.chars().count() > 100)
+                .map(move |l| format!("{path}: {l}"))
+        })
+        .collect();
+    assert!(long.is_empty(), "{}", long.join("\n"));
+}
+
 #[test]
 fn every_readme_and_docs_example_parses() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -117,39 +81,11 @@ fn every_readme_and_docs_example_parses() {
     let mut n = 0;
     for f in &files {
         let text = std::fs::read_to_string(f).expect("read");
-        // Only fenced shell blocks: prose mentions commands in passing.
-        let mut block = String::new();
-        // None: outside a fence; Some(shell?) inside one.
-        let mut fence: Option<bool> = None;
-        for line in text.lines() {
-            let t = line.trim_start();
-            if let Some(lang) = t.strip_prefix("```") {
-                match fence {
-                    Some(shell) => {
-                        if shell {
-                            n += check(
-                                &f.strip_prefix(&root).unwrap_or(f).display().to_string(),
-                                &block,
-                                &mut failures,
-                            );
-                        }
-                        block.clear();
-                        fence = None;
-                    }
-                    None => {
-                        fence = Some(matches!(
-                            lang.trim(),
-                            "sh" | "bash" | "console" | "shell" | ""
-                        ))
-                    }
-                }
-                continue;
-            }
-            if fence == Some(true) {
-                block.push_str(line);
-                block.push('\n');
-            }
-        }
+        n += check(
+            &f.strip_prefix(&root).unwrap_or(f).display().to_string(),
+            &shell_blocks(&text),
+            &mut failures,
+        );
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(n >= 15, "{n} examples");

@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 #[cfg(test)]
+mod example_lines;
+#[cfg(test)]
 mod examples_parse;
 mod exit;
 

@@ -9,13 +9,15 @@ use exgate_auth::{CertificateInfo, ExposeSecret, SecretString};
 
 const NEW_EXAMPLES: &str = "\
 Examples:
-  Make a 2048-bit key and a certificate valid for a year (daemon.key.pem, daemon.cert.pem, daemon.pfx):
+  A 2048-bit key and a certificate valid for a year (daemon.key.pem, daemon.cert.pem,
+  daemon.pfx):
     exgate cert new --subject CN=exgate-daemon,O=Contoso --out daemon
   A 4096-bit key valid for two years, PFX password from an environment variable:
     EXGATE_PFX_PASSWORD=... exgate cert new --subject CN=sync --out sync --bits 4096 --days 730
   A TLS certificate `exgate gateway` presents to devices (gateway.cert.pem, gateway.key.pem),
   with an ECDSA key (cheaper handshakes; RSA is only needed for an application's certificate):
-    exgate cert new --subject CN=exgate-gateway --out gateway --san localhost --san 127.0.0.1 --ecdsa
+    exgate cert new --subject CN=exgate-gateway --out gateway \\
+      --san localhost --san 127.0.0.1 --ecdsa
 
 The key files are written with mode 0600. Without EXGATE_PFX_PASSWORD (or --pfx-password-env) a
 random PFX password is generated and written to PREFIX.pfx.password (mode 0600).

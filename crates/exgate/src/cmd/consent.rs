@@ -9,7 +9,8 @@ use exgate_auth::{Authority, EndpointVersion, PUBLIC_CLOUD_HOST};
 const URL_EXAMPLES: &str = "\
 Examples:
   Any tenant's administrator (multi-tenant app), redirect to a local listener:
-    exgate consent url --client-id aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee --redirect-uri http://localhost:8400/
+    exgate consent url --client-id aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee \\
+      --redirect-uri http://localhost:8400/
   One tenant, v1 endpoint, against the emulator:
     exgate consent url --tenant contoso.com --client-id ... --redirect-uri http://localhost:8400/ \\
       --authority-host http://127.0.0.1:41234 --v1

@@ -29,7 +29,8 @@ The token endpoint of a tenant is {base_url}/{tenant}/oauth2/v2.0/token. With --
 smtp.office365.com:587) listens on the printed smtp address and IMAP4 (implicit TLS,
 AUTHENTICATE XOAUTH2/PLAIN and LOGIN, as outlook.office365.com:993) on the printed imap
 address, and POP3 (implicit TLS, AUTH XOAUTH2/PLAIN and USER/PASS, as
-outlook.office365.com:995) on the printed pop address. The scenario format is described in docs/scenarios.md.";
+outlook.office365.com:995) on the printed pop address. The scenario format is described in
+docs/scenarios.md.";
 
 /// Serve the Entra ID emulator described by a scenario file.
 #[derive(Debug, clap::Args)]

@@ -31,7 +31,8 @@ Exit codes: 0 stopped cleanly (or --check passed), 2 could not start.";
 const PASSWD_EXAMPLES: &str = "\
 Examples:
   Set the scanner's password from a variable, or let exgate make a strong one and print it once:
-    SCANNER_PASSWORD=... exgate gateway passwd scanner --config gateway.toml --password-env SCANNER_PASSWORD
+    SCANNER_PASSWORD=... exgate gateway passwd scanner --config gateway.toml \\
+      --password-env SCANNER_PASSWORD
     exgate gateway passwd scanner --config gateway.toml --generate
   From standard input (one line):
     printf '%s\\n' \"$PW\" | exgate gateway passwd scanner --config gateway.toml

@@ -22,7 +22,8 @@ Examples:
       --url https://mail.contoso.com https://autodiscover.contoso.com
   Also sign in as a synchronised user: a token for each namespace, then one EWS call with it
   (the tenant and the authority come from the Bearer challenge):
-    exgate hma check --url https://mail.contoso.com --client-id 11111111-2222-3333-4444-555555555555 \\
+    exgate hma check --url https://mail.contoso.com \\
+      --client-id 11111111-2222-3333-4444-555555555555 \\
       --username alice@contoso.com --password-env ALICE_PASSWORD
 
 Files are recognised by what they contain (prompts, property names), in UTF-8 or UTF-16 with a

@@ -18,12 +18,15 @@ Examples:
   A profile, Graph instead of Exchange Online, JSON summary:
     exgate token get --profile daemon.toml --scope https://graph.microsoft.com/.default --json
   Certificate with PS256 and x5t#S256:
-    exgate token get --tenant contoso.com --client-id ... --cert app.pfx --cert-password-env PFX_PW --ps256
+    exgate token get --tenant contoso.com --client-id ... --cert app.pfx \\
+      --cert-password-env PFX_PW --ps256
   Delegated, device code, refresh tokens kept in an encrypted store:
     exgate token get --flow device_code --tenant contoso.com --client-id ... \\
-      --scope https://outlook.office365.com/EWS.AccessAsUser.All --store tokens.bin --store-key-file tokens.key
+      --scope https://outlook.office365.com/EWS.AccessAsUser.All \\
+      --store tokens.bin --store-key-file tokens.key
   On-premises Exchange with Hybrid Modern Auth (probes the URL for the authority):
-    exgate token get --hma-url https://mail.contoso.com/EWS/Exchange.asmx --client-id ... --client-secret-env SECRET
+    exgate token get --hma-url https://mail.contoso.com/EWS/Exchange.asmx --client-id ... \\
+      --client-secret-env SECRET
   Make a key for the token store (mode 0600):
     exgate token get --new-store-key tokens.key
 
