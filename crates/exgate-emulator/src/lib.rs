@@ -98,6 +98,9 @@ pub struct ServerLimits {
     pub header_read_timeout: std::time::Duration,
     /// Connections served at once; further connections wait in the listen backlog.
     pub max_connections: usize,
+    /// An SMTP session with no command for this long is ended with `421 4.4.2` (Exchange's
+    /// receive connectors: `ConnectionInactivityTimeout`, five minutes by default).
+    pub smtp_idle_timeout: std::time::Duration,
 }
 
 impl Default for ServerLimits {
@@ -106,6 +109,7 @@ impl Default for ServerLimits {
             handshake_timeout: std::time::Duration::from_secs(10),
             header_read_timeout: std::time::Duration::from_secs(30),
             max_connections: 1024,
+            smtp_idle_timeout: std::time::Duration::from_secs(300),
         }
     }
 }
@@ -272,6 +276,7 @@ impl Emulator {
                                 &injected,
                                 faults::FaultEndpoint::Smtp,
                             ),
+                            read_timeout: options.limits.smtp_idle_timeout,
                             ..Default::default()
                         },
                         stop,

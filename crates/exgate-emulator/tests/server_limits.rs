@@ -19,6 +19,7 @@ fn options(tls: bool) -> EmulatorOptions {
             handshake_timeout: SHORT,
             header_read_timeout: SHORT,
             max_connections: 64,
+            ..ServerLimits::default()
         },
         ..EmulatorOptions::default()
     }
@@ -109,6 +110,7 @@ async fn the_connection_cap_holds_others_back_until_a_slot_frees() {
                 handshake_timeout: SHORT,
                 header_read_timeout: Duration::from_secs(2),
                 max_connections: 2,
+                ..ServerLimits::default()
             },
             ..EmulatorOptions::default()
         },

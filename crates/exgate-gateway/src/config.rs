@@ -216,6 +216,14 @@ pub struct Upstream {
     /// Seconds allowed for each upstream network step.
     #[serde(default = "default_timeout")]
     pub timeout_secs: u64,
+    /// Seconds a signed-in SMTP session is kept open after a delivery for the account's next
+    /// message (0: a new session for every message).
+    #[serde(default = "default_reuse_idle")]
+    pub smtp_reuse_idle_secs: u64,
+    /// Messages one upstream SMTP session carries before it is closed (Exchange's receive
+    /// connectors take 20 per connection by default).
+    #[serde(default = "default_session_messages")]
+    pub smtp_session_messages: u32,
 }
 
 fn default_smtp_host() -> String {
@@ -245,6 +253,12 @@ fn default_per_day() -> u32 {
 fn default_timeout() -> u64 {
     60
 }
+fn default_reuse_idle() -> u64 {
+    30
+}
+fn default_session_messages() -> u32 {
+    20
+}
 
 impl Default for Upstream {
     fn default() -> Self {
@@ -264,6 +278,8 @@ impl Default for Upstream {
             messages_per_minute: default_per_minute(),
             recipients_per_day: default_per_day(),
             timeout_secs: default_timeout(),
+            smtp_reuse_idle_secs: default_reuse_idle(),
+            smtp_session_messages: default_session_messages(),
         }
     }
 }

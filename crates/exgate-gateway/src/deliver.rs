@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use exgate_diagnose::Protocol;
-use exgate_mail::smtp::{Outgoing, SmtpOptions, SmtpSecurity, SmtpTranscript, Stage, submit};
+use exgate_mail::smtp::{
+    Outgoing, SmtpConnection, SmtpOptions, SmtpSecurity, SmtpTranscript, Stage,
+};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::Shared;
@@ -30,6 +32,125 @@ pub struct Delivery {
     envelopes: Mutex<HashMap<String, Envelope>>,
     usage: Mutex<HashMap<String, Usage>>,
     notify: Notify,
+    /// Signed-in upstream SMTP sessions waiting for their account's next message.
+    sessions: SessionPool,
+}
+
+/// Longest life of one upstream SMTP session, however busy (its sign-in is renewed with a fresh
+/// token at least this often).
+const SESSION_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Idle signed-in SMTP sessions per account and mailbox. A session is taken by one delivery at
+/// a time; parallel deliveries of one account open sessions of their own.
+#[derive(Debug, Default)]
+struct SessionPool(Mutex<HashMap<(String, String), Vec<Kept>>>);
+
+/// A kept session and when the token it signed in with expires (epoch seconds; `None` for a
+/// password): a session is not used past its token, so every delivery is made under a token
+/// that is valid when it is made.
+#[derive(Debug)]
+struct Kept {
+    conn: SmtpConnection,
+    expires: Option<i64>,
+}
+
+/// A session is not taken when its token has less than this left.
+const TOKEN_MARGIN_SECS: i64 = 60;
+
+impl Kept {
+    fn fit(&self, idle: Duration, max_messages: u32) -> bool {
+        let c = &self.conn;
+        c.usable()
+            && c.idle() < idle
+            && c.age() < SESSION_MAX_AGE
+            && c.messages() < max_messages
+            && self.expires.is_none_or(|e| e - now() > TOKEN_MARGIN_SECS)
+    }
+}
+
+impl SessionPool {
+    /// A session still fit for another message, if one waits, with its token's expiry; the
+    /// stale ones are closed.
+    fn take(
+        &self,
+        key: &(String, String),
+        idle: Duration,
+        max_messages: u32,
+    ) -> Option<(SmtpConnection, Option<i64>)> {
+        let mut stale = Vec::new();
+        let found = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            let list = map.get_mut(key)?;
+            let mut found = None;
+            while let Some(k) = list.pop() {
+                if k.fit(idle, max_messages) {
+                    found = Some((k.conn, k.expires));
+                    break;
+                }
+                stale.push(k.conn);
+            }
+            found
+        };
+        close(stale);
+        found
+    }
+
+    /// Keeps a session for the account's next message (closed instead when it is spent).
+    fn put(
+        &self,
+        key: (String, String),
+        conn: SmtpConnection,
+        expires: Option<i64>,
+        idle: Duration,
+        max_messages: u32,
+    ) {
+        let kept = Kept { conn, expires };
+        if !kept.fit(idle, max_messages) {
+            close(vec![kept.conn]);
+            return;
+        }
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.entry(key).or_default().push(kept);
+    }
+
+    /// Every kept session (to close them when the gateway stops).
+    fn drain(&self) -> Vec<SmtpConnection> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.drain().flat_map(|(_, l)| l).map(|k| k.conn).collect()
+    }
+
+    /// Closes the sessions idle for `idle` or longer; `true` when some are still kept.
+    fn sweep(&self, idle: Duration) -> bool {
+        let mut stale = Vec::new();
+        let kept = {
+            let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            for list in map.values_mut() {
+                let (old, fresh): (Vec<_>, Vec<_>) = std::mem::take(list)
+                    .into_iter()
+                    .partition(|k| k.conn.idle() >= idle);
+                stale.extend(old.into_iter().map(|k| k.conn));
+                *list = fresh;
+            }
+            map.retain(|_, l| !l.is_empty());
+            !map.is_empty()
+        };
+        close(stale);
+        kept
+    }
+}
+
+/// Ends sessions with `QUIT`, in the background.
+fn close(sessions: Vec<SmtpConnection>) {
+    if sessions.is_empty() {
+        return;
+    }
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        rt.spawn(async move {
+            for c in sessions {
+                c.quit().await;
+            }
+        });
+    }
 }
 
 fn now() -> i64 {
@@ -165,9 +286,14 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
                 while tasks.try_join_next().is_some() {}
             }
             Err(next) => {
-                let wait = next.map_or(Duration::from_secs(3600), |due| {
+                let mut wait = next.map_or(Duration::from_secs(3600), |due| {
                     Duration::from_secs(u64::try_from(due - now()).unwrap_or(0).max(1))
                 });
+                // Idle upstream sessions are closed once their time is up.
+                let idle = Duration::from_secs(shared.config().upstream.smtp_reuse_idle_secs);
+                if shared.delivery.sessions.sweep(idle) {
+                    wait = wait.min(idle.max(Duration::from_secs(1)));
+                }
                 tokio::select! {
                     _ = shared.delivery.notify.notified() => {}
                     _ = tokio::time::sleep(wait) => {}
@@ -177,6 +303,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>
         }
     }
     while tasks.join_next().await.is_some() {}
+    for c in shared.delivery.sessions.drain() {
+        c.quit().await;
+    }
     shared.metrics.set_queue_depth(shared.delivery.depth());
 }
 
@@ -415,22 +544,6 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
     ) {
         return Outcome::Limited(at);
     }
-    let started = Instant::now();
-    let (auth, token) = if account.submit == crate::config::Submit::Graph {
-        (None, None)
-    } else {
-        match shared.upstreams.sasl(&account).await {
-            Ok((a, t)) => (Some(a), t),
-            Err(e) => {
-                let text = e.to_string();
-                let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
-                return Outcome::Temporary(format!("no token: {text}"), Some(why));
-            }
-        }
-    };
-    shared
-        .metrics
-        .observe("token", started.elapsed().as_secs_f64());
     let data = {
         let spool = shared.spool.clone();
         let id = env.id.clone();
@@ -452,9 +565,6 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
         to: env.to.clone(),
         data,
     };
-    let Some(auth) = auth else {
-        return Outcome::Temporary("no upstream sign-in".into(), None);
-    };
     let spool = shared.spool.clone();
     let id = env.id.clone();
     // The handover is recorded before the bytes go out, the delivery as soon as Exchange
@@ -463,8 +573,74 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
         Stage::Sending => spool.mark_handover(&id).map_err(|e| format!("spool: {e}")),
         Stage::Accepted => spool.complete(&id).map_err(|e| format!("spool: {e}")),
     };
+    let key = (account.name.clone(), account.mailbox.clone());
+    let idle = Duration::from_secs(up.smtp_reuse_idle_secs);
+    let per_session = up.smtp_session_messages.max(1);
     let started = Instant::now();
-    let t = submit(&smtp_options(shared), &auth, &outgoing, &handover).await;
+    let mut t = None;
+    // The account's signed-in session from an earlier delivery, when one is still open.
+    if let Some((mut conn, expires)) = shared.delivery.sessions.take(&key, idle, per_session) {
+        let sent = conn.send(&outgoing, &handover).await;
+        // Closed by the server while idle (no answer, or `421` to MAIL): a new session below,
+        // without counting an attempt.
+        let stale = sent
+            .failure()
+            .is_some_and(|f| f.name == "mail" && f.reply.as_ref().is_none_or(|r| r.code == 421));
+        if stale {
+            shared
+                .metrics
+                .count("upstream_sessions", &account.name, "stale");
+        } else {
+            shared
+                .metrics
+                .count("upstream_sessions", &account.name, "reused");
+            shared
+                .delivery
+                .sessions
+                .put(key.clone(), conn, expires, idle, per_session);
+            t = Some((sent, None));
+        }
+    }
+    let (t, token) = match t {
+        Some(done) => done,
+        None => {
+            let token_started = Instant::now();
+            let (auth, token) = match shared.upstreams.sasl(&account).await {
+                Ok(x) => x,
+                Err(e) => {
+                    let text = e.to_string();
+                    let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
+                    return Outcome::Temporary(format!("no token: {text}"), Some(why));
+                }
+            };
+            shared
+                .metrics
+                .observe("token", token_started.elapsed().as_secs_f64());
+            let (mut t, conn) = SmtpConnection::open(&smtp_options(shared), &auth).await;
+            if let Some(mut conn) = conn {
+                shared
+                    .metrics
+                    .count("upstream_sessions", &account.name, "opened");
+                let sent = conn.send(&outgoing, &handover).await;
+                t.steps.extend(sent.steps);
+                if idle.is_zero() {
+                    conn.quit().await;
+                } else {
+                    let expires = token.as_ref().and_then(|t| {
+                        use secrecy::ExposeSecret as _;
+                        exgate_wire::jwt::TokenClaims::from_token(t.expose_secret())
+                            .ok()
+                            .and_then(|c| c.exp)
+                    });
+                    shared
+                        .delivery
+                        .sessions
+                        .put(key, conn, expires, idle, per_session);
+                }
+            }
+            (t, token)
+        }
+    };
     shared
         .metrics
         .observe("smtp_submit", started.elapsed().as_secs_f64());

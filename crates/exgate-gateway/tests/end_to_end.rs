@@ -99,14 +99,24 @@ async fn bed_with(token_lifetime: Option<Duration>) -> Bed {
 
 /// A bed whose scenario has `extra` appended (`[[faults]]`).
 async fn bed_from(token_lifetime: Option<Duration>, extra: &str) -> Bed {
+    bed_with_options(
+        EmulatorOptions {
+            token_lifetime,
+            ..EmulatorOptions::default()
+        },
+        extra,
+    )
+    .await
+}
+
+async fn bed_with_options(options: EmulatorOptions, extra: &str) -> Bed {
     let text = format!("{SCENARIO}\n{extra}");
     let scenario = Scenario::from_toml_str(&text, Path::new("scenario.toml")).unwrap();
     let emulator = Emulator::start(
         scenario,
         EmulatorOptions {
             tls: true,
-            token_lifetime,
-            ..EmulatorOptions::default()
+            ..options
         },
     )
     .await
@@ -843,5 +853,103 @@ async fn exchange_busy_twice_then_the_message_is_delivered_once() {
     assert_eq!(bed.inbox(&gw).await, Some(before + 1));
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(bed.inbox(&gw).await, Some(before + 1));
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+/// Delivers `n` messages one after the other through the gateway, each once the previous one
+/// has left the spool; returns the upstream SMTP sessions the emulator saw for them.
+async fn sessions_for_sequential_deliveries(bed: &Bed, gw: &Gateway, n: u32, first: u32) -> u64 {
+    let emulator = bed.emulator.as_ref().unwrap();
+    let before = emulator.exchange_stats().unwrap().smtp_sessions;
+    for k in 0..n {
+        let t = submit(
+            &bed.smtp(gw.addresses().smtp[0], false),
+            &login("scanner", SCANNER_PW),
+            &message(first + k, "scanner@contoso.com"),
+            &none,
+        )
+        .await;
+        assert!(t.ok(), "{t:?}");
+        wait_for("the delivery", async || gw.queue_depth() == 0).await;
+    }
+    // The device's own sessions with the gateway are not Exchange's: only upstream ones count.
+    emulator.exchange_stats().unwrap().smtp_sessions - before
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_upstream_session_carries_the_accounts_next_messages() {
+    let bed = bed().await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    let sessions = sessions_for_sequential_deliveries(&bed, &gw, 4, 700).await;
+    assert_eq!(sessions, 1, "four messages, one signed-in session");
+    wait_for("four deliveries", async || {
+        bed.inbox(&gw).await == Some(before + 4)
+    })
+    .await;
+    let m = gw.metrics();
+    assert_eq!(m.get("upstream_sessions", "scanner", "opened"), 1);
+    assert_eq!(m.get("upstream_sessions", "scanner", "reused"), 3);
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_reuse_off_every_message_has_its_own_session() {
+    let bed = bed().await;
+    let path = bed.dir.path().join("gateway.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("[upstream]\n", "[upstream]\nsmtp_reuse_idle_secs = 0\n"),
+    )
+    .unwrap();
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let sessions = sessions_for_sequential_deliveries(&bed, &gw, 3, 710).await;
+    assert_eq!(sessions, 3);
+    assert_eq!(
+        gw.metrics().get("upstream_sessions", "scanner", "reused"),
+        0
+    );
+    gw.shutdown(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_exchange_closed_while_idle_is_replaced_without_a_retry() {
+    // Exchange ends a session idle for its inactivity timeout with `421 4.4.2`; the gateway's
+    // kept session is then stale, and the next message goes through a new one at once.
+    let bed = bed_with_options(
+        EmulatorOptions {
+            limits: exgate_emulator::ServerLimits {
+                smtp_idle_timeout: Duration::from_secs(1),
+                ..exgate_emulator::ServerLimits::default()
+            },
+            ..EmulatorOptions::default()
+        },
+        "",
+    )
+    .await;
+    let gw = Gateway::start(bed.config()).await.unwrap();
+    let before = bed.inbox(&gw).await.unwrap_or(0);
+    assert_eq!(
+        sessions_for_sequential_deliveries(&bed, &gw, 1, 720).await,
+        1
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sessions_for_sequential_deliveries(&bed, &gw, 1, 721).await,
+        1
+    );
+    wait_for("both deliveries", async || {
+        bed.inbox(&gw).await == Some(before + 2)
+    })
+    .await;
+    let m = gw.metrics();
+    assert_eq!(m.get("upstream_sessions", "scanner", "stale"), 1);
+    assert_eq!(m.get("upstream_sessions", "scanner", "opened"), 2);
+    assert_eq!(
+        m.get("messages", "scanner", "deferred"),
+        0,
+        "no attempt was spent"
+    );
     gw.shutdown(Duration::from_secs(5)).await;
 }

@@ -431,6 +431,20 @@ async fn run(
     message: Option<(&Outgoing, Handover<'_>)>,
     t: &mut SmtpTranscript,
 ) -> Option<Session> {
+    let (mut s, signed_in) = open_steps(o, auth, t).await?;
+    if signed_in && let Some((m, handover)) = message {
+        transact(&mut s, m, handover, t).await;
+    }
+    Some(s)
+}
+
+/// Connect, greeting, EHLO, STARTTLS, EHLO, AUTH: the session (when QUIT can still be sent) and
+/// whether the sign-in succeeded.
+async fn open_steps(
+    o: &SmtpOptions,
+    auth: &SmtpAuth,
+    t: &mut SmtpTranscript,
+) -> Option<(Session, bool)> {
     let config = match tls_config(o.extra_root_pem.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -544,49 +558,162 @@ async fn run(
 
     let start = Instant::now();
     let r = authenticate(&mut s, auth).await.map(|r| ((), r));
-    let failed = r.is_err();
+    let signed_in = r.is_ok();
     record(t, "auth", start, r);
-    if failed {
-        return Some(s);
+    Some((s, signed_in))
+}
+
+/// `MAIL`, one `RCPT` per recipient, `DATA`: `true` when the server took the message. A step
+/// that failed is the transcript's last.
+async fn transact(
+    s: &mut Session,
+    m: &Outgoing,
+    handover: Handover<'_>,
+    t: &mut SmtpTranscript,
+) -> bool {
+    let start = Instant::now();
+    let r = s.command(&format!("MAIL FROM:<{}>", m.from)).await;
+    if record(t, "mail", start, r.map(|r| ((), r))).is_none() {
+        return false;
+    }
+    for to in &m.to {
+        let start = Instant::now();
+        let r = s.command(&format!("RCPT TO:<{to}>")).await;
+        if record(t, "rcpt", start, r.map(|r| ((), r))).is_none() {
+            return false;
+        }
+    }
+    let start = Instant::now();
+    let r = async {
+        let go = s.command("DATA").await?;
+        if go.code != 354 {
+            return Err(StepError::Refused(go));
+        }
+        handover(Stage::Sending).map_err(StepError::Transport)?;
+        write_bytes(&mut s.io, &dot_stuff(&m.data), s.timeout)
+            .await
+            .map_err(StepError::Transport)?;
+        let done = s.read_reply().await?;
+        if done.positive() {
+            let _ = handover(Stage::Accepted);
+            Ok(done)
+        } else {
+            Err(StepError::Refused(done))
+        }
+    }
+    .await;
+    record(t, "data", start, r.map(|r| ((), r))).is_some()
+}
+
+/// A signed-in SMTP session kept for several submissions, as a relay reuses its connection:
+/// one connection, TLS handshake and `AUTH` for many messages instead of one each.
+///
+/// A submission that fails leaves the session usable when the server answered (the
+/// transaction is reset with `RSET`), unusable after a transport error (a timeout, a closed
+/// connection): [`SmtpConnection::usable`] says which, and an unusable session is dropped.
+pub struct SmtpConnection {
+    s: Session,
+    server: String,
+    mechanism: String,
+    extensions: Vec<String>,
+    usable: bool,
+    opened: Instant,
+    last_used: Instant,
+    messages: u32,
+}
+
+impl std::fmt::Debug for SmtpConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpConnection")
+            .field("server", &self.server)
+            .field("usable", &self.usable)
+            .field("messages", &self.messages)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpConnection {
+    /// Connects and signs in. The transcript of the opening (its steps are a [`submit`]'s
+    /// first ones), and the connection when the sign-in succeeded.
+    pub async fn open(
+        options: &SmtpOptions,
+        auth: &SmtpAuth,
+    ) -> (SmtpTranscript, Option<SmtpConnection>) {
+        let mut t = new_transcript(options, auth);
+        match open_steps(options, auth, &mut t).await {
+            Some((s, true)) => {
+                let now = Instant::now();
+                let c = SmtpConnection {
+                    s,
+                    server: t.server.clone(),
+                    mechanism: t.mechanism.clone(),
+                    extensions: t.extensions.clone(),
+                    usable: true,
+                    opened: now,
+                    last_used: now,
+                    messages: 0,
+                };
+                (t, Some(c))
+            }
+            Some((mut s, false)) => {
+                let start = Instant::now();
+                let quit = s.command("QUIT").await;
+                t.steps.push(step("quit", start, quit));
+                (t, None)
+            }
+            None => (t, None),
+        }
     }
 
-    if let Some((m, handover)) = message {
-        let start = Instant::now();
-        let r = s.command(&format!("MAIL FROM:<{}>", m.from)).await;
-        if record(t, "mail", start, r.map(|r| ((), r))).is_none() {
-            return Some(s);
+    /// Submits one message on the open session (`MAIL`, `RCPT`s, `DATA`); the transcript has
+    /// those steps only. After a refusal the transaction is reset for the next message.
+    pub async fn send(&mut self, message: &Outgoing, handover: Handover<'_>) -> SmtpTranscript {
+        let mut t = SmtpTranscript {
+            server: self.server.clone(),
+            mechanism: self.mechanism.clone(),
+            extensions: self.extensions.clone(),
+            steps: Vec::new(),
+        };
+        self.last_used = Instant::now();
+        let delivered = transact(&mut self.s, message, handover, &mut t).await;
+        if delivered {
+            self.messages += 1;
+        } else if t.steps.last().is_some_and(|s| s.reply.is_none()) {
+            // No answer: the connection is gone or out of step.
+            self.usable = false;
+        } else {
+            self.usable = self.s.command("RSET").await.is_ok();
         }
-        for to in &m.to {
-            let start = Instant::now();
-            let r = s.command(&format!("RCPT TO:<{to}>")).await;
-            if record(t, "rcpt", start, r.map(|r| ((), r))).is_none() {
-                return Some(s);
-            }
-        }
-        let start = Instant::now();
-        let r = async {
-            let go = s.command("DATA").await?;
-            if go.code != 354 {
-                return Err(StepError::Refused(go));
-            }
-            handover(Stage::Sending).map_err(StepError::Transport)?;
-            write_bytes(&mut s.io, &dot_stuff(&m.data), s.timeout)
-                .await
-                .map_err(StepError::Transport)?;
-            let done = s.read_reply().await?;
-            if done.positive() {
-                let _ = handover(Stage::Accepted);
-                Ok(done)
-            } else {
-                Err(StepError::Refused(done))
-            }
-        }
-        .await;
-        if record(t, "data", start, r.map(|r| ((), r))).is_none() {
-            return Some(s);
+        self.last_used = Instant::now();
+        t
+    }
+
+    /// `false` once a submission ended without an answer from the server.
+    pub fn usable(&self) -> bool {
+        self.usable
+    }
+
+    /// Messages this session delivered.
+    pub fn messages(&self) -> u32 {
+        self.messages
+    }
+
+    /// Time since the session was opened.
+    pub fn age(&self) -> Duration {
+        self.opened.elapsed()
+    }
+
+    /// Time since the session was last used.
+    pub fn idle(&self) -> Duration {
+        self.last_used.elapsed()
+    }
+
+    /// Ends the session politely (`QUIT`); errors are ignored.
+    pub async fn quit(mut self) {
+        if self.usable {
+            let _ = self.s.command("QUIT").await;
         }
     }
-    Some(s)
 }
 
 async fn authenticate(s: &mut Session, auth: &SmtpAuth) -> Result<SmtpReply, StepError> {
