@@ -263,3 +263,50 @@ fn a_soap_fault_code_outranks_its_500() {
         &[],
     );
 }
+
+#[test]
+fn a_graph_token_on_a_mail_protocol_is_named() {
+    // A Graph scope in the request, IMAP's bare refusal: the audience first.
+    ranks(
+        "$data = ['grant_type' => 'client_credentials', 'scope' => 'https://graph.microsoft.com/.default'];\nA1 NO AUTHENTICATE failed.",
+        "wrong_audience",
+        &["wrong_service_principal_object_id"],
+    );
+    // A bare delegated scope resolves to Microsoft Graph.
+    ranks(
+        "scopes = new[] { \"IMAP.AccessAsUser.All\", \"offline_access\" };\nA1 NO AUTHENTICATE failed.",
+        "wrong_audience",
+        &[],
+    );
+    // The Outlook-prefixed scope is right: no audience finding from the scope.
+    let ids = ids(
+        "scope https://outlook.office.com/IMAP.AccessAsUser.All offline_access\nA1 NO AUTHENTICATE failed.",
+    );
+    assert_ne!(
+        ids.first().map(String::as_str),
+        Some("wrong_audience"),
+        "{ids:?}"
+    );
+}
+
+#[test]
+fn pop_with_oauth_lists_the_two_step_exchange() {
+    // No server reply quoted: the POP-specific cause first.
+    ranks(
+        "POP3 with OAuth2 against outlook.office365.com is rejected, IMAP with the same token works",
+        "pop_xoauth2_two_step_required",
+        &[
+            "missing_application_permission",
+            "mailbox_permission_missing",
+        ],
+    );
+    // Exchange's answer to a token it read: the permission first, the two-step form listed.
+    ranks(
+        "Connecting to outlook.office365.com via POP3S with XOAUTH2: -ERR Authentication failure: unknown user name or bad password.",
+        "missing_application_permission",
+        &[
+            "pop_xoauth2_two_step_required",
+            "mailbox_permission_missing",
+        ],
+    );
+}
