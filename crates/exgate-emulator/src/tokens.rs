@@ -176,9 +176,9 @@ fn rsa_components(spki_der: &[u8]) -> Result<(Vec<u8>, Vec<u8>), TokenError> {
 /// The kinds of resource the emulator knows, deciding the token shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResourceKind {
-    /// Exchange Online (v1 tokens).
+    /// Exchange Online.
     Exchange,
-    /// Microsoft Graph (v2 tokens).
+    /// Microsoft Graph.
     Graph,
 }
 
@@ -233,8 +233,6 @@ pub struct AccessTokenSpec<'a> {
     pub tenant: Uuid,
     /// Audience exactly as requested (e.g. `https://outlook.office365.com`).
     pub audience: &'a str,
-    /// The resource kind, when known (decides v1/v2).
-    pub kind: Option<ResourceKind>,
     /// Client id.
     pub client_id: Uuid,
     /// Application display name.
@@ -243,8 +241,6 @@ pub struct AccessTokenSpec<'a> {
     pub client_auth: &'a str,
     /// Subject.
     pub subject: Subject,
-    /// `{scheme}://{host}` of the emulator as the client reached it.
-    pub authority: &'a str,
     /// Lifetime (`expires_in`).
     pub lifetime_secs: u64,
 }
@@ -258,43 +254,28 @@ fn opaque() -> String {
     URL_SAFE_NO_PAD.encode(Uuid::new_v4().as_bytes())
 }
 
-/// Builds the claims of an access token (v1 for Exchange, v2 otherwise).
+/// Builds the claims of an access token: the v1.0 shape Entra ID issues for Exchange Online and
+/// for Microsoft Graph alike (`ver` 1.0, `iss` `https://sts.windows.net/{tid}/`, `appid` and
+/// `appidacr`; `aud` the resource as requested, `https://graph.microsoft.com` or its application
+/// id). Public source of the Graph shape: a decoded app-only Graph token in Microsoft Q&A question
+/// 1603318 (docs/exchange-emulator.md, "Tokens").
 pub fn access_token_claims(spec: &AccessTokenSpec<'_>) -> Value {
     let now = now_secs();
     let tid = spec.tenant.to_string();
-    let v1 = spec.kind != Some(ResourceKind::Graph);
     let lifetime = i64::try_from(spec.lifetime_secs).unwrap_or(3599);
     let mut c = Map::new();
-    if v1 {
-        c.insert("aud".into(), json!(spec.audience));
-        c.insert(
-            "iss".into(),
-            json!(format!("https://sts.windows.net/{tid}/")),
-        );
-    } else {
-        let aud = spec
-            .kind
-            .as_ref()
-            .map(|k| k.app_id())
-            .unwrap_or(spec.audience);
-        c.insert("aud".into(), json!(aud));
-        c.insert(
-            "iss".into(),
-            json!(format!("{}/{tid}/v2.0", spec.authority)),
-        );
-    }
+    c.insert("aud".into(), json!(spec.audience));
+    c.insert(
+        "iss".into(),
+        json!(format!("https://sts.windows.net/{tid}/")),
+    );
     c.insert("iat".into(), json!(now - 300));
     c.insert("nbf".into(), json!(now - 300));
     c.insert("exp".into(), json!(now + lifetime + 1));
     c.insert("aio".into(), json!(opaque()));
     c.insert("app_displayname".into(), json!(spec.app_name));
-    if v1 {
-        c.insert("appid".into(), json!(spec.client_id.to_string()));
-        c.insert("appidacr".into(), json!(spec.client_auth));
-    } else {
-        c.insert("azp".into(), json!(spec.client_id.to_string()));
-        c.insert("azpacr".into(), json!(spec.client_auth));
-    }
+    c.insert("appid".into(), json!(spec.client_id.to_string()));
+    c.insert("appidacr".into(), json!(spec.client_auth));
     c.insert(
         "idp".into(),
         json!(format!("https://sts.windows.net/{tid}/")),
@@ -327,14 +308,11 @@ pub fn access_token_claims(spec: &AccessTokenSpec<'_>) -> Value {
             c.insert("unique_name".into(), json!(upn));
             c.insert("name".into(), json!(name));
             c.insert("scp".into(), json!(scopes.join(" ")));
-            if !v1 {
-                c.insert("preferred_username".into(), json!(upn));
-            }
         }
     }
     c.insert("tid".into(), json!(tid));
     c.insert("uti".into(), json!(opaque()));
-    c.insert("ver".into(), json!(if v1 { "1.0" } else { "2.0" }));
+    c.insert("ver".into(), json!("1.0"));
     Value::Object(c)
 }
 
@@ -402,7 +380,6 @@ mod tests {
         let spec = AccessTokenSpec {
             tenant: Uuid::nil(),
             audience: EXCHANGE_RESOURCE,
-            kind: Some(ResourceKind::Exchange),
             client_id: Uuid::nil(),
             app_name: "app",
             client_auth: "1",
@@ -410,7 +387,6 @@ mod tests {
                 service_principal: Uuid::nil(),
                 roles: vec!["full_access_as_app".into()],
             },
-            authority: "http://127.0.0.1:1",
             lifetime_secs: 3599,
         };
         let token = key.sign(&access_token_claims(&spec), true).expect("sign");

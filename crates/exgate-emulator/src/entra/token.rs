@@ -351,7 +351,6 @@ impl Req<'_> {
         let spec = AccessTokenSpec {
             tenant: tenant.id,
             audience: &audience,
-            kind: Some(kind.clone()),
             client_id: app.client_id,
             app_name: &app.name,
             client_auth: auth.acr(),
@@ -359,7 +358,6 @@ impl Req<'_> {
                 service_principal,
                 roles,
             },
-            authority: &self.authority,
             lifetime_secs: self.lifetime(),
         };
         let claims = tokens::access_token_claims(&spec);
@@ -803,7 +801,6 @@ impl Req<'_> {
         let spec = AccessTokenSpec {
             tenant: g.tenant.id,
             audience: &audience,
-            kind: Some(kind.clone()),
             client_id: g.app.client_id,
             app_name: &g.app.name,
             client_auth: g.auth.acr(),
@@ -814,7 +811,6 @@ impl Req<'_> {
                 scopes: granted_scopes,
                 amr,
             },
-            authority: &self.authority,
             lifetime_secs: self.lifetime(),
         };
         let claims = tokens::access_token_claims(&spec);
