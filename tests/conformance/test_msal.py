@@ -57,7 +57,8 @@ def test_client_secret_with_domain_authority(emulator):
     assert "access_token" in result, result
     c = claims(emulator, result["access_token"])
     assert c["tid"] == TENANT
-    assert c["ver"] == "2.0"
+    assert c["ver"] == "1.0"  # Microsoft Graph tokens are v1.0, as Entra issues them
+    assert c["aud"] == "https://graph.microsoft.com"
     assert c["roles"] == ["Mail.Read"]
 
 
