@@ -2,12 +2,12 @@
 //! Azure SDK variables, then a profile file, then flags; scope
 //! `https://outlook.office365.com/.default`) and the reporting of a failed step.
 
+use crate::cmd::flags::TrustArgs;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use exgate_auth::{AuthSettings, TokenProvider, TokenRequest};
 use exgate_mail::sasl::SaslAuth;
 use secrecy::SecretString;
@@ -18,9 +18,8 @@ pub(crate) struct CheckArgs {
     /// Connect to this address instead of resolving --host (the name stays the TLS name).
     #[arg(long, value_name = "IP:PORT")]
     pub connect: Option<SocketAddr>,
-    /// Extra root CA (PEM) to trust, e.g. the emulator's.
-    #[arg(long)]
-    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Seconds allowed for each step.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
@@ -40,12 +39,7 @@ pub(crate) struct CheckArgs {
 impl CheckArgs {
     /// The extra root CA's PEM, if one was given.
     pub(crate) fn ca_pem(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        self.ca_cert
-            .as_ref()
-            .map(|p| {
-                std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))
-            })
-            .transpose()
+        self.trust.pem()
     }
 
     /// The limit of each step.
@@ -81,7 +75,7 @@ impl CheckArgs {
         }
         let token = match &self.token_env {
             Some(var) => env_secret(var, "--token-env")?,
-            None => match app_token(&self.token, self.ca_cert.as_ref()).await? {
+            None => match app_token(&self.token, self.trust.ca_cert.as_ref()).await? {
                 Ok(t) => t,
                 Err(refusal) => return Ok(Err(refusal)),
             },

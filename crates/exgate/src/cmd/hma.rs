@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use exgate_hma::{Report, Status};
 
+use crate::cmd::flags::TrustArgs;
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -51,9 +52,8 @@ pub(crate) struct Args {
     /// with an empty Bearer, as Outlook does.
     #[arg(long, num_args = 1.., value_name = "URL")]
     url: Vec<String>,
-    /// An extra trusted root CA in PEM for the probe (a private CA, the emulator's).
-    #[arg(long, value_name = "PATH", alias = "ca-pem")]
-    ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// The name clients use, when --url is another address of the same servers (a test
     /// address, a load balancer's own name): the token is asked for this resource.
     #[arg(long, value_name = "URL", requires = "url")]
@@ -145,13 +145,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
     let probes = if args.url.is_empty() {
         None
     } else {
-        let ca = match &args.ca_cert {
-            Some(p) => Some(
-                std::fs::read(p)
-                    .with_context(|| format!("cannot read --ca-cert {}", p.display()))?,
-            ),
-            None => None,
-        };
+        let ca = args.trust.pem()?;
         let http = exgate_auth::build_http_client(&exgate_auth::HttpOptions {
             extra_root_ca_pem: ca,
             timeout: std::time::Duration::from_secs(args.timeout),
@@ -245,7 +239,7 @@ async fn sign_in(
     args: &Args,
     answers: &[exgate_hma::probe::ProbeAnswer],
 ) -> anyhow::Result<Option<Vec<exgate_hma::signin::SigninAnswer>>> {
-    let mut settings = args.token.settings(args.ca_cert.as_ref())?;
+    let mut settings = args.token.settings(args.trust.ca_cert.as_ref())?;
     if args.username.is_some() {
         settings = settings.merge(
             exgate_auth::AuthSettings {
@@ -288,10 +282,8 @@ async fn sign_in(
     let mut http = exgate_mail::HttpClientBuilder::new()
         .timeout(std::time::Duration::from_secs(args.timeout.max(1)))
         .retry(exgate_mail::RetryPolicy::fail_fast());
-    if let Some(p) = &args.ca_cert {
-        http = http.extra_root_pem(
-            std::fs::read(p).with_context(|| format!("cannot read --ca-cert {}", p.display()))?,
-        );
+    if let Some(pem) = args.trust.pem()? {
+        http = http.extra_root_pem(pem);
     }
     let http = http.build()?;
     let mut out = Vec::new();

@@ -6,6 +6,7 @@ pub(crate) mod consent;
 pub(crate) mod demo;
 pub(crate) mod emulator;
 pub(crate) mod explain;
+pub(crate) mod flags;
 pub(crate) mod gateway;
 pub(crate) mod hma;
 pub(crate) mod imap;

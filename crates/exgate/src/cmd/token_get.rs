@@ -1,6 +1,7 @@
 //! `exgate token get`: acquire a token with any configured flow and summarise it. The token is
 //! printed only with `--raw`.
 
+use crate::cmd::flags::TrustArgs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -94,9 +95,8 @@ struct Options {
     /// User the delegated token is for (cache key).
     #[arg(long)]
     user: Option<String>,
-    /// Extra root CA (PEM) to trust, e.g. the emulator's (`--ca-pem` is the old name).
-    #[arg(long = "ca-cert", alias = "ca-pem", value_name = "FILE")]
-    ca_pem: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
     /// Encrypted token store file (refresh tokens and app tokens).
     #[arg(long)]
     store: Option<PathBuf>,
@@ -145,7 +145,7 @@ fn flag_settings(args: &Options) -> anyhow::Result<AuthSettings> {
         password_env: args.password_env.clone(),
         refresh_token_env: args.refresh_token_env.clone(),
         scopes: (!args.scopes.is_empty()).then(|| args.scopes.clone()),
-        ca_pem: args.ca_pem.clone(),
+        ca_pem: args.trust.ca_cert.clone(),
         store: args.store.clone().map(|path| StoreSettings {
             path: Some(path),
             key_file: args.store_key_file.clone(),

@@ -16,6 +16,7 @@ use exgate_verify::{MailboxResult, Progress, RunOptions, Status, VerifyOptions, 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
+use crate::cmd::flags::TrustArgs;
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -87,9 +88,8 @@ pub(crate) struct Args {
           value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub per_tenant: u16,
 
-    /// Extra trusted root CA (PEM), e.g. the emulator's.
-    #[arg(long, value_name = "FILE")]
-    pub ca_cert: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 
     /// Per-request timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 30,
@@ -219,12 +219,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(exit::could_not_run());
         }
     };
-    let extra_root_pem = match &args.ca_cert {
-        Some(p) => Some(
-            std::fs::read(p).with_context(|| format!("cannot read the CA file {}", p.display()))?,
-        ),
-        None => None,
-    };
+    let extra_root_pem = args.trust.pem()?;
     let live = LiveOptions {
         extra_root_pem,
         timeout: Duration::from_secs(args.timeout),
