@@ -192,6 +192,16 @@ const DELEGATED_READ: &[&str] = &[
     "Mail.ReadBasic",
     "Mail.Read.Shared",
 ];
+/// Delegated permissions that allow `translateExchangeIds` (Graph's reference: User.ReadBasic.All
+/// and the higher User permissions).
+const TRANSLATE_SCOPES: &[&str] = &[
+    "User.ReadBasic.All",
+    "User.Read",
+    "User.Read.All",
+    "User.ReadWrite",
+    "User.ReadWrite.All",
+];
+
 const USER_ROLES: &[&str] = &[
     "User.Read.All",
     "User.ReadBasic.All",
@@ -361,6 +371,27 @@ fn route(
             "Resource could not be discovered.",
         ));
     };
+    if matches!(
+        rest,
+        [(n, None)] if n == "translateexchangeids" || n == "microsoft.graph.translateexchangeids"
+    ) {
+        if *method != axum::http::Method::POST {
+            return Err(gerr(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "BadRequest",
+                "Method not allowed.",
+            ));
+        }
+        // Delegated only (Graph's reference: application permissions are not supported).
+        let permitted = match &principal {
+            Principal::App { .. } => false,
+            Principal::User { scopes, .. } => has_any(scopes, TRANSLATE_SCOPES),
+        };
+        if !permitted {
+            return Err(access_denied());
+        }
+        return translate_exchange_ids(st, i, m, body);
+    }
     let is_send = rest.first().is_some_and(|(n, _)| n == "sendmail");
     // Creating and deleting messages need Mail.ReadWrite.
     let is_write = !is_send
@@ -1540,4 +1571,116 @@ fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, G
         let _ = st.store(message);
     }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// The identifier formats of `translateExchangeIds` (Graph's `exchangeIdFormat`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IdFormat {
+    Entry,
+    Ews,
+    ImmutableEntry,
+    Rest,
+    RestImmutableEntry,
+}
+
+impl IdFormat {
+    fn parse(s: &str) -> Option<IdFormat> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "entryid" => IdFormat::Entry,
+            "ewsid" => IdFormat::Ews,
+            "immutableentryid" => IdFormat::ImmutableEntry,
+            "restid" => IdFormat::Rest,
+            "restimmutableentryid" => IdFormat::RestImmutableEntry,
+            _ => return None,
+        })
+    }
+}
+
+/// Graph's URL-safe form of a binary id: base64 with `+` as `-`, `/` as `_`, the padding
+/// removed and its length (0, 1 or 2) appended.
+fn binary_id(standard_b64: &str) -> String {
+    let trimmed = standard_b64.trim_end_matches('=');
+    let pad = standard_b64.len() - trimmed.len();
+    format!("{}{pad}", trimmed.replace('+', "-").replace('/', "_"))
+}
+
+/// The standard base64 of a binary id in Graph's URL-safe form (see [`binary_id`]).
+fn from_binary_id(id: &str) -> Option<String> {
+    let (body, pad) = id.split_at(id.len().checked_sub(1)?);
+    let pad: usize = pad.parse().ok().filter(|p| *p <= 2)?;
+    Some(format!(
+        "{}{}",
+        body.replace('-', "+").replace('_', "/"),
+        "=".repeat(pad)
+    ))
+}
+
+/// `POST /users/{id}/translateExchangeIds`: ids of one format to another. Every id of the
+/// collection has the one source format and belongs to this mailbox; one that does not is
+/// answered in its entry with `errorDetails`. The binary formats are the item's id bytes (what
+/// `ConvertId`'s `EntryId` gives) in Graph's URL-safe form.
+fn translate_exchange_ids(
+    st: &Inner,
+    i: u32,
+    m: &Mailbox,
+    body: &[u8],
+) -> Result<Response, GraphError> {
+    let bad = |msg: String| gerr(StatusCode::BAD_REQUEST, "ErrorInvalidRequest", msg);
+    let v: Value = serde_json::from_slice(body)
+        .map(camel_keys)
+        .map_err(|e| bad(format!("The request body is not valid JSON: {e}")))?;
+    let Some(ids) = v.get("inputIds").and_then(Value::as_array) else {
+        return Err(bad("The 'inputIds' parameter is required.".into()));
+    };
+    if ids.len() > 1000 {
+        return Err(bad(
+            "The 'inputIds' collection holds more than 1000 identifiers.".into(),
+        ));
+    }
+    let format = |key: &str| -> Result<IdFormat, GraphError> {
+        let raw = v.get(key).and_then(Value::as_str).unwrap_or_default();
+        IdFormat::parse(raw).ok_or_else(|| {
+            bad(format!(
+                "The '{key}' parameter is not a valid exchangeIdFormat: '{raw}'."
+            ))
+        })
+    };
+    let (source, target) = (format("sourceIdType")?, format("targetIdType")?);
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let id = id.as_str().unwrap_or_default();
+        let canonical = match source {
+            IdFormat::Ews | IdFormat::Rest | IdFormat::RestImmutableEntry => Some(id.to_owned()),
+            IdFormat::Entry | IdFormat::ImmutableEntry => from_binary_id(id),
+        };
+        let found = canonical
+            .as_deref()
+            .map(|c| message_by_id(st, i, m, c))
+            .unwrap_or_else(|| Err(item_not_found()));
+        out.push(match found {
+            Ok(msg) => {
+                let ews = msg.item_id(m);
+                let immutable = crate::store::immutable_id(&msg, &m.address);
+                let target_id = match target {
+                    IdFormat::Ews => ews,
+                    IdFormat::Rest => graph_id(&ews),
+                    IdFormat::Entry => binary_id(&ews),
+                    IdFormat::RestImmutableEntry => graph_id(&immutable),
+                    IdFormat::ImmutableEntry => binary_id(&immutable),
+                };
+                json!({"sourceId": id, "targetId": target_id})
+            }
+            Err(e) => json!({
+                "sourceId": id,
+                "errorDetails": {"code": e.code, "message": e.message},
+            }),
+        });
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({
+            "@odata.context": format!("{CONTEXT}#Collection(microsoft.graph.convertIdResult)"),
+            "value": out,
+        }),
+    ))
 }
