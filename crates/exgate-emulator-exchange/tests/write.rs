@@ -974,3 +974,75 @@ async fn graph_translates_exchange_ids_between_formats() {
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
+
+fn import_mime(folder: &str, mime: &str, flags: Option<u32>) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(mime);
+    let flags = flags
+        .map(|f| format!(r#"<t:ExtendedProperty><t:ExtendedFieldURI PropertyTag="0x0E07" PropertyType="Integer"/><t:Value>{f}</t:Value></t:ExtendedProperty>"#))
+        .unwrap_or_default();
+    format!(
+        r#"<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId><t:DistinguishedFolderId Id="{folder}"/></m:SavedItemFolderId><m:Items><t:Message><t:MimeContent CharacterSet="UTF-8">{b64}</t:MimeContent>{flags}</t:Message></m:Items></m:CreateItem>"#
+    )
+}
+
+/// CreateItem with `t:MimeContent` imports a message: its fields from the MIME, read and draft
+/// state from `PidTagMessageFlags` (0x0E07) when the importer sets it.
+#[tokio::test]
+async fn ews_create_item_imports_mime() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let mime = "From: Lee Gu <lee@fabrikam.com>\r\nTo: Adele <adele@contoso.com>\r\nSubject: Imported from the old server\r\nMessage-ID: <import-1@fabrikam.com>\r\n\r\nHello from 2019.\r\n";
+    let r = h
+        .ews(&app(), &soap(&who, &import_mime("inbox", mime, Some(1))))
+        .await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let id = attr(&r.body, "Id").expect("created id");
+    let get = format!(
+        r#"<m:GetItem><m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#
+    );
+    let r = h.ews(&app(), &soap(&who, &get)).await;
+    for want in [
+        "<t:Subject>Imported from the old server</t:Subject>",
+        "<t:IsDraft>false</t:IsDraft>",
+        "<t:IsRead>true</t:IsRead>",
+        "lee@fabrikam.com",
+        "&lt;import-1@fabrikam.com&gt;",
+    ] {
+        assert!(r.body.contains(want), "{want} missing: {}", r.body);
+    }
+    // In the Inbox, as Graph sees it too.
+    let inbox = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/messages?$top=100",
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert!(
+        inbox["value"]
+            .as_array()
+            .expect("value")
+            .iter()
+            .any(|m| m["subject"] == "Imported from the old server"),
+        "{inbox}"
+    );
+    // Without the flags: an unsent draft. Not base64: the MIME error.
+    let r = h
+        .ews(&app(), &soap(&who, &import_mime("drafts", mime, None)))
+        .await;
+    let id = attr(&r.body, "Id").expect("created id");
+    let get = get.replace(&attr(&get, "Id").unwrap_or_default(), &id);
+    let r = h.ews(&app(), &soap(&who, &get)).await;
+    assert!(r.body.contains("<t:IsDraft>true</t:IsDraft>"), "{}", r.body);
+    let bad = import_mime("inbox", mime, None).replace(
+        "<t:MimeContent CharacterSet=\"UTF-8\">",
+        "<t:MimeContent CharacterSet=\"UTF-8\">!!",
+    );
+    let r = h.ews(&app(), &soap(&who, &bad)).await;
+    assert!(
+        r.body.contains("ErrorMimeContentInvalidBase64String"),
+        "{}",
+        r.body
+    );
+}
