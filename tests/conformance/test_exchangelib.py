@@ -322,3 +322,29 @@ def test_mark_read_move_and_copy(exchange):
         item.delete()
     acc.drafts.refresh()
     assert acc.drafts.total_count == drafts
+
+
+def test_a_message_imported_as_mime(exchange):
+    # exchangelib's import: a Message with mime_content, saved (CreateItem SaveOnly with
+    # t:MimeContent); its fields come back from the MIME.
+    acc = exchange.account("user@contoso.com")
+    drafts = acc.drafts.total_count
+    raw = (
+        b"From: Lee Gu <lee@fabrikam.com>\r\n"
+        b"To: User <user@contoso.com>\r\n"
+        b"Subject: imported by exchangelib\r\n"
+        b"Message-ID: <exchangelib-import@fabrikam.com>\r\n"
+        b"\r\n"
+        b"From the old server.\r\n"
+    )
+    m = Message(account=acc, folder=acc.drafts, mime_content=raw)
+    m.save()
+    assert m.id
+    got = acc.drafts.get(id=m.id)
+    assert got.subject == "imported by exchangelib"
+    assert got.sender.email_address == "lee@fabrikam.com"
+    assert got.message_id == "<exchangelib-import@fabrikam.com>"
+    assert b"From the old server." in got.mime_content
+    got.delete()
+    acc.drafts.refresh()
+    assert acc.drafts.total_count == drafts
