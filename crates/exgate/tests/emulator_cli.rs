@@ -1,6 +1,8 @@
 //! `exgate emulator` prints (and writes to its state file) where every service lives, and takes
 //! fixed addresses for SMTP and IMAP.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -109,11 +111,7 @@ fn out_of_file_descriptors_the_accept_loop_backs_off() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !state.exists() {
-        assert!(Instant::now() < deadline, "the emulator did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_file(&state, "the emulator");
     // More connections than the emulator has descriptors for.
     let held: Vec<std::net::TcpStream> = (0..80)
         .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())

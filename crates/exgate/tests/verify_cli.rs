@@ -1,5 +1,7 @@
 //! `exgate verify` from the command line: a run its configuration stops leaves no files behind.
 
+mod common;
+
 use assert_cmd::Command;
 
 #[test]
@@ -44,7 +46,6 @@ source = "alice@contoso.com"
 #[test]
 fn the_emulator_example_runs_as_written() {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("emulator-ca.pem");
@@ -60,14 +61,7 @@ fn the_emulator_example_runs_as_written() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !state.exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the emulator did not start on 127.0.0.1:8443"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    common::wait_for_file(&state, "the emulator on 127.0.0.1:8443");
     // The state database goes to the temporary directory, so the example directory stays clean.
     let out = Command::cargo_bin("exgate")
         .unwrap()

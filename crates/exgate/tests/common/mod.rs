@@ -1,5 +1,8 @@
 //! What the CLI tests share: the `exgate emulator` process they start and stop.
 
+// Each test binary uses a part of these helpers.
+#![allow(dead_code)]
+
 use std::path::Path;
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
@@ -49,6 +52,15 @@ pub(crate) fn start_emulator(
             Instant::now() < deadline,
             "the emulator wrote no usable state file"
         );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (at most 60 s) until a process started by a test has written `path`.
+pub(crate) fn wait_for_file(path: &Path, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(Instant::now() < deadline, "{what} did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
