@@ -2,7 +2,7 @@
 //! Azure SDK variables, then a profile file, then flags; scope
 //! `https://outlook.office365.com/.default`) and the reporting of a failed step.
 
-use crate::cmd::flags::TrustArgs;
+use crate::cmd::flags::{AuthArgs, TrustArgs};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +30,7 @@ pub(crate) struct CheckArgs {
     #[arg(long)]
     pub password_env: Option<String>,
     #[command(flatten)]
-    pub token: TokenArgs,
+    pub token: AuthArgs,
     /// Print the transcript as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,65 +84,21 @@ impl CheckArgs {
     }
 }
 
-/// Token flags shared by the mail protocol checks.
-#[derive(Debug, clap::Args)]
-pub(crate) struct TokenArgs {
-    /// Token settings file (see docs/auth.md); the Azure SDK variables are read first.
-    #[arg(long)]
-    pub profile: Option<PathBuf>,
-    /// Tenant GUID or domain (token).
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Application (client) id (token).
-    #[arg(long)]
-    pub client_id: Option<String>,
-    /// Environment variable holding the client secret (token).
-    #[arg(long)]
-    pub client_secret_env: Option<String>,
-    /// Certificate, PEM or PFX (token).
-    #[arg(long)]
-    pub cert: Option<PathBuf>,
-    /// PEM private key, when --cert holds only the certificate (token).
-    #[arg(long, requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// Environment variable holding the PFX password (token).
-    #[arg(long)]
-    pub cert_password_env: Option<String>,
-    /// Authority host (sovereign cloud, emulator) (token).
-    #[arg(long)]
-    pub authority_host: Option<String>,
-}
-
-impl TokenArgs {
-    /// The credential settings: the Azure SDK variables, then `--profile`, then the flags.
-    pub(crate) fn settings(&self, ca_pem: Option<&PathBuf>) -> anyhow::Result<AuthSettings> {
-        let mut settings = AuthSettings::from_env();
-        if let Some(p) = &self.profile {
-            settings = settings.merge(AuthSettings::from_file(p)?);
-        }
-        Ok(settings.merge(
-            AuthSettings {
-                tenant: self.tenant.clone(),
-                client_id: self.client_id.clone(),
-                authority_host: self.authority_host.clone(),
-                client_secret_env: self.client_secret_env.clone(),
-                certificate_path: self.cert.clone(),
-                key_path: self.key.clone(),
-                certificate_password_env: self.cert_password_env.clone(),
-                ca_pem: ca_pem.cloned(),
-                ..AuthSettings::default()
-            }
-            .from_flags(),
-        ))
-    }
+/// The credential settings of the mail protocol checks: the Azure SDK variables, then
+/// `--profile`, then the flags.
+pub(crate) fn settings(args: &AuthArgs, ca_pem: Option<&PathBuf>) -> anyhow::Result<AuthSettings> {
+    args.settings_with(AuthSettings {
+        ca_pem: ca_pem.cloned(),
+        ..args.flags()
+    })
 }
 
 /// A token, or Entra ID's refusal (to be explained), or an error (could not run).
 pub(crate) async fn app_token(
-    args: &TokenArgs,
+    args: &AuthArgs,
     ca_pem: Option<&PathBuf>,
 ) -> anyhow::Result<Result<SecretString, Box<exgate_auth::EntraError>>> {
-    let settings = args.settings(ca_pem)?;
+    let settings = settings(args, ca_pem)?;
     let config =
         settings.into_provider_config(Arc::new(|_| {}), Arc::new(|_: &exgate_auth::Url| {}))?;
     let provider = TokenProvider::new(config)?;

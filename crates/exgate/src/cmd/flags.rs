@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use exgate_auth::AuthSettings;
 
 /// TLS trust: every command that connects to a server takes `--ca-cert`.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -21,6 +22,63 @@ impl TrustArgs {
                 std::fs::read(p).with_context(|| format!("cannot read --ca-cert {}", p.display()))
             })
             .transpose()
+    }
+}
+
+/// The app's credential: every command that gets a token takes these flags, with the Azure SDK
+/// environment variables read first and `--profile` next.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AuthArgs {
+    /// Credential settings file (TOML, see docs/auth.md).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) profile: Option<PathBuf>,
+    /// Tenant GUID or verified domain.
+    #[arg(long)]
+    pub(crate) tenant: Option<String>,
+    /// Application (client) id.
+    #[arg(long)]
+    pub(crate) client_id: Option<String>,
+    /// Environment variable holding the client secret.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) client_secret_env: Option<String>,
+    /// Certificate: PEM (key in the same file or in --key) or PFX.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8), when --cert holds only the
+    /// certificate.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub(crate) key: Option<PathBuf>,
+    /// Environment variable holding the PFX password or PEM passphrase.
+    #[arg(long, value_name = "VAR")]
+    pub(crate) cert_password_env: Option<String>,
+    /// Authority host (sovereign cloud, emulator).
+    #[arg(long, value_name = "URL")]
+    pub(crate) authority_host: Option<String>,
+}
+
+impl AuthArgs {
+    /// These flags as settings (nothing else set).
+    pub(crate) fn flags(&self) -> AuthSettings {
+        AuthSettings {
+            tenant: self.tenant.clone(),
+            client_id: self.client_id.clone(),
+            authority_host: self.authority_host.clone(),
+            client_secret_env: self.client_secret_env.clone(),
+            certificate_path: self.cert.clone(),
+            key_path: self.key.clone(),
+            certificate_password_env: self.cert_password_env.clone(),
+            ..AuthSettings::default()
+        }
+    }
+
+    /// The Azure SDK variables, then `--profile`, then `extra` (these flags and any other
+    /// settings of the command), each overriding the one before.
+    pub(crate) fn settings_with(&self, extra: AuthSettings) -> anyhow::Result<AuthSettings> {
+        let mut settings = AuthSettings::from_env();
+        if let Some(p) = &self.profile {
+            settings = settings.merge(AuthSettings::from_file(p)?);
+        }
+        Ok(settings.merge(extra.from_flags()))
     }
 }
 
@@ -62,6 +120,49 @@ mod tests {
                 "{path}: the flag is --ca-cert everywhere"
             );
             assert_eq!(help, want, "{path}: one help text for one flag");
+        }
+    }
+
+    /// Every flag of `names` across all commands, with its help text.
+    fn flags_named(
+        cmd: &clap::Command,
+        path: &str,
+        names: &[&str],
+        out: &mut Vec<(String, String)>,
+    ) {
+        for a in cmd.get_arguments() {
+            if let Some(long) = a.get_long()
+                && names.contains(&long)
+            {
+                out.push((
+                    format!("{path} --{long}"),
+                    a.get_help().map(|h| h.to_string()).unwrap_or_default(),
+                ));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            flags_named(sub, &format!("{path} {}", sub.get_name()), names, out);
+        }
+    }
+
+    #[test]
+    fn the_credential_flags_have_one_help_everywhere() {
+        const AUTH: &[&str] = &[
+            "profile",
+            "client-secret-env",
+            "cert",
+            "key",
+            "cert-password-env",
+        ];
+        let mut flags = Vec::new();
+        flags_named(&crate::Cli::command(), "exgate", AUTH, &mut flags);
+        for name in AUTH {
+            let of: Vec<&(String, String)> = flags
+                .iter()
+                .filter(|(p, _)| p.ends_with(&format!(" --{name}")))
+                .collect();
+            assert!(of.len() >= 3, "--{name}: {of:?}");
+            assert!(of.iter().all(|(_, h)| *h == of[0].1), "--{name}: {of:?}");
         }
     }
 

@@ -66,7 +66,7 @@ pub(crate) struct Args {
     #[arg(long, requires = "username")]
     password_env: Option<String>,
     #[command(flatten)]
-    token: crate::cmd::app_token::TokenArgs,
+    token: crate::cmd::flags::AuthArgs,
     /// Seconds to wait for each probe request.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     timeout: u64,
@@ -239,7 +239,7 @@ async fn sign_in(
     args: &Args,
     answers: &[exgate_hma::probe::ProbeAnswer],
 ) -> anyhow::Result<Option<Vec<exgate_hma::signin::SigninAnswer>>> {
-    let mut settings = args.token.settings(args.trust.ca_cert.as_ref())?;
+    let mut settings = crate::cmd::app_token::settings(&args.token, args.trust.ca_cert.as_ref())?;
     if args.username.is_some() {
         settings = settings.merge(
             exgate_auth::AuthSettings {

@@ -1,7 +1,7 @@
 //! `exgate token get`: acquire a token with any configured flow and summarise it. The token is
 //! printed only with `--raw`.
 
-use crate::cmd::flags::TrustArgs;
+use crate::cmd::flags::{AuthArgs, TrustArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -44,36 +44,14 @@ pub(crate) struct Args {
 
 #[derive(Debug, clap::Args)]
 struct Options {
-    /// TOML profile (see docs/auth.md).
-    #[arg(long)]
-    profile: Option<PathBuf>,
-    /// Tenant GUID or domain.
-    #[arg(long)]
-    tenant: Option<String>,
-    /// Application (client) id.
-    #[arg(long)]
-    client_id: Option<String>,
-    /// Authority host (sovereign cloud, emulator).
-    #[arg(long)]
-    authority_host: Option<String>,
+    #[command(flatten)]
+    auth: AuthArgs,
     /// Use the v1 endpoints (`resource=`).
     #[arg(long)]
     v1: bool,
     /// Flow: client_secret, certificate, refresh_token, password, device_code, auth_code.
     #[arg(long)]
     flow: Option<String>,
-    /// Environment variable holding the client secret.
-    #[arg(long)]
-    client_secret_env: Option<String>,
-    /// Certificate: PEM (with --key, or key in the same file) or PFX.
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// PEM private key (PKCS#8, PKCS#1 or encrypted PKCS#8).
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Environment variable holding the PFX password or PEM passphrase.
-    #[arg(long)]
-    cert_password_env: Option<String>,
     /// Sign the assertion with PS256 and send x5t#S256 (default RS256 + x5t).
     #[arg(long)]
     ps256: bool,
@@ -130,15 +108,8 @@ fn flag_settings(args: &Options) -> anyhow::Result<AuthSettings> {
         None => None,
     };
     Ok(AuthSettings {
-        tenant: args.tenant.clone(),
-        client_id: args.client_id.clone(),
-        authority_host: args.authority_host.clone(),
         endpoint: args.v1.then_some(EndpointVersion::V1),
         flow,
-        client_secret_env: args.client_secret_env.clone(),
-        certificate_path: args.cert.clone(),
-        key_path: args.key.clone(),
-        certificate_password_env: args.cert_password_env.clone(),
         assertion_algorithm: args.ps256.then_some(AssertionAlgorithm::Ps256),
         send_x5c: args.x5c.then_some(true),
         username: args.username.clone(),
@@ -152,9 +123,8 @@ fn flag_settings(args: &Options) -> anyhow::Result<AuthSettings> {
             key_env: None,
             key_keyring: None,
         }),
-        ..AuthSettings::default()
-    }
-    .from_flags())
+        ..args.auth.flags()
+    })
 }
 
 fn open_browser(url: &Url) {
@@ -190,11 +160,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let mut settings = AuthSettings::from_env();
-    if let Some(p) = &args.profile {
-        settings = settings.merge(AuthSettings::from_file(p)?);
-    }
-    settings = settings.merge(flag_settings(&args)?);
+    let mut settings = args.auth.settings_with(flag_settings(&args)?)?;
 
     let mut request = TokenRequest::scopes(settings.scopes());
     let mut hma_summary = None;
