@@ -1307,30 +1307,32 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             continue;
         }
         let now = OffsetDateTime::now_utc();
+        // The folder asked for: this mailbox's, else the answer for this item.
+        let target = match &saved_folder {
+            Some(FolderRef::Found(j, f)) if *j == i => Some(*f),
+            Some(FolderRef::Found(..)) => {
+                msgs.push(err(
+                    "ErrorAccessDenied",
+                    "Access is denied. Check credentials and try again.",
+                ));
+                continue;
+            }
+            Some(FolderRef::Error(code, text)) => {
+                msgs.push(Msg::Err {
+                    code,
+                    text: text.clone(),
+                    tail: "<m:Items/>".into(),
+                });
+                continue;
+            }
+            None => None,
+        };
         // A message given as MIME (an import): its fields come from the MIME.
         if let Some(mime) = item.child("MimeContent") {
             match message_from_mime(i, mbx, &mime.text, item) {
                 Ok(msg) => {
                     let mut msg = msg;
-                    msg.folder = match &saved_folder {
-                        Some(FolderRef::Found(j, f)) if *j == i => *f,
-                        Some(FolderRef::Found(..)) => {
-                            msgs.push(err(
-                                "ErrorAccessDenied",
-                                "Access is denied. Check credentials and try again.",
-                            ));
-                            continue;
-                        }
-                        Some(FolderRef::Error(code, text)) => {
-                            msgs.push(Msg::Err {
-                                code,
-                                text: text.clone(),
-                                tail: "<m:Items/>".into(),
-                            });
-                            continue;
-                        }
-                        None => Folder::Drafts,
-                    };
+                    msg.folder = target.unwrap_or(Folder::Drafts);
                     if disposition != "SaveOnly" {
                         msgs.push(err(
                             "ErrorInvalidRequest",
@@ -1374,25 +1376,6 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             is_draft: disposition == "SaveOnly",
             internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
             key: crate::store::new_key(),
-        };
-        let target = match &saved_folder {
-            Some(FolderRef::Found(j, f)) if *j == i => Some(*f),
-            Some(FolderRef::Found(..)) => {
-                msgs.push(err(
-                    "ErrorAccessDenied",
-                    "Access is denied. Check credentials and try again.",
-                ));
-                continue;
-            }
-            Some(FolderRef::Error(code, text)) => {
-                msgs.push(Msg::Err {
-                    code,
-                    text: text.clone(),
-                    tail: "<m:Items/>".into(),
-                });
-                continue;
-            }
-            None => None,
         };
         match disposition {
             "SendOnly" | "SendAndSaveCopy" => {
