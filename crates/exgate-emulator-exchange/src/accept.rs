@@ -108,3 +108,39 @@ pub(crate) async fn open_tls(
     }
     Some(secure)
 }
+
+/// Serves an implicit-TLS line protocol (IMAP, POP) on `listener` until `stop` completes: the
+/// shared accept loop, each connection handed to `connection` with the TLS acceptor and its
+/// session permit (`None`: turned away). Turned-away connections still get a handshake and the
+/// refusal, bounded by ten seconds or `read_timeout` if shorter.
+pub(crate) async fn serve_implicit_tls<C, Fut>(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    max_connections: usize,
+    read_timeout: Duration,
+    stop: impl Future<Output = ()> + Send,
+    connection: C,
+) where
+    C: Fn(TcpStream, tokio_rustls::TlsAcceptor, Option<OwnedSemaphorePermit>) -> Fut
+        + Clone
+        + Send
+        + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let short = Duration::from_secs(10).min(read_timeout);
+    accept_loop(
+        listener,
+        max_connections,
+        short,
+        stop,
+        move |stream, admission| {
+            let (acceptor, connection) = (acceptor.clone(), connection.clone());
+            async move {
+                let (permit, _turned_away) = admission.split();
+                connection(stream, acceptor, permit).await;
+            }
+        },
+    )
+    .await;
+}

@@ -1794,22 +1794,16 @@ pub async fn serve_imap(
     options: ImapOptions,
     stop: impl Future<Output = ()> + Send,
 ) {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let (max, read_timeout) = (options.max_connections, options.read_timeout);
     let opts = Arc::new(options);
-    // Connections turned away still get a handshake and the refusal; they are bounded in
-    // number and in time.
-    let short = Duration::from_secs(10).min(opts.read_timeout);
-    crate::accept::accept_loop(
+    crate::accept::serve_implicit_tls(
         listener,
-        opts.max_connections,
-        short,
+        tls,
+        max,
+        read_timeout,
         stop,
-        move |stream, admission| {
-            let (state, acceptor, opts) = (state.clone(), acceptor.clone(), opts.clone());
-            async move {
-                let (permit, _turned_away) = admission.split();
-                connection(state, stream, acceptor, opts, permit).await;
-            }
+        move |stream, acceptor, permit| {
+            connection(state.clone(), stream, acceptor, opts.clone(), permit)
         },
     )
     .await;
