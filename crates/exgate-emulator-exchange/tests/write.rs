@@ -859,6 +859,34 @@ async fn graph_immutable_ids_survive_a_move_and_copies_get_their_own() {
     assert_ne!(copy_id, immutable);
 }
 
+/// `POST /v1.0/{user}/translateExchangeIds` with a JSON body.
+async fn translate_ids(
+    h: &Harness,
+    auth: &str,
+    user: &str,
+    source: &str,
+    target: &str,
+    ids: &[&str],
+) -> Resp {
+    let body = json!({"inputIds": ids, "sourceIdType": source, "targetIdType": target});
+    h.send(
+        Request::post(format!("/v1.0/{user}/translateExchangeIds"))
+            .header("host", "127.0.0.1:8443")
+            .header("authorization", auth)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+    )
+    .await
+}
+
+fn target_id(r: &Resp) -> String {
+    r.json()["value"][0]["targetId"]
+        .as_str()
+        .expect("targetId")
+        .to_owned()
+}
+
 /// `translateExchangeIds` (Graph's reference, user-translateexchangeids): restId to the
 /// immutable and binary forms and back, delegated only, errors per id.
 #[tokio::test]
@@ -867,68 +895,41 @@ async fn graph_translates_exchange_ids_between_formats() {
     let who = imp("adele@contoso.com");
     let r = h.ews(&app(), &soap(&who, SAVE_DRAFT)).await;
     let ews_id = attr(&r.body, "Id").expect("created id");
-    let drafts = h
-        .get(
-            "/v1.0/users/adele@contoso.com/mailFolders/drafts/messages",
-            Some(&reader()),
-        )
-        .await
-        .json();
-    let rest_id = drafts["value"][0]["id"].as_str().expect("id").to_owned();
+    let drafts = "/v1.0/users/adele@contoso.com/mailFolders/drafts/messages";
+    let rest_id = h.get(drafts, Some(&reader())).await.json()["value"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
     let adele = bearer(&common::user_token(
         "adele@contoso.com",
         GRAPH,
         "User.Read Mail.Read",
     ));
-    let translate = |auth: String, body: serde_json::Value| {
-        Request::post("/v1.0/me/translateExchangeIds")
-            .header("host", "127.0.0.1:8443")
-            .header("authorization", auth)
-            .header("content-type", "application/json")
-            .body(Body::from(body.to_string()))
-            .expect("request")
-    };
-    let ask = |source: &str, target: &str, ids: Vec<String>| serde_json::json!({"inputIds": ids, "sourceIdType": source, "targetIdType": target});
     // restId -> ewsId is the EWS id; -> entryId is its bytes, URL-safe, padding count appended.
-    let r = h
-        .send(translate(
-            adele.clone(),
-            ask("restId", "ewsId", vec![rest_id.clone()]),
-        ))
-        .await;
+    let r = translate_ids(&h, &adele, "me", "restId", "ewsId", &[&rest_id]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(
-        r.json()["value"][0]["targetId"].as_str(),
-        Some(ews_id.as_str())
-    );
-    let r = h
-        .send(translate(
-            adele.clone(),
-            ask("restId", "entryId", vec![rest_id.clone()]),
-        ))
-        .await;
-    let entry_id = r.json()["value"][0]["targetId"]
-        .as_str()
-        .expect("entry id")
-        .to_owned();
+    assert_eq!(target_id(&r), ews_id);
+    let entry_id =
+        target_id(&translate_ids(&h, &adele, "me", "restId", "entryId", &[&rest_id]).await);
     assert!(
         entry_id.ends_with('1') && !entry_id.contains(['+', '/', '=']),
         "{entry_id}"
     );
     // restId -> restImmutableEntryId is the id `Prefer: IdType="ImmutableId"` gives.
-    let r = h
-        .send(translate(
-            adele.clone(),
-            ask("restId", "restImmutableEntryId", vec![rest_id.clone()]),
-        ))
-        .await;
-    let immutable = r.json()["value"][0]["targetId"]
-        .as_str()
-        .expect("immutable")
-        .to_owned();
+    let immutable = target_id(
+        &translate_ids(
+            &h,
+            &adele,
+            "me",
+            "restId",
+            "restImmutableEntryId",
+            &[&rest_id],
+        )
+        .await,
+    );
     let preferred = h
         .send(
-            Request::get("/v1.0/users/adele@contoso.com/mailFolders/drafts/messages")
+            Request::get(drafts)
                 .header("host", "127.0.0.1:8443")
                 .header("authorization", reader())
                 .header("prefer", "IdType=\"ImmutableId\"")
@@ -942,36 +943,31 @@ async fn graph_translates_exchange_ids_between_formats() {
         Some(immutable.as_str())
     );
     // And back: entryId -> restId gives the rest id again; an unknown id answers in its entry.
-    let r = h
-        .send(translate(
-            adele.clone(),
-            ask("entryId", "restId", vec![entry_id, "AAAAnotanid0".into()]),
-        ))
-        .await;
+    let r = translate_ids(
+        &h,
+        &adele,
+        "me",
+        "entryId",
+        "restId",
+        &[&entry_id, "AAAAnotanid0"],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let v = r.json();
     assert_eq!(v["value"][0]["targetId"].as_str(), Some(rest_id.as_str()));
     assert!(v["value"][1]["errorDetails"]["code"].is_string(), "{v}");
     // A format Graph does not have, and an app-only token (not supported by Graph).
-    let r = h
-        .send(translate(
-            adele.clone(),
-            ask("restId", "owaId", vec![rest_id.clone()]),
-        ))
-        .await;
+    let r = translate_ids(&h, &adele, "me", "restId", "owaId", &[&rest_id]).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
-    let r = h
-        .send(
-            Request::post("/v1.0/users/adele@contoso.com/translateExchangeIds")
-                .header("host", "127.0.0.1:8443")
-                .header("authorization", writer())
-                .header("content-type", "application/json")
-                .body(Body::from(
-                    ask("restId", "ewsId", vec![rest_id]).to_string(),
-                ))
-                .expect("request"),
-        )
-        .await;
+    let r = translate_ids(
+        &h,
+        &writer(),
+        "users/adele@contoso.com",
+        "restId",
+        "ewsId",
+        &[&rest_id],
+    )
+    .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
 
