@@ -142,12 +142,17 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
             ns
         })
         .collect();
+    // The CA file is read once, for the probe and the sign-in.
+    let ca = if args.url.is_empty() {
+        None
+    } else {
+        args.trust.pem()?
+    };
     let probes = if args.url.is_empty() {
         None
     } else {
-        let ca = args.trust.pem()?;
         let http = exgate_auth::build_http_client(&exgate_auth::HttpOptions {
-            extra_root_ca_pem: ca,
+            extra_root_ca_pem: ca.clone(),
             timeout: std::time::Duration::from_secs(args.timeout),
         })
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -190,7 +195,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         Some(answers)
     };
     let signins = match &probes {
-        Some(answers) => sign_in(args, answers).await?,
+        Some(answers) => sign_in(args, answers, ca.as_deref()).await?,
         None => None,
     };
     let report = exgate_hma::check_now(
@@ -238,6 +243,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
 async fn sign_in(
     args: &Args,
     answers: &[exgate_hma::probe::ProbeAnswer],
+    ca: Option<&[u8]>,
 ) -> anyhow::Result<Option<Vec<exgate_hma::signin::SigninAnswer>>> {
     let mut settings = crate::cmd::app_token::settings(&args.token, args.trust.ca_cert.as_ref())?;
     if args.username.is_some() {
@@ -282,8 +288,8 @@ async fn sign_in(
     let mut http = exgate_mail::HttpClientBuilder::new()
         .timeout(std::time::Duration::from_secs(args.timeout.max(1)))
         .retry(exgate_mail::RetryPolicy::fail_fast());
-    if let Some(pem) = args.trust.pem()? {
-        http = http.extra_root_pem(pem);
+    if let Some(pem) = ca {
+        http = http.extra_root_pem(pem.to_vec());
     }
     let http = http.build()?;
     let mut out = Vec::new();
