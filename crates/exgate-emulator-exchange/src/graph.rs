@@ -1606,8 +1606,13 @@ fn binary_id(standard_b64: &str) -> String {
 
 /// The standard base64 of a binary id in Graph's URL-safe form (see [`binary_id`]).
 fn from_binary_id(id: &str) -> Option<String> {
-    let (body, pad) = id.split_at(id.len().checked_sub(1)?);
-    let pad: usize = pad.parse().ok().filter(|p| *p <= 2)?;
+    // The last character is the padding count (any other last character, multi-byte ones
+    // included, makes the id malformed).
+    let last = id.chars().last()?;
+    let pad = usize::try_from(last.to_digit(10)?)
+        .ok()
+        .filter(|p| *p <= 2)?;
+    let body = &id[..id.len() - last.len_utf8()];
     Some(format!(
         "{}{}",
         body.replace('-', "+").replace('_', "/"),
@@ -1683,4 +1688,23 @@ fn translate_exchange_ids(
             "value": out,
         }),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_ids_round_trip_and_odd_input_is_malformed_not_a_panic() {
+        for raw in ["QUJD", "QUI=", "QQ==", "a+b/c+d/"] {
+            let url = binary_id(raw);
+            assert!(!url.contains(['+', '/', '=']), "{url}");
+            assert_eq!(from_binary_id(&url).as_deref(), Some(raw));
+        }
+        for odd in ["", "€", "ab€", "abc3", "abc-", "é1"] {
+            let _ = from_binary_id(odd);
+        }
+        assert_eq!(from_binary_id("ab€"), None);
+        assert_eq!(from_binary_id("abc3"), None);
+    }
 }
