@@ -14,8 +14,8 @@ use time::OffsetDateTime;
 use crate::auth::{self, Principal, Vdir};
 use crate::state::{Counters, Inner, Plane, Site};
 use crate::store::{
-    Folder, Mailbox, Message, Person, change_key, decode_id, decode_state, encode_id, encode_state,
-    iso,
+    Attachment, Folder, Mailbox, Message, Person, change_key, decode_attachment_id, decode_id,
+    decode_state, encode_id, encode_state, iso,
 };
 use crate::xml::{self, Element, esc};
 
@@ -289,6 +289,9 @@ fn dispatch(st: &Inner, site: Site, principal: &Principal, body: &[u8]) -> Resul
         "CopyItem" => move_or_copy_item(&ctx, op, "CopyItem", true)?,
         "UpdateItem" => update_item(&ctx, op)?,
         "ConvertId" => convert_id(&ctx, op),
+        "GetAttachment" => get_attachment(&ctx, op),
+        "CreateAttachment" => create_attachment(&ctx, op),
+        "DeleteAttachment" => delete_attachment(&ctx, op),
         "ResolveNames" => resolve_names(&ctx, op),
         other => {
             return Err(Fault::new(
@@ -554,6 +557,32 @@ fn resolve_id(
         ));
     }
     Ok((raw.mailbox, raw.folder, raw.n))
+}
+
+/// An attachment id of the caller's mailbox: the item's mailbox, folder and position, and the
+/// attachment's number. Exchange's `ErrorInvalidAttachmentId` for an id that does not decode.
+fn resolve_attachment_id(
+    ctx: &Ctx<'_>,
+    id: &str,
+) -> Result<(u32, Folder, u32, u32), (&'static str, String)> {
+    let (raw, seq) = decode_attachment_id(id).ok_or((
+        "ErrorInvalidAttachmentId",
+        "The attachment id is invalid.".to_owned(),
+    ))?;
+    ctx.st
+        .mailbox(raw.mailbox)
+        .filter(|m| raw.verify(&m.address))
+        .ok_or((
+            "ErrorInvalidAttachmentId",
+            "The attachment id is invalid.".to_owned(),
+        ))?;
+    if ctx.mbx != Some(raw.mailbox) {
+        return Err((
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again.".to_owned(),
+        ));
+    }
+    Ok((raw.mailbox, raw.folder, raw.n, seq))
 }
 
 fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
@@ -866,6 +895,13 @@ fn message_xml(m: &Message, mbx: &Mailbox, shape: &Shape) -> String {
             );
         }
     }
+    if shape.want("item:Attachments") && !m.attachments.is_empty() {
+        o.push_str("<t:Attachments>");
+        for a in &m.attachments {
+            o.push_str(&file_attachment_xml(a, m, mbx, false));
+        }
+        o.push_str("</t:Attachments>");
+    }
     if shape.want("item:DateTimeReceived") {
         let _ = write!(
             o,
@@ -931,7 +967,11 @@ fn message_xml(m: &Message, mbx: &Mailbox, shape: &Shape) -> String {
         );
     }
     if shape.want("item:HasAttachments") {
-        o.push_str("<t:HasAttachments>false</t:HasAttachments>");
+        let _ = write!(
+            o,
+            "<t:HasAttachments>{}</t:HasAttachments>",
+            m.attachments.iter().any(|a| !a.is_inline)
+        );
     }
     // Extended properties come after HasAttachments in the schema's order; the tag is echoed as
     // Exchange writes it (lower-case hex without leading zeros).
@@ -1099,6 +1139,223 @@ fn get_item(ctx: &Ctx<'_>, op: &Element) -> String {
         ));
     }
     operation_response("GetItem", msgs)
+}
+
+/// A `t:FileAttachment`: id, name, type, content id, size, time, inline flag, and with
+/// `content` the base64 `t:Content` (GetAttachment).
+fn file_attachment_xml(a: &Attachment, m: &Message, mbx: &Mailbox, content: bool) -> String {
+    let mut o = format!(
+        "<t:FileAttachment><t:AttachmentId Id=\"{}\"/><t:Name>{}</t:Name><t:ContentType>{}</t:ContentType>",
+        a.id(m, mbx),
+        esc(&a.name),
+        esc(&a.content_type)
+    );
+    if let Some(cid) = &a.content_id {
+        let _ = write!(o, "<t:ContentId>{}</t:ContentId>", esc(cid));
+    }
+    let _ = write!(
+        o,
+        "<t:Size>{}</t:Size><t:LastModifiedTime>{}</t:LastModifiedTime><t:IsInline>{}</t:IsInline><t:IsContactPhoto>false</t:IsContactPhoto>",
+        a.content.len(),
+        iso(a.modified).trim_end_matches('Z'),
+        a.is_inline
+    );
+    if content {
+        let _ = write!(o, "<t:Content>{}</t:Content>", STANDARD.encode(&a.content));
+    }
+    o.push_str("</t:FileAttachment>");
+    o
+}
+
+/// File attachments given in an item or a CreateAttachment (`t:FileAttachment` with `t:Name`,
+/// base64 `t:Content`, optional `t:ContentType`, `t:ContentId`, `t:IsInline`).
+fn file_attachments(list: Option<&Element>) -> Result<Vec<Attachment>, Msg> {
+    let Some(list) = list else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for el in &list.children {
+        if el.name != "FileAttachment" {
+            return Err(err(
+                "ErrorInvalidRequest",
+                format!(
+                    "The request is invalid: attachments of type '{}' are not supported.",
+                    el.name
+                ),
+            ));
+        }
+        let name = el.child_text("Name").unwrap_or_default().trim().to_owned();
+        if name.is_empty() {
+            return Err(err(
+                "ErrorInvalidRequest",
+                "The request is invalid: an attachment has no name.",
+            ));
+        }
+        let text: Vec<u8> = el
+            .child_text("Content")
+            .unwrap_or_default()
+            .bytes()
+            .filter(|b| !b.is_ascii_whitespace())
+            .collect();
+        let Ok(content) = STANDARD.decode(&text) else {
+            return Err(err(
+                "ErrorInvalidRequest",
+                "The request is invalid: the attachment content is not base64.",
+            ));
+        };
+        let content_type = el
+            .child_text("ContentType")
+            .map(str::trim)
+            .filter(|c| c.contains('/'))
+            .map_or_else(|| crate::graph::guess_type(&name).to_owned(), str::to_owned);
+        out.push(Attachment {
+            seq: 0,
+            name,
+            content_type,
+            content: content.into(),
+            is_inline: el
+                .child_text("IsInline")
+                .is_some_and(|v| v.trim() == "true"),
+            content_id: el.child_text("ContentId").map(|c| c.trim().to_owned()),
+            modified: OffsetDateTime::now_utc(),
+        });
+    }
+    Ok(out)
+}
+
+/// The `t:AttachmentId` elements of an operation's `m:AttachmentIds`.
+fn attachment_ids(op: &Element) -> Vec<Option<&str>> {
+    op.child("AttachmentIds")
+        .map(|p| p.children.iter().map(|e| e.attr("Id")).collect())
+        .unwrap_or_default()
+}
+
+/// GetAttachment: each file attachment with its content.
+fn get_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
+    let mut msgs = Vec::new();
+    for id in attachment_ids(op) {
+        let found = id
+            .ok_or((
+                "ErrorInvalidAttachmentId",
+                "The attachment id is invalid.".to_owned(),
+            ))
+            .and_then(|id| resolve_attachment_id(ctx, id));
+        msgs.push(match found {
+            Ok((i, f, n, seq)) => {
+                let msg = ctx.st.message(i, f, n);
+                let mbx = ctx.st.mailbox(i);
+                match (msg, mbx) {
+                    (Some(m), Some(mbx)) => match m.attachments.iter().find(|a| a.seq == seq) {
+                        Some(a) => Msg::Ok(format!(
+                            "<m:Attachments>{}</m:Attachments>",
+                            file_attachment_xml(a, &m, mbx, true)
+                        )),
+                        None => err("ErrorInvalidAttachmentId", "The attachment id is invalid."),
+                    },
+                    _ => err(
+                        "ErrorItemNotFound",
+                        "The specified object was not found in the store.",
+                    ),
+                }
+            }
+            Err((code, text)) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no AttachmentIds.",
+        ));
+    }
+    operation_response("GetAttachment", msgs)
+}
+
+/// CreateAttachment: file attachments added to the item `m:ParentItemId` names; one response
+/// message per attachment, with its id and the item's new change key.
+fn create_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
+    let parent = op.child("ParentItemId").and_then(|p| p.attr("Id"));
+    let found = parent
+        .ok_or(("ErrorInvalidIdMalformed", "Id is malformed.".to_owned()))
+        .and_then(|id| resolve_id(ctx, id, b'I'));
+    let (i, f, n) = match found {
+        Ok(v) => v,
+        Err((code, text)) => return operation_response("CreateAttachment", vec![err(code, text)]),
+    };
+    let (Some(mbx), Some(_)) = (ctx.st.mailbox(i), ctx.st.message(i, f, n)) else {
+        return operation_response(
+            "CreateAttachment",
+            vec![err(
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            )],
+        );
+    };
+    let atts = match file_attachments(op.child("Attachments")) {
+        Ok(a) if !a.is_empty() => a,
+        Ok(_) => {
+            return operation_response(
+                "CreateAttachment",
+                vec![err(
+                    "ErrorInvalidRequest",
+                    "The request is invalid: no Attachments.",
+                )],
+            );
+        }
+        Err(e) => return operation_response("CreateAttachment", vec![e]),
+    };
+    let mut msgs = Vec::new();
+    for a in atts {
+        msgs.push(match ctx.st.add_attachment(i, f, n, a) {
+            Some((m, a)) => Msg::Ok(format!(
+                "<m:Attachments><t:FileAttachment><t:AttachmentId Id=\"{}\" RootItemId=\"{}\" RootItemChangeKey=\"{}\"/></t:FileAttachment></m:Attachments>",
+                a.id(&m, mbx),
+                m.item_id(mbx),
+                m.change_key(mbx)
+            )),
+            None => err(
+                "ErrorItemNotFound",
+                "The specified object was not found in the store.",
+            ),
+        });
+    }
+    operation_response("CreateAttachment", msgs)
+}
+
+/// DeleteAttachment: each attachment removed; the answer names its item.
+fn delete_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
+    let mut msgs = Vec::new();
+    for id in attachment_ids(op) {
+        let found = id
+            .ok_or((
+                "ErrorInvalidAttachmentId",
+                "The attachment id is invalid.".to_owned(),
+            ))
+            .and_then(|id| resolve_attachment_id(ctx, id));
+        msgs.push(match found {
+            Ok((i, f, n, seq)) if ctx.st.delete_attachment(i, f, n, seq) => {
+                match (ctx.st.message(i, f, n), ctx.st.mailbox(i)) {
+                    (Some(m), Some(mbx)) => Msg::Ok(format!(
+                        "<m:RootItemId RootItemId=\"{}\" RootItemChangeKey=\"{}\"/>",
+                        m.item_id(mbx),
+                        m.change_key(mbx)
+                    )),
+                    _ => err(
+                        "ErrorItemNotFound",
+                        "The specified object was not found in the store.",
+                    ),
+                }
+            }
+            Ok(_) => err("ErrorInvalidAttachmentId", "The attachment id is invalid."),
+            Err((code, text)) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no AttachmentIds.",
+        ));
+    }
+    operation_response("DeleteAttachment", msgs)
 }
 
 fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
@@ -1357,6 +1614,13 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             continue;
         }
         let body_el = item.child("Body");
+        let attachments = match file_attachments(item.child("Attachments")) {
+            Ok(a) => a,
+            Err(e) => {
+                msgs.push(e);
+                continue;
+            }
+        };
         let msg = Message {
             mailbox: i,
             folder: Folder::Drafts,
@@ -1376,6 +1640,7 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             is_draft: disposition == "SaveOnly",
             internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
             key: crate::store::new_key(),
+            attachments,
         };
         match disposition {
             "SendOnly" | "SendAndSaveCopy" => {
@@ -1472,6 +1737,7 @@ fn message_from_mime(i: u32, mbx: &Mailbox, b64: &str, item: &Element) -> Result
             .message_id
             .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
         key: crate::store::new_key(),
+        attachments: parsed.attachments,
     })
 }
 

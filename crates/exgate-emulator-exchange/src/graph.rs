@@ -12,8 +12,8 @@ use crate::auth::{self, GraphAuthError, Principal};
 use crate::config::AppAccessKind;
 use crate::state::{Counters, Inner, Plane};
 use crate::store::{
-    Folder, Mailbox, Message, Person, decode_id, decode_state, encode_id, encode_state, graph_id,
-    iso,
+    Attachment, Folder, Mailbox, Message, Person, decode_attachment_id, decode_id, decode_state,
+    encode_id, encode_state, graph_id, iso,
 };
 
 const CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -549,6 +549,51 @@ fn route(
             }
             Ok(json_response(StatusCode::CREATED, &out))
         }
+        ["messages", tail @ ..]
+            if *method == axum::http::Method::POST
+                && tail.last().copied() == Some("attachments") =>
+        {
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip + 1 => id,
+                _ => return Err(not_found()),
+            };
+            let msg = message_by_id(st, i, m, &id)?;
+            let v: Value = serde_json::from_slice(body).map(camel_keys).map_err(|e| {
+                gerr(
+                    StatusCode::BAD_REQUEST,
+                    "RequestBodyRead",
+                    format!("The request body is not valid JSON: {e}"),
+                )
+            })?;
+            let att = attachment_from_json(&v)?;
+            let (msg, att) = st
+                .add_attachment(i, msg.folder, msg.n, att)
+                .ok_or_else(item_not_found)?;
+            let mut out = attachment_json(&att, &msg, m);
+            out["@odata.context"] = json!(format!(
+                "{CONTEXT}#{}/messages('{}')/attachments/$entity",
+                ctx_user(&user_key),
+                id
+            ));
+            Ok(json_response(StatusCode::CREATED, &out))
+        }
+        ["messages", tail @ ..]
+            if *method == axum::http::Method::DELETE
+                && tail.len() >= 2
+                && tail.get(tail.len() - 2).copied() == Some("attachments") =>
+        {
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip + 2 => id,
+                _ => return Err(not_found()),
+            };
+            let key = raw_segs.last().cloned().unwrap_or_default();
+            let msg = message_by_id(st, i, m, &id)?;
+            let att = attachment_of(&msg, m, &key)?;
+            if !st.delete_attachment(i, msg.folder, msg.n, att.seq) {
+                return Err(item_not_found());
+            }
+            Ok(StatusCode::NO_CONTENT.into_response())
+        }
         ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
             let id = match message_key(tail) {
                 Some((id, skip)) if tail.len() == skip => id,
@@ -663,12 +708,8 @@ fn route(
                                 ctx_user(&user_key)
                             )),
                         );
-                        // The emulator's messages carry no attachments.
-                        if q.get("$expand").is_some_and(|e| {
-                            e.split(',')
-                                .any(|x| x.trim().eq_ignore_ascii_case("attachments"))
-                        }) {
-                            o.insert("attachments".into(), json!([]));
+                        if wants_attachments(&q) {
+                            o.insert("attachments".into(), attachments_json(&msg, m));
                         }
                     }
                     Ok(json_response(StatusCode::OK, &v))
@@ -681,9 +722,32 @@ fn route(
                             ctx_user(&user_key),
                             id
                         ),
-                        "value": [],
+                        "value": attachments_json(&msg, m),
                     }),
                 )),
+                ["attachments", _] | ["attachments", _, "$value"] => {
+                    let key = raw_segs
+                        .get(raw_segs.len() + 1 - tail.len())
+                        .cloned()
+                        .unwrap_or_default();
+                    let att = attachment_of(&msg, m, &key)?;
+                    if tail.len() == 3 {
+                        let mut r = (StatusCode::OK, att.content.to_vec()).into_response();
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_str(&att.content_type)
+                                .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+                        );
+                        return Ok(r);
+                    }
+                    let mut v = attachment_json(&att, &msg, m);
+                    v["@odata.context"] = json!(format!(
+                        "{CONTEXT}#{}/messages('{}')/attachments/$entity",
+                        ctx_user(&user_key),
+                        id
+                    ));
+                    Ok(json_response(StatusCode::OK, &v))
+                }
                 ["$value"] => {
                     let mut r = (StatusCode::OK, msg.mime()).into_response();
                     r.headers_mut()
@@ -868,7 +932,8 @@ fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>, text: boo
         "categories": [],
         "receivedDateTime": iso(msg.received),
         "sentDateTime": iso(msg.sent),
-        "hasAttachments": false,
+        // Graph: "doesn't include inline attachments" (message resource, hasAttachments).
+        "hasAttachments": msg.attachments.iter().any(|a| !a.is_inline),
         "internetMessageId": msg.internet_message_id,
         "subject": msg.subject,
         "bodyPreview": msg.preview(),
@@ -1000,6 +1065,7 @@ fn list_messages(
     } else {
         String::new()
     };
+    expand_attachments(st, i, m, q, &mut value);
     let body = page_body(
         &format!("{}{folder_ctx}", ctx_user(user_key)),
         base,
@@ -1231,7 +1297,7 @@ fn list_queried(
     }
     let total = all.len();
     let end = skip.saturating_add(top).min(total);
-    let page: Vec<Value> = all
+    let mut page: Vec<Value> = all
         .into_iter()
         .skip(skip)
         .take(end.saturating_sub(skip))
@@ -1248,6 +1314,7 @@ fn list_queried(
             (_, v) => v,
         })
         .collect();
+    expand_attachments(st, i, m, q, &mut page);
     let body = page_body(
         &ctx_user(user_key),
         base,
@@ -1428,7 +1495,7 @@ fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message,
             "At least one recipient isn't valid.",
         ));
     }
-    let msg = message_from_json(&v, i, m, Folder::Drafts, to, cc);
+    let msg = message_from_json(&v, i, m, Folder::Drafts, to, cc)?;
     st.store(msg).ok_or_else(|| {
         gerr(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -1447,11 +1514,25 @@ fn message_from_json(
     folder: Folder,
     to: Vec<Person>,
     cc: Vec<Person>,
-) -> Message {
+) -> Result<Message, GraphError> {
     let text = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or_default().to_owned();
     let body_v = v.get("body");
     let now = OffsetDateTime::now_utc();
-    Message {
+    let attachments = match v.get("attachments") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(attachment_from_json)
+            .collect::<Result<_, _>>()?,
+        Some(_) => {
+            return Err(gerr(
+                StatusCode::BAD_REQUEST,
+                "RequestBodyRead",
+                "The property 'attachments' must be an array of attachments.",
+            ));
+        }
+    };
+    Ok(Message {
         mailbox: i,
         folder,
         n: 0,
@@ -1473,6 +1554,156 @@ fn message_from_json(
         is_draft: folder == Folder::Drafts,
         internet_message_id: format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple()),
         key: crate::store::new_key(),
+        attachments,
+    })
+}
+
+/// Whether `$expand` names `attachments`.
+fn wants_attachments(q: &Query) -> bool {
+    q.get("$expand").is_some_and(|e| {
+        e.split(',')
+            .any(|x| x.trim().eq_ignore_ascii_case("attachments"))
+    })
+}
+
+/// `$expand=attachments` on a list: each listed message gets its `attachments`.
+fn expand_attachments(st: &Inner, i: u32, m: &Mailbox, q: &Query, value: &mut [Value]) {
+    if !wants_attachments(q) {
+        return;
+    }
+    for v in value {
+        let msg = v
+            .get("id")
+            .and_then(Value::as_str)
+            .and_then(|id| message_by_id(st, i, m, id).ok());
+        if let (Some(msg), Value::Object(o)) = (msg, v) {
+            o.insert("attachments".into(), attachments_json(&msg, m));
+        }
+    }
+}
+
+/// A `fileAttachment` resource (Graph's attachment resource and its fileAttachment type).
+fn attachment_json(a: &Attachment, msg: &Message, m: &Mailbox) -> Value {
+    use base64::Engine as _;
+    json!({
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "@odata.mediaContentType": a.content_type,
+        "id": graph_id(&a.id(msg, m)),
+        "lastModifiedDateTime": iso(a.modified),
+        "name": a.name,
+        "contentType": a.content_type,
+        "size": a.content.len(),
+        "isInline": a.is_inline,
+        "contentId": a.content_id,
+        "contentLocation": null,
+        "contentBytes": base64::engine::general_purpose::STANDARD.encode(&a.content),
+    })
+}
+
+fn attachments_json(msg: &Message, m: &Mailbox) -> Value {
+    Value::Array(
+        msg.attachments
+            .iter()
+            .map(|a| attachment_json(a, msg, m))
+            .collect(),
+    )
+}
+
+/// The attachment `key` of `msg`; Graph's `ErrorItemNotFound` for an id that does not name
+/// one of its attachments.
+fn attachment_of(msg: &Message, m: &Mailbox, key: &str) -> Result<Attachment, GraphError> {
+    let (raw, seq) = decode_attachment_id(key).ok_or_else(|| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidIdMalformed",
+            "Id is malformed.",
+        )
+    })?;
+    if raw.mailbox != msg.mailbox
+        || raw.folder != msg.folder
+        || raw.n != msg.n
+        || !raw.verify(&m.address)
+    {
+        return Err(item_not_found());
+    }
+    msg.attachments
+        .iter()
+        .find(|a| a.seq == seq)
+        .cloned()
+        .ok_or_else(item_not_found)
+}
+
+/// A file attachment from its Graph resource: `@odata.type` `#microsoft.graph.fileAttachment`
+/// (the only type the emulator keeps), `name`, `contentBytes` (base64), optional
+/// `contentType`, `isInline`, `contentId`.
+fn attachment_from_json(v: &Value) -> Result<Attachment, GraphError> {
+    use base64::Engine as _;
+    let bad = |msg: String| gerr(StatusCode::BAD_REQUEST, "ErrorInvalidRequest", msg);
+    let kind = v.get("@odata.type").and_then(Value::as_str).unwrap_or("");
+    if !kind
+        .trim_start_matches('#')
+        .eq_ignore_ascii_case("microsoft.graph.fileAttachment")
+    {
+        return Err(bad(format!(
+            "The attachment type '{kind}' is not supported: the '@odata.type' of an attachment \
+             must be '#microsoft.graph.fileAttachment'."
+        )));
+    }
+    let name = v
+        .get("name")
+        .and_then(Value::as_str)
+        .filter(|n| !n.trim().is_empty())
+        .ok_or_else(|| bad("The attachment's 'name' is required.".into()))?;
+    let bytes = v
+        .get("contentBytes")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("The attachment's 'contentBytes' is required.".into()))?;
+    let content = base64::engine::general_purpose::STANDARD
+        .decode(bytes.trim())
+        .map_err(|_| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "RequestBodyRead",
+                "Cannot convert the literal to the expected type 'Edm.Binary'.",
+            )
+        })?;
+    let content_type = v
+        .get("contentType")
+        .and_then(Value::as_str)
+        .filter(|c| c.contains('/'))
+        .map_or_else(|| guess_type(name).to_owned(), str::to_owned);
+    Ok(Attachment {
+        seq: 0,
+        name: name.to_owned(),
+        content_type,
+        content: content.into(),
+        is_inline: v.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+        content_id: v
+            .get("contentId")
+            .and_then(Value::as_str)
+            .map(|c| c.trim_matches(['<', '>']).to_owned()),
+        modified: OffsetDateTime::now_utc(),
+    })
+}
+
+/// A media type from a file name's extension (what a store fills in when none is given).
+pub(crate) fn guess_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext.to_ascii_lowercase().as_str() {
+        "txt" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "htm" | "html" => "text/html",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "zip" => "application/x-zip-compressed",
+        "json" => "application/json",
+        "xml" => "text/xml",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "eml" => "message/rfc822",
+        _ => "application/octet-stream",
     }
 }
 
@@ -1562,7 +1793,7 @@ fn send_mail(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Response, G
             "At least one recipient isn't valid., A message can't be sent because it contains no recipients.",
         ));
     }
-    let message = message_from_json(msg, i, m, Folder::SentItems, to, cc);
+    let message = message_from_json(msg, i, m, Folder::SentItems, to, cc)?;
     crate::ews::deliver(st, &message);
     if v.get("saveToSentItems")
         .and_then(Value::as_bool)

@@ -498,49 +498,152 @@ fn envelope(mime: &str) -> String {
     )
 }
 
-/// `BODYSTRUCTURE` (with extension data) or `BODY` of the emulator's single-part messages.
-fn body_structure(mime: &str, extended: bool) -> String {
-    let f = header_fields(mime);
-    let body = mime.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let ctype = field(&f, "Content-Type").unwrap_or("text/plain; charset=\"us-ascii\"");
-    let mut params = ctype.split(';');
-    let (kind, sub) = params
-        .next()
-        .unwrap_or("text/plain")
-        .trim()
-        .split_once('/')
-        .unwrap_or(("text", "plain"));
-    let attrs: Vec<String> = params
+/// A `Content-Type` (or `Content-Disposition`) value: the lower-case value before the first
+/// `;`, and its parameters (names lower case, values unquoted).
+fn mime_params(v: &str) -> (String, Vec<(String, String)>) {
+    let mut parts = v.split(';');
+    let value = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let params = parts
         .filter_map(|p| p.split_once('='))
         .map(|(k, v)| {
-            format!(
-                "{} {}",
-                nstring(Some(&k.trim().to_ascii_uppercase())),
-                nstring(Some(v.trim().trim_matches('"')))
+            (
+                k.trim().to_ascii_lowercase(),
+                v.trim().trim_matches('"').to_owned(),
             )
         })
         .collect();
-    let attrs = if attrs.is_empty() {
-        "NIL".to_owned()
-    } else {
-        format!("({})", attrs.join(" "))
+    (value, params)
+}
+
+/// The parts of a `multipart/*` body between its `boundary` delimiter lines, each with its
+/// own header section (RFC 2046 5.1.1).
+fn multipart_parts<'a>(body: &'a str, boundary: &str) -> Vec<&'a str> {
+    let open = format!("--{boundary}");
+    let mut parts = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut at: usize = 0;
+    for l in body.split_inclusive("\r\n") {
+        let bare = l.trim_end_matches("\r\n");
+        if bare == open || bare == format!("{open}--") {
+            if let Some(s0) = start {
+                // The CRLF before the delimiter belongs to the delimiter.
+                let end = at.saturating_sub(2).max(s0);
+                parts.push(&body[s0..end]);
+            }
+            if bare.ends_with("--") {
+                return parts;
+            }
+            start = Some(at + l.len());
+        }
+        at += l.len();
+    }
+    parts
+}
+
+/// The header section and body of an entity (`""` header when it starts with its body).
+fn split_entity(text: &str) -> (&str, &str) {
+    if let Some(body) = text.strip_prefix("\r\n") {
+        return ("", body);
+    }
+    match text.find("\r\n\r\n") {
+        Some(k) => (&text[..k + 4], &text[k + 4..]),
+        None => (text, ""),
+    }
+}
+
+/// `BODYSTRUCTURE` (with extension data) or `BODY` of a message or body part (RFC 3501
+/// 7.4.2): single parts, and `multipart/*` with each part in turn.
+fn body_structure(mime: &str, extended: bool) -> String {
+    let f = header_fields(mime);
+    let (_, body) = split_entity(mime);
+    let (ctype, params) = mime_params(field(&f, "Content-Type").unwrap_or("text/plain"));
+    let (kind, sub) = ctype.split_once('/').unwrap_or(("text", "plain"));
+    let up = |s: &str| nstring(Some(&s.to_ascii_uppercase()));
+    if kind == "multipart" {
+        let boundary = params
+            .iter()
+            .find(|(k, _)| k == "boundary")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        let parts: String = multipart_parts(body, boundary)
+            .into_iter()
+            .map(|p| body_structure(p, extended))
+            .collect();
+        return if extended {
+            format!(
+                "({parts} {} ({} {}) NIL NIL NIL)",
+                up(sub),
+                nstring(Some("BOUNDARY")),
+                nstring(Some(boundary))
+            )
+        } else {
+            format!("({parts} {})", up(sub))
+        };
+    }
+    let attrs = |list: &[(String, String)]| -> String {
+        if list.is_empty() {
+            return "NIL".to_owned();
+        }
+        let inner: Vec<String> = list
+            .iter()
+            .map(|(k, v)| format!("{} {}", up(k), nstring(Some(v))))
+            .collect();
+        format!("({})", inner.join(" "))
     };
-    let encoding = field(&f, "Content-Transfer-Encoding")
-        .unwrap_or("7bit")
-        .to_ascii_uppercase();
-    let lines = body.matches("\r\n").count();
-    let basic = format!(
-        "{} {} {attrs} NIL NIL {} {} {lines}",
-        nstring(Some(&kind.to_ascii_uppercase())),
-        nstring(Some(&sub.to_ascii_uppercase())),
-        nstring(Some(&encoding)),
+    let params = if params.is_empty() && kind == "text" {
+        vec![("charset".to_owned(), "us-ascii".to_owned())]
+    } else {
+        params
+    };
+    let encoding = field(&f, "Content-Transfer-Encoding").unwrap_or("7bit");
+    let mut basic = format!(
+        "{} {} {} {} {} {} {}",
+        up(kind),
+        up(sub),
+        attrs(&params),
+        nstring(field(&f, "Content-ID")),
+        nstring(field(&f, "Content-Description")),
+        up(encoding),
         body.len()
     );
-    if extended {
-        format!("({basic} NIL NIL NIL NIL)")
-    } else {
-        format!("({basic})")
+    if kind == "text" {
+        // Lines of text: a last line without its CRLF (a part's body ends before the CRLF of
+        // the next delimiter, RFC 2046 5.1.1) counts too.
+        let lines =
+            body.matches("\r\n").count() + usize::from(!body.is_empty() && !body.ends_with("\r\n"));
+        basic.push_str(&format!(" {lines}"));
     }
+    if !extended {
+        return format!("({basic})");
+    }
+    let disposition = match field(&f, "Content-Disposition") {
+        Some(d) => {
+            let (value, params) = mime_params(d);
+            format!("({} {})", up(&value), attrs(&params))
+        }
+        None => "NIL".to_owned(),
+    };
+    format!("({basic} NIL {disposition} NIL NIL)")
+}
+
+/// Body part `path` (1-based numbers, RFC 3501 6.4.5) of an entity: its whole text, header
+/// section included. Part 1 of a single-part entity is the entity itself.
+fn body_part<'a>(mime: &'a str, path: &[usize]) -> Option<&'a str> {
+    let Some((first, rest)) = path.split_first() else {
+        return Some(mime);
+    };
+    let f = header_fields(mime);
+    let (ctype, params) = mime_params(field(&f, "Content-Type").unwrap_or("text/plain"));
+    if !ctype.starts_with("multipart/") {
+        return (*first == 1 && rest.is_empty()).then_some(mime);
+    }
+    let boundary = params
+        .iter()
+        .find(|(k, _)| k == "boundary")
+        .map(|(_, v)| v.as_str())?;
+    let (_, body) = split_entity(mime);
+    let part = *multipart_parts(body, boundary).get(first.checked_sub(1)?)?;
+    body_part(part, rest)
 }
 
 /// `INTERNALDATE` as IMAP writes it: `02-Nov-2026 10:00:00 +0000`.
@@ -578,6 +681,8 @@ enum Section {
     Header,
     Text,
     Fields(Vec<String>, bool),
+    /// A body part by number (`1`, `2.1`): its content, or with `mime` its header section.
+    Part(Vec<usize>, bool),
 }
 
 impl BodyItem {
@@ -615,7 +720,21 @@ impl BodyItem {
         let section = match spec {
             "" => Section::Full,
             "HEADER" => Section::Header,
-            "TEXT" | "1" => Section::Text,
+            "TEXT" => Section::Text,
+            _ if spec.starts_with(|c: char| c.is_ascii_digit()) => {
+                let (nums, mime) = match spec.strip_suffix(".MIME") {
+                    Some(n) => (n, true),
+                    None => (spec, false),
+                };
+                let path: Vec<usize> = nums
+                    .split('.')
+                    .map(|n| n.parse::<usize>().ok().filter(|n| *n > 0))
+                    .collect::<Option<_>>()?;
+                if path.len() > 8 {
+                    return None;
+                }
+                Section::Part(path, mime)
+            }
             _ => {
                 let (not, list) = if let Some(l) = spec.strip_prefix("HEADER.FIELDS.NOT ") {
                     (true, l)
@@ -654,6 +773,28 @@ impl BodyItem {
             Section::Full => mime.to_owned(),
             Section::Header => head.to_owned(),
             Section::Text => body.to_owned(),
+            // A part that does not exist reads as empty (Exchange answers `NIL`-like empty
+            // literals rather than an error).
+            Section::Part(path, mime_header) => {
+                let single = !header_fields(mime).iter().any(|(k, v)| {
+                    k.eq_ignore_ascii_case("Content-Type")
+                        && v.to_ascii_lowercase().starts_with("multipart/")
+                });
+                match body_part(mime, path) {
+                    // Part 1 of a single-part message is its body; its MIME header is the
+                    // message's header.
+                    Some(_) if single && !*mime_header => body.to_owned(),
+                    Some(p) => {
+                        let (h, b) = split_entity(p);
+                        if *mime_header {
+                            h.to_owned()
+                        } else {
+                            b.to_owned()
+                        }
+                    }
+                    None => String::new(),
+                }
+            }
             Section::Fields(names, not) => {
                 let mut out = String::new();
                 let mut keep = false;
@@ -1245,6 +1386,7 @@ impl Session {
                 .message_id
                 .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
             key: crate::store::new_key(),
+            attachments: p.attachments,
         };
         let Some(stored) = st.store(message) else {
             return Step::Reply(line(&format!("{tag} NO APPEND failed.")));
@@ -1821,6 +1963,35 @@ mod tests {
             crate::TokenVerifier::new(Vec::new()),
         )
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const MIXED: &str = "From: a@b.cd\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"_b_\"\r\n\r\n--_b_\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello\r\n--_b_\r\nContent-Type: text/csv; name=\"q3.csv\"\r\nContent-Disposition: attachment; filename=\"q3.csv\"; size=8\r\nContent-Transfer-Encoding: base64\r\n\r\nYSxiCjEsMgo=\r\n--_b_--\r\n";
+
+    #[test]
+    fn multipart_structure_and_parts() {
+        assert_eq!(
+            body_structure(MIXED, true),
+            "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 5 1 NIL NIL NIL NIL)\
+             (\"TEXT\" \"CSV\" (\"NAME\" \"q3.csv\") NIL NIL \"BASE64\" 12 1 NIL \
+             (\"ATTACHMENT\" (\"FILENAME\" \"q3.csv\" \"SIZE\" \"8\")) NIL NIL) \
+             \"MIXED\" (\"BOUNDARY\" \"_b_\") NIL NIL NIL)"
+        );
+        assert!(body_structure(MIXED, false).ends_with(" \"MIXED\")"));
+        let part = |spec: &str| {
+            BodyItem::parse(&format!("BODY[{spec}]"))
+                .map(|b| b.answer(MIXED))
+                .unwrap_or_default()
+        };
+        // A part's body ends before the CRLF of the next delimiter (RFC 2046 5.1.1).
+        assert_eq!(part("1"), "BODY[1] {5}\r\nHello");
+        assert_eq!(part("2"), "BODY[2] {12}\r\nYSxiCjEsMgo=");
+        assert!(part("2.MIME").contains("Content-Disposition: attachment"));
+        assert_eq!(part("3"), "BODY[3] {0}\r\n");
+        assert!(BodyItem::parse("BODY[0]").is_none());
+        // A single-part message: part 1 is its body.
+        let single = "Subject: s\r\n\r\nbody\r\n";
+        let one = BodyItem::parse("BODY[1]").map(|b| b.answer(single));
+        assert_eq!(one.as_deref(), Some("BODY[1] {6}\r\nbody\r\n"));
     }
 
     #[test]

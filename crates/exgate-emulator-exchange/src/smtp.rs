@@ -585,6 +585,7 @@ pub(crate) struct Parsed {
     pub message_id: Option<String>,
     pub body: String,
     pub html: bool,
+    pub attachments: Vec<crate::store::Attachment>,
 }
 
 /// The values of every `name` header field (unfolded), in order.
@@ -615,43 +616,75 @@ pub(crate) fn header_values(data: &[u8], name: &str) -> Vec<String> {
     out
 }
 
-/// Reads the header section (unfolded) and the body of an RFC 5322 message. Lenient: anything
-/// that does not parse is left out.
+/// Reads an RFC 5322 message (MIME, with its encodings) with `mail-parser`: subject, sender,
+/// recipients, Message-ID, the body (the HTML part when there is one, else the text part,
+/// decoded) and the attachments. Lenient: anything that does not parse is left out.
 pub(crate) fn parse_message(data: &[u8]) -> Parsed {
-    let text = String::from_utf8_lossy(data);
-    let (head, body) = match text.find("\r\n\r\n") {
-        Some(p) => (&text[..p], &text[p + 4..]),
-        None => match text.find("\n\n") {
-            Some(p) => (&text[..p], &text[p + 2..]),
-            None => (text.as_ref(), ""),
-        },
+    let Some(msg) = mail_parser::MessageParser::default().parse(data) else {
+        return Parsed::default();
     };
-    let mut fields: Vec<(String, String)> = Vec::new();
-    for l in head.lines() {
-        if l.starts_with([' ', '\t']) {
-            if let Some((_, v)) = fields.last_mut() {
-                v.push(' ');
-                v.push_str(l.trim());
-            }
-        } else if let Some((k, v)) = l.split_once(':') {
-            fields.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
-        }
+    let people = |a: Option<&mail_parser::Address<'_>>| -> Vec<Person> {
+        a.map(|a| {
+            a.iter()
+                .filter_map(|p| {
+                    let address = p.address()?.trim().to_owned();
+                    valid_mailbox(&address).then(|| Person {
+                        name: p
+                            .name()
+                            .map(str::trim)
+                            .filter(|n| !n.is_empty())
+                            .unwrap_or(&address)
+                            .to_owned(),
+                        address,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let html = msg.html_part(0).is_some_and(|p| p.is_text_html());
+    let body = if html {
+        msg.body_html(0)
+    } else {
+        msg.body_text(0)
     }
-    let get = |name: &str| {
-        fields
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
-    let html = get("content-type").is_some_and(|c| c.to_ascii_lowercase().starts_with("text/html"));
+    .map(|b| b.into_owned())
+    .unwrap_or_default();
+    let now = OffsetDateTime::now_utc();
+    let attachments = msg
+        .attachments()
+        .map(|part| {
+            use mail_parser::MimeHeaders;
+            let content_type = part.content_type().map_or_else(
+                || "application/octet-stream".to_owned(),
+                |c| {
+                    format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream"))
+                        .to_ascii_lowercase()
+                },
+            );
+            crate::store::Attachment {
+                seq: 0,
+                name: part.attachment_name().unwrap_or("attachment").to_owned(),
+                content_type,
+                content: part.contents().into(),
+                is_inline: part.content_disposition().is_some_and(|d| d.is_inline()),
+                content_id: part.content_id().map(str::to_owned),
+                modified: now,
+            }
+        })
+        .collect();
     Parsed {
-        subject: get("subject").unwrap_or_default(),
-        from: get("from").and_then(|v| addresses(&v).into_iter().next()),
-        to: get("to").map(|v| addresses(&v)).unwrap_or_default(),
-        cc: get("cc").map(|v| addresses(&v)).unwrap_or_default(),
-        message_id: get("message-id").filter(|m| m.starts_with('<') && m.len() <= 998),
-        body: body.to_owned(),
+        subject: msg.subject().unwrap_or_default().to_owned(),
+        from: people(msg.from()).into_iter().next(),
+        to: people(msg.to()),
+        cc: people(msg.cc()),
+        message_id: msg
+            .message_id()
+            .filter(|m| !m.is_empty() && m.len() <= 996)
+            .map(|m| format!("<{m}>")),
+        body,
         html,
+        attachments,
     }
 }
 
@@ -747,6 +780,7 @@ pub(crate) fn deliver(
         is_draft: false,
         internet_message_id: id.clone(),
         key: crate::store::new_key(),
+        attachments: p.attachments,
     };
     let mut seen = Vec::new();
     for r in rcpts {

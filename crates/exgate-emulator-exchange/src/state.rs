@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::config::{AccessRight, AppAccessKind, ConfigError, ExchangeConfig, ServerConfig};
 use crate::directory::Directory;
-use crate::store::{Folder, Mailbox, Message, Overlay, generated_is_read, generated_message};
+use crate::store::{
+    Attachment, Folder, Mailbox, Message, Overlay, generated_is_read, generated_message,
+};
 use crate::token::TokenVerifier;
 
 /// Where a request landed: Exchange Online or an on-premises server (by index).
@@ -529,7 +531,39 @@ impl Inner {
         if let Some(read) = self.overlay.read_state(i, folder, n) {
             msg.is_read = read;
         }
+        msg.attachments = self.overlay.attachments(i, folder, n);
         Some(msg)
+    }
+
+    /// Adds a file attachment to the item at position `n` (its number is assigned here);
+    /// returns the item as it now is and the attachment.
+    pub(crate) fn add_attachment(
+        &self,
+        i: u32,
+        folder: Folder,
+        n: u32,
+        mut att: Attachment,
+    ) -> Option<(Message, Attachment)> {
+        self.message(i, folder, n)?;
+        let added = self.overlay.edit_attachments(i, folder, n, |list| {
+            att.seq = list.last().map_or(0, |a| a.seq.saturating_add(1));
+            list.push(att.clone());
+            att
+        })?;
+        Some((self.message(i, folder, n)?, added))
+    }
+
+    /// Removes attachment `seq` of the item at position `n`; `false` when there is none.
+    pub(crate) fn delete_attachment(&self, i: u32, folder: Folder, n: u32, seq: u32) -> bool {
+        self.message(i, folder, n).is_some()
+            && self
+                .overlay
+                .edit_attachments(i, folder, n, |list| {
+                    let before = list.len();
+                    list.retain(|a| a.seq != seq);
+                    list.len() != before
+                })
+                .unwrap_or(false)
     }
 
     /// Position of the `k`-th present item (0 = oldest) of a folder, skipping deleted ones.
@@ -552,10 +586,21 @@ impl Inner {
     }
 
     /// Stores a new message in a folder.
-    pub(crate) fn store(&self, msg: Message) -> Option<Message> {
+    pub(crate) fn store(&self, mut msg: Message) -> Option<Message> {
         let m = self.mailbox(msg.mailbox)?;
         let base = self.generated_count(m, msg.folder);
-        let stored = self.overlay.push(base, msg)?;
+        let mut attachments = std::mem::take(&mut msg.attachments);
+        for (k, a) in attachments.iter_mut().enumerate() {
+            a.seq = u32::try_from(k).unwrap_or(u32::MAX);
+        }
+        let mut stored = self.overlay.push(base, msg)?;
+        if !attachments.is_empty() {
+            self.overlay
+                .edit_attachments(stored.mailbox, stored.folder, stored.n, |list| {
+                    *list = attachments.clone();
+                });
+        }
+        stored.attachments = attachments;
         Counters::bump(&self.counters.created);
         Some(stored)
     }

@@ -303,6 +303,44 @@ pub(crate) struct Message {
     /// The item's identity in its mailbox, kept when it moves (what an immutable id names): a
     /// hash for generated items (below 2^31), a random number for created ones (above).
     pub key: u32,
+    /// File attachments, in the order they were added.
+    pub attachments: Vec<Attachment>,
+}
+
+/// A file attachment of a message (Graph `fileAttachment`, EWS `t:FileAttachment`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attachment {
+    /// Number of the attachment within its message, named by its id; never reused after a
+    /// delete.
+    pub seq: u32,
+    pub name: String,
+    /// Media type, e.g. `application/pdf`.
+    pub content_type: String,
+    pub content: std::sync::Arc<[u8]>,
+    pub is_inline: bool,
+    /// `Content-ID` without angle brackets, for inline parts.
+    pub content_id: Option<String>,
+    pub modified: OffsetDateTime,
+}
+
+impl Attachment {
+    /// The attachment's id: its message's id and its number (standard base64, like EWS ids;
+    /// [`graph_id`] gives Graph's form).
+    pub(crate) fn id(&self, msg: &Message, mbx: &Mailbox) -> String {
+        let mut b = id_bytes(b'I', msg.mailbox, msg.folder, msg.n, &mbx.address);
+        b.extend_from_slice(&self.seq.to_be_bytes());
+        STANDARD.encode(b)
+    }
+}
+
+/// Decodes an attachment id made by [`Attachment::id`] (either base64 alphabet): the message's
+/// id, not yet checked against the mailbox address, and the attachment's number.
+pub(crate) fn decode_attachment_id(id: &str) -> Option<(RawId, u32)> {
+    let bytes = decode_b64_id(id)?;
+    let (item, seq) = bytes.split_at_checked(17)?;
+    let seq = u32::from_be_bytes(seq.try_into().ok()?);
+    let raw = raw_id(item)?;
+    (raw.kind == b'I').then_some((raw, seq))
 }
 
 impl Message {
@@ -323,7 +361,8 @@ impl Message {
         self.body.chars().take(255).collect()
     }
 
-    /// The RFC 5322 message.
+    /// The RFC 5322 message: one text or HTML part, or `multipart/mixed` with the body first
+    /// and then each attachment (base64), as Exchange writes a message with attachments.
     pub(crate) fn mime(&self) -> String {
         let mut out = String::with_capacity(512 + self.body.len());
         let people = |v: &[Person]| {
@@ -350,6 +389,43 @@ impl Message {
         ));
         out.push_str(&format!("Message-ID: {}\r\n", self.internet_message_id));
         out.push_str("MIME-Version: 1.0\r\n");
+        if self.attachments.is_empty() {
+            self.body_part(&mut out);
+            return out;
+        }
+        let boundary = format!("_exgate_{:08x}_", self.key);
+        out.push_str(&format!(
+            "Content-Type: multipart/mixed;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+        ));
+        out.push_str(&format!("--{boundary}\r\n"));
+        self.body_part(&mut out);
+        for a in &self.attachments {
+            out.push_str(&format!("--{boundary}\r\n"));
+            let name = header_word(&a.name).replace('"', "'");
+            out.push_str(&format!(
+                "Content-Type: {}; name=\"{name}\"\r\n",
+                a.content_type
+            ));
+            out.push_str(&format!("Content-Description: {name}\r\n"));
+            out.push_str(&format!(
+                "Content-Disposition: {}; filename=\"{name}\"; size={};\r\n\tmodification-date=\"{}\"\r\n",
+                if a.is_inline { "inline" } else { "attachment" },
+                a.content.len(),
+                a.modified.format(&Rfc2822).unwrap_or_default()
+            ));
+            if let Some(cid) = &a.content_id {
+                out.push_str(&format!("Content-ID: <{cid}>\r\n"));
+            }
+            out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
+            push_base64_lines(&mut out, &a.content);
+        }
+        out.push_str(&format!("--{boundary}--\r\n"));
+        out
+    }
+
+    /// The body's `Content-Type` and `Content-Transfer-Encoding` fields, a blank line and the
+    /// encoded text.
+    fn body_part(&self, out: &mut String) {
         let ctype = if self.body_is_html { "html" } else { "plain" };
         out.push_str(&format!(
             "Content-Type: text/{ctype}; charset=\"utf-8\"\r\n"
@@ -362,13 +438,8 @@ impl Message {
             }
         } else {
             out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-            let enc = STANDARD.encode(self.body.as_bytes());
-            for chunk in enc.as_bytes().chunks(76) {
-                out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
-                out.push_str("\r\n");
-            }
+            push_base64_lines(out, self.body.as_bytes());
         }
-        out
     }
 
     pub(crate) fn body_text(&self) -> String {
@@ -388,6 +459,15 @@ impl Message {
                 quick_xml::escape::escape(self.body.as_str())
             )
         }
+    }
+}
+
+/// Base64 of `data` in lines of 76 characters, each ended by CRLF.
+fn push_base64_lines(out: &mut String, data: &[u8]) {
+    let enc = STANDARD.encode(data);
+    for chunk in enc.as_bytes().chunks(76) {
+        out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+        out.push_str("\r\n");
     }
 }
 
@@ -419,7 +499,12 @@ const ID_PREFIX: [u8; 3] = [0x00, 0x03, 0x24];
 
 /// Encodes an item (`kind` b'I') or folder (`kind` b'F') id.
 pub(crate) fn encode_id(kind: u8, mailbox: u32, folder: Folder, n: u32, address: &str) -> String {
-    let mut b = Vec::with_capacity(17);
+    STANDARD.encode(id_bytes(kind, mailbox, folder, n, address))
+}
+
+/// The 17 bytes of an id (see [`encode_id`]).
+fn id_bytes(kind: u8, mailbox: u32, folder: Folder, n: u32, address: &str) -> Vec<u8> {
+    let mut b = Vec::with_capacity(21);
     b.extend_from_slice(&ID_PREFIX);
     b.push(kind);
     b.extend_from_slice(&mailbox.to_be_bytes());
@@ -432,7 +517,7 @@ pub(crate) fn encode_id(kind: u8, mailbox: u32, folder: Folder, n: u32, address:
         address.as_bytes(),
     ]);
     b.extend_from_slice(&check.to_be_bytes()[..4]);
-    STANDARD.encode(b)
+    b
 }
 
 /// A decoded id, not yet checked against the mailbox address.
@@ -460,6 +545,11 @@ impl RawId {
 
 /// Decodes an EWS (standard base64) or Graph (URL-safe base64) id.
 pub(crate) fn decode_id(id: &str) -> Option<RawId> {
+    raw_id(&decode_b64_id(id)?)
+}
+
+/// The bytes of an id in either base64 alphabet.
+fn decode_b64_id(id: &str) -> Option<Vec<u8>> {
     let normal: String = id
         .chars()
         .map(|c| match c {
@@ -468,7 +558,11 @@ pub(crate) fn decode_id(id: &str) -> Option<RawId> {
             c => c,
         })
         .collect();
-    let bytes = STANDARD.decode(normal.as_bytes()).ok()?;
+    STANDARD.decode(normal.as_bytes()).ok()
+}
+
+/// The 17 bytes of an id, read.
+fn raw_id(bytes: &[u8]) -> Option<RawId> {
     if bytes.len() != 17 || bytes.get(..3)? != ID_PREFIX {
         return None;
     }
@@ -655,6 +749,7 @@ pub(crate) fn generated_message(mbx_index: u32, mbx: &Mailbox, folder: Folder, n
         sent,
         is_read: generated_is_read(mbx, folder, n),
         is_draft: false,
+        attachments: Vec::new(),
         key: (fnv(&[
             b"key",
             &[folder.code()],
@@ -685,6 +780,8 @@ pub(crate) struct Overlay {
     deleted: Mutex<HashMap<(u32, Folder), BTreeSet<u32>>>,
     /// Read state changed at run time (IMAP STORE, FETCH of a body), by position.
     read: Mutex<HashMap<(u32, Folder, u32), bool>>,
+    /// Attachments of items, by position (generated items have none until one is added).
+    attachments: Mutex<HashMap<(u32, Folder, u32), Vec<Attachment>>>,
 }
 
 impl Overlay {
@@ -701,6 +798,28 @@ impl Overlay {
             .lock()
             .ok()
             .and_then(|r| r.get(&(mailbox, folder, n)).copied())
+    }
+
+    /// The attachments of position `n`.
+    pub(crate) fn attachments(&self, mailbox: u32, folder: Folder, n: u32) -> Vec<Attachment> {
+        self.attachments
+            .lock()
+            .ok()
+            .and_then(|a| a.get(&(mailbox, folder, n)).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Changes the attachments of position `n` with `f`; returns what `f` returns.
+    pub(crate) fn edit_attachments<T>(
+        &self,
+        mailbox: u32,
+        folder: Folder,
+        n: u32,
+        f: impl FnOnce(&mut Vec<Attachment>) -> T,
+    ) -> Option<T> {
+        let mut a = self.attachments.lock().ok()?;
+        let list = a.entry((mailbox, folder, n)).or_default();
+        Some(f(list))
     }
 
     /// Marks position `n` deleted; `false` when it already was.

@@ -1,0 +1,356 @@
+//! File attachments: one store behind Graph (`attachments`, `$value`, `$expand`, adding and
+//! deleting), EWS (GetItem's `t:Attachments`, GetAttachment, CreateAttachment,
+//! DeleteAttachment) and the MIME every protocol reads (a `multipart/mixed` message).
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+use serde_json::{Value, json};
+
+fn writer() -> String {
+    bearer(&app_token(GRAPH, &["Mail.ReadWrite", "User.Read.All"]))
+}
+
+fn reader() -> String {
+    bearer(&app_token(GRAPH, &["Mail.Read", "User.Read.All"]))
+}
+
+fn ews_app() -> String {
+    bearer(&app_token(EXO, &["full_access_as_app"]))
+}
+
+fn enc(id: &str) -> String {
+    id.replace('=', "%3D")
+}
+
+const USER: &str = "/v1.0/users/adele@contoso.com";
+
+/// Bytes that are not text (a NUL and 0xFF), so a lossy text path would change them.
+const BYTES: &[u8] = b"exgate attachment \x00\x01\xff";
+
+fn file(name: &str, bytes: &[u8]) -> Value {
+    json!({
+        "@odata.type": "#microsoft.graph.fileAttachment",
+        "name": name,
+        "contentType": "application/octet-stream",
+        "contentBytes": STANDARD.encode(bytes),
+    })
+}
+
+async fn draft(h: &Harness, attachments: Value) -> String {
+    let r = h
+        .graph_post(
+            &format!("{USER}/messages"),
+            &writer(),
+            &json!({"subject": "with attachments", "body": {"contentType": "text", "content": "See attached."}, "attachments": attachments}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    r.json()["id"].as_str().expect("id").to_owned()
+}
+
+#[tokio::test]
+async fn graph_attachments_are_added_listed_read_and_deleted() {
+    let h = Harness::new();
+    let id = draft(&h, json!([file("first.bin", BYTES)])).await;
+    let msg = h
+        .get(&format!("{USER}/messages/{}", enc(&id)), Some(&reader()))
+        .await
+        .json();
+    assert_eq!(msg["hasAttachments"], true, "{msg}");
+
+    // Add a second one.
+    let r = h
+        .graph_post(
+            &format!("{USER}/messages/{}/attachments", enc(&id)),
+            &writer(),
+            &file("notes.txt", b"second"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let added = r.json();
+    assert_eq!(added["@odata.type"], "#microsoft.graph.fileAttachment");
+    assert_eq!(added["name"], "notes.txt");
+    assert_eq!(added["size"], 6);
+    assert_eq!(added["isInline"], false);
+    let second = added["id"].as_str().expect("id").to_owned();
+
+    // Listed, in order, with their bytes.
+    let list = h
+        .get(
+            &format!("{USER}/messages/{}/attachments", enc(&id)),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let names: Vec<&str> = list["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|a| a["name"].as_str())
+        .collect();
+    assert_eq!(names, ["first.bin", "notes.txt"], "{list}");
+    let first = list["value"][0]["id"].as_str().expect("id").to_owned();
+    let got = h
+        .get(
+            &format!("{USER}/messages/{}/attachments/{}", enc(&id), enc(&first)),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+    let bytes = STANDARD
+        .decode(got.json()["contentBytes"].as_str().expect("contentBytes"))
+        .expect("base64");
+    assert_eq!(bytes, BYTES);
+    // `$value`: the raw bytes with the attachment's type.
+    let raw = h
+        .send(
+            Request::get(format!(
+                "{USER}/messages/{}/attachments/{}/$value",
+                enc(&id),
+                enc(&first)
+            ))
+            .header("authorization", reader())
+            .body(Body::empty())
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(raw.status, StatusCode::OK);
+    assert_eq!(raw.header("content-type"), "application/octet-stream");
+
+    // `$expand=attachments`, on the message and on a listing.
+    let one = h
+        .get(
+            &format!("{USER}/messages/{}?$expand=attachments", enc(&id)),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert_eq!(
+        one["attachments"].as_array().map(Vec::len),
+        Some(2),
+        "{one}"
+    );
+    let page = h
+        .get(
+            &format!("{USER}/mailFolders/drafts/messages?$expand=attachments"),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert_eq!(
+        page["value"][0]["attachments"].as_array().map(Vec::len),
+        Some(2),
+        "{page}"
+    );
+
+    // The message's MIME carries both as parts.
+    let mime = h
+        .get(
+            &format!("{USER}/messages/{}/$value", enc(&id)),
+            Some(&reader()),
+        )
+        .await
+        .body;
+    assert!(mime.contains("Content-Type: multipart/mixed;"), "{mime}");
+    assert!(mime.contains("filename=\"notes.txt\""), "{mime}");
+    assert!(mime.contains(&STANDARD.encode(BYTES)), "{mime}");
+
+    // Deleted: gone from the list; its id is then not found.
+    let r = h
+        .send(
+            Request::delete(format!(
+                "{USER}/messages/{}/attachments/{}",
+                enc(&id),
+                enc(&second)
+            ))
+            .header("authorization", writer())
+            .body(Body::empty())
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = h
+        .get(
+            &format!("{USER}/messages/{}/attachments/{}", enc(&id), enc(&second)),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "ErrorItemNotFound");
+}
+
+#[tokio::test]
+async fn graph_attachment_refusals() {
+    let h = Harness::new();
+    let id = draft(&h, json!([])).await;
+    let path = format!("{USER}/messages/{}/attachments", enc(&id));
+    // Mail.Read cannot add.
+    let r = h.graph_post(&path, &reader(), &file("a.txt", b"a")).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // No type, no name, content not base64.
+    let mut untyped = file("a.txt", b"a");
+    untyped.as_object_mut().map(|o| o.remove("@odata.type"));
+    let mut unnamed = file("a.txt", b"a");
+    unnamed["name"] = json!("");
+    let mut garbled = file("a.txt", b"a");
+    garbled["contentBytes"] = json!("!!not base64!!");
+    for body in [untyped, unnamed, garbled] {
+        let r = h.graph_post(&path, &writer(), &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    // An id that is not an attachment id; an attachment id of another message.
+    let r = h.get(&format!("{path}/not-an-id"), Some(&reader())).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "ErrorInvalidIdMalformed");
+    let other = draft(&h, json!([file("x.txt", b"x")])).await;
+    let list = h
+        .get(
+            &format!("{USER}/messages/{}/attachments", enc(&other)),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    let foreign = list["value"][0]["id"].as_str().expect("id").to_owned();
+    let r = h
+        .get(&format!("{path}/{}", enc(&foreign)), Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // A message without attachments says so.
+    let msg = h
+        .get(&format!("{USER}/messages/{}", enc(&id)), Some(&reader()))
+        .await
+        .json();
+    assert_eq!(msg["hasAttachments"], false);
+}
+
+fn get_item(id: &str) -> String {
+    format!(
+        r#"<m:GetItem><m:ItemShape><t:BaseShape>AllProperties</t:BaseShape></m:ItemShape><m:ItemIds><t:ItemId Id="{id}"/></m:ItemIds></m:GetItem>"#
+    )
+}
+
+#[tokio::test]
+async fn ews_create_get_and_delete_attachment() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let save = r#"<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId><t:DistinguishedFolderId Id="drafts"/></m:SavedItemFolderId><m:Items><t:Message><t:Subject>ews attachments</t:Subject><t:Body BodyType="Text">See attached.</t:Body></t:Message></m:Items></m:CreateItem>"#;
+    let r = h.ews(&ews_app(), &soap(&who, save)).await;
+    let item = attr(&r.body, "Id").expect("item id");
+    let r = h.ews(&ews_app(), &soap(&who, &get_item(&item))).await;
+    assert!(
+        r.body
+            .contains("<t:HasAttachments>false</t:HasAttachments>"),
+        "{}",
+        r.body
+    );
+
+    let create = format!(
+        r#"<m:CreateAttachment><m:ParentItemId Id="{item}"/><m:Attachments><t:FileAttachment><t:Name>report.csv</t:Name><t:Content>{}</t:Content></t:FileAttachment></m:Attachments></m:CreateAttachment>"#,
+        STANDARD.encode(BYTES)
+    );
+    let r = h.ews(&ews_app(), &soap(&who, &create)).await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    assert_eq!(attr(&r.body, "RootItemId").as_deref(), Some(item.as_str()));
+    let att = attr(&r.body, "Id").expect("attachment id");
+
+    // GetItem lists it (without content); GetAttachment gives the content.
+    let r = h.ews(&ews_app(), &soap(&who, &get_item(&item))).await;
+    assert!(
+        r.body.contains("<t:HasAttachments>true</t:HasAttachments>"),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("<t:Name>report.csv</t:Name>"), "{}", r.body);
+    assert!(
+        r.body.contains("<t:ContentType>text/csv</t:ContentType>"),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<t:Content>"), "{}", r.body);
+    let get = format!(
+        r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{att}"/></m:AttachmentIds></m:GetAttachment>"#
+    );
+    let r = h.ews(&ews_app(), &soap(&who, &get)).await;
+    assert!(
+        r.body
+            .contains("GetAttachmentResponseMessage ResponseClass=\"Success\""),
+        "{}",
+        r.body
+    );
+    let content = tag(&r.body, "Content").expect("content");
+    assert_eq!(STANDARD.decode(content).expect("base64"), BYTES);
+    // Graph sees the same attachment.
+    let gid = item.replace('+', "-").replace('/', "_");
+    let list = h
+        .get(
+            &format!("{USER}/messages/{}/attachments", enc(&gid)),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    assert_eq!(list["value"][0]["name"], "report.csv", "{list}");
+
+    // Deleted, then unknown; a malformed id.
+    let delete = get.replace("GetAttachment>", "DeleteAttachment>");
+    let r = h.ews(&ews_app(), &soap(&who, &delete)).await;
+    assert!(
+        r.body
+            .contains("DeleteAttachmentResponseMessage ResponseClass=\"Success\""),
+        "{}",
+        r.body
+    );
+    assert!(r.body.contains("RootItemId="), "{}", r.body);
+    let r = h.ews(&ews_app(), &soap(&who, &get)).await;
+    assert!(r.body.contains("ErrorInvalidAttachmentId"), "{}", r.body);
+    let r = h
+        .ews(&ews_app(), &soap(&who, &get.replace(&att, "AAMkbroken")))
+        .await;
+    assert!(r.body.contains("ErrorInvalidAttachmentId"), "{}", r.body);
+    // Another mailbox's attachment is refused.
+    let r = h.ews(&ews_app(), &soap(&who, &create)).await;
+    let att = attr(&r.body, "Id").expect("attachment id");
+    let get = get.replace(&attr(&get, "Id").unwrap_or_default(), &att);
+    let r = h
+        .ews(&ews_app(), &soap(&imp("bob@contoso.com"), &get))
+        .await;
+    assert!(r.body.contains("ErrorAccessDenied"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn a_mime_message_with_attachments_is_one_message_in_every_view() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let mime = "From: Lee Gu <lee@fabrikam.com>\r\nTo: adele@contoso.com\r\nSubject: =?utf-8?B?UmVwb3J0IOKAkyBRMw==?=\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nTotals =E2=80=93 see the sheet.\r\n--b1\r\nContent-Type: text/csv; name=\"q3.csv\"\r\nContent-Disposition: attachment; filename=\"q3.csv\"\r\nContent-Transfer-Encoding: base64\r\n\r\nYSxiCjEsMgo=\r\n--b1--\r\n";
+    let create = format!(
+        r#"<m:CreateItem MessageDisposition="SaveOnly"><m:SavedItemFolderId><t:DistinguishedFolderId Id="inbox"/></m:SavedItemFolderId><m:Items><t:Message><t:MimeContent CharacterSet="UTF-8">{}</t:MimeContent></t:Message></m:Items></m:CreateItem>"#,
+        STANDARD.encode(mime)
+    );
+    let r = h.ews(&ews_app(), &soap(&who, &create)).await;
+    assert!(r.body.contains("ResponseClass=\"Success\""), "{}", r.body);
+    let item = attr(&r.body, "Id").expect("id");
+    let gid = item.replace('+', "-").replace('/', "_");
+    let msg = h
+        .get(
+            &format!("{USER}/messages/{}?$expand=attachments", enc(&gid)),
+            Some(&reader()),
+        )
+        .await
+        .json();
+    // Decoded: the encoded-word subject, the quoted-printable body, the base64 part.
+    assert_eq!(msg["subject"], "Report \u{2013} Q3", "{msg}");
+    assert!(
+        msg["body"]["content"]
+            .as_str()
+            .is_some_and(|b| b.contains("Totals \u{2013} see the sheet.")),
+        "{msg}"
+    );
+    assert_eq!(msg["hasAttachments"], true);
+    assert_eq!(msg["attachments"][0]["name"], "q3.csv");
+    assert_eq!(msg["attachments"][0]["contentType"], "text/csv");
+    assert_eq!(msg["attachments"][0]["contentBytes"], "YSxiCjEsMgo=");
+}
