@@ -597,7 +597,7 @@ fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
         encode_id(b'F', i, f, 0, &m.address),
         change_key(&m.address, f, u32::MAX)
     );
-    if let Some(p) = f.parent() {
+    if let Some(p) = ctx.st.folder_parent(i, f) {
         let _ = write!(
             out,
             "<t:ParentFolderId Id=\"{}\" ChangeKey=\"{}\"/>",
@@ -611,9 +611,9 @@ fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
     let _ = write!(
         out,
         "<t:DisplayName>{}</t:DisplayName><t:TotalCount>{}</t:TotalCount><t:ChildFolderCount>{}</t:ChildFolderCount>",
-        esc(&f.display_name()),
+        esc(&ctx.st.folder_name(i, f)),
         ctx.st.count(i, f),
-        f.children(m.extra_folders).len()
+        ctx.st.folder_children(i, f).len()
     );
     let _ = write!(
         out,
@@ -692,13 +692,12 @@ fn find_folder(ctx: &Ctx<'_>, op: &Element) -> String {
         msgs.push(match folder_ref(ctx, el) {
             FolderRef::Found(i, f) => {
                 let mut all = Vec::new();
-                let extra = ctx.st.extra(i);
-                let mut stack: Vec<Folder> = f.children(extra);
+                let mut stack: Vec<Folder> = ctx.st.folder_children(i, f);
                 stack.reverse();
                 while let Some(c) = stack.pop() {
                     all.push(c);
                     if deep {
-                        let mut kids: Vec<Folder> = c.children(extra);
+                        let mut kids: Vec<Folder> = ctx.st.folder_children(i, c);
                         kids.reverse();
                         stack.extend(kids);
                     }
@@ -1411,11 +1410,11 @@ fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
     };
     let mut changes = String::new();
     if start_over {
-        let mut stack = top.children(m.extra_folders);
+        let mut stack = ctx.st.folder_children(i, top);
         stack.reverse();
         while let Some(f) = stack.pop() {
             let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, f));
-            let mut kids = f.children(m.extra_folders);
+            let mut kids = ctx.st.folder_children(i, f);
             kids.reverse();
             stack.extend(kids);
         }

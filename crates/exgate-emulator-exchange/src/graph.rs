@@ -612,9 +612,10 @@ fn route(
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
-            let value: Vec<Value> = Folder::all(m.extra_folders)
+            let value: Vec<Value> = st
+                .folder_children(i, Folder::MsgFolderRoot)
                 .iter()
-                .filter(|f| f.is_mail_folder() && f.parent() == Some(Folder::MsgFolderRoot))
+                .filter(|f| f.is_mail_folder())
                 .map(|f| folder_json(st, i, m, *f))
                 .collect();
             Ok(json_response(
@@ -646,8 +647,8 @@ fn route(
                     Ok(json_response(StatusCode::OK, &v))
                 }
                 ["childfolders"] => {
-                    let value: Vec<Value> = folder
-                        .children(m.extra_folders)
+                    let value: Vec<Value> = st
+                        .folder_children(i, folder)
                         .into_iter()
                         .filter(|c| c.is_mail_folder())
                         .map(|c| folder_json(st, i, m, c))
@@ -674,7 +675,8 @@ fn route(
         }
         ["messages"] if get && first_key.is_none() => {
             let base = format!("{origin}/v1.0/{user_path}");
-            let folders: Vec<Folder> = Folder::all(m.extra_folders)
+            let folders: Vec<Folder> = st
+                .folders(i)
                 .iter()
                 .copied()
                 .filter(|f| f.is_mail_folder())
@@ -821,12 +823,15 @@ fn folder_gid(i: u32, m: &Mailbox, f: Folder) -> String {
 }
 
 fn folder_json(st: &Inner, i: u32, m: &Mailbox, f: Folder) -> Value {
-    let parent = f.parent().map(|p| folder_gid(i, m, p)).unwrap_or_default();
+    let parent = st
+        .folder_parent(i, f)
+        .map(|p| folder_gid(i, m, p))
+        .unwrap_or_default();
     json!({
         "id": folder_gid(i, m, f),
-        "displayName": f.display_name(),
+        "displayName": st.folder_name(i, f),
         "parentFolderId": parent,
-        "childFolderCount": f.children(m.extra_folders).iter().filter(|c| c.is_mail_folder()).count(),
+        "childFolderCount": st.folder_children(i, f).iter().filter(|c| c.is_mail_folder()).count(),
         "unreadItemCount": st.unread(i, f),
         "totalItemCount": st.count(i, f),
         "sizeInBytes": 0,
@@ -890,7 +895,7 @@ fn message_by_id(st: &Inner, i: u32, m: &Mailbox, id: &str) -> Result<Message, G
     }
     if raw.kind == b'M' {
         // An immutable id names the item wherever it is in the mailbox.
-        for f in Folder::all(m.extra_folders) {
+        for f in st.folders(i) {
             let c = st.count(i, f);
             for k in 0..c {
                 if let Some(msg) = st.message(i, f, st.position(i, f, k))

@@ -11,6 +11,7 @@
 //! echoed. Every authentication refusal is Exchange's bare `NO AUTHENTICATE failed.` /
 //! `NO LOGIN failed.`.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use crate::auth::{protocol_right, xoauth2_mailbox};
 use crate::directory::PasswordCheck;
 use crate::smtp::{ReadLine, parse_plain, parse_xoauth2, read_line, send, timed};
-use crate::state::{Counters, ExchangeState, Inner};
+use crate::state::{Counters, ExchangeState, FolderChange, Inner};
 use crate::store::{Folder, generated_is_read};
 
 /// What `CAPABILITY` lists (before and after authentication, as Exchange Online).
@@ -330,13 +331,40 @@ fn quote(name: &str) -> String {
     }
 }
 
-/// The IMAP name of a folder (`/` separates levels; the Inbox is `INBOX`).
-fn imap_name(f: Folder) -> String {
-    match f {
-        Folder::Inbox => "INBOX".to_owned(),
-        Folder::Custom(_) => format!("INBOX/{}", f.display_name()),
-        _ => f.display_name().into_owned(),
-    }
+/// The IMAP names of a mailbox's folders (`/` separates levels; the Inbox is `INBOX`; the
+/// levels below the top of the information store).
+fn imap_names(st: &Inner, i: u32) -> Vec<(Folder, String)> {
+    let entries = st.folder_entries(i);
+    let by_folder: HashMap<Folder, (&str, Option<Folder>)> = entries
+        .iter()
+        .map(|(f, n, p)| (*f, (n.as_str(), *p)))
+        .collect();
+    entries
+        .iter()
+        .map(|(f, ..)| {
+            let mut levels = Vec::new();
+            let mut cur = Some(*f);
+            while let Some(c) = cur {
+                if c == Folder::MsgFolderRoot || c == Folder::Root || levels.len() > 64 {
+                    break;
+                }
+                let (name, parent) = by_folder.get(&c).copied().unwrap_or(("", None));
+                levels.push(if c == Folder::Inbox { "INBOX" } else { name });
+                cur = parent;
+            }
+            levels.reverse();
+            (*f, levels.join("/"))
+        })
+        .collect()
+}
+
+/// The IMAP name of one folder.
+fn imap_name(st: &Inner, i: u32, f: Folder) -> String {
+    imap_names(st, i)
+        .into_iter()
+        .find(|(g, _)| *g == f)
+        .map(|(_, n)| n)
+        .unwrap_or_default()
 }
 
 fn special_use(f: Folder) -> Option<&'static str> {
@@ -350,13 +378,14 @@ fn special_use(f: Folder) -> Option<&'static str> {
     }
 }
 
-/// The folders IMAP shows for a mailbox (the mail folders Graph lists), sorted by name.
-fn folders(st: &Inner, i: u32) -> Vec<Folder> {
-    let mut v: Vec<Folder> = Folder::all(st.extra(i))
+/// The folders IMAP shows for a mailbox (the mail folders Graph lists) with their names,
+/// sorted by name.
+fn folders(st: &Inner, i: u32) -> Vec<(Folder, String)> {
+    let mut v: Vec<(Folder, String)> = imap_names(st, i)
         .into_iter()
-        .filter(|f| f.is_mail_folder())
+        .filter(|(f, _)| f.is_mail_folder())
         .collect();
-    v.sort_by_key(|f| imap_name(*f).to_ascii_lowercase());
+    v.sort_by_key(|(_, n)| n.to_ascii_lowercase());
     v
 }
 
@@ -364,7 +393,31 @@ fn find_folder(st: &Inner, i: u32, name: &str) -> Option<Folder> {
     let name = name.trim_end_matches('/');
     folders(st, i)
         .into_iter()
-        .find(|f| imap_name(*f).eq_ignore_ascii_case(name))
+        .find(|(_, n)| n.eq_ignore_ascii_case(name))
+        .map(|(f, _)| f)
+}
+
+/// The folder an IMAP path names, with the levels that are missing created (the first level
+/// is `INBOX` or a folder at the top of the information store).
+fn make_path(st: &Inner, i: u32, path: &str) -> Result<Folder, FolderChange> {
+    let mut parent = Folder::MsgFolderRoot;
+    let mut prefix = String::new();
+    for level in path.split('/') {
+        if level.trim().is_empty() {
+            return Err(FolderChange::InvalidName);
+        }
+        let full = if prefix.is_empty() {
+            level.to_owned()
+        } else {
+            format!("{prefix}/{level}")
+        };
+        parent = match find_folder(st, i, &full) {
+            Some(f) => f,
+            None => st.create_folder(i, parent, level)?,
+        };
+        prefix = full;
+    }
+    Ok(parent)
 }
 
 /// LIST wildcard match: `*` any run, `%` any run without `/`; case-insensitive.
@@ -1021,12 +1074,10 @@ impl Session {
                     _ => self.arg_error(tag),
                 }
             }
-            // Known to Exchange, not played by the emulator (the mailboxes stay as EWS and
-            // Graph see them).
-            _ => Step::Reply(line(&format!(
-                "{tag} NO {} is not supported by this server.",
-                cmd.name
-            ))),
+            "CREATE" | "DELETE" | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" => {
+                self.folder_command(st, i, tag, &cmd.name, args)
+            }
+            _ => self.bad(tag, "Command Error. 12"),
         }
     }
 
@@ -1171,6 +1222,72 @@ impl Session {
         true
     }
 
+    /// `CREATE`, `DELETE`, `RENAME`, `SUBSCRIBE`, `UNSUBSCRIBE`: changes to the one folder
+    /// tree EWS and Graph see. `CREATE a/b/c` makes the levels that are missing, as Exchange
+    /// does; an existing name is `NO Mailbox already exists.` (Exchange Online's text, quoted in
+    /// OfflineIMAP issue 645); well-known folders are neither renamed nor deleted.
+    fn folder_command(&mut self, st: &Inner, i: u32, tag: &str, name: &str, args: &[Tok]) -> Step {
+        let texts: Vec<String> = args.iter().filter_map(Tok::text).collect();
+        let want = if name == "RENAME" { 2 } else { 1 };
+        if texts.len() != want || args.len() != want {
+            return self.arg_error(tag);
+        }
+        let reply = |text: &str| Step::Reply(line(&format!("{tag} {text}")));
+        let done = || reply(&format!("OK {name} completed."));
+        let not_found = || reply("NO Folder not found.");
+        let failed = || reply(&format!("NO {name} failed."));
+        let exists = || reply("NO Mailbox already exists.");
+        let outcome = |r: Result<(), FolderChange>| match r {
+            Ok(()) => done(),
+            Err(FolderChange::Exists) => exists(),
+            Err(FolderChange::NotFound | FolderChange::ParentNotFound) => not_found(),
+            Err(_) => failed(),
+        };
+        match name {
+            "CREATE" => {
+                let path = texts[0].trim_end_matches('/');
+                if find_folder(st, i, path).is_some() {
+                    return exists();
+                }
+                outcome(make_path(st, i, path).map(|_| ()))
+            }
+            "DELETE" => match find_folder(st, i, &texts[0]) {
+                None => not_found(),
+                Some(f) => {
+                    if self.selected.is_some_and(|s| s.folder == f) {
+                        self.selected = None;
+                        self.deleted.clear();
+                    }
+                    outcome(st.delete_folder(i, f))
+                }
+            },
+            "RENAME" => {
+                let Some(f) = find_folder(st, i, &texts[0]) else {
+                    return not_found();
+                };
+                let target = texts[1].trim_end_matches('/');
+                if find_folder(st, i, target).is_some() {
+                    return exists();
+                }
+                let (parent, leaf) = match target.rsplit_once('/') {
+                    Some((p, l)) => match make_path(st, i, p) {
+                        Ok(parent) => (parent, l),
+                        Err(e) => return outcome(Err(e)),
+                    },
+                    None => (Folder::MsgFolderRoot, target),
+                };
+                outcome(st.rename_folder(i, f, parent, leaf))
+            }
+            _ => match find_folder(st, i, &texts[0]) {
+                None => not_found(),
+                Some(f) => {
+                    st.set_subscribed(i, f, name == "SUBSCRIBE");
+                    done()
+                }
+            },
+        }
+    }
+
     fn folder_arg(st: &Inner, i: u32, t: Option<&Tok>) -> Result<Option<Folder>, ()> {
         let name = t.and_then(Tok::text).ok_or(())?;
         Ok(find_folder(st, i, &name))
@@ -1250,7 +1367,7 @@ impl Session {
         }
         Step::Reply(format!(
             "* STATUS {} ({})\r\n{tag} OK STATUS completed.\r\n",
-            quote(&imap_name(folder)),
+            quote(&imap_name(st, i, folder)),
             parts.join(" ")
         ))
     }
@@ -1268,13 +1385,16 @@ impl Session {
         } else {
             let mut full = reference.to_vec();
             full.extend_from_slice(pattern);
-            let extra = st.extra(i);
-            for f in folders(st, i) {
-                let n = imap_name(f);
-                if !wildcard(&full, n.as_bytes()) {
+            let all = folders(st, i);
+            for (f, n) in &all {
+                let f = *f;
+                if !wildcard(&full, n.as_bytes()) || (name == "LSUB" && !st.subscribed(i, f)) {
                     continue;
                 }
-                let has_children = f.children(extra).iter().any(|c| c.is_mail_folder());
+                let below = format!("{}/", n.to_ascii_lowercase());
+                let has_children = all
+                    .iter()
+                    .any(|(_, c)| c.to_ascii_lowercase().starts_with(&below));
                 let mut attrs = vec![if has_children {
                     r"\HasChildren"
                 } else {
@@ -1284,7 +1404,7 @@ impl Session {
                 out.push_str(&line(&format!(
                     "* {name} ({}) \"/\" {}",
                     attrs.join(" "),
-                    quote(&n)
+                    quote(n)
                 )));
             }
         }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::config::{AccessRight, AppAccessKind, ConfigError, ExchangeConfig, ServerConfig};
 use crate::directory::Directory;
 use crate::store::{
-    Attachment, Folder, Mailbox, Message, Overlay, generated_is_read, generated_message,
+    Attachment, Folder, FolderEdits, MAX_CUSTOM_FOLDERS, Mailbox, Message, Overlay,
+    generated_is_read, generated_message,
 };
 use crate::token::TokenVerifier;
 
@@ -469,21 +470,208 @@ impl Inner {
     /// Whether the mailbox has this folder.
     pub(crate) fn folder_exists(&self, i: u32, folder: Folder) -> bool {
         match (self.mailbox(i), folder) {
-            (Some(m), Folder::Custom(k)) => k < m.extra_folders,
+            (Some(m), Folder::Custom(k)) => {
+                custom_folder(m, &self.overlay.folder_edits(i), k).is_some()
+            }
             (Some(_), _) => true,
             (None, _) => false,
         }
     }
 
-    /// Extra (generated) folder count of a mailbox.
-    pub(crate) fn extra(&self, i: u32) -> u8 {
-        self.mailbox(i).map_or(0, |m| m.extra_folders)
+    /// Every folder of a mailbox: the well-known ones, then the generated and created ones
+    /// present, by number.
+    pub(crate) fn folders(&self, i: u32) -> Vec<Folder> {
+        let Some(m) = self.mailbox(i) else {
+            return Vec::new();
+        };
+        let edits = self.overlay.folder_edits(i);
+        let mut v = Folder::WELL_KNOWN.to_vec();
+        v.extend(
+            custom_folders(m, &edits)
+                .into_iter()
+                .map(|(k, ..)| Folder::Custom(k)),
+        );
+        v
+    }
+
+    /// Every folder of a mailbox with its display name and parent, from one look at the tree.
+    pub(crate) fn folder_entries(&self, i: u32) -> Vec<(Folder, String, Option<Folder>)> {
+        let Some(m) = self.mailbox(i) else {
+            return Vec::new();
+        };
+        let edits = self.overlay.folder_edits(i);
+        let mut v: Vec<(Folder, String, Option<Folder>)> = Folder::WELL_KNOWN
+            .iter()
+            .map(|f| (*f, f.display_name().into_owned(), f.parent()))
+            .collect();
+        v.extend(
+            custom_folders(m, &edits)
+                .into_iter()
+                .map(|(k, n, p)| (Folder::Custom(k), n, Some(p))),
+        );
+        v
+    }
+
+    /// A folder's display name (a generated or created folder's as it now is).
+    pub(crate) fn folder_name(&self, i: u32, f: Folder) -> String {
+        match (f, self.mailbox(i)) {
+            (Folder::Custom(k), Some(m)) => custom_folder(m, &self.overlay.folder_edits(i), k)
+                .map_or_else(|| f.display_name().into_owned(), |(n, _)| n),
+            _ => f.display_name().into_owned(),
+        }
+    }
+
+    /// A folder's parent (a generated or created folder's as it now is).
+    pub(crate) fn folder_parent(&self, i: u32, f: Folder) -> Option<Folder> {
+        match (f, self.mailbox(i)) {
+            (Folder::Custom(k), Some(m)) => {
+                custom_folder(m, &self.overlay.folder_edits(i), k).map(|(_, p)| p)
+            }
+            _ => f.parent(),
+        }
+    }
+
+    /// A folder's child folders.
+    pub(crate) fn folder_children(&self, i: u32, f: Folder) -> Vec<Folder> {
+        let Some(m) = self.mailbox(i) else {
+            return Vec::new();
+        };
+        let edits = self.overlay.folder_edits(i);
+        let mut v: Vec<Folder> = Folder::WELL_KNOWN
+            .iter()
+            .copied()
+            .filter(|c| c.parent() == Some(f))
+            .collect();
+        v.extend(
+            custom_folders(m, &edits)
+                .into_iter()
+                .filter(|(_, _, p)| *p == f)
+                .map(|(k, ..)| Folder::Custom(k)),
+        );
+        v
+    }
+
+    /// Creates folder `name` under `parent` (IMAP CREATE, EWS CreateFolder, Graph
+    /// `childFolders`).
+    pub(crate) fn create_folder(
+        &self,
+        i: u32,
+        parent: Folder,
+        name: &str,
+    ) -> Result<Folder, FolderChange> {
+        let m = self.mailbox(i).ok_or(FolderChange::NotFound)?;
+        let name = valid_folder_name(name)?;
+        self.overlay
+            .edit_folders(i, |e| {
+                if !parent_exists(m, e, parent) {
+                    return Err(FolderChange::ParentNotFound);
+                }
+                if name_taken(m, e, parent, &name, None) {
+                    return Err(FolderChange::Exists);
+                }
+                let k = e.next.unwrap_or(m.extra_folders);
+                if k >= MAX_CUSTOM_FOLDERS {
+                    return Err(FolderChange::Full);
+                }
+                e.meta.insert(k, (name, parent));
+                e.next = Some(k + 1);
+                Ok(Folder::Custom(k))
+            })
+            .unwrap_or(Err(FolderChange::NotFound))
+    }
+
+    /// Renames and/or moves a generated or created folder (IMAP RENAME, EWS UpdateFolder and
+    /// MoveFolder, Graph `PATCH`/`move`). Well-known folders keep their names.
+    pub(crate) fn rename_folder(
+        &self,
+        i: u32,
+        f: Folder,
+        parent: Folder,
+        name: &str,
+    ) -> Result<(), FolderChange> {
+        let m = self.mailbox(i).ok_or(FolderChange::NotFound)?;
+        let Folder::Custom(k) = f else {
+            return Err(if Folder::WELL_KNOWN.contains(&f) {
+                FolderChange::WellKnown
+            } else {
+                FolderChange::NotFound
+            });
+        };
+        let name = valid_folder_name(name)?;
+        self.overlay
+            .edit_folders(i, |e| {
+                if custom_folder(m, e, k).is_none() {
+                    return Err(FolderChange::NotFound);
+                }
+                if !parent_exists(m, e, parent) || is_within(m, e, parent, f) {
+                    return Err(FolderChange::ParentNotFound);
+                }
+                if name_taken(m, e, parent, &name, Some(k)) {
+                    return Err(FolderChange::Exists);
+                }
+                e.meta.insert(k, (name, parent));
+                Ok(())
+            })
+            .unwrap_or(Err(FolderChange::NotFound))
+    }
+
+    /// Deletes a generated or created folder with every folder under it (their items go with
+    /// them). Well-known folders cannot be deleted.
+    pub(crate) fn delete_folder(&self, i: u32, f: Folder) -> Result<(), FolderChange> {
+        let m = self.mailbox(i).ok_or(FolderChange::NotFound)?;
+        let Folder::Custom(k) = f else {
+            return Err(if Folder::WELL_KNOWN.contains(&f) {
+                FolderChange::WellKnown
+            } else {
+                FolderChange::NotFound
+            });
+        };
+        self.overlay
+            .edit_folders(i, |e| {
+                if custom_folder(m, e, k).is_none() {
+                    return Err(FolderChange::NotFound);
+                }
+                let doomed: Vec<u8> = custom_folders(m, e)
+                    .into_iter()
+                    .filter(|(c, ..)| is_within(m, e, Folder::Custom(*c), f))
+                    .map(|(c, ..)| c)
+                    .collect();
+                for c in doomed {
+                    e.deleted.insert(c);
+                    e.meta.remove(&c);
+                }
+                Ok(())
+            })
+            .unwrap_or(Err(FolderChange::NotFound))
+    }
+
+    /// Whether an IMAP client is subscribed to the folder (every folder starts subscribed).
+    pub(crate) fn subscribed(&self, i: u32, f: Folder) -> bool {
+        !self
+            .overlay
+            .folder_edits(i)
+            .unsubscribed
+            .contains(&f.code())
+    }
+
+    /// IMAP SUBSCRIBE / UNSUBSCRIBE.
+    pub(crate) fn set_subscribed(&self, i: u32, f: Folder, on: bool) {
+        self.overlay.edit_folders(i, |e| {
+            if on {
+                e.unsubscribed.remove(&f.code());
+            } else {
+                e.unsubscribed.insert(f.code());
+            }
+        });
     }
 
     /// Positions used in a folder: generated plus created items, deleted ones included. Ids,
     /// sync states and delta tokens count positions.
     pub(crate) fn slots(&self, i: u32, folder: Folder) -> u32 {
         let Some(m) = self.mailbox(i) else { return 0 };
+        if matches!(folder, Folder::Custom(_)) && !self.folder_exists(i, folder) {
+            return 0;
+        }
         self.generated_count(m, folder)
             .saturating_add(self.overlay.count(i, folder))
     }
@@ -668,4 +856,89 @@ impl Inner {
             pop_enabled: true,
         })
     }
+}
+
+/// Why a folder could not be created, renamed, moved or deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FolderChange {
+    /// No such folder.
+    NotFound,
+    /// The parent does not exist, or is the folder itself or under it.
+    ParentNotFound,
+    /// A sibling already has the name.
+    Exists,
+    /// A well-known folder (Inbox, Sent Items, ...) keeps its name and place.
+    WellKnown,
+    /// The mailbox has no room for another folder.
+    Full,
+    /// An empty name, or one over 255 characters.
+    InvalidName,
+}
+
+fn valid_folder_name(name: &str) -> Result<String, FolderChange> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+        return Err(FolderChange::InvalidName);
+    }
+    Ok(name.to_owned())
+}
+
+/// A custom folder's name and parent, `None` when it does not exist (deleted, or a number never
+/// given out).
+fn custom_folder(m: &Mailbox, e: &FolderEdits, k: u8) -> Option<(String, Folder)> {
+    if e.deleted.contains(&k) {
+        return None;
+    }
+    if let Some((name, parent)) = e.meta.get(&k) {
+        return Some((name.clone(), *parent));
+    }
+    (k < m.extra_folders).then(|| (Folder::Custom(k).display_name().into_owned(), Folder::Inbox))
+}
+
+/// The custom folders present: number, name, parent.
+fn custom_folders(m: &Mailbox, e: &FolderEdits) -> Vec<(u8, String, Folder)> {
+    let end = e.next.unwrap_or(m.extra_folders).max(m.extra_folders);
+    (0..end)
+        .filter_map(|k| custom_folder(m, e, k).map(|(n, p)| (k, n, p)))
+        .collect()
+}
+
+fn parent_exists(m: &Mailbox, e: &FolderEdits, parent: Folder) -> bool {
+    match parent {
+        Folder::Custom(k) => custom_folder(m, e, k).is_some(),
+        f => Folder::WELL_KNOWN.contains(&f),
+    }
+}
+
+/// Whether `f` is `top` or lies under it.
+fn is_within(m: &Mailbox, e: &FolderEdits, f: Folder, top: Folder) -> bool {
+    let mut cur = Some(f);
+    // The tree is at most as deep as the folders are many.
+    for _ in 0..=usize::from(MAX_CUSTOM_FOLDERS) + Folder::WELL_KNOWN.len() {
+        match cur {
+            None => return false,
+            Some(c) if c == top => return true,
+            Some(Folder::Custom(k)) => cur = custom_folder(m, e, k).map(|(_, p)| p),
+            Some(c) => cur = c.parent(),
+        }
+    }
+    false
+}
+
+/// Whether a child of `parent` other than custom folder `except` is named `name` (without
+/// regard to case, as Exchange compares folder names).
+fn name_taken(
+    m: &Mailbox,
+    e: &FolderEdits,
+    parent: Folder,
+    name: &str,
+    except: Option<u8>,
+) -> bool {
+    let well_known = Folder::WELL_KNOWN
+        .iter()
+        .any(|w| w.parent() == Some(parent) && w.display_name().eq_ignore_ascii_case(name));
+    well_known
+        || custom_folders(m, e)
+            .iter()
+            .any(|(k, n, p)| *p == parent && Some(*k) != except && n.eq_ignore_ascii_case(name))
 }

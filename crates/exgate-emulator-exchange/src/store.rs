@@ -125,13 +125,6 @@ impl Folder {
         Folder::Tasks,
     ];
 
-    /// Every folder of a mailbox with `extra` generated folders.
-    pub(crate) fn all(extra: u8) -> Vec<Folder> {
-        let mut v = Folder::WELL_KNOWN.to_vec();
-        v.extend((0..extra.min(MAX_CUSTOM_FOLDERS)).map(Folder::Custom));
-        v
-    }
-
     pub(crate) fn code(self) -> u8 {
         match self {
             Folder::Custom(k) => 12u8.saturating_add(k),
@@ -249,14 +242,6 @@ impl Folder {
             }
             _ => Some(Folder::MsgFolderRoot),
         }
-    }
-
-    /// Child folders in a mailbox with `extra` generated folders.
-    pub(crate) fn children(self, extra: u8) -> Vec<Folder> {
-        Folder::all(extra)
-            .into_iter()
-            .filter(|f| f.parent() == Some(self))
-            .collect()
     }
 
     /// Whether Graph lists it among `mailFolders` (mail folders only).
@@ -782,6 +767,23 @@ pub(crate) struct Overlay {
     read: Mutex<HashMap<(u32, Folder, u32), bool>>,
     /// Attachments of items, by position (generated items have none until one is added).
     attachments: Mutex<HashMap<(u32, Folder, u32), Vec<Attachment>>>,
+    /// Folders created, renamed, moved, deleted or unsubscribed at run time, per mailbox.
+    folders: Mutex<HashMap<u32, FolderEdits>>,
+}
+
+/// The run-time changes to a mailbox's folder tree. Created folders are `Folder::Custom(k)`
+/// numbers after the generated ones, never reused, so an id of a deleted folder never names
+/// another.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FolderEdits {
+    /// Name and parent of custom folders created, or renamed or moved, at run time.
+    pub meta: std::collections::BTreeMap<u8, (String, Folder)>,
+    /// Custom folders deleted.
+    pub deleted: BTreeSet<u8>,
+    /// The next number for a created folder (`None`: right after the generated ones).
+    pub next: Option<u8>,
+    /// Folders (by code) an IMAP client unsubscribed from; every folder starts subscribed.
+    pub unsubscribed: BTreeSet<u8>,
 }
 
 impl Overlay {
@@ -820,6 +822,26 @@ impl Overlay {
         let mut a = self.attachments.lock().ok()?;
         let list = a.entry((mailbox, folder, n)).or_default();
         Some(f(list))
+    }
+
+    /// The folder changes of a mailbox.
+    pub(crate) fn folder_edits(&self, mailbox: u32) -> FolderEdits {
+        self.folders
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&mailbox).cloned())
+            .unwrap_or_default()
+    }
+
+    /// Changes the folder tree of a mailbox with `f` (under one lock, so checks and changes are
+    /// atomic); returns what `f` returns.
+    pub(crate) fn edit_folders<T>(
+        &self,
+        mailbox: u32,
+        f: impl FnOnce(&mut FolderEdits) -> T,
+    ) -> Option<T> {
+        let mut all = self.folders.lock().ok()?;
+        Some(f(all.entry(mailbox).or_default()))
     }
 
     /// Marks position `n` deleted; `false` when it already was.

@@ -693,3 +693,146 @@ async fn deleted_flags_are_expunged_by_expunge_uid_expunge_and_close() {
     assert_eq!(c.cmd("h CLOSE").await, "h OK CLOSE completed.\r\n");
     assert_eq!(total().await, before - 4);
 }
+
+/// CREATE, RENAME, DELETE, SUBSCRIBE: one folder tree, the same in IMAP, Graph and EWS.
+#[tokio::test]
+async fn folders_created_renamed_and_deleted_are_the_folders_every_view_sees() {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let graph_names = |path: &'static str| {
+        let h = &h;
+        let graph = graph.clone();
+        async move {
+            let v = h
+                .get(
+                    &format!("/v1.0/users/adele@contoso.com/{path}"),
+                    Some(&graph),
+                )
+                .await
+                .json();
+            v["value"]
+                .as_array()
+                .expect("value")
+                .iter()
+                .filter_map(|f| f["displayName"].as_str().map(str::to_owned))
+                .collect::<Vec<_>>()
+        }
+    };
+
+    // A nested CREATE makes the missing levels, as Exchange does.
+    assert_eq!(
+        c.cmd("b CREATE Clients/Acme").await,
+        "b OK CREATE completed.\r\n"
+    );
+    assert_eq!(
+        c.cmd("c CREATE Clients").await,
+        "c NO Mailbox already exists.\r\n"
+    );
+    assert_eq!(
+        c.cmd("d CREATE \"INBOX/To file\"").await,
+        "d OK CREATE completed.\r\n"
+    );
+    let r = c.cmd("e LIST \"\" *").await;
+    assert!(
+        r.contains("* LIST (\\HasChildren) \"/\" Clients\r\n"),
+        "{r}"
+    );
+    assert!(
+        r.contains("* LIST (\\HasNoChildren) \"/\" Clients/Acme\r\n"),
+        "{r}"
+    );
+    assert!(r.contains("\"/\" \"INBOX/To file\"\r\n"), "{r}");
+    assert!(
+        graph_names("mailFolders")
+            .await
+            .contains(&"Clients".to_owned())
+    );
+    assert!(
+        graph_names("mailFolders/inbox/childFolders")
+            .await
+            .contains(&"To file".to_owned())
+    );
+
+    // Messages go into a created folder and are counted there.
+    assert!(c.cmd("f SELECT INBOX").await.contains("f OK [READ-WRITE]"));
+    assert!(
+        c.cmd("g COPY 1:2 Clients/Acme")
+            .await
+            .starts_with("g OK [COPYUID ")
+    );
+    let r = c.cmd("h STATUS Clients/Acme (MESSAGES)").await;
+    assert!(r.starts_with("* STATUS Clients/Acme (MESSAGES 2)"), "{r}");
+
+    // RENAME moves the folder with what is under it; a well-known folder keeps its name.
+    assert_eq!(
+        c.cmd("i RENAME Clients Customers").await,
+        "i OK RENAME completed.\r\n"
+    );
+    let r = c.cmd("j STATUS Customers/Acme (MESSAGES)").await;
+    assert!(r.starts_with("* STATUS Customers/Acme (MESSAGES 2)"), "{r}");
+    assert_eq!(
+        c.cmd("k SELECT Clients").await,
+        "k NO Folder not found.\r\n"
+    );
+    assert_eq!(
+        c.cmd("l RENAME Archive Old").await,
+        "l NO RENAME failed.\r\n"
+    );
+    assert_eq!(
+        c.cmd("m RENAME Customers/Acme \"INBOX/To file\"").await,
+        "m NO Mailbox already exists.\r\n"
+    );
+    assert_eq!(
+        c.cmd("n RENAME Nowhere Elsewhere").await,
+        "n NO Folder not found.\r\n"
+    );
+
+    // SUBSCRIBE / UNSUBSCRIBE change LSUB, not LIST.
+    assert_eq!(
+        c.cmd("o UNSUBSCRIBE Customers/Acme").await,
+        "o OK UNSUBSCRIBE completed.\r\n"
+    );
+    let lsub = c.cmd("p LSUB \"\" *").await;
+    assert!(!lsub.contains("Customers/Acme"), "{lsub}");
+    assert!(c.cmd("q LIST \"\" *").await.contains("Customers/Acme"));
+    assert_eq!(
+        c.cmd("r SUBSCRIBE Customers/Acme").await,
+        "r OK SUBSCRIBE completed.\r\n"
+    );
+    assert!(c.cmd("s LSUB \"\" *").await.contains("Customers/Acme"));
+
+    // DELETE removes the folder and everything under it; INBOX cannot be deleted.
+    assert_eq!(
+        c.cmd("t DELETE Customers").await,
+        "t OK DELETE completed.\r\n"
+    );
+    let r = c.cmd("u LIST \"\" *").await;
+    assert!(!r.contains("Customers"), "{r}");
+    assert!(
+        !graph_names("mailFolders")
+            .await
+            .contains(&"Customers".to_owned())
+    );
+    assert_eq!(c.cmd("v DELETE INBOX").await, "v NO DELETE failed.\r\n");
+    assert_eq!(
+        c.cmd("w DELETE Customers").await,
+        "w NO Folder not found.\r\n"
+    );
+    // A name made again is a new folder, empty.
+    assert_eq!(
+        c.cmd("x CREATE Customers").await,
+        "x OK CREATE completed.\r\n"
+    );
+    let r = c.cmd("y STATUS Customers (MESSAGES)").await;
+    assert!(r.starts_with("* STATUS Customers (MESSAGES 0)"), "{r}");
+}
