@@ -24,6 +24,8 @@ from exchangelib import (
     Account,
     Configuration,
     Credentials,
+    FileAttachment,
+    Folder,
     Identity,
     Mailbox,
     Message,
@@ -348,3 +350,44 @@ def test_a_message_imported_as_mime(exchange):
     got.delete()
     acc.drafts.refresh()
     assert acc.drafts.total_count == drafts
+
+
+def test_file_attachments_attach_read_and_detach(exchange):
+    # exchangelib's attachments: attach() on a saved item (CreateAttachment), the item's
+    # attachments read back (GetItem lists them, GetAttachment gives the content), detach()
+    # (DeleteAttachment).
+    acc = exchange.account("user@contoso.com")
+    m = Message(account=acc, folder=acc.drafts, subject="attachments by exchangelib", body="See attached.")
+    m.save()
+    content = b"exgate attachment \x00\x01\xff"
+    att = FileAttachment(name="notes.bin", content=content)
+    m.attach(att)
+    assert att.attachment_id is not None
+    got = acc.drafts.get(id=m.id)
+    assert got.has_attachments
+    assert [a.name for a in got.attachments] == ["notes.bin"]
+    assert got.attachments[0].content == content
+    assert b"notes.bin" in got.mime_content
+    got.detach(got.attachments[0])
+    again = acc.drafts.get(id=m.id)
+    assert not again.has_attachments
+    again.delete()
+
+
+def test_folders_created_renamed_and_deleted(exchange):
+    # exchangelib's folder management: Folder(...).save() (CreateFolder), a new name saved
+    # (UpdateFolder), delete() (DeleteFolder); the tree is re-read each time.
+    acc = exchange.account("user@contoso.com")
+    f = Folder(parent=acc.inbox, name="Made by exchangelib")
+    f.save()
+    assert f.id
+    acc.root.refresh()
+    assert "Made by exchangelib" in [c.name for c in acc.inbox.children]
+    f.name = "Renamed by exchangelib"
+    f.save()
+    acc.root.refresh()
+    names = [c.name for c in acc.inbox.children]
+    assert "Renamed by exchangelib" in names and "Made by exchangelib" not in names
+    f.delete()
+    acc.root.refresh()
+    assert "Renamed by exchangelib" not in [c.name for c in acc.inbox.children]

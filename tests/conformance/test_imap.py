@@ -283,3 +283,58 @@ def test_imaplib_search_criteria(emulator):
         assert typ == "NO" and b"BADCHARSET" in data[0], data
     finally:
         imap.logout()
+
+
+def test_imaplib_folders_and_a_multipart_message(emulator):
+    """A migration tool's set-up: CREATE a nested folder (its parent made too), APPEND a message
+    with an attachment built by the email package, read its structure and its parts back,
+    RENAME and DELETE the folder."""
+    import email
+    import email.message
+    import uuid
+
+    access_token = token(emulator, ARCHIVER, ARCHIVER_SECRET)
+    top = f"Migrated {uuid.uuid4().hex[:6]}"
+    msg = email.message.EmailMessage()
+    msg["From"] = "Old Server <old@fabrikam.com>"
+    msg["To"] = MAILBOX
+    msg["Subject"] = "with a spreadsheet"
+    msg.set_content("Totals attached.")
+    msg.add_attachment(b"a,b\n1,2\n", maintype="text", subtype="csv", filename="q3.csv")
+    imap = connect(emulator)
+    try:
+        typ, _ = imap.authenticate(
+            "XOAUTH2",
+            lambda _: f"user={MAILBOX}\x01auth=Bearer {access_token}\x01\x01".encode(),
+        )
+        assert typ == "OK"
+        typ, data = imap.create(f'"{top}/2019"')
+        assert typ == "OK", data
+        typ, data = imap.create(f'"{top}"')
+        assert (typ, data) == ("NO", [b"Mailbox already exists."])
+        typ, data = imap.list('""', f'"{top}*"')
+        assert typ == "OK"
+        assert any(f'"{top}/2019"'.encode() in line for line in data), data
+        typ, data = imap.append(f'"{top}/2019"', None, None, msg.as_bytes(policy=email.policy.SMTP))
+        assert typ == "OK", data
+        typ, _ = imap.select(f'"{top}/2019"')
+        assert typ == "OK"
+        typ, data = imap.fetch("1", "(BODYSTRUCTURE BODY.PEEK[2])")
+        assert typ == "OK", data
+        head = data[0][0]
+        assert b'"MIXED"' in head and b'"ATTACHMENT" ("FILENAME" "q3.csv"' in head, head
+        assert data[0][1].strip() == b"YSxiCjEsMgo=", data
+        parsed = email.message_from_bytes(imap.fetch("1", "(BODY.PEEK[])")[1][0][1])
+        parts = [p for p in parsed.walk() if p.get_filename()]
+        assert [(p.get_filename(), p.get_payload(decode=True)) for p in parts] == [("q3.csv", b"a,b\n1,2\n")]
+        imap.close()
+        typ, data = imap.rename(f'"{top}"', f'"{top} (done)"')
+        assert typ == "OK", data
+        typ, data = imap.status(f'"{top} (done)/2019"', "(MESSAGES)")
+        assert typ == "OK" and b"(MESSAGES 1)" in data[0], data
+        typ, data = imap.delete(f'"{top} (done)"')
+        assert typ == "OK", data
+        typ, data = imap.list('""', f'"{top}*"')
+        assert data == [None], data
+    finally:
+        imap.logout()

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use time::OffsetDateTime;
 
 use crate::auth::{self, Principal, Vdir};
-use crate::state::{Counters, Inner, Plane, Site};
+use crate::state::{Counters, FolderChange, Inner, Plane, Site};
 use crate::store::{
     Attachment, Folder, Mailbox, Message, Person, change_key, decode_attachment_id, decode_id,
     decode_state, encode_id, encode_state, iso,
@@ -289,6 +289,10 @@ fn dispatch(st: &Inner, site: Site, principal: &Principal, body: &[u8]) -> Resul
         "CopyItem" => move_or_copy_item(&ctx, op, "CopyItem", true)?,
         "UpdateItem" => update_item(&ctx, op)?,
         "ConvertId" => convert_id(&ctx, op),
+        "CreateFolder" => create_folder(&ctx, op),
+        "DeleteFolder" => delete_folder(&ctx, op),
+        "UpdateFolder" => update_folder(&ctx, op),
+        "MoveFolder" => move_folder(&ctx, op),
         "GetAttachment" => get_attachment(&ctx, op),
         "CreateAttachment" => create_attachment(&ctx, op),
         "DeleteAttachment" => delete_attachment(&ctx, op),
@@ -634,6 +638,226 @@ fn folder_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
     }
     let _ = write!(out, "</t:{el}>");
     out
+}
+
+/// The answer to a folder change the store refused, with Exchange's response codes
+/// (ResponseCodeType of the EWS reference).
+fn folder_change_error(e: FolderChange, op: &str) -> Msg {
+    match e {
+        FolderChange::Exists => err(
+            "ErrorFolderExists",
+            "A folder with the specified name already exists.",
+        ),
+        FolderChange::NotFound => err(
+            "ErrorFolderNotFound",
+            "The specified folder could not be found in the store.",
+        ),
+        FolderChange::ParentNotFound => err(
+            "ErrorParentFolderNotFound",
+            "The parent folder could not be found in the store.",
+        ),
+        FolderChange::WellKnown if op == "DeleteFolder" => err(
+            "ErrorDeleteDistinguishedFolder",
+            "Distinguished folders cannot be deleted.",
+        ),
+        FolderChange::WellKnown if op == "MoveFolder" => err(
+            "ErrorMoveDistinguishedFolder",
+            "Distinguished folders cannot be moved.",
+        ),
+        FolderChange::WellKnown => err(
+            "ErrorInvalidRequest",
+            "The request is invalid: a distinguished folder keeps its name.",
+        ),
+        FolderChange::Full => err("ErrorFolderSaveFailed", "The folder save operation failed."),
+        FolderChange::InvalidName => err(
+            "ErrorFolderSavePropertyError",
+            "The folder save operation failed due to invalid property values.",
+        ),
+    }
+}
+
+/// `<m:Folders><t:Folder><t:FolderId .../></t:Folder></m:Folders>` for a created, updated or
+/// moved folder.
+fn folder_id_xml(ctx: &Ctx<'_>, i: u32, f: Folder) -> String {
+    let address = ctx
+        .st
+        .mailbox(i)
+        .map(|m| m.address.clone())
+        .unwrap_or_default();
+    format!(
+        "<m:Folders><t:{el}><t:FolderId Id=\"{}\" ChangeKey=\"{}\"/></t:{el}></m:Folders>",
+        encode_id(b'F', i, f, 0, &address),
+        change_key(&address, f, u32::MAX),
+        el = f.element()
+    )
+}
+
+/// The folder of `m:ParentFolderId` / `m:ToFolderId`.
+fn target_folder(ctx: &Ctx<'_>, op: &Element, name: &str) -> Result<(u32, Folder), Msg> {
+    match op.child(name).and_then(|p| p.children.first()) {
+        None => Err(err(
+            "ErrorInvalidRequest",
+            format!("The request is invalid: no {name}."),
+        )),
+        Some(el) => match folder_ref(ctx, el) {
+            FolderRef::Found(i, f) => Ok((i, f)),
+            FolderRef::Error(code, text) => Err(err(code, text)),
+        },
+    }
+}
+
+/// CreateFolder: each `t:Folder` (any folder element) by its `t:DisplayName` under
+/// `m:ParentFolderId`.
+fn create_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let (i, parent) = match target_folder(ctx, op, "ParentFolderId") {
+        Ok(v) => v,
+        Err(e) => return operation_response("CreateFolder", vec![e]),
+    };
+    let mut msgs = Vec::new();
+    for f in op
+        .child("Folders")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        let name = f.child_text("DisplayName").unwrap_or_default();
+        msgs.push(match ctx.st.create_folder(i, parent, name) {
+            Ok(created) => Msg::Ok(folder_id_xml(ctx, i, created)),
+            Err(e) => folder_change_error(e, "CreateFolder"),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no Folders.",
+        ));
+    }
+    operation_response("CreateFolder", msgs)
+}
+
+/// DeleteFolder: `HardDelete` and `SoftDelete` remove the folder with what is under it;
+/// `MoveToDeletedItems` moves it under Deleted Items.
+fn delete_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let to_trash = op.attr("DeleteType") == Some("MoveToDeletedItems");
+    let mut msgs = Vec::new();
+    for el in op
+        .child("FolderIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        msgs.push(match folder_ref(ctx, el) {
+            FolderRef::Found(i, f) => {
+                let done = if to_trash {
+                    let name = ctx.st.folder_name(i, f);
+                    ctx.st.rename_folder(i, f, Folder::DeletedItems, &name)
+                } else {
+                    ctx.st.delete_folder(i, f)
+                };
+                match done {
+                    Ok(()) => Msg::Ok(String::new()),
+                    Err(e) => folder_change_error(e, "DeleteFolder"),
+                }
+            }
+            FolderRef::Error(code, text) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no FolderIds.",
+        ));
+    }
+    operation_response("DeleteFolder", msgs)
+}
+
+/// UpdateFolder: `SetFolderField` of `folder:DisplayName` renames the folder; the other fields
+/// are accepted and not kept (the emulator keeps a folder's name and place only).
+fn update_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let mut msgs = Vec::new();
+    for change in op
+        .child("FolderChanges")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        let Some(id) = change
+            .children
+            .iter()
+            .find(|c| c.name == "FolderId" || c.name == "DistinguishedFolderId")
+        else {
+            msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
+            continue;
+        };
+        let (i, f) = match folder_ref(ctx, id) {
+            FolderRef::Found(i, f) => (i, f),
+            FolderRef::Error(code, text) => {
+                msgs.push(err(code, text));
+                continue;
+            }
+        };
+        let new_name = change
+            .child("Updates")
+            .map(|u| u.children.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .filter(|u| u.name == "SetFolderField")
+            .find(|u| {
+                u.child("FieldURI").and_then(|x| x.attr("FieldURI")) == Some("folder:DisplayName")
+            })
+            .and_then(|u| u.children.iter().find_map(|c| c.child_text("DisplayName")));
+        let done = match new_name {
+            Some(n) if n != ctx.st.folder_name(i, f) => {
+                let parent = ctx.st.folder_parent(i, f).unwrap_or(Folder::MsgFolderRoot);
+                ctx.st.rename_folder(i, f, parent, n)
+            }
+            _ => Ok(()),
+        };
+        msgs.push(match done {
+            Ok(()) => Msg::Ok(folder_id_xml(ctx, i, f)),
+            Err(e) => folder_change_error(e, "UpdateFolder"),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no FolderChanges.",
+        ));
+    }
+    operation_response("UpdateFolder", msgs)
+}
+
+/// MoveFolder: each folder of `m:FolderIds` under `m:ToFolderId`, keeping its name and id.
+fn move_folder(ctx: &Ctx<'_>, op: &Element) -> String {
+    let (j, to) = match target_folder(ctx, op, "ToFolderId") {
+        Ok(v) => v,
+        Err(e) => return operation_response("MoveFolder", vec![e]),
+    };
+    let mut msgs = Vec::new();
+    for el in op
+        .child("FolderIds")
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+    {
+        msgs.push(match folder_ref(ctx, el) {
+            FolderRef::Found(i, f) if i == j => {
+                let name = ctx.st.folder_name(i, f);
+                match ctx.st.rename_folder(i, f, to, &name) {
+                    Ok(()) => Msg::Ok(folder_id_xml(ctx, i, f)),
+                    Err(e) => folder_change_error(e, "MoveFolder"),
+                }
+            }
+            FolderRef::Found(..) => err(
+                "ErrorAccessDenied",
+                "Access is denied. Check credentials and try again.",
+            ),
+            FolderRef::Error(code, text) => err(code, text),
+        });
+    }
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            "The request is invalid: no FolderIds.",
+        ));
+    }
+    operation_response("MoveFolder", msgs)
 }
 
 fn get_folder(ctx: &Ctx<'_>, op: &Element) -> String {

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 
 use crate::auth::{self, GraphAuthError, Principal};
 use crate::config::AppAccessKind;
-use crate::state::{Counters, Inner, Plane};
+use crate::state::{Counters, FolderChange, Inner, Plane};
 use crate::store::{
     Attachment, Folder, Mailbox, Message, Person, decode_attachment_id, decode_id, decode_state,
     encode_id, encode_state, graph_id, iso,
@@ -611,6 +611,45 @@ fn route(
             }
             Ok(StatusCode::NO_CONTENT.into_response())
         }
+        ["mailfolders", rest2 @ ..] if !get => {
+            let (parent_key, tail): (Option<String>, &[&str]) = match (&first_key, rest2) {
+                (Some(k), t) => (Some(k.clone()), t),
+                (None, []) => (None, &[]),
+                (None, [_, t @ ..]) => (
+                    raw_segs
+                        .get(raw_segs.len().saturating_sub(rest.len()) + 1)
+                        .cloned(),
+                    t,
+                ),
+            };
+            let folder = parent_key
+                .as_deref()
+                .map(|k| folder_by_key(st, i, m, k))
+                .transpose()?;
+            let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
+                json!({})
+            } else {
+                serde_json::from_slice(body).map(camel_keys).map_err(|e| {
+                    gerr(
+                        StatusCode::BAD_REQUEST,
+                        "RequestBodyRead",
+                        format!("The request body is not valid JSON: {e}"),
+                    )
+                })?
+            };
+            let done = change_folder(st, i, method, folder, tail, &v)?;
+            match done {
+                None => Ok(StatusCode::NO_CONTENT.into_response()),
+                Some((status, f)) => {
+                    let mut out = folder_json(st, i, m, f);
+                    out["@odata.context"] = json!(format!(
+                        "{CONTEXT}#{}/mailFolders/$entity",
+                        ctx_user(&user_key)
+                    ));
+                    Ok(json_response(status, &out))
+                }
+            }
+        }
         ["mailfolders"] if get && rest.first().is_some_and(|r| r.1.is_none()) => {
             let value: Vec<Value> = st
                 .folder_children(i, Folder::MsgFolderRoot)
@@ -837,6 +876,102 @@ fn folder_json(st: &Inner, i: u32, m: &Mailbox, f: Folder) -> Value {
         "sizeInBytes": 0,
         "isHidden": false,
     })
+}
+
+/// Creating, renaming, moving and deleting mail folders (Graph's mailFolder resource):
+/// `POST mailFolders` and `POST mailFolders/{id}/childFolders` with `displayName` (201),
+/// `PATCH mailFolders/{id}` with `displayName` (200), `POST mailFolders/{id}/move` with
+/// `destinationId` (201), `DELETE mailFolders/{id}` (204; to Deleted Items, as a deleted message
+/// goes, and removed when deleted from there), `POST mailFolders/{id}/permanentDelete` (204).
+/// Returns the folder to answer with and its status, or `None` for 204.
+fn change_folder(
+    st: &Inner,
+    i: u32,
+    method: &axum::http::Method,
+    folder: Option<Folder>,
+    tail: &[&str],
+    v: &Value,
+) -> Result<Option<(StatusCode, Folder)>, GraphError> {
+    use axum::http::Method;
+    let fail = |e: FolderChange| match e {
+        FolderChange::Exists => gerr(
+            StatusCode::CONFLICT,
+            "ErrorFolderExists",
+            "A folder with the specified name already exists.",
+        ),
+        FolderChange::NotFound | FolderChange::ParentNotFound => item_not_found(),
+        FolderChange::WellKnown => gerr(
+            StatusCode::FORBIDDEN,
+            "ErrorDeleteDistinguishedFolder",
+            "Distinguished folders cannot be deleted or moved.",
+        ),
+        FolderChange::Full => gerr(
+            StatusCode::INSUFFICIENT_STORAGE,
+            "ErrorFolderSaveFailed",
+            "The folder save operation failed.",
+        ),
+        FolderChange::InvalidName => gerr(
+            StatusCode::BAD_REQUEST,
+            "ErrorInvalidRequest",
+            "The folder's 'displayName' is required.",
+        ),
+    };
+    let name = v.get("displayName").and_then(Value::as_str);
+    let unsupported = || {
+        gerr(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BadRequest",
+            "Method not allowed.",
+        )
+    };
+    match (method, folder, tail) {
+        (&Method::POST, None, []) | (&Method::POST, Some(_), ["childfolders"]) => {
+            let parent = folder.unwrap_or(Folder::MsgFolderRoot);
+            let f = st
+                .create_folder(i, parent, name.unwrap_or_default())
+                .map_err(fail)?;
+            Ok(Some((StatusCode::CREATED, f)))
+        }
+        (&Method::PATCH, Some(f), []) => {
+            if let Some(n) = name.filter(|n| *n != st.folder_name(i, f)) {
+                let parent = st.folder_parent(i, f).unwrap_or(Folder::MsgFolderRoot);
+                st.rename_folder(i, f, parent, n).map_err(fail)?;
+            }
+            Ok(Some((StatusCode::OK, f)))
+        }
+        (&Method::POST, Some(f), ["move" | "microsoft.graph.move"]) => {
+            let dest = v
+                .get("destinationId")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    gerr(
+                        StatusCode::BAD_REQUEST,
+                        "ErrorInvalidRequest",
+                        "The 'destinationId' parameter is required.",
+                    )
+                })?;
+            let m = st.mailbox(i).ok_or_else(item_not_found)?;
+            let to = folder_by_key(st, i, m, dest)?;
+            st.rename_folder(i, f, to, &st.folder_name(i, f))
+                .map_err(fail)?;
+            Ok(Some((StatusCode::CREATED, f)))
+        }
+        (&Method::DELETE, Some(f), []) => {
+            let in_trash = st.folder_parent(i, f) == Some(Folder::DeletedItems);
+            if in_trash {
+                st.delete_folder(i, f).map_err(fail)?;
+            } else {
+                st.rename_folder(i, f, Folder::DeletedItems, &st.folder_name(i, f))
+                    .map_err(fail)?;
+            }
+            Ok(None)
+        }
+        (&Method::POST, Some(f), ["permanentdelete" | "microsoft.graph.permanentdelete"]) => {
+            st.delete_folder(i, f).map_err(fail)?;
+            Ok(None)
+        }
+        _ => Err(unsupported()),
+    }
 }
 
 fn folder_by_key(st: &Inner, i: u32, m: &Mailbox, key: &str) -> Result<Folder, GraphError> {
