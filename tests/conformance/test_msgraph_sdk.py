@@ -167,17 +167,27 @@ def test_filter_and_orderby_query_parameters(emulator):
         messages = client.users.by_user_id(READER).mail_folders.by_mail_folder_id("inbox").messages
         select = ["subject", "isRead", "receivedDateTime"]
         everything = await messages.get(messages_config(top=50, select=select))
+        # Graph's rule for $filter with $orderby on messages ("List messages"): the sort
+        # property comes first in the filter, so the date goes into the filter.
+        unread = "receivedDateTime ge 2000-01-01T00:00:00Z and isRead eq false"
         unread_desc = await messages.get(
-            messages_config(top=50, select=select, filter="isRead eq false", orderby=["receivedDateTime desc"])
+            messages_config(top=50, select=select, filter=unread, orderby=["receivedDateTime desc"])
         )
         unread_asc = await messages.get(
-            messages_config(top=50, select=select, filter="isRead eq false", orderby=["receivedDateTime asc"])
+            messages_config(top=50, select=select, filter=unread, orderby=["receivedDateTime asc"])
         )
         read = await messages.get(messages_config(top=50, select=["id"], filter="isRead eq true"))
+        # The sort property missing from the filter: Graph's InefficientFilter.
+        try:
+            await messages.get(messages_config(filter="isRead eq false", orderby=["receivedDateTime desc"]))
+            inefficient = None
+        except ODataError as e:
+            inefficient = (e.response_status_code, e.error.code)
         folder = await client.users.by_user_id(READER).mail_folders.by_mail_folder_id("inbox").get()
-        return everything.value, unread_desc.value, unread_asc.value, read.value, folder
+        return everything.value, unread_desc.value, unread_asc.value, read.value, folder, inefficient
 
-    everything, desc, asc, read, folder = run(emulator, main)
+    everything, desc, asc, read, folder, inefficient = run(emulator, main)
+    assert inefficient == (400, "InefficientFilter")
     assert len(everything) == INBOX_MESSAGES
     expected_unread = {m.id for m in everything if m.is_read is False}
     assert 0 < len(expected_unread) < INBOX_MESSAGES  # the filter has something to leave out

@@ -2,6 +2,7 @@
 //! faults as HTTP 500, and the operations GetFolder, FindFolder, FindItem, GetItem,
 //! SyncFolderHierarchy, SyncFolderItems, CreateItem, DeleteItem, ConvertId and ResolveNames.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use axum::body::Bytes;
@@ -1614,33 +1615,90 @@ fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
             }
         },
     };
-    let state_text = op.child_text("SyncState").filter(|s| !s.is_empty());
-    let fresh = format!("h|{}|{}|1", m.address, top.code());
-    let start_over = match state_text {
-        None => true,
-        Some(s) => match decode_state(s) {
-            Some(p) if p == fresh => false,
-            _ => {
-                return operation_response(
-                    "SyncFolderHierarchy",
-                    vec![Msg::Err {
-                        code: "ErrorInvalidSyncStateData",
-                        text: "Synchronization state data is corrupt or otherwise invalid.".into(),
-                        tail: "<m:SyncState/><m:IncludesLastFolderInRange>true</m:IncludesLastFolderInRange>".into(),
-                    }],
+    // The state names the subtree and, for each folder in it, a check value of its name and
+    // parent: the next call reports folders created, changed (renamed or moved within the
+    // subtree) and deleted since.
+    let mut now: Vec<(Folder, u64)> = Vec::new();
+    let mut stack = ctx.st.folder_children(i, top);
+    stack.reverse();
+    while let Some(f) = stack.pop() {
+        let parent = ctx.st.folder_parent(i, f).map_or(0, Folder::code);
+        let name = ctx.st.folder_name(i, f);
+        now.push((f, crate::store::fnv(&[name.as_bytes(), &[parent]])));
+        let mut kids = ctx.st.folder_children(i, f);
+        kids.reverse();
+        stack.extend(kids);
+    }
+    let head = format!("h|{}|{}|2|", m.address, top.code());
+    let listing: Vec<String> = now
+        .iter()
+        .map(|(f, h)| format!("{}:{:08x}", f.code(), *h as u32))
+        .collect();
+    let fresh = format!("{head}{}", listing.join(","));
+    let bad_state = || {
+        operation_response(
+            "SyncFolderHierarchy",
+            vec![Msg::Err {
+                code: "ErrorInvalidSyncStateData",
+                text: "Synchronization state data is corrupt or otherwise invalid.".into(),
+                tail:
+                    "<m:SyncState/><m:IncludesLastFolderInRange>true</m:IncludesLastFolderInRange>"
+                        .into(),
+            }],
+        )
+    };
+    // Before: folder code -> check value; `None` for a first sync.
+    let before: Option<HashMap<u8, String>> =
+        match op.child_text("SyncState").filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => {
+                let Some(list) =
+                    decode_state(s).and_then(|p| p.strip_prefix(&head).map(str::to_owned))
+                else {
+                    return bad_state();
+                };
+                let mut map = HashMap::new();
+                for e in list.split(',').filter(|e| !e.is_empty()) {
+                    let Some((c, h)) = e
+                        .split_once(':')
+                        .and_then(|(c, h)| Some((c.parse::<u8>().ok()?, h)))
+                    else {
+                        return bad_state();
+                    };
+                    map.insert(c, h.to_owned());
+                }
+                Some(map)
+            }
+        };
+    let mut changes = String::new();
+    for ((f, _), entry) in now.iter().zip(&listing) {
+        let hash = entry.split_once(':').map_or("", |(_, h)| h);
+        match before.as_ref().map(|b| b.get(&f.code())) {
+            None | Some(None) => {
+                let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, *f));
+            }
+            Some(Some(old)) if old != hash => {
+                let _ = write!(changes, "<t:Update>{}</t:Update>", folder_xml(ctx, i, *f));
+            }
+            Some(Some(_)) => {}
+        }
+    }
+    if let Some(b) = &before {
+        let mut gone: Vec<u8> = b
+            .keys()
+            .copied()
+            .filter(|c| !now.iter().any(|(f, _)| f.code() == *c))
+            .collect();
+        gone.sort_unstable();
+        for c in gone {
+            if let Some(f) = Folder::from_code(c) {
+                let _ = write!(
+                    changes,
+                    "<t:Delete><t:FolderId Id=\"{}\" ChangeKey=\"{}\"/></t:Delete>",
+                    encode_id(b'F', i, f, 0, &m.address),
+                    change_key(&m.address, f, u32::MAX)
                 );
             }
-        },
-    };
-    let mut changes = String::new();
-    if start_over {
-        let mut stack = ctx.st.folder_children(i, top);
-        stack.reverse();
-        while let Some(f) = stack.pop() {
-            let _ = write!(changes, "<t:Create>{}</t:Create>", folder_xml(ctx, i, f));
-            let mut kids = ctx.st.folder_children(i, f);
-            kids.reverse();
-            stack.extend(kids);
         }
     }
     operation_response(

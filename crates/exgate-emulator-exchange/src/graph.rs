@@ -470,7 +470,11 @@ fn route(
         }
         ["sendmail"] if *method == axum::http::Method::POST => send_mail(st, i, m, body),
         ["messages"] if *method == axum::http::Method::POST && first_key.is_none() => {
-            let msg = create_draft(st, i, m, body)?;
+            let msg = if is_text_plain(headers) {
+                draft_from_mime(st, i, m, body)?
+            } else {
+                create_draft(st, i, m, body)?
+            };
             let mut v = message_json(&msg, m, None, prefers_text(headers));
             if let Value::Object(o) = &mut v {
                 o.insert(
@@ -1218,6 +1222,27 @@ fn list_messages(
     Ok(json_response(StatusCode::OK, &body))
 }
 
+/// Graph's rule for `$filter` with `$orderby` on messages ("List messages", "Using filter and
+/// orderby in the same query"): the properties of `$orderby` must appear in `$filter`, in the
+/// same order, before any other property; otherwise 400 `InefficientFilter` "The restriction or
+/// sort order is too complex for this operation." (the body quoted in msgraph-sdk-dotnet
+/// issue 183).
+fn sort_fits_filter(filter: &crate::odata::Filter, orderby: &[(String, bool)]) -> bool {
+    let mut seen: Vec<String> = Vec::new();
+    let mut names = Vec::new();
+    crate::odata::paths(filter, &mut names);
+    for n in names {
+        if !seen.iter().any(|s| s.eq_ignore_ascii_case(&n)) {
+            seen.push(n);
+        }
+    }
+    orderby.len() <= seen.len()
+        && orderby
+            .iter()
+            .zip(&seen)
+            .all(|((o, _), f)| o.eq_ignore_ascii_case(f))
+}
+
 /// The terms of a `$search` value (`"pizza"`, `"subject:quarterly report"` quoted or not), ANDed
 /// as KQL does between bare terms: (property, text), property `None` for the default search
 /// properties of a message (from, subject, body).
@@ -1417,6 +1442,15 @@ fn list_queried(
                 ),
             ));
         }
+    }
+    if let (Some(f), Some(o)) = (&filter, &orderby)
+        && !sort_fits_filter(f, o)
+    {
+        return Err(gerr(
+            StatusCode::BAD_REQUEST,
+            "InefficientFilter",
+            "The restriction or sort order is too complex for this operation.",
+        ));
     }
     if let Some(f) = &filter {
         all.retain(|v| crate::odata::matches(f, v));
@@ -1847,6 +1881,63 @@ pub(crate) fn guess_type(name: &str) -> &'static str {
     }
 }
 
+/// `POST messages` with `Content-Type: text/plain`: a draft in Drafts from a MIME message in
+/// base64 (Graph's "Create message", MIME format): its fields and attachments from the MIME.
+fn draft_from_mime(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message, GraphError> {
+    let mime = mime_of(body)?;
+    let p = crate::smtp::parse_message(&mime);
+    let now = OffsetDateTime::now_utc();
+    let msg = Message {
+        mailbox: i,
+        folder: Folder::Drafts,
+        n: 0,
+        subject: p.subject,
+        body: p.body,
+        body_is_html: p.html,
+        from: p.from.unwrap_or_else(|| Person {
+            name: m.display_name.clone(),
+            address: m.address.clone(),
+        }),
+        to: p.to,
+        cc: p.cc,
+        received: now,
+        sent: now,
+        is_read: true,
+        is_draft: true,
+        internet_message_id: p
+            .message_id
+            .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
+        key: crate::store::new_key(),
+        attachments: p.attachments,
+    };
+    st.store(msg).ok_or_else(|| {
+        gerr(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "ErrorInternalServerError",
+            "The item could not be saved.",
+        )
+    })
+}
+
+/// A MIME message sent in base64 (`sendMail` and `POST messages` with `text/plain`).
+fn mime_of(body: &[u8]) -> Result<Vec<u8>, GraphError> {
+    use base64::Engine as _;
+    let text: Vec<u8> = body
+        .iter()
+        .copied()
+        .filter(|b| !b.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(&text)
+        .map_err(|_| {
+            gerr(
+                StatusCode::BAD_REQUEST,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            )
+        })
+}
+
 /// `Content-Type: text/plain`: the body of `sendMail` is a MIME message in base64.
 fn is_text_plain(headers: &HeaderMap) -> bool {
     headers
@@ -1864,21 +1955,7 @@ fn is_text_plain(headers: &HeaderMap) -> bool {
 /// not base64 gets Graph's documented `400` "Invalid base64 string for MIME content."; a message
 /// without recipients gets `ErrorInvalidRecipients` as the JSON form does.
 fn send_mime(st: &Inner, i: u32, body: &[u8]) -> Result<Response, GraphError> {
-    use base64::Engine as _;
-    let text: Vec<u8> = body
-        .iter()
-        .copied()
-        .filter(|b| !b.is_ascii_whitespace())
-        .collect();
-    let mime = base64::engine::general_purpose::STANDARD
-        .decode(&text)
-        .map_err(|_| {
-            gerr(
-                StatusCode::BAD_REQUEST,
-                "ErrorMimeContentInvalidBase64String",
-                "Invalid base64 string for MIME content.",
-            )
-        })?;
+    let mime = mime_of(body)?;
     let parsed = crate::smtp::parse_message(&mime);
     let mut rcpts: Vec<String> = parsed
         .to

@@ -354,3 +354,43 @@ async fn a_mime_message_with_attachments_is_one_message_in_every_view() {
     assert_eq!(msg["attachments"][0]["contentType"], "text/csv");
     assert_eq!(msg["attachments"][0]["contentBytes"], "YSxiCjEsMgo=");
 }
+
+/// `POST messages` with a MIME message in base64 (`Content-Type: text/plain`): a draft whose
+/// fields and attachments come from the MIME.
+#[tokio::test]
+async fn graph_creates_a_draft_from_mime() {
+    let h = Harness::new();
+    let mime = "From: adele@contoso.com\r\nTo: bob@contoso.com\r\nSubject: from MIME\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nbody text\r\n--b\r\nContent-Type: application/pdf; name=\"a.pdf\"\r\nContent-Disposition: attachment; filename=\"a.pdf\"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n";
+    let r = h
+        .send(
+            Request::post(format!("{USER}/messages"))
+                .header("authorization", writer())
+                .header("content-type", "text/plain")
+                .body(Body::from(STANDARD.encode(mime)))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["subject"], "from MIME");
+    assert_eq!(v["isDraft"], true);
+    assert_eq!(v["hasAttachments"], true);
+    assert_eq!(
+        v["toRecipients"][0]["emailAddress"]["address"],
+        "bob@contoso.com"
+    );
+    let r = h
+        .send(
+            Request::post(format!("{USER}/messages"))
+                .header("authorization", writer())
+                .header("content-type", "text/plain")
+                .body(Body::from("!!not base64!!"))
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.body);
+    assert_eq!(
+        r.json()["error"]["code"],
+        "ErrorMimeContentInvalidBase64String"
+    );
+}

@@ -272,3 +272,74 @@ async fn graph_creates_renames_moves_and_deletes_mail_folders() {
     let r = graph(&h, "DELETE", "mailFolders/inbox", Value::Null).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 }
+
+fn sync_hierarchy(state: Option<&str>) -> String {
+    let state = state
+        .map(|s| format!("<m:SyncState>{s}</m:SyncState>"))
+        .unwrap_or_default();
+    format!(
+        r#"<m:SyncFolderHierarchy><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape>{state}</m:SyncFolderHierarchy>"#
+    )
+}
+
+/// SyncFolderHierarchy reports what changed in the tree since its state: created, renamed or
+/// moved (`t:Update`) and deleted folders; nothing when nothing changed.
+#[tokio::test]
+async fn ews_hierarchy_sync_reports_created_changed_and_deleted_folders() {
+    let h = Harness::new();
+    let who = imp("adele@contoso.com");
+    let r = h.ews(&ews_app(), &soap(&who, &sync_hierarchy(None))).await;
+    let first = tag(&r.body, "SyncState").expect("state");
+    assert!(r.body.contains("<t:Create>"), "{}", r.body);
+    let r = h
+        .ews(&ews_app(), &soap(&who, &sync_hierarchy(Some(&first))))
+        .await;
+    assert!(
+        r.body.contains("<m:Changes></m:Changes>") || r.body.contains("<m:Changes/>"),
+        "{}",
+        r.body
+    );
+
+    let r = h
+        .ews(&ews_app(), &soap(&who, &create(INBOX, &["Alpha", "Beta"])))
+        .await;
+    let ids = all_attrs(&r.body, "Id");
+    let r = h
+        .ews(&ews_app(), &soap(&who, &sync_hierarchy(Some(&first))))
+        .await;
+    assert_eq!(r.body.matches("<t:Create>").count(), 2, "{}", r.body);
+    assert!(
+        !r.body.contains("<t:Update>") && !r.body.contains("<t:Delete><t:FolderId"),
+        "{}",
+        r.body
+    );
+    let second = tag(&r.body, "SyncState").expect("state");
+
+    // Rename Alpha, delete Beta.
+    let update = format!(
+        r#"<m:UpdateFolder><m:FolderChanges><t:FolderChange><t:FolderId Id="{}"/><t:Updates><t:SetFolderField><t:FieldURI FieldURI="folder:DisplayName"/><t:Folder><t:DisplayName>Gamma</t:DisplayName></t:Folder></t:SetFolderField></t:Updates></t:FolderChange></m:FolderChanges></m:UpdateFolder>"#,
+        ids[0]
+    );
+    h.ews(&ews_app(), &soap(&who, &update)).await;
+    let delete = format!(
+        r#"<m:DeleteFolder DeleteType="HardDelete"><m:FolderIds><t:FolderId Id="{}"/></m:FolderIds></m:DeleteFolder>"#,
+        ids[1]
+    );
+    h.ews(&ews_app(), &soap(&who, &delete)).await;
+    let r = h
+        .ews(&ews_app(), &soap(&who, &sync_hierarchy(Some(&second))))
+        .await;
+    assert_eq!(r.body.matches("<t:Update>").count(), 1, "{}", r.body);
+    assert!(
+        r.body
+            .contains(&format!("<t:Delete><t:FolderId Id=\"{}\"", ids[1])),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("<t:Create>"), "{}", r.body);
+    // A state that was tampered with is refused.
+    let r = h
+        .ews(&ews_app(), &soap(&who, &sync_hierarchy(Some("AAAA"))))
+        .await;
+    assert!(r.body.contains("ErrorInvalidSyncStateData"), "{}", r.body);
+}

@@ -769,6 +769,35 @@ async fn message_lists_take_filter_orderby_and_count() {
     let r = h.get(&list("$filter=isRead%20eq"), Some(&reader())).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(error_code(&r), "BadRequest");
+    // $orderby with $filter: its properties first in the filter, in its order
+    // (InefficientFilter otherwise, as "List messages" documents).
+    for bad in [
+        "$filter=isRead%20eq%20false&$orderby=receivedDateTime%20desc",
+        "$filter=isRead%20eq%20false%20and%20receivedDateTime%20ge%202020-01-01T00:00:00Z&$orderby=receivedDateTime%20desc",
+        "$filter=receivedDateTime%20ge%202020-01-01T00:00:00Z&$orderby=receivedDateTime,subject",
+    ] {
+        let r = h.get(&list(bad), Some(&reader())).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.body);
+        assert_eq!(error_code(&r), "InefficientFilter", "{bad}");
+        assert_eq!(
+            r.json()["error"]["message"],
+            "The restriction or sort order is too complex for this operation."
+        );
+    }
+    let r = h
+        .get(
+            &list("$filter=receivedDateTime%20ge%202020-01-01T00:00:00Z%20and%20isRead%20eq%20false&$orderby=receivedDateTime%20desc&$top=1000"),
+            Some(&reader()),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let got = r.json();
+    let got = got["value"].as_array().expect("value");
+    assert_eq!(got.len(), unread);
+    assert!(
+        got.windows(2)
+            .all(|w| w[0]["receivedDateTime"].as_str() >= w[1]["receivedDateTime"].as_str())
+    );
 }
 
 #[tokio::test]
