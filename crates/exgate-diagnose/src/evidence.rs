@@ -513,6 +513,11 @@ pub enum SignedIn<'a> {
         /// The user name sent.
         user: &'a str,
     },
+    /// Windows authentication (SMTP `AUTH NTLM`, IMAP `AUTHENTICATE NTLM`, POP `AUTH NTLM`).
+    Windows {
+        /// The account (`DOMAIN\user` or a UPN).
+        user: &'a str,
+    },
 }
 
 impl Evidence {
@@ -691,6 +696,9 @@ impl Evidence {
             }
             Some(SignedIn::Password { user }) => {
                 ev = ev.with_auth(AuthMode::Basic).with_mailbox(user.to_owned());
+            }
+            Some(SignedIn::Windows { user }) => {
+                ev = ev.with_auth(AuthMode::Ntlm).with_mailbox(user.to_owned());
             }
             None => {}
         }

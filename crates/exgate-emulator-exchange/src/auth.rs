@@ -506,7 +506,7 @@ fn password_principal(
 
 /// The names an on-premises server gives in its NTLM challenge: NetBIOS and DNS names of its
 /// tenant's first domain and of the server.
-fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
+pub(crate) fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
     // The tenant's first domain that is not its initial *.onmicrosoft.com one.
     let domains = st
         .directory
@@ -537,7 +537,7 @@ fn server_names(st: &Inner, s: &Server) -> ntlm::ServerNames {
 /// The UPNs an NTLM user and domain name may stand for, best first: `user@domain` as is;
 /// `DOMAIN\user` or `user` with a DNS or NetBIOS domain of the server's tenant (exact DNS
 /// matches first); a bare `user` in each of the tenant's domains.
-fn ntlm_upns(st: &Inner, s: &Server, user: &str, domain: &str) -> Vec<String> {
+pub(crate) fn ntlm_upns(st: &Inner, s: &Server, user: &str, domain: &str) -> Vec<String> {
     let (domain, user) = match user.split_once('\\') {
         Some((d, u)) => (d, u),
         None => (domain, user),

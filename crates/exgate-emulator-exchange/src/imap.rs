@@ -31,6 +31,11 @@ use crate::store::{Folder, generated_is_read};
 /// What `CAPABILITY` lists (before and after authentication, as Exchange Online).
 pub const CAPABILITIES: &str = "IMAP4 IMAP4rev1 AUTH=PLAIN AUTH=XOAUTH2 SASL-IR UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
 
+/// What `CAPABILITY` lists on an on-premises server reached by its name: Windows
+/// authentication (NTLM; GSSAPI is not played) and PLAIN instead of XOAUTH2, as an Exchange
+/// server with `EnableGSSAPIAndNTLMAuth` lists them.
+pub const ONPREM_CAPABILITIES: &str = "IMAP4 IMAP4rev1 AUTH=NTLM AUTH=PLAIN UIDPLUS MOVE ID UNSELECT CHILDREN IDLE NAMESPACE LITERAL+";
+
 /// Longest line (a command without its literals, or a SASL response carrying a token).
 const MAX_LINE: usize = 16 * 1024;
 /// Largest literal accepted (no APPEND: literals only carry names and credentials).
@@ -268,10 +273,12 @@ pub(crate) fn tokenize(raw: &[u8]) -> Option<Vec<Tok>> {
 }
 
 /// A SASL exchange in progress.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mech {
     Xoauth2,
     Plain,
+    /// Windows authentication on an on-premises server.
+    Ntlm(crate::line_auth::NtlmStep),
 }
 
 /// What the I/O loop does after a command.
@@ -281,8 +288,13 @@ pub(crate) enum Step {
     Reply(String),
     /// Write it and close.
     Close(String),
-    /// Write the `+ ` continuation; the next line goes to [`Session::sasl`].
-    Challenge { tag: String, mech: Mech },
+    /// Write the `+ ` continuation (with `text` after it, e.g. an NTLM challenge); the next
+    /// line goes to [`Session::sasl`].
+    Challenge {
+        tag: String,
+        mech: Mech,
+        text: String,
+    },
     /// Write the `+ idling` continuation, wait for `DONE`, then answer the tag.
     Idle { tag: String },
 }
@@ -303,6 +315,8 @@ pub(crate) struct Session {
     authed: Option<u32>,
     selected: Option<Selected>,
     errors: u32,
+    /// The on-premises server the client reached by its name (the TLS server name), if any.
+    pub(crate) onprem: Option<usize>,
 }
 
 fn line(s: &str) -> String {
@@ -938,6 +952,7 @@ impl Session {
             authed: None,
             selected: None,
             errors: 0,
+            onprem: None,
         }
     }
 
@@ -971,7 +986,12 @@ impl Session {
         let args = cmd.args.as_slice();
         match cmd.name.as_str() {
             "CAPABILITY" => Step::Reply(format!(
-                "* CAPABILITY {CAPABILITIES}\r\n{tag} OK CAPABILITY completed.\r\n"
+                "* CAPABILITY {}\r\n{tag} OK CAPABILITY completed.\r\n",
+                if self.onprem.is_some() {
+                    ONPREM_CAPABILITIES
+                } else {
+                    CAPABILITIES
+                }
             )),
             "NOOP" | "CHECK" => {
                 let mut out = self.changes(st);
@@ -1098,8 +1118,12 @@ impl Session {
         if self.authed.is_some() {
             return self.bad(tag, "Command received in Invalid state.");
         }
+        let onprem = self.onprem.is_some();
         let mech = match args.first().and_then(Tok::text) {
-            Some(m) if m.eq_ignore_ascii_case("XOAUTH2") => Mech::Xoauth2,
+            Some(m) if m.eq_ignore_ascii_case("XOAUTH2") && !onprem => Mech::Xoauth2,
+            Some(m) if m.eq_ignore_ascii_case("NTLM") && onprem => {
+                Mech::Ntlm(crate::line_auth::NtlmStep::Start)
+            }
             Some(m) if m.eq_ignore_ascii_case("PLAIN") => Mech::Plain,
             Some(_) => return self.refuse(st, tag, "AUTHENTICATE"),
             None => return self.arg_error(tag),
@@ -1108,6 +1132,7 @@ impl Session {
             Some([]) | None => Step::Challenge {
                 tag: tag.to_owned(),
                 mech,
+                text: String::new(),
             },
             Some([ir]) => match ir.astring() {
                 Some(ir) => self.sasl(st, tag, mech, ir),
@@ -1136,6 +1161,28 @@ impl Session {
         };
         let ok = match (mech, decoded) {
             (_, None) => false,
+            (Mech::Ntlm(step), Some(d)) => {
+                let server = self.onprem.unwrap_or(usize::MAX);
+                match crate::line_auth::ntlm_step(st, server, step, &d) {
+                    crate::line_auth::NtlmOutcome::Challenge(next, text) => {
+                        return Step::Challenge {
+                            tag: tag.to_owned(),
+                            mech: Mech::Ntlm(next),
+                            text,
+                        };
+                    }
+                    crate::line_auth::NtlmOutcome::Done(Some(i)) => {
+                        let allowed = st
+                            .mailbox(i)
+                            .is_some_and(|m| Self::imap_allowed(st, i, &m.tenant_id));
+                        if allowed {
+                            self.authed = Some(i);
+                        }
+                        allowed
+                    }
+                    crate::line_auth::NtlmOutcome::Done(None) => false,
+                }
+            }
             (Mech::Xoauth2, Some(d)) => {
                 parse_xoauth2(&d).is_some_and(|(user, token)| self.xoauth2(st, &user, &token))
             }
@@ -1197,6 +1244,18 @@ impl Session {
 
     /// LOGIN / AUTHENTICATE PLAIN: every refusal looks the same.
     fn password(&mut self, st: &Inner, user: &str, password: &SecretString) -> bool {
+        if let Some(server) = self.onprem {
+            let Some(i) = crate::line_auth::password(st, server, user, password) else {
+                return false;
+            };
+            let allowed = st
+                .mailbox(i)
+                .is_some_and(|m| Self::imap_allowed(st, i, &m.tenant_id));
+            if allowed {
+                self.authed = Some(i);
+            }
+            return allowed;
+        }
         let upn = user.trim().to_ascii_lowercase();
         let domain = upn.rsplit('@').next().unwrap_or_default();
         let Some(tenant) = st.directory.tenant(domain) else {
@@ -1953,11 +2012,20 @@ async fn read_command<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Runs the dialogue on one (TLS) stream until it ends.
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(st: &Inner, stream: S, opts: &ImapOptions) {
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    st: &Inner,
+    stream: S,
+    opts: &ImapOptions,
+    onprem: Option<usize>,
+) {
     let mut io = BufReader::new(stream);
     let d = opts.read_timeout;
     let mut session = Session::new();
-    if send(io.get_mut(), &greeting(&opts.host)).await.is_err() {
+    session.onprem = onprem;
+    let host = onprem
+        .and_then(|k| st.servers.get(k))
+        .map_or(opts.host.as_str(), |s| s.host.as_str());
+    if send(io.get_mut(), &greeting(host)).await.is_err() {
         return;
     }
     loop {
@@ -1985,8 +2053,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(st: &Inner, stream: S, opts: &Im
                     let _ = io.get_mut().shutdown().await;
                     return;
                 }
-                Step::Challenge { tag, mech } => {
-                    if send(io.get_mut(), "+ \r\n").await.is_err() {
+                Step::Challenge { tag, mech, text } => {
+                    if send(io.get_mut(), &format!("+ {text}\r\n")).await.is_err() {
                         return;
                     }
                     step = match timed(d, read_line(&mut io, MAX_LINE)).await {
@@ -2042,7 +2110,9 @@ async fn connection(
     };
     let st = &state.inner;
     Counters::bump(&st.counters.imap_sessions);
-    run(st, secure, &opts).await;
+    let name = secure.get_ref().1.server_name().map(str::to_owned);
+    let onprem = crate::line_auth::server_by_name(st, name.as_deref());
+    run(st, secure, &opts, onprem).await;
     drop(permit);
 }
 
@@ -2233,7 +2303,7 @@ mod tests {
                     None => s.command(st, l),
                 };
                 match step {
-                    Step::Challenge { tag, mech } => pending = Some((tag, mech)),
+                    Step::Challenge { tag, mech, .. } => pending = Some((tag, mech)),
                     Step::Idle { tag } => {
                         let r = s.idle_done(st, &tag);
                         proptest::prop_assert!(r.ends_with("\r\n"));

@@ -21,6 +21,7 @@ mod ews;
 mod graph;
 mod imap;
 mod imap_search;
+mod line_auth;
 mod line_faults;
 mod ntlm;
 mod odata;
@@ -41,11 +42,15 @@ use axum::routing::{any, get, post};
 pub use auth::{EXCHANGE_APP_ID, GRAPH_APP_ID};
 pub use config::{ConfigError, ExchangeConfig};
 pub use directory::{Directory, InMemoryDirectory, PasswordCheck, TenantInfo};
-pub use imap::{CAPABILITIES as IMAP_CAPABILITIES, ImapOptions, serve_imap};
+pub use imap::{
+    CAPABILITIES as IMAP_CAPABILITIES, ImapOptions,
+    ONPREM_CAPABILITIES as IMAP_ONPREM_CAPABILITIES, serve_imap,
+};
 pub use line_faults::{ConnectAction, ConnectFault, ConnectHook, OnConnect};
 /// The secret type of [`Directory::windows_password`].
 pub use pop::{
-    CAPABILITIES as POP_CAPABILITIES, LOGON_FAILURE as POP_LOGON_FAILURE, PopOptions, serve_pop,
+    CAPABILITIES as POP_CAPABILITIES, LOGON_FAILURE as POP_LOGON_FAILURE,
+    ONPREM_CAPABILITIES as POP_ONPREM_CAPABILITIES, PopOptions, serve_pop,
 };
 pub use secrecy::SecretString;
 pub use smtp::{ADVERTISED_SIZE as SMTP_ADVERTISED_SIZE, SmtpOptions, serve_smtp};

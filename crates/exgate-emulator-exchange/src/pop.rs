@@ -35,6 +35,9 @@ const MAX_ERRORS: u32 = 20;
 pub const LOGON_FAILURE: &str = "-ERR Logon failure: unknown user name or bad password.";
 /// What `CAPA` lists.
 pub const CAPABILITIES: &[&str] = &["TOP", "UIDL", "SASL PLAIN XOAUTH2", "USER"];
+/// What `CAPA` lists on an on-premises server reached by its name: Windows authentication
+/// (NTLM; GSSAPI is not played) and PLAIN instead of XOAUTH2.
+pub const ONPREM_CAPABILITIES: &[&str] = &["TOP", "UIDL", "SASL NTLM PLAIN", "USER"];
 
 /// How the POP3 endpoint runs.
 #[derive(Debug, Clone)]
@@ -65,17 +68,20 @@ impl Default for PopOptions {
 pub(crate) enum Step {
     /// Send this (one or more CRLF-terminated lines).
     Reply(String),
-    /// Send `+ ` and read a SASL response for this mechanism.
-    Challenge(Mech),
+    /// Send `+ ` (with the text after it, e.g. an NTLM challenge) and read a SASL response for
+    /// this mechanism.
+    Challenge(Mech, String),
     /// Send this and close.
     Close(String),
 }
 
 /// A SASL mechanism.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Mech {
     Plain,
     Xoauth2,
+    /// Windows authentication on an on-premises server.
+    Ntlm(crate::line_auth::NtlmStep),
 }
 
 /// One POP3 session.
@@ -87,6 +93,8 @@ pub(crate) struct Session {
     drop: Vec<u32>,
     deleted: Vec<bool>,
     errors: u32,
+    /// The on-premises server the client reached by its name (the TLS server name), if any.
+    onprem: Option<usize>,
 }
 
 fn line(s: &str) -> String {
@@ -143,6 +151,10 @@ impl Session {
     }
 
     fn password(&mut self, st: &Inner, user: &str, password: &SecretString) -> bool {
+        if let Some(server) = self.onprem {
+            return crate::line_auth::password(st, server, user, password)
+                .is_some_and(|i| self.onprem_sign_in(st, i));
+        }
         let upn = user.trim().to_ascii_lowercase();
         let domain = upn.rsplit('@').next().unwrap_or_default();
         let Some(tenant) = st.directory.tenant(domain) else {
@@ -167,6 +179,17 @@ impl Session {
         true
     }
 
+    /// Signs in to mailbox `i` of an on-premises server when POP is allowed for it.
+    fn onprem_sign_in(&mut self, st: &Inner, i: u32) -> bool {
+        let allowed = st
+            .mailbox(i)
+            .is_some_and(|m| Self::pop_allowed(st, i, &m.tenant_id));
+        if allowed {
+            self.sign_in(st, i);
+        }
+        allowed
+    }
+
     /// A SASL response (after `+ ` or as the initial response).
     pub(crate) fn sasl(&mut self, st: &Inner, mech: Mech, raw: &[u8]) -> Step {
         let text = std::str::from_utf8(raw).unwrap_or("\u{0}").trim();
@@ -175,6 +198,16 @@ impl Session {
         }
         let ok = match (mech, B64.decode(text).ok()) {
             (_, None) => false,
+            (Mech::Ntlm(step), Some(d)) => {
+                let server = self.onprem.unwrap_or(usize::MAX);
+                match crate::line_auth::ntlm_step(st, server, step, &d) {
+                    crate::line_auth::NtlmOutcome::Challenge(next, text) => {
+                        return Step::Challenge(Mech::Ntlm(next), text);
+                    }
+                    crate::line_auth::NtlmOutcome::Done(Some(i)) => self.onprem_sign_in(st, i),
+                    crate::line_auth::NtlmOutcome::Done(None) => false,
+                }
+            }
             (Mech::Xoauth2, Some(d)) => {
                 parse_xoauth2(&d).is_some_and(|(u, t)| self.xoauth2(st, &u, &t))
             }
@@ -234,7 +267,12 @@ impl Session {
         }
         if verb == "CAPA" {
             let mut out = line("+OK");
-            for c in CAPABILITIES {
+            let list = if self.onprem.is_some() {
+                ONPREM_CAPABILITIES
+            } else {
+                CAPABILITIES
+            };
+            for c in list {
                 out.push_str(&line(c));
             }
             out.push_str(&line("."));
@@ -258,14 +296,16 @@ impl Session {
                 },
                 "AUTH" => {
                     let mut parts = args.split_whitespace();
+                    let onprem = self.onprem.is_some();
                     let mech = match parts.next().map(str::to_ascii_uppercase).as_deref() {
-                        Some("XOAUTH2") => Mech::Xoauth2,
+                        Some("XOAUTH2") if !onprem => Mech::Xoauth2,
+                        Some("NTLM") if onprem => Mech::Ntlm(crate::line_auth::NtlmStep::Start),
                         Some("PLAIN") => Mech::Plain,
                         _ => return self.err("-ERR Unrecognized authentication type."),
                     };
                     match parts.next() {
                         Some(ir) => self.sasl(st, mech, ir.as_bytes()),
-                        None => Step::Challenge(mech),
+                        None => Step::Challenge(mech, String::new()),
                     }
                 }
                 _ => self.err("-ERR Command is not valid in this state."),
@@ -359,11 +399,22 @@ impl Session {
     }
 }
 
-async fn run<S: AsyncRead + AsyncWrite + Unpin>(st: &Inner, stream: S, opts: &PopOptions) {
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    st: &Inner,
+    stream: S,
+    opts: &PopOptions,
+    onprem: Option<usize>,
+) {
     let mut io = BufReader::new(stream);
     let d = opts.read_timeout;
-    let mut session = Session::default();
-    if send(io.get_mut(), &greeting(&opts.host)).await.is_err() {
+    let mut session = Session {
+        onprem,
+        ..Session::default()
+    };
+    let host = onprem
+        .and_then(|k| st.servers.get(k))
+        .map_or(opts.host.as_str(), |s| s.host.as_str());
+    if send(io.get_mut(), &greeting(host)).await.is_err() {
         return;
     }
     loop {
@@ -385,8 +436,8 @@ async fn run<S: AsyncRead + AsyncWrite + Unpin>(st: &Inner, stream: S, opts: &Po
                     let _ = io.get_mut().shutdown().await;
                     return;
                 }
-                Step::Challenge(mech) => {
-                    if send(io.get_mut(), "+ \r\n").await.is_err() {
+                Step::Challenge(mech, text) => {
+                    if send(io.get_mut(), &format!("+ {text}\r\n")).await.is_err() {
                         return;
                     }
                     step = match timed(d, read_line(&mut io, MAX_LINE)).await {
@@ -419,7 +470,9 @@ async fn connection(
     else {
         return;
     };
-    run(&state.inner, secure, &opts).await;
+    let name = secure.get_ref().1.server_name().map(str::to_owned);
+    let onprem = crate::line_auth::server_by_name(&state.inner, name.as_deref());
+    run(&state.inner, secure, &opts, onprem).await;
     drop(permit);
 }
 
@@ -466,7 +519,7 @@ mod tests {
             for c in cmds {
                 match s.command(&state.inner, c.as_bytes()) {
                     Step::Reply(r) | Step::Close(r) => proptest::prop_assert!(r.starts_with('+') || r.starts_with('-')),
-                    Step::Challenge(_) => {}
+                    Step::Challenge(..) => {}
                 }
             }
         }

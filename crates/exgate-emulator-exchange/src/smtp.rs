@@ -82,6 +82,8 @@ pub(crate) enum Pending {
     LoginPassword(String),
     Plain,
     Xoauth2,
+    /// Windows authentication on an on-premises server ([MS-SMTPNTLM]).
+    Ntlm(crate::line_auth::NtlmStep),
 }
 
 /// What the I/O loop does after a line.
@@ -121,6 +123,9 @@ pub(crate) struct Session {
     authed: Option<u32>,
     mail: Option<Envelope>,
     errors: u32,
+    /// The on-premises server the client reached by its name (the TLS server name), if any:
+    /// it offers NTLM and passwords instead of XOAUTH2.
+    onprem: Option<usize>,
 }
 
 fn line(s: &str) -> String {
@@ -235,6 +240,7 @@ impl Session {
             authed: None,
             mail: None,
             errors: 0,
+            onprem: None,
         }
     }
 
@@ -244,6 +250,15 @@ impl Session {
         self.greeted = false;
         self.authed = None;
         self.mail = None;
+    }
+
+    /// After STARTTLS to the name of on-premises server `server` (its index): the session is
+    /// that server's (its name in replies, NTLM and LOGIN offered).
+    pub(crate) fn at_onprem(&mut self, st: &Inner, server: usize) {
+        if let Some(s) = st.servers.get(server) {
+            self.onprem = Some(server);
+            self.host = s.host.clone();
+        }
     }
 
     fn error(&mut self, reply: &str) -> Step {
@@ -264,7 +279,11 @@ impl Session {
             "DSN".to_owned(),
             "ENHANCEDSTATUSCODES".to_owned(),
         ];
-        if self.tls {
+        if self.tls && self.onprem.is_some() {
+            // An on-premises Client Frontend connector with Basic and Integrated Windows
+            // authentication (GSSAPI/Kerberos is not played).
+            lines.push("AUTH NTLM LOGIN".to_owned());
+        } else if self.tls {
             lines.push("AUTH LOGIN XOAUTH2".to_owned());
         } else {
             lines.push("STARTTLS".to_owned());
@@ -350,6 +369,23 @@ impl Session {
             Some((m, i)) => (m.to_ascii_uppercase(), Some(i.trim())),
             None => (args.to_ascii_uppercase(), None),
         };
+        if self.onprem.is_some() {
+            return match (mech.as_str(), initial) {
+                // [MS-SMTPNTLM] 3.2.5: "334 NTLM supported" invites the NEGOTIATE_MESSAGE.
+                ("NTLM", None) => Step::Challenge(
+                    line("334 NTLM supported"),
+                    Pending::Ntlm(crate::line_auth::NtlmStep::Start),
+                ),
+                ("NTLM", Some(i)) => self.sasl(
+                    st,
+                    Pending::Ntlm(crate::line_auth::NtlmStep::Start),
+                    i.as_bytes(),
+                ),
+                ("LOGIN", None) => Step::Challenge(line("334 VXNlcm5hbWU6"), Pending::LoginUser),
+                ("LOGIN", Some(i)) => self.sasl(st, Pending::LoginUser, i.as_bytes()),
+                _ => self.error(UNRECOGNIZED_AUTH),
+            };
+        }
         match (mech.as_str(), initial) {
             ("XOAUTH2", None) => Step::Challenge(line("334 "), Pending::Xoauth2),
             ("XOAUTH2", Some(i)) => self.sasl(st, Pending::Xoauth2, i.as_bytes()),
@@ -371,6 +407,19 @@ impl Session {
             return self.error(CANNOT_DECODE);
         };
         let reply = match pending {
+            Pending::Ntlm(step) => {
+                let server = self.onprem.unwrap_or(usize::MAX);
+                match crate::line_auth::ntlm_step(st, server, step, &decoded) {
+                    crate::line_auth::NtlmOutcome::Challenge(next, text) => {
+                        return Step::Challenge(line(&format!("334 {text}")), Pending::Ntlm(next));
+                    }
+                    crate::line_auth::NtlmOutcome::Done(Some(i)) => {
+                        self.authed = Some(i);
+                        line(AUTH_OK)
+                    }
+                    crate::line_auth::NtlmOutcome::Done(None) => failed(&self.host),
+                }
+            }
             Pending::Xoauth2 => match parse_xoauth2(&decoded) {
                 Some((user, token)) => self.xoauth2(st, &user, &token),
                 None => return self.error(CANNOT_DECODE),
@@ -424,6 +473,15 @@ impl Session {
     /// AUTH LOGIN / PLAIN.
     fn password(&mut self, st: &Inner, user: &str, password: &SecretString) -> String {
         let host = self.host.clone();
+        if let Some(server) = self.onprem {
+            return match crate::line_auth::password(st, server, user, password) {
+                Some(i) => {
+                    self.authed = Some(i);
+                    line(AUTH_OK)
+                }
+                None => failed(&host),
+            };
+        }
         let upn = user.trim().to_ascii_lowercase();
         let domain = upn.rsplit('@').next().unwrap_or_default();
         let Some(tenant) = st.directory.tenant(domain) else {
@@ -1008,6 +1066,10 @@ async fn connection(
         return;
     };
     session.after_tls();
+    let name = secure.get_ref().1.server_name().map(str::to_owned);
+    if let Some(server) = crate::line_auth::server_by_name(st, name.as_deref()) {
+        session.at_onprem(st, server);
+    }
     let _ = run(st, &mut session, secure, None, &opts).await;
 }
 

@@ -320,17 +320,34 @@ pub enum Submit {
     SmtpThenGraph,
 }
 
-/// A password sign-in upstream, for on-premises Exchange that offers no OAuth (SMTP AUTH LOGIN,
-/// IMAP LOGIN, POP USER/PASS). The password comes from a variable or a file, never this file.
+/// A password sign-in upstream, for on-premises Exchange that offers no OAuth: the password
+/// itself (SMTP AUTH LOGIN, IMAP LOGIN, POP USER/PASS) or Windows authentication with it (NTLM:
+/// SMTP AUTH NTLM, IMAP AUTHENTICATE NTLM, POP AUTH NTLM). The password comes from a variable or
+/// a file, never this file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamBasic {
     /// The user name upstream (`CONTOSO\\copier` or `copier@contoso.com`).
     pub username: String,
+    /// `login` (default: the password is sent, over TLS) or `ntlm` (Windows authentication, for
+    /// servers that take no password in the clear).
+    #[serde(default)]
+    pub mechanism: PasswordMechanism,
     /// Environment variable holding the password.
     pub password_env: Option<String>,
     /// File holding the password (surrounding whitespace ignored).
     pub password_file: Option<PathBuf>,
+}
+
+/// How a password signs in upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasswordMechanism {
+    /// The password itself (AUTH LOGIN, IMAP LOGIN, POP USER/PASS).
+    #[default]
+    Login,
+    /// NTLMv2 with the password (AUTH NTLM, AUTHENTICATE NTLM).
+    Ntlm,
 }
 
 impl UpstreamBasic {

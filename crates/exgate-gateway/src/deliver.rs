@@ -15,7 +15,7 @@ use exgate_mail::smtp::{
 use tokio::sync::{Notify, Semaphore, watch};
 
 use crate::Shared;
-use crate::explain::{Explained, explain, short};
+use crate::explain::{Explained, SignedInAs, explain, short};
 use crate::spool::{Envelope, new_id};
 
 /// Per-mailbox sending history for the limits.
@@ -609,7 +609,7 @@ async fn try_once(shared: &Arc<Shared>, env: &Envelope) -> Outcome {
                 Ok(x) => x,
                 Err(e) => {
                     let text = e.to_string();
-                    let why = explain(Protocol::Smtp, &text, &account.mailbox, None);
+                    let why = explain(Protocol::Smtp, &text, &account.mailbox, SignedInAs::Unknown);
                     return Outcome::Temporary(format!("no token: {text}"), Some(why));
                 }
             };
@@ -703,7 +703,12 @@ async fn via_graph(
         Ok(t) => t,
         Err(e) => {
             let text = e.to_string();
-            let why = explain(Protocol::Graph, &text, &account.mailbox, None);
+            let why = explain(
+                Protocol::Graph,
+                &text,
+                &account.mailbox,
+                SignedInAs::Unknown,
+            );
             return Outcome::Temporary(format!("no Graph token: {text}"), Some(why));
         }
     };
@@ -738,7 +743,12 @@ async fn via_graph(
             let status = e.evidence().status;
             let text = e.to_string();
             let _ = shared.spool.clear_handover(&env.id);
-            let why = explain(Protocol::Graph, &text, &account.mailbox, Some(&token));
+            let why = explain(
+                Protocol::Graph,
+                &text,
+                &account.mailbox,
+                SignedInAs::Token(&token),
+            );
             match status {
                 Some(400 | 404 | 413) => Outcome::Permanent(text, Some(why)),
                 Some(401 | 403) => {
@@ -782,7 +792,12 @@ fn classify(
         return Outcome::Temporary(format!("{}: {text}", f.name), None);
     };
     let text = reply.text();
-    let why = explain(Protocol::Smtp, &text, &account.mailbox, token);
+    let why = explain(
+        Protocol::Smtp,
+        &text,
+        &account.mailbox,
+        SignedInAs::of(account, token),
+    );
     if f.name == "auth" {
         shared.upstreams.invalidate(account);
         shared

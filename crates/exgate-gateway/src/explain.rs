@@ -28,24 +28,45 @@ impl Explained {
     }
 }
 
-/// Diagnoses what Exchange (or Entra ID) answered, with the token the gateway used.
-pub fn explain(
-    protocol: Protocol,
-    text: &str,
-    mailbox: &str,
-    token: Option<&SecretString>,
-) -> Explained {
-    let ev = match token {
-        Some(t) => Evidence::mail_refusal(
-            protocol,
-            text,
-            Some(SignedIn::Token {
-                user: mailbox,
-                token: t.expose_secret(),
-            }),
-        ),
-        None => Evidence::mail_refusal(protocol, text, None).with_mailbox(mailbox.to_owned()),
+/// How the gateway signed in upstream, for the diagnosis of a refusal.
+#[derive(Clone, Copy)]
+pub enum SignedInAs<'a> {
+    /// XOAUTH2 with this token (its claims are checked against what the protocol needs).
+    Token(&'a SecretString),
+    /// A password (`upstream_basic`, mechanism `login`): token causes are ruled out.
+    Password,
+    /// NTLM with a password (`upstream_basic`, mechanism `ntlm`).
+    Windows,
+    /// Not known (no sign-in was attempted yet).
+    Unknown,
+}
+
+impl<'a> SignedInAs<'a> {
+    /// How `account` signs in upstream, with the token when it used one.
+    pub fn of(account: &crate::config::AccountConfig, token: Option<&'a SecretString>) -> Self {
+        match (&account.upstream_basic, token) {
+            (Some(b), _) if b.mechanism == crate::config::PasswordMechanism::Ntlm => {
+                SignedInAs::Windows
+            }
+            (Some(_), _) => SignedInAs::Password,
+            (None, Some(t)) => SignedInAs::Token(t),
+            (None, None) => SignedInAs::Unknown,
+        }
+    }
+}
+
+/// Diagnoses what Exchange (or Entra ID) answered, with how the gateway signed in.
+pub fn explain(protocol: Protocol, text: &str, mailbox: &str, how: SignedInAs<'_>) -> Explained {
+    let signed_in = match how {
+        SignedInAs::Token(t) => Some(SignedIn::Token {
+            user: mailbox,
+            token: t.expose_secret(),
+        }),
+        SignedInAs::Password => Some(SignedIn::Password { user: mailbox }),
+        SignedInAs::Windows => Some(SignedIn::Windows { user: mailbox }),
+        SignedInAs::Unknown => None,
     };
+    let ev = Evidence::mail_refusal(protocol, text, signed_in).with_mailbox(mailbox.to_owned());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let d = exgate_diagnose::diagnose(&ev.at(now));
     match d.causes.first() {
@@ -90,10 +111,29 @@ mod tests {
             Protocol::Smtp,
             "535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is disabled for the Tenant.",
             "scanner@contoso.com",
-            None,
+            SignedInAs::Unknown,
         );
         assert_eq!(e.cause, "smtp_auth_disabled", "{e:?}");
         assert!(!e.fix.is_empty());
         assert_eq!(short("a\r\nb\u{7}c  d"), "a b c d");
+    }
+
+    /// A refused password or NTLM sign-in upstream is explained without token advice.
+    #[test]
+    fn a_refused_password_or_ntlm_sign_in_gets_no_token_cause() {
+        for how in [SignedInAs::Password, SignedInAs::Windows] {
+            let e = explain(
+                Protocol::Smtp,
+                "535 5.7.3 Authentication unsuccessful [mail.contoso.com]",
+                "CONTOSO\\copier",
+                how,
+            );
+            assert!(!e.cause.is_empty(), "{e:?}");
+            let text = format!("{} {} {}", e.cause, e.title, e.fix).to_ascii_lowercase();
+            assert!(
+                !text.contains("token") && !text.contains("xoauth2"),
+                "{e:?}"
+            );
+        }
     }
 }

@@ -131,13 +131,16 @@ impl UpstreamsHandle {
                     "set the variable or write the file".to_owned(),
                 ))
             })?;
-            return Ok((
-                exgate_mail::sasl::SaslAuth::Login {
+            let auth = match b.mechanism {
+                crate::config::PasswordMechanism::Login => exgate_mail::sasl::SaslAuth::Login {
                     user: b.username.clone(),
                     password,
                 },
-                None,
-            ));
+                crate::config::PasswordMechanism::Ntlm => exgate_mail::sasl::SaslAuth::Ntlm(
+                    exgate_mail::ntlm::NtlmCredentials::new(&b.username, password),
+                ),
+            };
+            return Ok((auth, None));
         }
         let token = self.token(account).await?;
         Ok((

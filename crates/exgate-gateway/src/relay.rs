@@ -13,7 +13,7 @@ use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::config::{AccountConfig, Service};
-use crate::explain::{explain, short};
+use crate::explain::{SignedInAs, explain, short};
 
 pub(crate) type Stream = Box<dyn exgate_mail::ByteStream>;
 
@@ -149,7 +149,12 @@ where
     let (auth, token) = match shared.upstreams.sasl(account).await {
         Ok(x) => x,
         Err(e) => {
-            let why = explain(protocol, &e.to_string(), &account.mailbox, None);
+            let why = explain(
+                protocol,
+                &e.to_string(),
+                &account.mailbox,
+                SignedInAs::Unknown,
+            );
             tracing::error!(account = %account.name, protocol = service.name(), cause = %why.summary(), "no token for the upstream session");
             shared
                 .metrics
@@ -172,7 +177,12 @@ where
             if f.answered {
                 shared.upstreams.invalidate(account);
             }
-            let why = explain(protocol, &f.text, &account.mailbox, token.as_ref());
+            let why = explain(
+                protocol,
+                &f.text,
+                &account.mailbox,
+                SignedInAs::of(account, token.as_ref()),
+            );
             tracing::error!(account = %account.name, protocol = service.name(), upstream = %short(&f.text), cause = %why.summary(), "Exchange refused the upstream sign-in");
             shared
                 .metrics

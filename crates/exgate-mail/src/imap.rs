@@ -374,6 +374,34 @@ async fn run(
                 Err(e) => Err(e),
             }
         }
+        ImapAuth::Ntlm(creds) => {
+            // AUTHENTICATE NTLM: "+", NEGOTIATE, "+ CHALLENGE", AUTHENTICATE, the tagged answer.
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let tag = s.tag();
+            let negotiate = crate::ntlm::negotiate_message();
+            let exchange = async {
+                s.send_line(&format!("{tag} AUTHENTICATE NTLM")).await?;
+                let l = s.read_line().await?;
+                if !l.starts_with('+') {
+                    return Err(format!("expected a continuation, got: {l:.80}"));
+                }
+                s.send_line(&b64.encode(&negotiate)).await?;
+                let l = s.read_line().await?;
+                let Some(text) = l.strip_prefix('+') else {
+                    return Err(format!("expected an NTLM challenge, got: {l:.80}"));
+                };
+                match crate::ntlm::answer_challenge(creds, &negotiate, text) {
+                    Some(answer) => s.send_line(&b64.encode(answer)).await,
+                    None => s.send_line("*").await,
+                }
+            }
+            .await;
+            match exchange {
+                Ok(()) => s.answer(&tag).await,
+                Err(e) => Err(e),
+            }
+        }
         ImapAuth::Login { user, password } => {
             let tag = s.tag();
             let line = format!(

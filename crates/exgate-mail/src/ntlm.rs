@@ -93,6 +93,29 @@ impl NtlmCredentials {
     }
 }
 
+/// The AUTHENTICATE_MESSAGE answering a CHALLENGE_MESSAGE given in base64 (as the line
+/// protocols carry it: SMTP `334 <b64>`, IMAP and POP `+ <b64>`), after `negotiate`; `None`
+/// when the text is not a challenge.
+pub(crate) fn answer_challenge(
+    creds: &NtlmCredentials,
+    negotiate: &[u8],
+    challenge_b64: &str,
+) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(challenge_b64.trim())
+        .ok()?;
+    let challenge = parse_challenge(&bytes)?;
+    Some(authenticate_message(
+        creds,
+        negotiate,
+        &bytes,
+        &challenge,
+        client_challenge(),
+        file_time_now(),
+    ))
+}
+
 /// A NEGOTIATE_MESSAGE (type 1): the flags, no domain or workstation.
 pub(crate) fn negotiate_message() -> Vec<u8> {
     let mut m = Vec::with_capacity(32);

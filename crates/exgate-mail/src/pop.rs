@@ -266,6 +266,31 @@ async fn run(o: &PopOptions, auth: &PopAuth, t: &mut PopTranscript) -> Option<Se
                 Err(e) => Err(e),
             }
         }
+        PopAuth::Ntlm(creds) => {
+            // AUTH NTLM: "+", NEGOTIATE, "+ CHALLENGE", AUTHENTICATE, "+OK".
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let negotiate = crate::ntlm::negotiate_message();
+            let exchange = async {
+                s.send("AUTH NTLM").await?;
+                let l = s.line().await?;
+                if !l.starts_with('+') || l.starts_with("+OK") {
+                    return Ok((false, l));
+                }
+                s.send(&b64.encode(&negotiate)).await?;
+                let l = s.line().await?;
+                let text = match l.strip_prefix('+') {
+                    Some(t) if !l.starts_with("+OK") => t.to_owned(),
+                    _ => return Ok((false, l)),
+                };
+                match crate::ntlm::answer_challenge(creds, &negotiate, &text) {
+                    Some(answer) => s.send(&b64.encode(answer)).await?,
+                    None => s.send("*").await?,
+                }
+                s.line().await.map(|l| (l.starts_with("+OK"), l))
+            };
+            exchange.await
+        }
         PopAuth::Login { user, password } => match s.command(&format!("USER {user}")).await {
             Ok((true, _)) => {
                 s.command(&format!("PASS {}", password.expose_secret()))

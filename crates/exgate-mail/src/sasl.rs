@@ -1,5 +1,6 @@
-//! How the line protocols (SMTP, IMAP) sign in: SASL XOAUTH2 with an access token, or a
-//! password (AUTH LOGIN, IMAP LOGIN). Secrets never appear in `Debug`.
+//! How the line protocols (SMTP, IMAP, POP) sign in: SASL XOAUTH2 with an access token, a
+//! password (AUTH LOGIN, IMAP LOGIN, POP USER/PASS), or Windows authentication (NTLM) toward
+//! on-premises Exchange. Secrets never appear in `Debug`.
 
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
@@ -21,6 +22,10 @@ pub enum SaslAuth {
         /// The password.
         password: SecretString,
     },
+    /// Windows authentication (NTLMv2): SMTP `AUTH NTLM` ([MS-SMTPNTLM]), IMAP
+    /// `AUTHENTICATE NTLM`, POP `AUTH NTLM`, for on-premises servers that take no password in
+    /// the clear.
+    Ntlm(crate::ntlm::NtlmCredentials),
 }
 
 impl std::fmt::Debug for SaslAuth {
@@ -28,16 +33,27 @@ impl std::fmt::Debug for SaslAuth {
         match self {
             SaslAuth::Xoauth2 { user, .. } => write!(f, "Xoauth2({user}, [REDACTED])"),
             SaslAuth::Login { user, .. } => write!(f, "Login({user}, [REDACTED])"),
+            SaslAuth::Ntlm(c) => write!(f, "Ntlm({}, [REDACTED])", c.account()),
         }
     }
 }
 
 impl SaslAuth {
-    /// `xoauth2` or `login`.
+    /// `xoauth2`, `login` or `ntlm`.
     pub fn mechanism(&self) -> &'static str {
         match self {
             SaslAuth::Xoauth2 { .. } => "xoauth2",
             SaslAuth::Login { .. } => "login",
+            SaslAuth::Ntlm(_) => "ntlm",
+        }
+    }
+
+    /// The account that signs in (the mailbox, or the user name of a password or NTLM
+    /// sign-in).
+    pub fn user(&self) -> String {
+        match self {
+            SaslAuth::Xoauth2 { user, .. } | SaslAuth::Login { user, .. } => user.clone(),
+            SaslAuth::Ntlm(c) => c.account(),
         }
     }
 }

@@ -737,6 +737,33 @@ async fn authenticate(s: &mut Session, auth: &SmtpAuth) -> Result<SmtpReply, Ste
                 Err(StepError::Refused(reply))
             }
         }
+        SmtpAuth::Ntlm(creds) => {
+            // [MS-SMTPNTLM]: AUTH NTLM, 334, NEGOTIATE, 334 CHALLENGE, AUTHENTICATE, 235.
+            let first = s.command("AUTH NTLM").await?;
+            if first.code != 334 {
+                return Err(StepError::Refused(first));
+            }
+            let negotiate = crate::ntlm::negotiate_message();
+            s.send_line(&B64.encode(&negotiate)).await?;
+            let challenge = s.read_reply().await?;
+            if challenge.code != 334 {
+                return Err(StepError::Refused(challenge));
+            }
+            let text = challenge.lines.first().map(String::as_str).unwrap_or("");
+            let Some(answer) = crate::ntlm::answer_challenge(creds, &negotiate, text) else {
+                // Not a challenge: cancel the exchange and report the server's answer to it.
+                s.send_line("*").await?;
+                let last = s.read_reply().await?;
+                return Err(StepError::Refused(last));
+            };
+            s.send_line(&B64.encode(answer)).await?;
+            let done = s.read_reply().await?;
+            if done.code == 235 {
+                Ok(done)
+            } else {
+                Err(StepError::Refused(done))
+            }
+        }
         SmtpAuth::Login { user, password } => {
             let first = s.command("AUTH LOGIN").await?;
             if first.code != 334 {

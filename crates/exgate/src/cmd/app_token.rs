@@ -182,6 +182,13 @@ fn refusal_evidence(text: &str, attempted: Option<&Attempted<'_>>) -> exgate_dia
                 token: token.expose_secret(),
             },
             SaslAuth::Login { user, .. } => exgate_diagnose::SignedIn::Password { user },
+            SaslAuth::Ntlm(c) => {
+                return exgate_diagnose::Evidence::mail_refusal(
+                    a.protocol,
+                    text,
+                    Some(exgate_diagnose::SignedIn::Windows { user: &c.account() }),
+                );
+            }
         };
         ev = exgate_diagnose::Evidence::mail_refusal(a.protocol, text, Some(signed_in));
         if let Some(check) = &a.signin {
