@@ -21,9 +21,12 @@ def port(addr):
     return addr.rsplit(":", 1)[1]
 
 
-def curl(emulator, url, access_token, *extra):
-    """Runs curl with XOAUTH2 and the emulator's CA; returns stdout (bytes), failing the test with
-    curl's verbose log when it exits non-zero."""
+READER = "curl@contoso.com"  # receives and reads curl's message (scenario.toml)
+
+
+def curl(emulator, url, access_token, *extra, user=MAILBOX):
+    """Runs curl with XOAUTH2 as `user` and the emulator's CA; returns stdout (bytes), failing the
+    test with curl's verbose log when it exits non-zero."""
     cmd = [
         "curl",
         "--silent",
@@ -36,7 +39,7 @@ def curl(emulator, url, access_token, *extra):
         "--login-options",
         "AUTH=XOAUTH2",
         "--user",
-        f"{MAILBOX}:",
+        f"{user}:",
         "--oauth2-bearer",
         access_token,
         url,
@@ -50,7 +53,9 @@ def curl(emulator, url, access_token, *extra):
 
 def test_curl_fetches_a_whole_message_over_imap(emulator):
     access_token = exo_token(emulator, ARCHIVER, ARCHIVER_SECRET)
-    out, log = curl(emulator, f"imaps://localhost:{port(emulator.imap)}/INBOX;UID=1", access_token)
+    out, log = curl(
+        emulator, f"imaps://localhost:{port(emulator.imap)}/INBOX;UID=1", access_token, user=READER
+    )
     assert "AUTHENTICATE XOAUTH2" in log, log
     msg = email.message_from_bytes(out)
     assert msg["Subject"] and msg["From"] and msg["Message-ID"], out[:400]
@@ -62,7 +67,7 @@ def test_curl_sends_over_smtp_and_reads_it_back_over_pop3(emulator, tmp_path):
     message = tmp_path / "message.eml"
     message.write_bytes(
         (
-            f"From: {MAILBOX}\r\nTo: {MAILBOX}\r\nSubject: {subject}\r\n"
+            f"From: {MAILBOX}\r\nTo: {READER}\r\nSubject: {subject}\r\n"
             f"Message-ID: <{uuid.uuid4().hex}@contoso.com>\r\n\r\nHello from curl.\r\n"
         ).encode()
     )
@@ -75,14 +80,14 @@ def test_curl_sends_over_smtp_and_reads_it_back_over_pop3(emulator, tmp_path):
         "--mail-from",
         MAILBOX,
         "--mail-rcpt",
-        MAILBOX,
+        READER,
         "--upload-file",
         str(message),
     )
     assert "AUTH XOAUTH2" in log, log
     reader = exo_token(emulator, ARCHIVER, ARCHIVER_SECRET)
-    listing, log = curl(emulator, f"pop3s://localhost:{port(emulator.pop)}/", reader)
+    listing, log = curl(emulator, f"pop3s://localhost:{port(emulator.pop)}/", reader, user=READER)
     assert "AUTH XOAUTH2" in log, log
     last = listing.split()[-2].decode()  # "<n> <size>" lines: the newest is listed last
-    out, _ = curl(emulator, f"pop3s://localhost:{port(emulator.pop)}/{last}", reader)
+    out, _ = curl(emulator, f"pop3s://localhost:{port(emulator.pop)}/{last}", reader, user=READER)
     assert email.message_from_bytes(out)["Subject"] == subject, out[:400]
