@@ -139,6 +139,26 @@ fn err(code: &'static str, text: impl Into<String>) -> Msg {
     }
 }
 
+/// The elements of child list `name` of `op` (`m:ItemIds`, `m:FolderIds`, ...); none when it is
+/// missing.
+fn entries<'a>(op: &'a Element, name: &str) -> &'a [Element] {
+    op.child(name)
+        .map(|p| p.children.as_slice())
+        .unwrap_or_default()
+}
+
+/// The response of an operation over a list (`m:ItemIds`, `m:FolderIds`, ...): one message per
+/// entry, or `ErrorInvalidRequest` naming the list when it was empty.
+fn answer(op: &str, mut msgs: Vec<Msg>, list: &str) -> String {
+    if msgs.is_empty() {
+        msgs.push(err(
+            "ErrorInvalidRequest",
+            format!("The request is invalid: no {list}."),
+        ));
+    }
+    operation_response(op, msgs)
+}
+
 fn operation_response(op: &str, msgs: Vec<Msg>) -> String {
     let mut out =
         format!("<m:{op}Response xmlns:m=\"{NS_M}\" xmlns:t=\"{NS_T}\"><m:ResponseMessages>");
@@ -715,24 +735,14 @@ fn create_folder(ctx: &Ctx<'_>, op: &Element) -> String {
         Err(e) => return operation_response("CreateFolder", vec![e]),
     };
     let mut msgs = Vec::new();
-    for f in op
-        .child("Folders")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for f in entries(op, "Folders") {
         let name = f.child_text("DisplayName").unwrap_or_default();
         msgs.push(match ctx.st.create_folder(i, parent, name) {
             Ok(created) => Msg::Ok(folder_id_xml(ctx, i, created)),
             Err(e) => folder_change_error(e, "CreateFolder"),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no Folders.",
-        ));
-    }
-    operation_response("CreateFolder", msgs)
+    answer("CreateFolder", msgs, "Folders")
 }
 
 /// DeleteFolder: `HardDelete` and `SoftDelete` remove the folder with what is under it;
@@ -740,11 +750,7 @@ fn create_folder(ctx: &Ctx<'_>, op: &Element) -> String {
 fn delete_folder(ctx: &Ctx<'_>, op: &Element) -> String {
     let to_trash = op.attr("DeleteType") == Some("MoveToDeletedItems");
     let mut msgs = Vec::new();
-    for el in op
-        .child("FolderIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "FolderIds") {
         msgs.push(match folder_ref(ctx, el) {
             FolderRef::Found(i, f) => {
                 let done = if to_trash {
@@ -761,24 +767,14 @@ fn delete_folder(ctx: &Ctx<'_>, op: &Element) -> String {
             FolderRef::Error(code, text) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no FolderIds.",
-        ));
-    }
-    operation_response("DeleteFolder", msgs)
+    answer("DeleteFolder", msgs, "FolderIds")
 }
 
 /// UpdateFolder: `SetFolderField` of `folder:DisplayName` renames the folder; the other fields
 /// are accepted and not kept (the emulator keeps a folder's name and place only).
 fn update_folder(ctx: &Ctx<'_>, op: &Element) -> String {
     let mut msgs = Vec::new();
-    for change in op
-        .child("FolderChanges")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for change in entries(op, "FolderChanges") {
         let Some(id) = change
             .children
             .iter()
@@ -816,13 +812,7 @@ fn update_folder(ctx: &Ctx<'_>, op: &Element) -> String {
             Err(e) => folder_change_error(e, "UpdateFolder"),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no FolderChanges.",
-        ));
-    }
-    operation_response("UpdateFolder", msgs)
+    answer("UpdateFolder", msgs, "FolderChanges")
 }
 
 /// MoveFolder: each folder of `m:FolderIds` under `m:ToFolderId`, keeping its name and id.
@@ -832,11 +822,7 @@ fn move_folder(ctx: &Ctx<'_>, op: &Element) -> String {
         Err(e) => return operation_response("MoveFolder", vec![e]),
     };
     let mut msgs = Vec::new();
-    for el in op
-        .child("FolderIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "FolderIds") {
         msgs.push(match folder_ref(ctx, el) {
             FolderRef::Found(i, f) if i == j => {
                 let name = ctx.st.folder_name(i, f);
@@ -852,13 +838,7 @@ fn move_folder(ctx: &Ctx<'_>, op: &Element) -> String {
             FolderRef::Error(code, text) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no FolderIds.",
-        ));
-    }
-    operation_response("MoveFolder", msgs)
+    answer("MoveFolder", msgs, "FolderIds")
 }
 
 fn get_folder(ctx: &Ctx<'_>, op: &Element) -> String {
@@ -873,13 +853,7 @@ fn get_folder(ctx: &Ctx<'_>, op: &Element) -> String {
             });
         }
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no FolderIds.",
-        ));
-    }
-    operation_response("GetFolder", msgs)
+    answer("GetFolder", msgs, "FolderIds")
 }
 
 fn paging(view: Option<&Element>, total: usize) -> Result<(usize, usize), &'static str> {
@@ -909,11 +883,7 @@ fn paging(view: Option<&Element>, total: usize) -> Result<(usize, usize), &'stat
 fn find_folder(ctx: &Ctx<'_>, op: &Element) -> String {
     let deep = op.attr("Traversal") == Some("Deep");
     let mut msgs = Vec::new();
-    for el in op
-        .child("ParentFolderIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "ParentFolderIds") {
         msgs.push(match folder_ref(ctx, el) {
             FolderRef::Found(i, f) => {
                 let mut all = Vec::new();
@@ -948,13 +918,7 @@ fn find_folder(ctx: &Ctx<'_>, op: &Element) -> String {
             FolderRef::Error(code, text) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no ParentFolderIds.",
-        ));
-    }
-    operation_response("FindFolder", msgs)
+    answer("FindFolder", msgs, "ParentFolderIds")
 }
 
 /// Which item properties to write.
@@ -1278,11 +1242,7 @@ fn find_item(ctx: &Ctx<'_>, op: &Element) -> String {
         .and_then(|f| f.attr("Order"))
         .is_none_or(|o| o != "Ascending");
     let mut msgs = Vec::new();
-    for el in op
-        .child("ParentFolderIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "ParentFolderIds") {
         if op.child("Restriction").is_some() || op.child("QueryString").is_some() {
             msgs.push(err(
                 "ErrorUnsupportedQueryFilter",
@@ -1321,23 +1281,13 @@ fn find_item(ctx: &Ctx<'_>, op: &Element) -> String {
             FolderRef::Error(code, text) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no ParentFolderIds.",
-        ));
-    }
-    operation_response("FindItem", msgs)
+    answer("FindItem", msgs, "ParentFolderIds")
 }
 
 fn get_item(ctx: &Ctx<'_>, op: &Element) -> String {
     let shape = Shape::from(op, "ItemShape");
     let mut msgs = Vec::new();
-    for el in op
-        .child("ItemIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "ItemIds") {
         let Some(id) = el.attr("Id") else {
             msgs.push(err("ErrorInvalidIdMalformed", "Id is malformed."));
             continue;
@@ -1356,13 +1306,7 @@ fn get_item(ctx: &Ctx<'_>, op: &Element) -> String {
             Err((code, text)) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no ItemIds.",
-        ));
-    }
-    operation_response("GetItem", msgs)
+    answer("GetItem", msgs, "ItemIds")
 }
 
 /// A `t:FileAttachment`: id, name, type, content id, size, time, inline flag, and with
@@ -1485,13 +1429,7 @@ fn get_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
             Err((code, text)) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no AttachmentIds.",
-        ));
-    }
-    operation_response("GetAttachment", msgs)
+    answer("GetAttachment", msgs, "AttachmentIds")
 }
 
 /// CreateAttachment: file attachments added to the item `m:ParentItemId` names; one response
@@ -1573,13 +1511,7 @@ fn delete_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
             Err((code, text)) => err(code, text),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no AttachmentIds.",
-        ));
-    }
-    operation_response("DeleteAttachment", msgs)
+    answer("DeleteAttachment", msgs, "AttachmentIds")
 }
 
 fn sync_folder_hierarchy(ctx: &Ctx<'_>, op: &Element) -> String {
@@ -1832,11 +1764,7 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
         .and_then(|s| s.children.first())
         .map(|el| folder_ref(ctx, el));
     let mut msgs = Vec::new();
-    for item in op
-        .child("Items")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for item in entries(op, "Items") {
         if item.name != "Message" {
             msgs.push(err(
                 "ErrorInvalidItemForOperationCreateItem",
@@ -1959,13 +1887,7 @@ fn create_item(ctx: &Ctx<'_>, op: &Element) -> String {
             )),
         }
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no Items.",
-        ));
-    }
-    operation_response("CreateItem", msgs)
+    answer("CreateItem", msgs, "Items")
 }
 
 /// `PidTagMessageFlags`: read, and unsent (a draft).
@@ -2264,11 +2186,7 @@ fn update_item(ctx: &Ctx<'_>, op: &Element) -> Result<String, Fault> {
 fn convert_id(ctx: &Ctx<'_>, op: &Element) -> String {
     let dest = op.attr("DestinationFormat").unwrap_or("EwsId");
     let mut msgs = Vec::new();
-    for el in op
-        .child("SourceIds")
-        .map(|p| p.children.as_slice())
-        .unwrap_or_default()
-    {
+    for el in entries(op, "SourceIds") {
         let id = el.attr("Id").unwrap_or_default();
         let format = el.attr("Format").unwrap_or("EwsId");
         let raw_id = match format {
@@ -2307,13 +2225,7 @@ fn convert_id(ctx: &Ctx<'_>, op: &Element) -> String {
             None => err("ErrorInvalidIdMalformed", "Id is malformed."),
         });
     }
-    if msgs.is_empty() {
-        msgs.push(err(
-            "ErrorInvalidRequest",
-            "The request is invalid: no SourceIds.",
-        ));
-    }
-    operation_response("ConvertId", msgs)
+    answer("ConvertId", msgs, "SourceIds")
 }
 
 fn hex_decode(s: &str) -> Option<Vec<u8>> {

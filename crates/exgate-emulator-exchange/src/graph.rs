@@ -562,14 +562,7 @@ fn route(
                 _ => return Err(not_found()),
             };
             let msg = message_by_id(st, i, m, &id)?;
-            let v: Value = serde_json::from_slice(body).map(camel_keys).map_err(|e| {
-                gerr(
-                    StatusCode::BAD_REQUEST,
-                    "RequestBodyRead",
-                    format!("The request body is not valid JSON: {e}"),
-                )
-            })?;
-            let att = attachment_from_json(&v)?;
+            let att = attachment_from_json(&request_json(body)?)?;
             let (msg, att) = st
                 .add_attachment(i, msg.folder, msg.n, att)
                 .ok_or_else(item_not_found)?;
@@ -630,17 +623,7 @@ fn route(
                 .as_deref()
                 .map(|k| folder_by_key(st, i, m, k))
                 .transpose()?;
-            let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-                json!({})
-            } else {
-                serde_json::from_slice(body).map(camel_keys).map_err(|e| {
-                    gerr(
-                        StatusCode::BAD_REQUEST,
-                        "RequestBodyRead",
-                        format!("The request body is not valid JSON: {e}"),
-                    )
-                })?
-            };
+            let v = request_json(body)?;
             let done = change_folder(st, i, method, folder, tail, &v)?;
             match done {
                 None => Ok(StatusCode::NO_CONTENT.into_response()),
@@ -1636,19 +1619,24 @@ fn camel_keys(v: Value) -> Value {
     }
 }
 
+/// A request body as JSON with its property names read as Graph reads them (first letter
+/// without regard to case); an empty body is `{}`, one that is not JSON `400 RequestBodyRead`.
+fn request_json(body: &[u8]) -> Result<Value, GraphError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map(camel_keys).map_err(|e| {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "RequestBodyRead",
+            format!("The request body is not valid JSON: {e}"),
+        )
+    })
+}
+
 /// `POST /users/{id}/messages`: a draft in Drafts built from the message JSON.
 fn create_draft(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message, GraphError> {
-    let v: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        serde_json::from_slice(body).map(camel_keys).map_err(|e| {
-            gerr(
-                StatusCode::BAD_REQUEST,
-                "RequestBodyRead",
-                format!("The request body is not valid JSON: {e}"),
-            )
-        })?
-    };
+    let v = request_json(body)?;
     if !v.is_object() {
         return Err(gerr(
             StatusCode::BAD_REQUEST,

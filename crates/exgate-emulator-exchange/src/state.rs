@@ -590,13 +590,7 @@ impl Inner {
         name: &str,
     ) -> Result<(), FolderChange> {
         let m = self.mailbox(i).ok_or(FolderChange::NotFound)?;
-        let Folder::Custom(k) = f else {
-            return Err(if Folder::WELL_KNOWN.contains(&f) {
-                FolderChange::WellKnown
-            } else {
-                FolderChange::NotFound
-            });
-        };
+        let k = changeable(f)?;
         let name = valid_folder_name(name)?;
         self.overlay
             .edit_folders(i, |e| {
@@ -619,13 +613,7 @@ impl Inner {
     /// them). Well-known folders cannot be deleted.
     pub(crate) fn delete_folder(&self, i: u32, f: Folder) -> Result<(), FolderChange> {
         let m = self.mailbox(i).ok_or(FolderChange::NotFound)?;
-        let Folder::Custom(k) = f else {
-            return Err(if Folder::WELL_KNOWN.contains(&f) {
-                FolderChange::WellKnown
-            } else {
-                FolderChange::NotFound
-            });
-        };
+        let k = changeable(f)?;
         self.overlay
             .edit_folders(i, |e| {
                 if custom_folder(m, e, k).is_none() {
@@ -873,6 +861,15 @@ pub(crate) enum FolderChange {
     Full,
     /// An empty name, or one over 255 characters.
     InvalidName,
+}
+
+/// The number of a folder that can be renamed, moved or deleted (a generated or created one).
+fn changeable(f: Folder) -> Result<u8, FolderChange> {
+    match f {
+        Folder::Custom(k) => Ok(k),
+        f if Folder::WELL_KNOWN.contains(&f) => Err(FolderChange::WellKnown),
+        _ => Err(FolderChange::NotFound),
+    }
 }
 
 fn valid_folder_name(name: &str) -> Result<String, FolderChange> {

@@ -137,6 +137,24 @@ const AUTH_OK: &str = "a OK AUTHENTICATE completed.\r\n";
 const AUTH_NO: &str = "a NO AUTHENTICATE failed.\r\n";
 const LOGIN_NO: &str = "a NO LOGIN failed.\r\n";
 
+/// A server, an IMAP client signed in as adele (LOGIN), the HTTP plane over the same state,
+/// and a Graph `Mail.Read` token, for tests that compare IMAP with Graph.
+async fn adele_with_graph() -> (Server, Client, common::Harness, String) {
+    let s = server().await;
+    let (mut c, _) = Client::connect(&s).await;
+    assert_eq!(
+        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
+            .await,
+        "a OK LOGIN completed.\r\n"
+    );
+    let h = common::Harness {
+        router: exgate_emulator_exchange::router(s.state.clone()),
+        state: s.state.clone(),
+    };
+    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    (s, c, h, graph)
+}
+
 fn app_imap() -> String {
     sign(&app_claims(TID, APP, EXO_APP, &["IMAP.AccessAsApp"]))
 }
@@ -477,18 +495,7 @@ async fn fetch_reads_message_content_as_imap_clients_ask_for_it() {
 
 #[tokio::test]
 async fn store_and_fetch_change_the_read_state_every_view_shares() {
-    let s = server().await;
-    let (mut c, _) = Client::connect(&s).await;
-    assert_eq!(
-        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
-            .await,
-        "a OK LOGIN completed.\r\n"
-    );
-    let h = common::Harness {
-        router: exgate_emulator_exchange::router(s.state.clone()),
-        state: s.state.clone(),
-    };
-    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let (_s, mut c, h, graph) = adele_with_graph().await;
     let unread = || async {
         h.get(
             "/v1.0/users/adele@contoso.com/mailFolders/inbox",
@@ -533,18 +540,7 @@ async fn store_and_fetch_change_the_read_state_every_view_shares() {
 
 #[tokio::test]
 async fn append_stores_a_message_every_view_sees() {
-    let s = server().await;
-    let (mut c, _) = Client::connect(&s).await;
-    assert_eq!(
-        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
-            .await,
-        "a OK LOGIN completed.\r\n"
-    );
-    let h = common::Harness {
-        router: exgate_emulator_exchange::router(s.state.clone()),
-        state: s.state.clone(),
-    };
-    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let (_s, mut c, h, graph) = adele_with_graph().await;
     let total = || async {
         h.get(
             "/v1.0/users/adele@contoso.com/mailFolders/inbox",
@@ -587,18 +583,7 @@ async fn append_stores_a_message_every_view_sees() {
 
 #[tokio::test]
 async fn copy_and_move_give_new_items_every_view_sees() {
-    let s = server().await;
-    let (mut c, _) = Client::connect(&s).await;
-    assert_eq!(
-        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
-            .await,
-        "a OK LOGIN completed.\r\n"
-    );
-    let h = common::Harness {
-        router: exgate_emulator_exchange::router(s.state.clone()),
-        state: s.state.clone(),
-    };
-    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let (_s, mut c, h, graph) = adele_with_graph().await;
     let count = |folder: &'static str| {
         let h = &h;
         let graph = graph.clone();
@@ -636,18 +621,7 @@ async fn copy_and_move_give_new_items_every_view_sees() {
 
 #[tokio::test]
 async fn deleted_flags_are_expunged_by_expunge_uid_expunge_and_close() {
-    let s = server().await;
-    let (mut c, _) = Client::connect(&s).await;
-    assert_eq!(
-        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
-            .await,
-        "a OK LOGIN completed.\r\n"
-    );
-    let h = common::Harness {
-        router: exgate_emulator_exchange::router(s.state.clone()),
-        state: s.state.clone(),
-    };
-    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let (_s, mut c, h, graph) = adele_with_graph().await;
     let total = || async {
         h.get(
             "/v1.0/users/adele@contoso.com/mailFolders/inbox",
@@ -697,18 +671,7 @@ async fn deleted_flags_are_expunged_by_expunge_uid_expunge_and_close() {
 /// CREATE, RENAME, DELETE, SUBSCRIBE: one folder tree, the same in IMAP, Graph and EWS.
 #[tokio::test]
 async fn folders_created_renamed_and_deleted_are_the_folders_every_view_sees() {
-    let s = server().await;
-    let (mut c, _) = Client::connect(&s).await;
-    assert_eq!(
-        c.cmd(&format!("a LOGIN adele@contoso.com {PASSWORD}"))
-            .await,
-        "a OK LOGIN completed.\r\n"
-    );
-    let h = common::Harness {
-        router: exgate_emulator_exchange::router(s.state.clone()),
-        state: s.state.clone(),
-    };
-    let graph = bearer(&sign(&app_claims(TID, APP, GRAPH, &["Mail.Read"])));
+    let (_s, mut c, h, graph) = adele_with_graph().await;
     let graph_names = |path: &'static str| {
         let h = &h;
         let graph = graph.clone();
