@@ -2,7 +2,7 @@
 //! Azure SDK variables, then a profile file, then flags; scope
 //! `https://outlook.office365.com/.default`) and the reporting of a failed step.
 
-use crate::cmd::flags::{AuthArgs, TrustArgs};
+use crate::cmd::flags::{AuthArgs, JsonArgs, TrustArgs};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -31,9 +31,8 @@ pub(crate) struct CheckArgs {
     pub password_env: Option<String>,
     #[command(flatten)]
     pub token: AuthArgs,
-    /// Print the transcript as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
 }
 
 impl CheckArgs {
@@ -57,7 +56,7 @@ impl CheckArgs {
         Ok(self
             .sign_in(user)
             .await?
-            .map_err(|refusal| report_token_refusal::<T>(&refusal, self.json, print_steps)))
+            .map_err(|refusal| report_token_refusal::<T>(&refusal, self.output.json, print_steps)))
     }
 
     /// How `user` signs in: a password, a token given in a variable, or an app-only token; the

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::cmd::flags::JsonArgs;
 use anyhow::{Context, bail};
 use exgate_auth::{CertificateInfo, ExposeSecret, SecretString};
 
@@ -70,9 +71,8 @@ pub(crate) struct NewArgs {
     /// Overwrite existing files.
     #[arg(long)]
     force: bool,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -83,9 +83,8 @@ pub(crate) struct ShowArgs {
     /// `cert new` writes it).
     #[arg(long, default_value = "EXGATE_PFX_PASSWORD")]
     password_env: String,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -153,7 +152,7 @@ fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         exgate_auth::write_atomic_private(&pw_path, password.expose_secret().as_bytes())?;
     }
     let info = &generated.info;
-    if args.json {
+    if args.output.json {
         let out = serde_json::json!({
             "key": key_path,
             "certificate": cert_path,
@@ -222,7 +221,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .map(SecretString::from);
     let info = exgate_auth::load_certificate_info(&args.file, password.as_ref())?;
     let (warns, invalid) = warnings(&info);
-    if args.json {
+    if args.output.json {
         let out = serde_json::json!({
             "file": args.file,
             "certificate": info,

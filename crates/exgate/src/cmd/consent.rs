@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cmd::flags::JsonArgs;
 use exgate_auth::{Authority, EndpointVersion, PUBLIC_CLOUD_HOST};
 
 const URL_EXAMPLES: &str = "\
@@ -58,9 +59,8 @@ pub(crate) struct UrlArgs {
     /// `state` value echoed in the redirect (default: random).
     #[arg(long)]
     state: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -74,9 +74,8 @@ pub(crate) struct ListenArgs {
     /// Expected `state` (checked when given).
     #[arg(long)]
     state: Option<String>,
-    /// Print the result as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -107,7 +106,7 @@ fn url(args: UrlArgs) -> anyhow::Result<ExitCode> {
         &state,
         args.scope.as_deref(),
     );
-    if args.json {
+    if args.output.json {
         let out = serde_json::json!({ "url": url.as_str(), "state": state });
         println!("{}", serde_json::to_string_pretty(&out)?);
     } else {
@@ -135,7 +134,7 @@ async fn listen(args: ListenArgs) -> anyhow::Result<ExitCode> {
     let params = listener.receive(Duration::from_secs(args.timeout)).await?;
     let outcome = exgate_auth::consent_outcome(&params, args.state.as_deref());
     let ok = outcome.granted && outcome.state_matches != Some(false);
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         println!(

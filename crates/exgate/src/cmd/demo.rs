@@ -23,6 +23,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use super::verify::Bar;
+use crate::cmd::flags::ReportArgs;
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -45,13 +46,8 @@ with the right cause, every other mailbox reachable), 1 it did not, 2 it could n
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXAMPLES)]
 pub(crate) struct Args {
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Write a self-contained HTML report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: ReportArgs,
 
     /// Keep the demo's working directory (scenario, projects, state database) and print its path.
     #[arg(long)]
@@ -430,7 +426,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     unexpected.extend(hma_unexpected);
     let as_designed = checks.iter().all(|c| c.found) && unexpected.is_empty();
 
-    if let Some(path) = &args.html {
+    if let Some(path) = &args.output.html {
         let mut page = render_html(&programme);
         let hma_section = format!(
             "<h2>HMA readiness of Contoso's on-premises organisation</h2>{}",
@@ -445,7 +441,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("HTML report written to {}", path.display());
     }
     let mut out = std::io::stdout().lock();
-    let written = if args.json {
+    let written = if args.output.json {
         let mut value = serde_json::to_value(&programme).context("report")?;
         if let Some(obj) = value.as_object_mut() {
             obj.insert("planted".to_owned(), serde_json::to_value(&checks)?);

@@ -9,6 +9,7 @@ use exgate_diagnose::har::{HarOptions, HarReport, explain_har};
 use exgate_diagnose::jwt::{Finding, Severity};
 use exgate_diagnose::{Diagnosis, InputKind, RankedCause, detect_input, explain_text};
 
+use crate::cmd::flags::JsonArgs;
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -21,6 +22,7 @@ Examples:
 
 Input: free error text, a raw HTTP response or request/response pair, an Entra error JSON body, a
 SOAP body, a JWT, or a HAR file. Secrets in the input are never printed.
+--json prints {\"causes\": [{\"id\", \"confidence\", \"title\", \"evidence\", \"fix\", \"check\", ...}]}.
 Exit codes: 0 no failure found, 1 causes found, 2 the input could not be read.";
 
 /// Explain a failure: error text, HTTP response, Entra JSON, SOAP body, JWT or HAR file.
@@ -29,9 +31,8 @@ Exit codes: 0 no failure found, 1 causes found, 2 the input could not be read.";
 pub(crate) struct Args {
     /// The file to explain; `-` or nothing reads standard input.
     pub input: Option<PathBuf>,
-    /// Print the ranked causes as JSON: {"causes": [{"id", "confidence", "title", "evidence", "fix", "check", …}]}.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
     /// "Now" as Unix seconds for token expiry checks (default: the clock; HAR entries use their own time).
     #[arg(long, value_name = "SECONDS")]
     pub now: Option<i64>,
@@ -76,7 +77,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
             let stream = Cursor::new(prefix).chain(reader);
             let report = explain_har(stream, HarOptions { now: args.now })
                 .with_context(|| format!("{name} is not a readable HAR file"))?;
-            if args.json {
+            if args.output.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print_har(&report, color);
@@ -102,7 +103,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             }
             let d = explain_text(&text, Some(args.now.unwrap_or_else(now_secs)));
-            if args.json {
+            if args.output.json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {
                 print_diagnosis(&d, color, "");

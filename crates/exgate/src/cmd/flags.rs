@@ -25,6 +25,26 @@ impl TrustArgs {
     }
 }
 
+/// Output: every command that reports takes `--json`, with one meaning everywhere.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub(crate) struct JsonArgs {
+    /// Print the result as JSON on stdout (the exit code is the same).
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Output of the reports that also have a page (verify, hma check, demo): `--json` and
+/// `--html FILE`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ReportArgs {
+    /// Print the result as JSON on stdout (the exit code is the same).
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the report as a self-contained HTML page to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) html: Option<PathBuf>,
+}
+
 /// The app's credential: every command that gets a token takes these flags, with the Azure SDK
 /// environment variables read first and `--profile` next.
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -164,6 +184,42 @@ mod tests {
             assert!(of.len() >= 3, "--{name}: {of:?}");
             assert!(of.iter().all(|(_, h)| *h == of[0].1), "--{name}: {of:?}");
         }
+    }
+
+    /// `--json` and `--html` are the output group's flags everywhere: one help each, and
+    /// `--html` always takes a FILE.
+    #[test]
+    fn the_output_flags_are_one_group_everywhere() {
+        let mut flags = Vec::new();
+        flags_named(
+            &crate::Cli::command(),
+            "exgate",
+            &["json", "html"],
+            &mut flags,
+        );
+        for (name, at_least) in [("json", 14), ("html", 3)] {
+            let of: Vec<&(String, String)> = flags
+                .iter()
+                .filter(|(p, _)| p.ends_with(&format!(" --{name}")))
+                .collect();
+            assert!(of.len() >= at_least, "--{name}: {of:?}");
+            assert!(of.iter().all(|(_, h)| *h == of[0].1), "--{name}: {of:?}");
+        }
+        fn html_takes_a_file(cmd: &clap::Command) {
+            for a in cmd.get_arguments() {
+                if a.get_long() == Some("html") {
+                    let names: Vec<String> = a
+                        .get_value_names()
+                        .unwrap_or_default()
+                        .iter()
+                        .map(|n| n.to_string())
+                        .collect();
+                    assert_eq!(names, ["FILE"], "{}", cmd.get_name());
+                }
+            }
+            cmd.get_subcommands().for_each(html_takes_a_file);
+        }
+        html_takes_a_file(&crate::Cli::command());
     }
 
     #[test]

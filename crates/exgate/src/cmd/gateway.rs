@@ -13,6 +13,7 @@ use exgate_gateway::config::GatewayConfig;
 use exgate_gateway::spool::{Envelope, Spool};
 use secrecy::{ExposeSecret as _, SecretString};
 
+use crate::cmd::flags::JsonArgs;
 use crate::exit;
 
 const RUN_EXAMPLES: &str = "\
@@ -122,9 +123,8 @@ pub(crate) struct StatusArgs {
     /// The gateway's configuration file.
     #[arg(long, value_name = "FILE", default_value = "gateway.toml")]
     config: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -392,7 +392,7 @@ fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
             "last_error": e.last_error, "cause": e.last_cause, "cause_title": title, "fix": fix,
         })
     };
-    if args.json {
+    if args.output.json {
         let out = serde_json::json!({
             "spool": spool.dir(),
             "queued": queue.iter().map(row).collect::<Vec<_>>(),

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use exgate_hma::{Report, Status};
 
-use crate::cmd::flags::TrustArgs;
+use crate::cmd::flags::{ReportArgs, TrustArgs};
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -70,12 +70,8 @@ pub(crate) struct Args {
     /// Seconds to wait for each probe request.
     #[arg(long, default_value_t = 15, value_name = "SECONDS")]
     timeout: u64,
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Also write the report as a self-contained HTML page.
-    #[arg(long, value_name = "PATH")]
-    html: Option<PathBuf>,
+    #[command(flatten)]
+    output: ReportArgs,
 }
 
 pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -135,7 +131,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         .map(|u| {
             let (ns, cut) = exgate_hma::probe::namespace_of(u);
             if let Some(cut) = cut
-                && !args.json
+                && !args.output.json
             {
                 eprintln!("note: --url {u}: probing the namespace {ns} (without {cut})");
             }
@@ -187,7 +183,7 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         }
         let mut answers = Vec::new();
         for u in &namespaces {
-            if !args.json {
+            if !args.output.json {
                 eprintln!("probing {u} ...");
             }
             answers.extend(exgate_hma::probe::probe_namespace(&http, u).await);
@@ -216,17 +212,17 @@ async fn check(args: &Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(exit::could_not_run());
     }
-    if let Some(path) = &args.html {
+    if let Some(path) = &args.output.html {
         let mut title: Vec<String> = files.iter().map(|(n, _)| n.clone()).collect();
         title.extend(args.url.iter().cloned());
         std::fs::write(path, exgate_hma::html::render(&report, &title.join(", ")))
             .with_context(|| format!("cannot write --html {}", path.display()))?;
     }
-    if args.json {
+    if args.output.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_text(&report);
-        if let Some(path) = &args.html {
+        if let Some(path) = &args.output.html {
             println!("\nHTML report: {}", path.display());
         }
     }
@@ -302,7 +298,7 @@ async fn sign_in(
                 &url::Url::parse(u).with_context(|| format!("--url {u}: not a URL"))?,
             ),
         };
-        if !args.json {
+        if !args.output.json {
             eprintln!("signing in to {resource} ...");
         }
         out.push(

@@ -76,7 +76,7 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
         .common
         .attempted(exgate_diagnose::Protocol::Pop, &auth, refused)
         .await;
-    Ok(report(&transcript, &attempted, args.common.json))
+    Ok(report(&transcript, &attempted, args.common.output.json))
 }
 
 fn print_steps(t: &PopTranscript) {

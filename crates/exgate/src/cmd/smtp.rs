@@ -97,7 +97,7 @@ async fn check_command(args: Args) -> anyhow::Result<ExitCode> {
         .common
         .attempted(exgate_diagnose::Protocol::Smtp, &auth, refused)
         .await;
-    Ok(report(&transcript, &attempted, args.common.json))
+    Ok(report(&transcript, &attempted, args.common.output.json))
 }
 
 fn print_steps(t: &SmtpTranscript) {

@@ -1,7 +1,7 @@
 //! `exgate token get`: acquire a token with any configured flow and summarise it. The token is
 //! printed only with `--raw`.
 
-use crate::cmd::flags::{AuthArgs, TrustArgs};
+use crate::cmd::flags::{AuthArgs, JsonArgs, TrustArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -91,9 +91,8 @@ struct Options {
     /// Print the access token itself on stdout (it is a secret: handle with care).
     #[arg(long)]
     raw: bool,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    output: JsonArgs,
     /// Write a new random store key to this file (mode 0600) and exit.
     #[arg(long, value_name = "FILE")]
     new_store_key: Option<PathBuf>,
@@ -189,7 +188,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let token = match provider.token(&request).await {
         Ok(t) => t,
-        Err(err) => return report_error(&err, flow, args.json),
+        Err(err) => return report_error(&err, flow, args.output.json),
     };
 
     // The authority after tenant resolution (a domain becomes the tenant GUID).
@@ -200,7 +199,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let claims = exgate_auth::jwt_claims(token.secret()).unwrap_or_default();
     let claim = |k: &str| claims.get(k).cloned().unwrap_or(serde_json::Value::Null);
     let seconds_left = token.seconds_left(exgate_auth::reexports::time::OffsetDateTime::now_utc());
-    if args.json {
+    if args.output.json {
         let mut out = serde_json::json!({
             "flow": flow,
             "authority": authority,

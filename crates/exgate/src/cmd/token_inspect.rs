@@ -9,6 +9,7 @@ use exgate_diagnose::jwt::{self, Finding, LintContext, Severity, TokenClaims};
 use serde_json::json;
 
 use super::explain::now_secs;
+use crate::cmd::flags::JsonArgs;
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -31,9 +32,8 @@ pub(crate) struct Args {
     /// The URL the token is sent to.
     #[arg(long = "for", value_name = "URL")]
     pub target: Option<String>,
-    /// Print header, claims and findings as JSON.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub output: JsonArgs,
     /// The caller runs app-only (client credentials).
     #[arg(long)]
     pub app_only: bool,
@@ -93,7 +93,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<ExitCode> {
         protocol: None,
     };
     let findings = jwt::lint(&claims, &ctx);
-    if args.json {
+    if args.output.json {
         let out = json!({
             "header": decoded.header,
             "claims": decoded.claims,

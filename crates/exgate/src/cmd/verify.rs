@@ -16,7 +16,7 @@ use exgate_verify::{MailboxResult, Progress, RunOptions, Status, VerifyOptions, 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::sync::watch;
 
-use crate::cmd::flags::TrustArgs;
+use crate::cmd::flags::{ReportArgs, TrustArgs};
 use crate::exit;
 
 const EXAMPLES: &str = "\
@@ -65,13 +65,8 @@ pub(crate) struct Args {
     #[arg(long)]
     pub write_check: bool,
 
-    /// Print the report as JSON on stdout.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Write a self-contained HTML report to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub html: Option<PathBuf>,
+    #[command(flatten)]
+    pub output: ReportArgs,
 
     /// List only the mailboxes verified in this run in the JSON and HTML reports. By default
     /// they list every mailbox of the project, results of earlier runs marked with their run.
@@ -296,7 +291,7 @@ async fn write_reports(
     } else {
         Listing::Project
     };
-    if let Some(path) = &args.html {
+    if let Some(path) = &args.output.html {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot write the HTML report {}", path.display()))?;
         write_html_from(store, project, report, listing, file, bar)
@@ -305,7 +300,7 @@ async fn write_reports(
         eprintln!("HTML report written to {}", path.display());
     }
     let out = std::io::stdout().lock();
-    let written = if args.json {
+    let written = if args.output.json {
         write_json_from(store, project, report, listing, out, bar)
             .await
             .map(|_| ())
