@@ -12,7 +12,7 @@ use exgate_auth::{
     ProviderConfig, RetryPolicy, StoreKey, TokenProvider, TokenRequest, TokenStore,
     generate_self_signed, jwt_claim,
 };
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_emulator::{Emulator, EmulatorOptions};
 use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
@@ -27,10 +27,6 @@ fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(name)
-}
-
-fn install_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
 
 struct Setup {
@@ -143,12 +139,7 @@ value = "{SECRET}"
 }
 
 async fn start(setup: &Setup, options: EmulatorOptions) -> Emulator {
-    install_provider();
-    let scenario = Scenario::from_toml_str(&scenario_toml(setup), Path::new("auth-test.toml"))
-        .expect("scenario");
-    Emulator::start(scenario, options)
-        .await
-        .expect("emulator starts")
+    exgate_test::start_emulator(&scenario_toml(setup), options).await
 }
 
 fn authority(emu: &Emulator, tenant: &str) -> Authority {

@@ -1,11 +1,10 @@
 //! The gateway between clients speaking Basic (SMTP AUTH LOGIN/PLAIN, IMAP LOGIN) and the
 //! emulator checking OAuth: delivery, refusals, the spool across restarts, canaries.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_emulator::{Emulator, EmulatorOptions};
 use exgate_gateway::config::GatewayConfig;
 use exgate_gateway::{Gateway, accounts};
 use exgate_mail::imap::{ImapAuth, ImapOptions};
@@ -110,17 +109,7 @@ async fn bed_from(token_lifetime: Option<Duration>, extra: &str) -> Bed {
 }
 
 async fn bed_with_options(options: EmulatorOptions, extra: &str) -> Bed {
-    let text = format!("{SCENARIO}\n{extra}");
-    let scenario = Scenario::from_toml_str(&text, Path::new("scenario.toml")).unwrap();
-    let emulator = Emulator::start(
-        scenario,
-        EmulatorOptions {
-            tls: true,
-            ..options
-        },
-    )
-    .await
-    .unwrap();
+    let emulator = exgate_test::start_emulator_tls(&format!("{SCENARIO}\n{extra}"), options).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("emulator-ca.pem"),
@@ -130,21 +119,8 @@ async fn bed_with_options(options: EmulatorOptions, extra: &str) -> Bed {
     std::fs::write(dir.path().join("app-secret"), "CANARY-app-secret~1\n").unwrap();
     std::fs::write(dir.path().join("copier-pw"), "CANARY-copier-upstream-pw\n").unwrap();
     // The gateway's own certificate, signed by a test CA the clients trust.
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = rcgen::Issuer::new(ca_params, ca_key);
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let mut leaf_params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    leaf_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-    std::fs::write(dir.path().join("gateway.pem"), leaf.pem()).unwrap();
-    std::fs::write(dir.path().join("gateway.key"), leaf_key.serialize_pem()).unwrap();
+    let pki = exgate_test::TestPki::new(&["localhost"]);
+    pki.write(dir.path(), "gateway");
     let mut passwords = accounts::PasswordFile::default();
     for (n, p) in [
         ("scanner", SCANNER_PW),
@@ -240,7 +216,7 @@ submit = "smtp_then_graph"
     Bed {
         emulator: Some(emulator),
         dir,
-        ca: ca_cert.pem().into_bytes(),
+        ca: pki.ca_pem.into_bytes(),
     }
 }
 

@@ -3,10 +3,9 @@
 //! `AUTHENTICATE NTLM`, POP `AUTH NTLM`) to the emulator's on-premises server reached at its
 //! own name, which checks the proofs against the directory.
 
-use std::path::Path;
 use std::time::Duration;
 
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_emulator::{Emulator, EmulatorOptions};
 use exgate_gateway::config::GatewayConfig;
 use exgate_gateway::{Gateway, accounts};
 use exgate_mail::imap::{ImapAuth, ImapOptions};
@@ -51,30 +50,13 @@ struct Bed {
 }
 
 async fn bed(upstream_password: &str) -> Bed {
-    let scenario = Scenario::from_toml_str(SCENARIO, Path::new("scenario.toml")).unwrap();
-    let emulator = Emulator::start(
-        scenario,
-        EmulatorOptions {
-            tls: true,
-            ..EmulatorOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let emulator = exgate_test::start_emulator_tls(SCENARIO, EmulatorOptions::default()).await;
     let dir = tempfile::tempdir().unwrap();
     let emulator_ca = emulator.ca_pem().unwrap().as_bytes().to_vec();
     std::fs::write(dir.path().join("emulator-ca.pem"), &emulator_ca).unwrap();
     std::fs::write(dir.path().join("upstream-pw"), upstream_password).unwrap();
-    // The gateway's listeners use the emulator's certificate material only through its CA;
-    // their own certificate is made here.
-    let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
-    std::fs::write(dir.path().join("gateway.pem"), cert.pem()).unwrap();
-    std::fs::write(dir.path().join("gateway.key"), key.serialize_pem()).unwrap();
-    std::fs::write(dir.path().join("device-ca.pem"), cert.pem()).unwrap();
+    // The gateway's own certificate; devices trust its CA (`gateway-ca.pem`).
+    exgate_test::TestPki::new(&["localhost"]).write(dir.path(), "gateway");
     let mut passwords = accounts::PasswordFile::default();
     passwords.set(
         "copier",
@@ -227,7 +209,7 @@ async fn the_gateway_passes_a_device_through_with_ntlm_upstream() {
     let bed = bed("CANARY-ntlm-upstream-pw\n").await;
     let config = GatewayConfig::load(&bed.dir.path().join("gateway.toml")).unwrap();
     let gw = Gateway::start(config).await.unwrap();
-    let device_ca = std::fs::read(bed.dir.path().join("device-ca.pem")).unwrap();
+    let device_ca = std::fs::read(bed.dir.path().join("gateway-ca.pem")).unwrap();
     let addr = gw.addresses().smtp[0];
     let t = submit(
         &SmtpOptions {

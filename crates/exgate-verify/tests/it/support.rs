@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use exgate_emulator::{Emulator, EmulatorOptions, Scenario};
+use exgate_emulator::{Emulator, EmulatorOptions};
 use exgate_verify::live::{LiveOptions, LiveProber};
 use exgate_verify::report::Report;
 use exgate_verify::store::{Listing, Store, sqlite_url};
@@ -14,11 +14,7 @@ use tokio::sync::watch;
 
 /// Starts the emulator on a loopback port with this scenario.
 pub(crate) async fn start_emulator(scenario: &str) -> Emulator {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    let scenario = Scenario::from_toml_str(scenario, Path::new("scenario.toml")).unwrap();
-    Emulator::start(scenario, EmulatorOptions::default())
-        .await
-        .unwrap()
+    exgate_test::start_emulator(scenario, EmulatorOptions::default()).await
 }
 
 /// Parses a project file's text (no environment variables).
