@@ -81,6 +81,28 @@ impl TestPki {
         }
     }
 
+    /// A rustls server configuration presenting the server certificate (aws-lc-rs, TLS 1.2 and
+    /// 1.3, no client certificates), for a test server.
+    ///
+    /// # Panics
+    /// When the PEM does not load.
+    pub fn server_config(&self) -> rustls::ServerConfig {
+        use rustls::pki_types::pem::PemObject as _;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert = CertificateDer::from_pem_slice(self.cert_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("server certificate PEM: {e}"));
+        let key = PrivateKeyDer::from_pem_slice(self.key_pem.as_bytes())
+            .unwrap_or_else(|e| panic!("server key PEM: {e}"));
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|e| panic!("TLS versions: {e}"))
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap_or_else(|e| panic!("server certificate: {e}"))
+    }
+
     /// Writes the server's certificate and key to `dir/<stem>.pem` and `dir/<stem>.key`, and
     /// the CA to `dir/<stem>-ca.pem`.
     ///

@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use exgate_mail::imap::{ImapAuth, ImapOptions, check};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -17,23 +15,8 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 const TOKEN: &str = "CANARY-imap-token";
 
 async fn server() -> (SocketAddr, String) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
+    let pki = exgate_test::TestPki::new(&["localhost"]);
+    let config = pki.server_config();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -98,7 +81,7 @@ async fn server() -> (SocketAddr, String) {
             });
         }
     });
-    (addr, ca.pem())
+    (addr, pki.ca_pem)
 }
 
 fn options(addr: SocketAddr, ca: &str) -> ImapOptions {

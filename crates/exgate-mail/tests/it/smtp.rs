@@ -8,8 +8,6 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use exgate_mail::smtp::{SmtpAuth, SmtpOptions, SmtpSecurity, TestMessage, check};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use secrecy::SecretString;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 
@@ -99,23 +97,8 @@ async fn converse<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// A loopback SMTP server with STARTTLS; returns its address, the CA (PEM) and what it received.
 async fn server(refuse_auth: Option<&'static str>) -> (SocketAddr, String, Arc<Mutex<Seen>>) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
+    let pki = exgate_test::TestPki::new(&["localhost"]);
+    let config = pki.server_config();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -147,7 +130,7 @@ async fn server(refuse_auth: Option<&'static str>) -> (SocketAddr, String, Arc<M
             });
         }
     });
-    (addr, ca.pem(), seen)
+    (addr, pki.ca_pem, seen)
 }
 
 fn options(addr: SocketAddr, ca: Option<&str>) -> SmtpOptions {

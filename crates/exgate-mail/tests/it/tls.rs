@@ -5,8 +5,6 @@ use std::sync::Arc;
 
 use exgate_mail::ews::{CallOptions, EwsClient, FolderRef};
 use exgate_mail::{ErrorKind, HttpClientBuilder, RetryPolicy, TransportKind};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::bearer;
 use crate::fixture;
@@ -23,23 +21,8 @@ async fn tls_server() -> (String, String, tokio::sync::oneshot::Sender<()>) {
 /// [`tls_server`] offering HTTP/2 and HTTP/1.1 by ALPN, as Exchange Online does, and recording
 /// the version of every request. EWS paths get a GetFolder answer, others a Graph user.
 async fn tls_server_seeing() -> (String, String, tokio::sync::oneshot::Sender<()>, Seen) {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::aws_lc_rs::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
+    let pki = exgate_test::TestPki::new(&["127.0.0.1", "localhost"]);
+    let mut config = pki.server_config();
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)))
@@ -88,7 +71,7 @@ async fn tls_server_seeing() -> (String, String, tokio::sync::oneshot::Sender<()
             });
         }
     });
-    (format!("https://{addr}"), ca.pem(), tx, seen)
+    (format!("https://{addr}"), pki.ca_pem, tx, seen)
 }
 
 #[tokio::test]
