@@ -2260,6 +2260,32 @@ mod tests {
             let _ = nstring(Some(&text));
         }
 
+        /// Multipart messages of any shape: the structure and every part section answer
+        /// without panicking, and a literal's announced length is what follows it.
+        #[test]
+        fn multiparts_of_any_shape_answer_every_section(
+            boundary in "[A-Za-z0-9_=-]{1,20}",
+            parts in proptest::collection::vec(("(text/plain|text/html|application/pdf|multipart/mixed)", "\\PC{0,60}"), 0..5),
+            close in proptest::prelude::any::<bool>(),
+            section in "([1-6](\\.[1-3]){0,2}(\\.MIME)?)",
+        ) {
+            let mut mime = format!("Subject: s\r\nContent-Type: multipart/mixed; boundary=\"{boundary}\"\r\n\r\n");
+            for (ctype, body) in &parts {
+                mime.push_str(&format!("--{boundary}\r\nContent-Type: {ctype}\r\n\r\n{body}\r\n"));
+            }
+            if close {
+                mime.push_str(&format!("--{boundary}--\r\n"));
+            }
+            let structure = body_structure(&mime, true);
+            proptest::prop_assert!(structure.starts_with('(') && structure.ends_with(')'));
+            let item = BodyItem::parse(&format!("BODY.PEEK[{section}]"));
+            proptest::prop_assert!(item.is_some());
+            let answer = item.map(|i| i.answer(&mime)).unwrap_or_default();
+            let (head, data) = answer.split_once("}\r\n").unwrap_or_default();
+            let n: usize = head.rsplit('{').next().and_then(|x| x.parse().ok()).unwrap_or(usize::MAX);
+            proptest::prop_assert_eq!(n, data.len());
+        }
+
         #[test]
         fn body_items_take_any_section_and_partial(
             section in "(|HEADER|TEXT|1|HEADER\\.FIELDS \\([A-Z-]{1,8}( [A-Z-]{1,8}){0,3}\\)|HEADER\\.FIELDS\\.NOT \\([A-Z]{1,6}\\))",

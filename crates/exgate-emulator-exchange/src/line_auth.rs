@@ -123,3 +123,73 @@ pub(crate) fn ntlm_step(st: &Inner, server: usize, step: NtlmStep, message: &[u8
         _ => NtlmOutcome::Done(None),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    fn state() -> crate::ExchangeState {
+        let cfg = crate::ExchangeConfig::from_toml_str(
+            "[[servers]]\nname = \"ex01\"\ntenant = \"contoso.com\"\npublic_url = \"https://mail.contoso.com\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        crate::ExchangeState::new(
+            cfg,
+            Arc::new(crate::InMemoryDirectory::new().with_tenant(
+                "11111111-2222-3333-4444-555555555555",
+                &["contoso.com"],
+                true,
+            )),
+            crate::TokenVerifier::new(Vec::new()),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_server_is_found_by_its_name_without_regard_to_case() {
+        let st = state();
+        assert_eq!(
+            server_by_name(&st.inner, Some("MAIL.contoso.com.")),
+            Some(0)
+        );
+        assert_eq!(server_by_name(&st.inner, Some("localhost")), None);
+        assert_eq!(server_by_name(&st.inner, None), None);
+    }
+
+    proptest::proptest! {
+        /// Any bytes at any step of the exchange end it or ask for the next message; never a
+        /// sign-in without a verified proof.
+        #[test]
+        fn any_ntlm_message_is_answered_without_signing_in(
+            first in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            second in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            negotiate in proptest::prelude::any::<bool>(),
+        ) {
+            let st = state();
+            let mut first = first;
+            if negotiate {
+                // A well-formed NEGOTIATE_MESSAGE header, so the second step is reached.
+                let mut m = b"NTLMSSP\0".to_vec();
+                m.extend_from_slice(&1u32.to_le_bytes());
+                m.extend_from_slice(&0x6208_8215u32.to_le_bytes());
+                m.extend_from_slice(&[0; 16]);
+                first = m;
+            }
+            match ntlm_step(&st.inner, 0, NtlmStep::Start, &first) {
+                NtlmOutcome::Challenge(next, text) => {
+                    proptest::prop_assert!(!text.is_empty());
+                    let done = ntlm_step(&st.inner, 0, next, &second);
+                    proptest::prop_assert!(matches!(done, NtlmOutcome::Done(None)));
+                }
+                NtlmOutcome::Done(signed_in) => proptest::prop_assert!(signed_in.is_none()),
+            }
+            // An unknown server index is refused.
+            proptest::prop_assert!(matches!(
+                ntlm_step(&st.inner, 7, NtlmStep::Start, &first),
+                NtlmOutcome::Done(None)
+            ));
+        }
+    }
+}

@@ -914,3 +914,36 @@ pub(crate) fn iso(t: OffsetDateTime) -> String {
         .format(&Rfc3339)
         .unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    proptest::proptest! {
+        /// Any text given as an attachment id decodes to an item and a number, or to nothing.
+        #[test]
+        fn attachment_ids_decode_or_are_refused(id in "\\PC{0,60}") {
+            let _ = decode_attachment_id(&id);
+            let _ = decode_id(&id);
+        }
+    }
+
+    #[test]
+    fn an_attachment_id_names_its_item_and_number() {
+        let mbx_address = "adele@contoso.com";
+        let mut b = id_bytes(b'I', 3, Folder::Drafts, 42, mbx_address);
+        b.extend_from_slice(&7u32.to_be_bytes());
+        let id = STANDARD.encode(b);
+        let (raw, seq) = decode_attachment_id(&graph_id(&id)).expect("decodes");
+        assert_eq!(
+            (raw.mailbox, raw.folder, raw.n, seq),
+            (3, Folder::Drafts, 42, 7)
+        );
+        assert!(raw.verify(mbx_address));
+        assert!(!raw.verify("bob@contoso.com"));
+        // An item id is not an attachment id.
+        assert!(
+            decode_attachment_id(&encode_id(b'I', 3, Folder::Drafts, 42, mbx_address)).is_none()
+        );
+    }
+}
