@@ -279,7 +279,6 @@ fn route(
             .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
             .unwrap_or_default(),
     );
-    let param = |k: &str| q.get(k);
     let raw_segs: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -440,8 +439,73 @@ fn route(
             "The mailbox does not have a valid license for this operation.",
         ));
     }
-    let get = *method == axum::http::Method::GET;
-    let select = param("$select").map(|s| {
+    let call = Call {
+        st,
+        origin,
+        method,
+        headers,
+        body,
+        i,
+        m,
+        user_key,
+        user_path,
+        rest: rest.to_vec(),
+        raw_segs: raw_segs.clone(),
+        q,
+    };
+    dispatch(&call)
+}
+
+/// One Graph mail request past authentication, throttling, the user's resolution and the
+/// permission and mailbox checks: what [`dispatch`] routes.
+struct Call<'a> {
+    st: &'a Inner,
+    origin: &'a str,
+    method: &'a axum::http::Method,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+    /// The mailbox (index and record).
+    i: u32,
+    m: &'a Mailbox,
+    /// The user as the path names it, and the path to it (`me`, `users/{key}`).
+    user_key: String,
+    user_path: String,
+    /// The segments after the user (lower-case name, key), and every segment as sent.
+    rest: Vec<(String, Option<String>)>,
+    raw_segs: Vec<String>,
+    q: Query,
+}
+
+/// Routes a mail request by the segments after the user.
+fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
+    let Call {
+        st,
+        origin,
+        method,
+        headers,
+        body,
+        i,
+        m,
+        user_key,
+        user_path,
+        rest,
+        raw_segs,
+        q,
+    } = call;
+    let (st, origin, headers, body, i, m) = (*st, *origin, *headers, *body, *i, *m);
+    let rest = rest.as_slice();
+    let not_found = || {
+        gerr(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            format!(
+                "Resource not found for the segment '{}'.",
+                raw_segs.last().map(String::as_str).unwrap_or("")
+            ),
+        )
+    };
+    let get = **method == axum::http::Method::GET;
+    let select = q.get("$select").map(|s| {
         s.split(',')
             .map(|x| x.trim().to_owned())
             .filter(|x| !x.is_empty())
@@ -479,10 +543,7 @@ fn route(
             if let Value::Object(o) = &mut v {
                 o.insert(
                     "@odata.context".into(),
-                    json!(format!(
-                        "{CONTEXT}#{}/messages/$entity",
-                        ctx_user(&user_key)
-                    )),
+                    json!(format!("{CONTEXT}#{}/messages/$entity", ctx_user(user_key))),
                 );
             }
             Ok(json_response(StatusCode::CREATED, &v))
@@ -545,10 +606,7 @@ fn route(
             if let Value::Object(o) = &mut out {
                 o.insert(
                     "@odata.context".into(),
-                    json!(format!(
-                        "{CONTEXT}#{}/messages/$entity",
-                        ctx_user(&user_key)
-                    )),
+                    json!(format!("{CONTEXT}#{}/messages/$entity", ctx_user(user_key))),
                 );
             }
             Ok(json_response(StatusCode::CREATED, &out))
@@ -569,7 +627,7 @@ fn route(
             let mut out = attachment_json(&att, &msg, m);
             out["@odata.context"] = json!(format!(
                 "{CONTEXT}#{}/messages('{}')/attachments/$entity",
-                ctx_user(&user_key),
+                ctx_user(user_key),
                 id
             ));
             Ok(json_response(StatusCode::CREATED, &out))
@@ -631,7 +689,7 @@ fn route(
                     let mut out = folder_json(st, i, m, f);
                     out["@odata.context"] = json!(format!(
                         "{CONTEXT}#{}/mailFolders/$entity",
-                        ctx_user(&user_key)
+                        ctx_user(user_key)
                     ));
                     Ok(json_response(status, &out))
                 }
@@ -646,7 +704,7 @@ fn route(
                 .collect();
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders", ctx_user(&user_key)), "value": value}),
+                &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders", ctx_user(user_key)), "value": value}),
             ))
         }
         ["mailfolders", rest2 @ ..] if get => {
@@ -668,7 +726,7 @@ fn route(
                     let mut v = folder_json(st, i, m, folder);
                     v["@odata.context"] = json!(format!(
                         "{CONTEXT}#{}/mailFolders/$entity",
-                        ctx_user(&user_key)
+                        ctx_user(user_key)
                     ));
                     Ok(json_response(StatusCode::OK, &v))
                 }
@@ -681,7 +739,7 @@ fn route(
                         .collect();
                     Ok(json_response(
                         StatusCode::OK,
-                        &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders('{}')/childFolders", ctx_user(&user_key), key), "value": value}),
+                        &json!({"@odata.context": format!("{CONTEXT}#{}/mailFolders('{}')/childFolders", ctx_user(user_key), key), "value": value}),
                     ))
                 }
                 ["messages"] => list_messages(
@@ -690,12 +748,12 @@ fn route(
                     m,
                     &[folder],
                     &base,
-                    &user_key,
-                    &q,
+                    user_key,
+                    q,
                     select.as_deref(),
                     prefers_text(headers),
                 ),
-                ["messages", "delta"] => delta(st, i, m, folder, &base, &q, headers, select),
+                ["messages", "delta"] => delta(st, i, m, folder, &base, q, headers, select),
                 _ => Err(not_found()),
             }
         }
@@ -713,8 +771,8 @@ fn route(
                 m,
                 &folders,
                 &base,
-                &user_key,
-                &q,
+                user_key,
+                q,
                 select.as_deref(),
                 prefers_text(headers),
             )
@@ -731,12 +789,9 @@ fn route(
                     if let Value::Object(o) = &mut v {
                         o.insert(
                             "@odata.context".into(),
-                            json!(format!(
-                                "{CONTEXT}#{}/messages/$entity",
-                                ctx_user(&user_key)
-                            )),
+                            json!(format!("{CONTEXT}#{}/messages/$entity", ctx_user(user_key))),
                         );
-                        if wants_attachments(&q) {
+                        if wants_attachments(q) {
                             o.insert("attachments".into(), attachments_json(&msg, m));
                         }
                     }
@@ -747,7 +802,7 @@ fn route(
                     &json!({
                         "@odata.context": format!(
                             "{CONTEXT}#{}/messages('{}')/attachments",
-                            ctx_user(&user_key),
+                            ctx_user(user_key),
                             id
                         ),
                         "value": attachments_json(&msg, m),
@@ -771,7 +826,7 @@ fn route(
                     let mut v = attachment_json(&att, &msg, m);
                     v["@odata.context"] = json!(format!(
                         "{CONTEXT}#{}/messages('{}')/attachments/$entity",
-                        ctx_user(&user_key),
+                        ctx_user(user_key),
                         id
                     ));
                     Ok(json_response(StatusCode::OK, &v))
