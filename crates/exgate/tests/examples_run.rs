@@ -250,6 +250,10 @@ const EXAMPLES: &[(&str, How)] = &[
         Live(EXO),
     ),
     (
+        "exgate smtp check --host mail.contoso.com --user CONTOSO\\scanner --password-env PW --ntlm",
+        Live("signs in to the user's own on-premises server by name (mail.contoso.com)"),
+    ),
+    (
         "exgate hma check --cmdlets exgate-hma.txt --url https://mail.contoso.com https://autodiscover.contoso.com",
         Live("probes the user's own on-premises servers by name (mail.contoso.com)"),
     ),

@@ -99,6 +99,10 @@ roles = ["SMTP.SendAsApp", "IMAP.AccessAsApp", "POP.AccessAsApp"]
 upn = "alice@contoso.com"
 password = "Alice-Pass-1"
 
+[[tenants.users]]
+upn = "copier@contoso.com"
+password = "Copier-Pass-1"
+
 [[tenants]]
 name = "fabrikam"
 id = "22222222-3333-4444-5555-666666666666"
@@ -159,6 +163,16 @@ address = "scanner@northwind.com"
 [[exchange.organizations]]
 tenant = "fabrikam.com"
 smtp_auth_enabled = false
+
+# On-premises: the copier's mailbox on ex01, reached at mail.contoso.com.
+[[exchange.mailboxes]]
+address = "copier@contoso.com"
+server = "ex01"
+
+[[exchange.servers]]
+name = "ex01"
+tenant = "contoso.com"
+public_url = "https://mail.contoso.com"
 "#;
 
 use common::Emulator;
@@ -595,4 +609,56 @@ fn pop_check_reads_the_maildrop_and_explains_a_missing_role() {
         "{stdout}"
     );
     assert!(stdout.contains("POP.AccessAsApp"), "{stdout}");
+}
+
+/// `--ntlm`: Windows authentication with the password toward an on-premises server reached at its
+/// name; a wrong password is refused with 535 and explained without token causes, and the password
+/// never shows.
+#[test]
+fn ntlm_signs_in_to_an_onprem_server_and_a_wrong_password_is_explained() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_emulator, _base, smtp) = start_emulator(dir.path());
+    let run = |password: &str| {
+        exgate()
+            .current_dir(dir.path())
+            .env("PW", password)
+            .args([
+                "smtp",
+                "check",
+                "--user",
+                "CONTOSO\\copier",
+                "--password-env",
+                "PW",
+                "--ntlm",
+                "--host",
+                "mail.contoso.com",
+                "--connect",
+                &smtp,
+                "--ca-cert",
+                "ca.pem",
+                "--json",
+            ])
+            .output()
+            .unwrap()
+    };
+    let (stdout, v) = json_output(&run("Copier-Pass-1"), 0);
+    assert_eq!(v["transcript"]["mechanism"], "ntlm", "{stdout}");
+    assert!(!stdout.contains("Copier-Pass-1"));
+    let (stdout, v) = json_output(&run("CANARY-ntlm-wrong"), 1);
+    assert!(stdout.contains("535"), "{stdout}");
+    let causes: Vec<&str> = v["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|c| c["id"].as_str())
+        .collect();
+    assert!(!causes.is_empty(), "{stdout}");
+    for token_cause in [
+        "wrong_audience",
+        "missing_application_permission",
+        "token_expired",
+    ] {
+        assert!(!causes.contains(&token_cause), "{token_cause}: {stdout}");
+    }
+    assert!(!stdout.contains("CANARY"));
 }

@@ -29,6 +29,10 @@ pub(crate) struct CheckArgs {
     /// Environment variable holding a password: Basic (LOGIN) instead of XOAUTH2.
     #[arg(long)]
     pub password_env: Option<String>,
+    /// With --password-env: Windows authentication (NTLMv2) with the password instead of
+    /// sending it, for on-premises Exchange (--user as DOMAIN\\user or a UPN).
+    #[arg(long, requires = "password_env")]
+    pub ntlm: bool,
     #[command(flatten)]
     pub token: AuthArgs,
     #[command(flatten)]
@@ -67,10 +71,13 @@ impl CheckArgs {
     ) -> anyhow::Result<Result<SaslAuth, Box<exgate_auth::EntraError>>> {
         let user = user.to_owned();
         if let Some(var) = &self.password_env {
-            return Ok(Ok(SaslAuth::Login {
-                user,
-                password: env_secret(var, "--password-env")?,
-            }));
+            let password = env_secret(var, "--password-env")?;
+            if self.ntlm {
+                return Ok(Ok(SaslAuth::Ntlm(exgate_mail::ntlm::NtlmCredentials::new(
+                    &user, password,
+                ))));
+            }
+            return Ok(Ok(SaslAuth::Login { user, password }));
         }
         let token = match &self.token_env {
             Some(var) => env_secret(var, "--token-env")?,

@@ -19,6 +19,8 @@ Examples:
   A token obtained elsewhere, or Basic with an app password (as long as the tenant allows it):
     exgate smtp check --user scanner@contoso.com --token-env SMTP_TOKEN
     exgate smtp check --user scanner@contoso.com --password-env SMTP_PASSWORD
+  On-premises Exchange with Windows authentication (NTLM) instead of sending the password:
+    exgate smtp check --host mail.contoso.com --user 'CONTOSO\\scanner' --password-env PW --ntlm
   Against the emulator (exgate emulator --tls prints its SMTP address):
     exgate smtp check --user scanner@contoso.com --connect 127.0.0.1:2525 --host localhost \\
       --authority-host https://localhost:8443 --ca-cert /tmp/emulator-ca.pem
