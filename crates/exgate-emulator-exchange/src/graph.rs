@@ -12,8 +12,8 @@ use crate::auth::{self, GraphAuthError, Principal};
 use crate::config::AppAccessKind;
 use crate::state::{Counters, FolderChange, Inner, Plane};
 use crate::store::{
-    Attachment, Folder, Mailbox, Message, Person, decode_attachment_id, decode_id, decode_state,
-    encode_id, encode_state, graph_id, iso,
+    Attachment, AttachmentRefusal, Folder, Mailbox, Message, Person, decode_attachment_id,
+    decode_id, decode_state, encode_id, encode_state, graph_id, iso,
 };
 
 const CONTEXT: &str = "https://graph.microsoft.com/v1.0/$metadata";
@@ -1884,75 +1884,26 @@ fn attachment_from_json(v: &Value) -> Result<Attachment, GraphError> {
                 "Cannot convert the literal to the expected type 'Edm.Binary'.",
             )
         })?;
-    let content_type = v
-        .get("contentType")
-        .and_then(Value::as_str)
-        .filter(|c| c.contains('/'))
-        .map_or_else(|| guess_type(name).to_owned(), str::to_owned);
-    Ok(Attachment {
-        seq: 0,
-        name: name.to_owned(),
-        content_type,
-        content: content.into(),
-        is_inline: v.get("isInline").and_then(Value::as_bool).unwrap_or(false),
-        content_id: v
-            .get("contentId")
-            .and_then(Value::as_str)
-            .map(|c| c.trim_matches(['<', '>']).to_owned()),
-        modified: OffsetDateTime::now_utc(),
+    let refused = |what: &str| bad(format!("The attachment's '{what}' is not valid."));
+    Attachment::new(
+        name,
+        v.get("contentType").and_then(Value::as_str),
+        content,
+        v.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+        v.get("contentId").and_then(Value::as_str),
+    )
+    .map_err(|e| match e {
+        AttachmentRefusal::Name => refused("name"),
+        AttachmentRefusal::ContentType => refused("contentType"),
+        AttachmentRefusal::ContentId => refused("contentId"),
     })
-}
-
-/// A media type from a file name's extension (what a store fills in when none is given).
-pub(crate) fn guess_type(name: &str) -> &'static str {
-    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
-    match ext.to_ascii_lowercase().as_str() {
-        "txt" | "log" => "text/plain",
-        "csv" => "text/csv",
-        "htm" | "html" => "text/html",
-        "pdf" => "application/pdf",
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "gif" => "image/gif",
-        "zip" => "application/x-zip-compressed",
-        "json" => "application/json",
-        "xml" => "text/xml",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-        "eml" => "message/rfc822",
-        _ => "application/octet-stream",
-    }
 }
 
 /// `POST messages` with `Content-Type: text/plain`: a draft in Drafts from a MIME message in
 /// base64 (Graph's "Create message", MIME format): its fields and attachments from the MIME.
 fn draft_from_mime(st: &Inner, i: u32, m: &Mailbox, body: &[u8]) -> Result<Message, GraphError> {
-    let mime = mime_of(body)?;
-    let p = crate::smtp::parse_message(&mime);
-    let now = OffsetDateTime::now_utc();
-    let msg = Message {
-        mailbox: i,
-        folder: Folder::Drafts,
-        n: 0,
-        subject: p.subject,
-        body: p.body,
-        body_is_html: p.html,
-        from: p.from.unwrap_or_else(|| Person {
-            name: m.display_name.clone(),
-            address: m.address.clone(),
-        }),
-        to: p.to,
-        cc: p.cc,
-        received: now,
-        sent: now,
-        is_read: true,
-        is_draft: true,
-        internet_message_id: p
-            .message_id
-            .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
-        key: crate::store::new_key(),
-        attachments: p.attachments,
-    };
+    let msg =
+        crate::smtp::parse_message(&mime_of(body)?).into_message(i, m, Folder::Drafts, true, true);
     st.store(msg).ok_or_else(|| {
         gerr(
             StatusCode::INTERNAL_SERVER_ERROR,

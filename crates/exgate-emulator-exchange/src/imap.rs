@@ -346,7 +346,9 @@ fn quote(name: &str) -> String {
 }
 
 /// The IMAP names of a mailbox's folders (`/` separates levels; the Inbox is `INBOX`; the
-/// levels below the top of the information store).
+/// levels below the top of the information store). A folder whose name holds the separator, and
+/// the folders under it, are not shown, as Exchange's IMAP does not show them (Microsoft's
+/// "Tips for optimizing IMAP migrations": rename such folders).
 fn imap_names(st: &Inner, i: u32) -> Vec<(Folder, String)> {
     let entries = st.folder_entries(i);
     let by_folder: HashMap<Folder, (&str, Option<Folder>)> = entries
@@ -355,19 +357,23 @@ fn imap_names(st: &Inner, i: u32) -> Vec<(Folder, String)> {
         .collect();
     entries
         .iter()
-        .map(|(f, ..)| {
+        .filter_map(|(f, ..)| {
             let mut levels = Vec::new();
             let mut cur = Some(*f);
             while let Some(c) = cur {
-                if c == Folder::MsgFolderRoot || c == Folder::Root || levels.len() > 64 {
+                // The tree has no cycles; the bound only guards against a broken one.
+                if c == Folder::MsgFolderRoot || c == Folder::Root || levels.len() > entries.len() {
                     break;
                 }
                 let (name, parent) = by_folder.get(&c).copied().unwrap_or(("", None));
+                if name.contains('/') {
+                    return None;
+                }
                 levels.push(if c == Folder::Inbox { "INBOX" } else { name });
                 cur = parent;
             }
             levels.reverse();
-            (*f, levels.join("/"))
+            Some((*f, levels.join("/")))
         })
         .collect()
 }
@@ -566,21 +572,48 @@ fn envelope(mime: &str) -> String {
 }
 
 /// A `Content-Type` (or `Content-Disposition`) value: the lower-case value before the first
-/// `;`, and its parameters (names lower case, values unquoted).
+/// `;`, and its parameters (names lower case, values unquoted; a `;` inside quotes is part of
+/// the value).
 fn mime_params(v: &str) -> (String, Vec<(String, String)>) {
-    let mut parts = v.split(';');
+    let mut pieces = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in v.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                cur.push(c);
+            }
+            ';' if !quoted => pieces.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    pieces.push(cur);
+    let mut parts = pieces.into_iter();
     let value = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
     let params = parts
-        .filter_map(|p| p.split_once('='))
-        .map(|(k, v)| {
-            (
-                k.trim().to_ascii_lowercase(),
-                v.trim().trim_matches('"').to_owned(),
-            )
+        .filter_map(|p| {
+            p.split_once('=').map(|(k, v)| {
+                (
+                    k.trim().to_ascii_lowercase(),
+                    v.trim().trim_matches('"').to_owned(),
+                )
+            })
         })
         .collect();
     (value, params)
 }
+
+/// The `boundary` parameter of a `multipart/*` content type.
+fn boundary(params: &[(String, String)]) -> Option<&str> {
+    params
+        .iter()
+        .find(|(k, _)| k == "boundary")
+        .map(|(_, v)| v.as_str())
+}
+
+/// How deep BODYSTRUCTURE follows nested multiparts and messages (deeper parts are described
+/// as opaque `application/octet-stream`).
+const MAX_NESTING: usize = 8;
 
 /// The parts of a `multipart/*` body between its `boundary` delimiter lines, each with its
 /// own header section (RFC 2046 5.1.1).
@@ -619,29 +652,41 @@ fn split_entity(text: &str) -> (&str, &str) {
 }
 
 /// `BODYSTRUCTURE` (with extension data) or `BODY` of a message or body part (RFC 3501
-/// 7.4.2): single parts, and `multipart/*` with each part in turn.
+/// 7.4.2): single parts, `message/rfc822` with the enclosed message's envelope and structure,
+/// and `multipart/*` with each part in turn, followed at most [`MAX_NESTING`] deep.
 fn body_structure(mime: &str, extended: bool) -> String {
+    structure_at(mime, extended, 0)
+}
+
+fn structure_at(mime: &str, extended: bool, depth: usize) -> String {
     let f = header_fields(mime);
     let (_, body) = split_entity(mime);
-    let (ctype, params) = mime_params(field(&f, "Content-Type").unwrap_or("text/plain"));
+    let (mut ctype, mut params) = mime_params(field(&f, "Content-Type").unwrap_or("text/plain"));
+    let nested = ctype.starts_with("multipart/") || ctype == "message/rfc822";
+    if nested && depth >= MAX_NESTING {
+        (ctype, params) = ("application/octet-stream".to_owned(), Vec::new());
+    }
     let (kind, sub) = ctype.split_once('/').unwrap_or(("text", "plain"));
     let up = |s: &str| nstring(Some(&s.to_ascii_uppercase()));
     if kind == "multipart" {
-        let boundary = params
-            .iter()
-            .find(|(k, _)| k == "boundary")
-            .map(|(_, v)| v.as_str())
-            .unwrap_or_default();
-        let parts: String = multipart_parts(body, boundary)
+        let b = boundary(&params).unwrap_or_default();
+        let parts: String = multipart_parts(body, b)
             .into_iter()
-            .map(|p| body_structure(p, extended))
+            .map(|p| structure_at(p, extended, depth + 1))
             .collect();
+        // A multipart needs one part at least (RFC 3501 body-type-mpart): an empty one is
+        // described by an empty text part.
+        let parts = if parts.is_empty() {
+            "(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"us-ascii\") NIL NIL \"7BIT\" 0 0)".to_owned()
+        } else {
+            parts
+        };
         return if extended {
             format!(
                 "({parts} {} ({} {}) NIL NIL NIL)",
                 up(sub),
                 nstring(Some("BOUNDARY")),
-                nstring(Some(boundary))
+                nstring(Some(b))
             )
         } else {
             format!("({parts} {})", up(sub))
@@ -673,11 +718,18 @@ fn body_structure(mime: &str, extended: bool) -> String {
         up(encoding),
         body.len()
     );
-    if kind == "text" {
-        // Lines of text: a last line without its CRLF (a part's body ends before the CRLF of
-        // the next delimiter, RFC 2046 5.1.1) counts too.
-        let lines =
-            body.matches("\r\n").count() + usize::from(!body.is_empty() && !body.ends_with("\r\n"));
+    // Lines of text: a last line without its CRLF (a part's body ends before the CRLF of
+    // the next delimiter, RFC 2046 5.1.1) counts too.
+    let lines =
+        body.matches("\r\n").count() + usize::from(!body.is_empty() && !body.ends_with("\r\n"));
+    if ctype == "message/rfc822" {
+        // body-type-msg: the enclosed message's envelope and structure, then its lines.
+        basic.push_str(&format!(
+            " {} {} {lines}",
+            envelope(body),
+            structure_at(body, extended, depth + 1)
+        ));
+    } else if kind == "text" {
         basic.push_str(&format!(" {lines}"));
     }
     if !extended {
@@ -704,12 +756,8 @@ fn body_part<'a>(mime: &'a str, path: &[usize]) -> Option<&'a str> {
     if !ctype.starts_with("multipart/") {
         return (*first == 1 && rest.is_empty()).then_some(mime);
     }
-    let boundary = params
-        .iter()
-        .find(|(k, _)| k == "boundary")
-        .map(|(_, v)| v.as_str())?;
     let (_, body) = split_entity(mime);
-    let part = *multipart_parts(body, boundary).get(first.checked_sub(1)?)?;
+    let part = *multipart_parts(body, boundary(&params)?).get(first.checked_sub(1)?)?;
     body_part(part, rest)
 }
 
@@ -1107,7 +1155,9 @@ impl Session {
             return String::new();
         };
         let now = st.count(i, sel.folder);
-        if now == sel.exists {
+        // A folder deleted by another session reports nothing more (no `* 0 EXISTS` without
+        // the EXPUNGEs RFC 3501 asks for).
+        if now == sel.exists || !st.folder_exists(i, sel.folder) {
             return String::new();
         }
         sel.exists = now;
@@ -1313,11 +1363,17 @@ impl Session {
             "DELETE" => match find_folder(st, i, &texts[0]) {
                 None => not_found(),
                 Some(f) => {
-                    if self.selected.is_some_and(|s| s.folder == f) {
+                    let r = st.delete_folder(i, f);
+                    // The selected folder, or one above it, is gone: nothing stays selected.
+                    if r.is_ok()
+                        && self
+                            .selected
+                            .is_some_and(|s| !st.folder_exists(i, s.folder))
+                    {
                         self.selected = None;
                         self.deleted.clear();
                     }
-                    outcome(st.delete_folder(i, f))
+                    outcome(r)
                 }
             },
             "RENAME" => {
@@ -1325,7 +1381,8 @@ impl Session {
                     return not_found();
                 };
                 let target = texts[1].trim_end_matches('/');
-                if find_folder(st, i, target).is_some() {
+                // A change of case only renames the folder to itself.
+                if find_folder(st, i, target).is_some_and(|g| g != f) {
                     return exists();
                 }
                 let (parent, leaf) = match target.rsplit_once('/') {
@@ -1541,32 +1598,13 @@ impl Session {
         let Some(m) = st.mailbox(i) else {
             return self.arg_error(tag);
         };
-        let p = crate::smtp::parse_message(data);
-        let now = time::OffsetDateTime::now_utc();
-        let from = p.from.clone().unwrap_or_else(|| crate::store::Person {
-            name: m.display_name.clone(),
-            address: m.address.clone(),
-        });
-        let message = crate::store::Message {
-            mailbox: i,
+        let message = crate::smtp::parse_message(data).into_message(
+            i,
+            m,
             folder,
-            n: 0,
-            subject: p.subject,
-            body: p.body,
-            body_is_html: p.html,
-            from,
-            to: p.to,
-            cc: p.cc,
-            received: now,
-            sent: now,
-            is_read: seen,
-            is_draft: folder == Folder::Drafts,
-            internet_message_id: p
-                .message_id
-                .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
-            key: crate::store::new_key(),
-            attachments: p.attachments,
-        };
+            seen,
+            folder == Folder::Drafts,
+        );
         let Some(stored) = st.store(message) else {
             return Step::Reply(line(&format!("{tag} NO APPEND failed.")));
         };
@@ -2156,6 +2194,38 @@ mod tests {
     }
 
     const MIXED: &str = "From: a@b.cd\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"_b_\"\r\n\r\n--_b_\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello\r\n--_b_\r\nContent-Type: text/csv; name=\"q3.csv\"\r\nContent-Disposition: attachment; filename=\"q3.csv\"; size=8\r\nContent-Transfer-Encoding: base64\r\n\r\nYSxiCjEsMgo=\r\n--_b_--\r\n";
+
+    /// An enclosed message is described with its envelope and structure (RFC 3501
+    /// body-type-msg); nesting deeper than the limit is described as opaque, without
+    /// recursion, and a quoted `;` stays in its parameter.
+    #[test]
+    fn enclosed_messages_nesting_and_quoted_parameters() {
+        let inner = "From: a@b.cd\r\nSubject: inner\r\n\r\nhi\r\n";
+        let outer = format!(
+            "Subject: s\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n--b\r\nContent-Type: message/rfc822\r\nContent-Disposition: attachment; filename=\"a;b.eml\"\r\n\r\n{inner}--b--\r\n"
+        );
+        let s = body_structure(&outer, true);
+        assert!(
+            s.contains("(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\""),
+            "{s}"
+        );
+        assert!(s.contains("\"inner\""), "the enclosed envelope: {s}");
+        assert!(s.contains("(\"FILENAME\" \"a;b.eml\")"), "{s}");
+        let mut deep = String::from("x\r\n");
+        for k in 0..2000 {
+            deep = format!(
+                "Content-Type: multipart/mixed; boundary=\"b{k}\"\r\n\r\n--b{k}\r\n{deep}\r\n--b{k}--\r\n"
+            );
+        }
+        let s = body_structure(&deep, true);
+        assert!(
+            s.contains("\"APPLICATION\" \"OCTET-STREAM\""),
+            "{}",
+            &s[..s.len().min(300)]
+        );
+        let empty = "Content-Type: multipart/x; boundary=\"q\"\r\n\r\n";
+        assert!(body_structure(empty, false).starts_with("((\"TEXT\""));
+    }
 
     #[test]
     fn multipart_structure_and_parts() {

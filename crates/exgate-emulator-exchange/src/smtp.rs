@@ -646,6 +646,44 @@ pub(crate) struct Parsed {
     pub attachments: Vec<crate::store::Attachment>,
 }
 
+impl Parsed {
+    /// The message this MIME describes, stored in `folder` of mailbox `i` (received now; its
+    /// owner `mbx` as the sender when the MIME names none; a new Message-ID when it has none).
+    pub(crate) fn into_message(
+        self,
+        i: u32,
+        mbx: &crate::store::Mailbox,
+        folder: Folder,
+        is_read: bool,
+        is_draft: bool,
+    ) -> Message {
+        let now = OffsetDateTime::now_utc();
+        Message {
+            mailbox: i,
+            folder,
+            n: 0,
+            subject: self.subject,
+            body: self.body,
+            body_is_html: self.html,
+            from: self.from.unwrap_or_else(|| Person {
+                name: mbx.display_name.clone(),
+                address: mbx.address.clone(),
+            }),
+            to: self.to,
+            cc: self.cc,
+            received: now,
+            sent: now,
+            is_read,
+            is_draft,
+            internet_message_id: self
+                .message_id
+                .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
+            key: crate::store::new_key(),
+            attachments: self.attachments,
+        }
+    }
+}
+
 /// The values of every `name` header field (unfolded), in order.
 pub(crate) fn header_values(data: &[u8], name: &str) -> Vec<String> {
     let text = String::from_utf8_lossy(data);
@@ -708,28 +746,35 @@ pub(crate) fn parse_message(data: &[u8]) -> Parsed {
     }
     .map(|b| b.into_owned())
     .unwrap_or_default();
-    let now = OffsetDateTime::now_utc();
+    // Parts whose type or name could not go back into a header are kept with safe values.
     let attachments = msg
         .attachments()
         .map(|part| {
             use mail_parser::MimeHeaders;
-            let content_type = part.content_type().map_or_else(
-                || "application/octet-stream".to_owned(),
-                |c| {
-                    format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream"))
-                        .to_ascii_lowercase()
-                },
-            );
-            crate::store::Attachment {
-                seq: 0,
-                name: part.attachment_name().unwrap_or("attachment").to_owned(),
-                content_type,
-                content: part.contents().into(),
-                is_inline: part.content_disposition().is_some_and(|d| d.is_inline()),
-                content_id: part.content_id().map(str::to_owned),
-                modified: now,
-            }
+            let content_type = part
+                .content_type()
+                .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("octet-stream")));
+            let name = part.attachment_name().unwrap_or("attachment");
+            let inline = part.content_disposition().is_some_and(|d| d.is_inline());
+            let contents = part.contents().to_vec();
+            crate::store::Attachment::new(
+                name,
+                content_type.as_deref(),
+                contents.clone(),
+                inline,
+                part.content_id(),
+            )
+            .or_else(|_| {
+                crate::store::Attachment::new(
+                    "attachment",
+                    Some("application/octet-stream"),
+                    contents,
+                    inline,
+                    None,
+                )
+            })
         })
+        .filter_map(Result::ok)
         .collect();
     Parsed {
         subject: msg.subject().unwrap_or_default().to_owned(),

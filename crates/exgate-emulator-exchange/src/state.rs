@@ -698,6 +698,10 @@ impl Inner {
         if self.overlay.is_deleted(i, folder, n) {
             return None;
         }
+        // The items of a deleted folder went with it, whatever id names them.
+        if matches!(folder, Folder::Custom(_)) && !self.folder_exists(i, folder) {
+            return None;
+        }
         let g = self.generated_count(m, folder);
         let mut msg = if n < g {
             Some(generated_message(i, m, folder, n))
@@ -721,9 +725,10 @@ impl Inner {
         mut att: Attachment,
     ) -> Option<(Message, Attachment)> {
         self.message(i, folder, n)?;
-        let added = self.overlay.edit_attachments(i, folder, n, |list| {
-            att.seq = list.last().map_or(0, |a| a.seq.saturating_add(1));
-            list.push(att.clone());
+        let added = self.overlay.edit_attachments(i, folder, n, |e| {
+            att.seq = e.next;
+            e.next = e.next.saturating_add(1);
+            e.list.push(att.clone());
             att
         })?;
         Some((self.message(i, folder, n)?, added))
@@ -734,10 +739,10 @@ impl Inner {
         self.message(i, folder, n).is_some()
             && self
                 .overlay
-                .edit_attachments(i, folder, n, |list| {
-                    let before = list.len();
-                    list.retain(|a| a.seq != seq);
-                    list.len() != before
+                .edit_attachments(i, folder, n, |e| {
+                    let before = e.list.len();
+                    e.list.retain(|a| a.seq != seq);
+                    e.list.len() != before
                 })
                 .unwrap_or(false)
     }
@@ -772,8 +777,9 @@ impl Inner {
         let mut stored = self.overlay.push(base, msg)?;
         if !attachments.is_empty() {
             self.overlay
-                .edit_attachments(stored.mailbox, stored.folder, stored.n, |list| {
-                    *list = attachments.clone();
+                .edit_attachments(stored.mailbox, stored.folder, stored.n, |e| {
+                    e.next = u32::try_from(attachments.len()).unwrap_or(u32::MAX);
+                    e.list = attachments.clone();
                 });
         }
         stored.attachments = attachments;

@@ -308,7 +308,71 @@ pub(crate) struct Attachment {
     pub modified: OffsetDateTime,
 }
 
+/// Why an attachment was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AttachmentRefusal {
+    /// No name, or one with control characters or over 255 characters.
+    Name,
+    /// A media type that is not `type/subtype` of token characters, or a multipart one.
+    ContentType,
+    /// A content id with control characters, spaces or angle brackets, or over 255 characters.
+    ContentId,
+}
+
 impl Attachment {
+    /// A file attachment, checked before it can reach a MIME header: the name (any text
+    /// without control characters), the media type (`type/subtype` of RFC 2045 token
+    /// characters, not `multipart/*`; none given: from the name's extension) and the content id
+    /// (without angle brackets, spaces or control characters).
+    pub(crate) fn new(
+        name: &str,
+        content_type: Option<&str>,
+        content: Vec<u8>,
+        is_inline: bool,
+        content_id: Option<&str>,
+    ) -> Result<Attachment, AttachmentRefusal> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 255 || name.chars().any(char::is_control) {
+            return Err(AttachmentRefusal::Name);
+        }
+        let content_type = match content_type.map(str::trim).filter(|c| !c.is_empty()) {
+            None => guess_type(name).to_owned(),
+            Some(c) => {
+                let c = c.to_ascii_lowercase();
+                let token = |t: &str| {
+                    !t.is_empty()
+                        && t.bytes()
+                            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?=".contains(&b))
+                };
+                match c.split_once('/') {
+                    Some((t, sub)) if token(t) && token(sub) && t != "multipart" => c,
+                    _ => return Err(AttachmentRefusal::ContentType),
+                }
+            }
+        };
+        let content_id =
+            match content_id.map(|c| c.trim().trim_start_matches('<').trim_end_matches('>')) {
+                None | Some("") => None,
+                Some(c)
+                    if c.len() <= 255
+                        && c.bytes()
+                            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>') =>
+                {
+                    Some(c.to_owned())
+                }
+                Some(_) => return Err(AttachmentRefusal::ContentId),
+            };
+        Ok(Attachment {
+            seq: 0,
+            name: name.to_owned(),
+            content_type,
+            content: content.into(),
+            is_inline,
+            content_id,
+            modified: OffsetDateTime::now_utc(),
+        })
+    }
+
     /// The attachment's id: its message's id and its number (standard base64, like EWS ids;
     /// [`graph_id`] gives Graph's form).
     pub(crate) fn id(&self, msg: &Message, mbx: &Mailbox) -> String {
@@ -401,8 +465,17 @@ impl Message {
             if let Some(cid) = &a.content_id {
                 out.push_str(&format!("Content-ID: <{cid}>\r\n"));
             }
-            out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-            push_base64_lines(&mut out, &a.content);
+            if a.content_type == "message/rfc822" {
+                // An enclosed message is not base64 (RFC 2046 5.2.1): its text, lines in CRLF.
+                out.push_str("Content-Transfer-Encoding: 8bit\r\n\r\n");
+                for line in String::from_utf8_lossy(&a.content).lines() {
+                    out.push_str(line);
+                    out.push_str("\r\n");
+                }
+            } else {
+                out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
+                push_base64_lines(&mut out, &a.content);
+            }
         }
         out.push_str(&format!("--{boundary}--\r\n"));
         out
@@ -444,6 +517,27 @@ impl Message {
                 quick_xml::escape::escape(self.body.as_str())
             )
         }
+    }
+}
+
+/// A media type from a file name's extension (what a store fills in when none is given).
+pub(crate) fn guess_type(name: &str) -> &'static str {
+    let ext = name.rsplit_once('.').map_or("", |(_, e)| e);
+    match ext.to_ascii_lowercase().as_str() {
+        "txt" | "log" => "text/plain",
+        "csv" => "text/csv",
+        "htm" | "html" => "text/html",
+        "pdf" => "application/pdf",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "zip" => "application/x-zip-compressed",
+        "json" => "application/json",
+        "xml" => "text/xml",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "xlsx" => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "eml" => "message/rfc822",
+        _ => "application/octet-stream",
     }
 }
 
@@ -766,9 +860,17 @@ pub(crate) struct Overlay {
     /// Read state changed at run time (IMAP STORE, FETCH of a body), by position.
     read: Mutex<HashMap<(u32, Folder, u32), bool>>,
     /// Attachments of items, by position (generated items have none until one is added).
-    attachments: Mutex<HashMap<(u32, Folder, u32), Vec<Attachment>>>,
+    attachments: Mutex<HashMap<(u32, Folder, u32), Attachments>>,
     /// Folders created, renamed, moved, deleted or unsubscribed at run time, per mailbox.
     folders: Mutex<HashMap<u32, FolderEdits>>,
+}
+
+/// The file attachments of one item and the number the next one gets (numbers only grow, so
+/// the id of a removed attachment never names another).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Attachments {
+    pub next: u32,
+    pub list: Vec<Attachment>,
 }
 
 /// The run-time changes to a mailbox's folder tree. Created folders are `Folder::Custom(k)`
@@ -807,7 +909,7 @@ impl Overlay {
         self.attachments
             .lock()
             .ok()
-            .and_then(|a| a.get(&(mailbox, folder, n)).cloned())
+            .and_then(|a| a.get(&(mailbox, folder, n)).map(|e| e.list.clone()))
             .unwrap_or_default()
     }
 
@@ -817,7 +919,7 @@ impl Overlay {
         mailbox: u32,
         folder: Folder,
         n: u32,
-        f: impl FnOnce(&mut Vec<Attachment>) -> T,
+        f: impl FnOnce(&mut Attachments) -> T,
     ) -> Option<T> {
         let mut a = self.attachments.lock().ok()?;
         let list = a.entry((mailbox, folder, n)).or_default();
@@ -846,6 +948,10 @@ impl Overlay {
 
     /// Marks position `n` deleted; `false` when it already was.
     pub(crate) fn delete(&self, mailbox: u32, folder: Folder, n: u32) -> bool {
+        // The position is gone for good: its attachments go with it.
+        if let Ok(mut a) = self.attachments.lock() {
+            a.remove(&(mailbox, folder, n));
+        }
         self.deleted
             .lock()
             .map(|mut d| d.entry((mailbox, folder)).or_default().insert(n))

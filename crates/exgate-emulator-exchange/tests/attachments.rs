@@ -394,3 +394,66 @@ async fn graph_creates_a_draft_from_mime() {
         "ErrorMimeContentInvalidBase64String"
     );
 }
+
+/// Values that would reach a MIME header are checked: a type with a line break, a multipart
+/// type, a content id with a line break are refused (Graph and EWS alike).
+#[tokio::test]
+async fn attachment_values_that_would_break_the_mime_are_refused() {
+    let h = Harness::new();
+    let id = draft(&h, json!([])).await;
+    let path = format!("{USER}/messages/{}/attachments", enc(&id));
+    let mut injected = file("a.txt", b"a");
+    injected["contentType"] = json!("text/plain\r\nX-Injected: 1");
+    let mut multipart = file("a.txt", b"a");
+    multipart["contentType"] = json!("multipart/mixed; boundary=x");
+    let mut cid = file("a.txt", b"a");
+    cid["contentId"] = json!("x\r\nBcc: someone@example.com");
+    for body in [injected, multipart, cid] {
+        let r = h.graph_post(&path, &writer(), &body).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}: {}", r.body);
+    }
+    let mime = h
+        .get(
+            &format!("{USER}/messages/{}/$value", enc(&id)),
+            Some(&reader()),
+        )
+        .await
+        .body;
+    assert!(
+        !mime.contains("X-Injected") && !mime.contains("Bcc:"),
+        "{mime}"
+    );
+    let who = imp("adele@contoso.com");
+    let item = id.replace('-', "+").replace('_', "/");
+    let create = format!(
+        r#"<m:CreateAttachment><m:ParentItemId Id="{item}"/><m:Attachments><t:FileAttachment><t:Name>x.bin</t:Name><t:ContentType>multipart/mixed</t:ContentType><t:Content>YQ==</t:Content></t:FileAttachment></m:Attachments></m:CreateAttachment>"#
+    );
+    let r = h.ews(&ews_app(), &soap(&who, &create)).await;
+    assert!(r.body.contains("ErrorInvalidRequest"), "{}", r.body);
+}
+
+/// Attachment numbers only grow: the id of a removed attachment never names a later one.
+#[tokio::test]
+async fn a_removed_attachments_id_never_names_another() {
+    let h = Harness::new();
+    let id = draft(&h, json!([file("a.txt", b"a"), file("b.txt", b"b")])).await;
+    let path = format!("{USER}/messages/{}/attachments", enc(&id));
+    let list = h.get(&path, Some(&reader())).await.json();
+    let b = list["value"][1]["id"].as_str().expect("id").to_owned();
+    let r = h
+        .send(
+            Request::delete(format!("{path}/{}", enc(&b)))
+                .header("authorization", writer())
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let c = h
+        .graph_post(&path, &writer(), &file("c.txt", b"c"))
+        .await
+        .json();
+    assert_ne!(c["id"].as_str(), Some(b.as_str()));
+    let r = h.get(&format!("{path}/{}", enc(&b)), Some(&reader())).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}

@@ -343,3 +343,44 @@ async fn ews_hierarchy_sync_reports_created_changed_and_deleted_folders() {
         .await;
     assert!(r.body.contains("ErrorInvalidSyncStateData"), "{}", r.body);
 }
+
+/// The items of a deleted folder are gone by any id that named them.
+#[tokio::test]
+async fn items_of_a_deleted_folder_are_gone_by_id() {
+    let h = Harness::new();
+    let r = graph(&h, "POST", "mailFolders", json!({"displayName": "Doomed"})).await;
+    let folder = r.json();
+    let r = graph(
+        &h,
+        "POST",
+        "messages",
+        json!({"subject": "to be copied", "body": {"contentType": "text", "content": "x"}}),
+    )
+    .await;
+    let draft = r.json();
+    let r = graph(
+        &h,
+        "POST",
+        &format!("messages/{}/copy", key(&draft["id"])),
+        json!({"destinationId": folder["id"]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let copy = r.json()["id"].clone();
+    let r = h
+        .get(&format!("{USER}/messages/{}", key(&copy)), Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = graph(
+        &h,
+        "POST",
+        &format!("mailFolders/{}/permanentDelete", key(&folder["id"])),
+        Value::Null,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = h
+        .get(&format!("{USER}/messages/{}", key(&copy)), Some(&reader()))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+}

@@ -799,3 +799,23 @@ async fn folders_created_renamed_and_deleted_are_the_folders_every_view_sees() {
     let r = c.cmd("y STATUS Customers (MESSAGES)").await;
     assert!(r.starts_with("* STATUS Customers (MESSAGES 0)"), "{r}");
 }
+
+/// A refused DELETE leaves the selection as it was; a change of case renames a folder.
+#[tokio::test]
+async fn a_refused_delete_keeps_the_selection_and_case_renames_work() {
+    let (_s, mut c, _h, _graph) = adele_with_graph().await;
+    assert!(c.cmd("b SELECT INBOX").await.contains("b OK [READ-WRITE]"));
+    assert_eq!(c.cmd("c DELETE INBOX").await, "c NO DELETE failed.\r\n");
+    assert!(
+        c.cmd("d FETCH 1 (FLAGS)")
+            .await
+            .ends_with("d OK FETCH completed.\r\n"),
+        "still selected"
+    );
+    assert_eq!(c.cmd("e CREATE Notes").await, "e OK CREATE completed.\r\n");
+    assert_eq!(
+        c.cmd("f RENAME Notes NOTES").await,
+        "f OK RENAME completed.\r\n"
+    );
+    assert!(c.cmd("g LIST \"\" NOTES").await.contains("\"/\" NOTES\r\n"));
+}

@@ -183,6 +183,29 @@ async fn the_onprem_server_takes_ntlm_on_smtp_imap_and_pop() {
     .await;
     assert!(imap.ok(), "{imap:?}");
     assert_eq!(imap.exists, Some(1), "the message sent above is there");
+    // At Exchange Online's name the same server offers no NTLM: the tagged refusal is the
+    // step's answer (a refusal to explain), not a transport error.
+    let refused = exgate_mail::imap::check(
+        &ImapOptions {
+            host: "localhost".into(),
+            port: bed.imap.port(),
+            connect_to: Some(bed.imap),
+            extra_root_pem: Some(bed.emulator_ca.clone()),
+            timeout: Duration::from_secs(10),
+        },
+        &ImapAuth::Ntlm(ntlm("CANARY-ntlm-upstream-pw")),
+        "INBOX",
+    )
+    .await;
+    let failed = refused.failure().expect("refused");
+    assert_eq!(failed.name, "authenticate", "{refused:?}");
+    assert!(
+        failed
+            .response
+            .as_deref()
+            .is_some_and(|r| r.contains("NO AUTHENTICATE failed.")),
+        "{refused:?}"
+    );
     let pop = exgate_mail::pop::check(
         &PopOptions {
             host: "mail.contoso.com".into(),

@@ -112,6 +112,22 @@ impl Answer {
     fn ok(&self) -> bool {
         self.status == "OK"
     }
+
+    /// The answer a tagged `line` (for `tag`) gives, with no untagged lines before it.
+    fn tagged(tag: &str, line: String) -> Answer {
+        let status = line
+            .strip_prefix(tag)
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        Answer {
+            untagged: Vec::new(),
+            status,
+            line,
+        }
+    }
 }
 
 struct Session {
@@ -159,16 +175,10 @@ impl Session {
                 self.send_line("").await?;
                 continue;
             }
-            if let Some(rest) = line.strip_prefix(tag).and_then(|r| r.strip_prefix(' ')) {
-                let status = rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap_or_default()
-                    .to_ascii_uppercase();
+            if line.strip_prefix(tag).is_some_and(|r| r.starts_with(' ')) {
                 return Ok(Answer {
                     untagged,
-                    status,
-                    line,
+                    ..Answer::tagged(tag, line)
                 });
             }
             if untagged.len() >= MAX_UNTAGGED {
@@ -376,29 +386,39 @@ async fn run(
         }
         ImapAuth::Ntlm(creds) => {
             // AUTHENTICATE NTLM: "+", NEGOTIATE, "+ CHALLENGE", AUTHENTICATE, the tagged answer.
+            // A tagged answer instead of a continuation is the server's refusal, kept as such.
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD;
             let tag = s.tag();
             let negotiate = crate::ntlm::negotiate_message();
-            let exchange = async {
+            let tagged = |l: &str| l.starts_with(&format!("{tag} "));
+            let exchange: Result<Option<String>, String> = async {
                 s.send_line(&format!("{tag} AUTHENTICATE NTLM")).await?;
                 let l = s.read_line().await?;
+                if tagged(&l) {
+                    return Ok(Some(l));
+                }
                 if !l.starts_with('+') {
                     return Err(format!("expected a continuation, got: {l:.80}"));
                 }
                 s.send_line(&b64.encode(&negotiate)).await?;
                 let l = s.read_line().await?;
+                if tagged(&l) {
+                    return Ok(Some(l));
+                }
                 let Some(text) = l.strip_prefix('+') else {
                     return Err(format!("expected an NTLM challenge, got: {l:.80}"));
                 };
                 match crate::ntlm::answer_challenge(creds, &negotiate, text) {
-                    Some(answer) => s.send_line(&b64.encode(answer)).await,
-                    None => s.send_line("*").await,
+                    Some(answer) => s.send_line(&b64.encode(answer)).await?,
+                    None => s.send_line("*").await?,
                 }
+                Ok(None)
             }
             .await;
             match exchange {
-                Ok(()) => s.answer(&tag).await,
+                Ok(None) => s.answer(&tag).await,
+                Ok(Some(line)) => Ok(Answer::tagged(&tag, line)),
                 Err(e) => Err(e),
             }
         }

@@ -76,13 +76,6 @@ pub(super) fn file_attachments(list: Option<&Element>) -> Result<Vec<Attachment>
                 ),
             ));
         }
-        let name = el.child_text("Name").unwrap_or_default().trim().to_owned();
-        if name.is_empty() {
-            return Err(err(
-                "ErrorInvalidRequest",
-                "The request is invalid: an attachment has no name.",
-            ));
-        }
         let text: Vec<u8> = el
             .child_text("Content")
             .unwrap_or_default()
@@ -95,22 +88,26 @@ pub(super) fn file_attachments(list: Option<&Element>) -> Result<Vec<Attachment>
                 "The request is invalid: the attachment content is not base64.",
             ));
         };
-        let content_type = el
-            .child_text("ContentType")
-            .map(str::trim)
-            .filter(|c| c.contains('/'))
-            .map_or_else(|| crate::graph::guess_type(&name).to_owned(), str::to_owned);
-        out.push(Attachment {
-            seq: 0,
-            name,
-            content_type,
-            content: content.into(),
-            is_inline: el
-                .child_text("IsInline")
+        let attachment = Attachment::new(
+            el.child_text("Name").unwrap_or_default(),
+            el.child_text("ContentType"),
+            content,
+            el.child_text("IsInline")
                 .is_some_and(|v| v.trim() == "true"),
-            content_id: el.child_text("ContentId").map(|c| c.trim().to_owned()),
-            modified: OffsetDateTime::now_utc(),
-        });
+            el.child_text("ContentId"),
+        )
+        .map_err(|e| {
+            let what = match e {
+                AttachmentRefusal::Name => "an attachment has no valid name",
+                AttachmentRefusal::ContentType => "an attachment's ContentType is not valid",
+                AttachmentRefusal::ContentId => "an attachment's ContentId is not valid",
+            };
+            err(
+                "ErrorInvalidRequest",
+                format!("The request is invalid: {what}."),
+            )
+        })?;
+        out.push(attachment);
     }
     Ok(out)
 }

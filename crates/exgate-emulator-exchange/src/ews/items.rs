@@ -602,30 +602,13 @@ pub(super) fn message_from_mime(
         })
         .and_then(|p| p.child_text("Value"))
         .and_then(|v| v.trim().parse::<i64>().ok());
-    let now = OffsetDateTime::now_utc();
-    Ok(Message {
-        mailbox: i,
-        folder: Folder::Drafts,
-        n: 0,
-        subject: parsed.subject,
-        body: parsed.body,
-        body_is_html: parsed.html,
-        from: parsed.from.unwrap_or_else(|| Person {
-            name: mbx.display_name.clone(),
-            address: mbx.address.clone(),
-        }),
-        to: parsed.to,
-        cc: parsed.cc,
-        received: now,
-        sent: now,
-        is_read: flags.is_none_or(|f| f & MSGFLAG_READ != 0),
-        is_draft: flags.is_none_or(|f| f & MSGFLAG_UNSENT != 0),
-        internet_message_id: parsed
-            .message_id
-            .unwrap_or_else(|| format!("<{}@emulator.exgate>", uuid::Uuid::new_v4().simple())),
-        key: crate::store::new_key(),
-        attachments: parsed.attachments,
-    })
+    Ok(parsed.into_message(
+        i,
+        mbx,
+        Folder::Drafts,
+        flags.is_none_or(|f| f & MSGFLAG_READ != 0),
+        flags.is_none_or(|f| f & MSGFLAG_UNSENT != 0),
+    ))
 }
 
 /// DeleteItem: `HardDelete` removes the item (counts, FindItem, GetItem); `SoftDelete` moves it

@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use crate::auth::{self, Principal, Vdir};
 use crate::state::{Counters, FolderChange, Inner, Plane, Site};
 use crate::store::{
-    Attachment, Folder, Mailbox, Message, Person, change_key, decode_attachment_id, decode_id,
-    decode_state, encode_id, encode_state, iso,
+    Attachment, AttachmentRefusal, Folder, Mailbox, Message, Person, change_key,
+    decode_attachment_id, decode_id, decode_state, encode_id, encode_state, iso,
 };
 use crate::xml::{self, Element, esc};
 
