@@ -1221,15 +1221,7 @@ impl Session {
                             text,
                         };
                     }
-                    crate::line_auth::NtlmOutcome::Done(Some(i)) => {
-                        let allowed = st
-                            .mailbox(i)
-                            .is_some_and(|m| Self::imap_allowed(st, i, &m.tenant_id));
-                        if allowed {
-                            self.authed = Some(i);
-                        }
-                        allowed
-                    }
+                    crate::line_auth::NtlmOutcome::Done(Some(i)) => self.onprem_sign_in(st, i),
                     crate::line_auth::NtlmOutcome::Done(None) => false,
                 }
             }
@@ -1266,6 +1258,17 @@ impl Session {
         }
     }
 
+    /// Signs in to mailbox `i` of an on-premises server when IMAP is allowed for it.
+    fn onprem_sign_in(&mut self, st: &Inner, i: u32) -> bool {
+        let allowed = st
+            .mailbox(i)
+            .is_some_and(|m| Self::imap_allowed(st, i, &m.tenant_id));
+        if allowed {
+            self.authed = Some(i);
+        }
+        allowed
+    }
+
     fn imap_allowed(st: &Inner, i: u32, tenant_id: &str) -> bool {
         st.org(&tenant_id.to_ascii_lowercase()).imap_enabled && !st.imap_disabled.contains(&i)
     }
@@ -1295,16 +1298,8 @@ impl Session {
     /// LOGIN / AUTHENTICATE PLAIN: every refusal looks the same.
     fn password(&mut self, st: &Inner, user: &str, password: &SecretString) -> bool {
         if let Some(server) = self.onprem {
-            let Some(i) = crate::line_auth::password(st, server, user, password) else {
-                return false;
-            };
-            let allowed = st
-                .mailbox(i)
-                .is_some_and(|m| Self::imap_allowed(st, i, &m.tenant_id));
-            if allowed {
-                self.authed = Some(i);
-            }
-            return allowed;
+            return crate::line_auth::password(st, server, user, password)
+                .is_some_and(|i| self.onprem_sign_in(st, i));
         }
         let upn = user.trim().to_ascii_lowercase();
         let domain = upn.rsplit('@').next().unwrap_or_default();
