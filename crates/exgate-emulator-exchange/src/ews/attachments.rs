@@ -154,8 +154,8 @@ pub(super) fn get_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
 }
 
 /// CreateAttachment: file attachments added to the item `m:ParentItemId` names; one response
-/// message per attachment, with its id and the item's id and change key (the emulator's change keys follow an
-/// item's place, not its edits).
+/// message per attachment, with its id and the item's id and change key (the emulator's change
+/// keys follow an item's place, not its edits).
 pub(super) fn create_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
     let parent = op.child("ParentItemId").and_then(|p| p.attr("Id"));
     let found = parent
