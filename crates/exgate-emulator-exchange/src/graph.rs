@@ -3,6 +3,8 @@
 //! drafts created with `POST messages` and removed with `DELETE messages/{id}` or
 //! `POST messages/{id}/permanentDelete`.
 
+use std::collections::HashMap;
+
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
@@ -1788,11 +1790,31 @@ fn expand_attachments(st: &Inner, i: u32, m: &Mailbox, q: &Query, value: &mut [V
     if !wants_attachments(q) {
         return;
     }
+    // Immutable ids name an item by its key, wherever it is: one walk of the mailbox finds
+    // every item of the page, instead of one walk per item.
+    let mut by_key: Option<HashMap<u32, Message>> = None;
     for v in value {
-        let msg = v
-            .get("id")
-            .and_then(Value::as_str)
-            .and_then(|id| message_by_id(st, i, m, id).ok());
+        let Some(id) = v.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let msg = match decode_id(id) {
+            Some(raw) if raw.kind == b'M' && raw.mailbox == i && raw.verify(&m.address) => by_key
+                .get_or_insert_with(|| {
+                    let mut all = HashMap::new();
+                    for f in st.folders(i) {
+                        let c = st.count(i, f);
+                        for k in 0..c {
+                            if let Some(msg) = st.message(i, f, st.position(i, f, k)) {
+                                all.insert(msg.key, msg);
+                            }
+                        }
+                    }
+                    all
+                })
+                .get(&raw.n)
+                .cloned(),
+            _ => message_by_id(st, i, m, id).ok(),
+        };
         if let (Some(msg), Value::Object(o)) = (msg, v) {
             o.insert("attachments".into(), attachments_json(&msg, m));
         }

@@ -457,3 +457,32 @@ async fn a_removed_attachments_id_never_names_another() {
     let r = h.get(&format!("{path}/{}", enc(&b)), Some(&reader())).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
 }
+
+/// `$expand=attachments` with immutable ids: every listed message gets its attachments.
+#[tokio::test]
+async fn expand_with_immutable_ids() {
+    let h = Harness::new();
+    draft(&h, json!([file("one.txt", b"1")])).await;
+    draft(&h, json!([file("two.txt", b"2"), file("three.txt", b"3")])).await;
+    let r = h
+        .send(
+            Request::get(format!(
+                "{USER}/mailFolders/drafts/messages?$expand=attachments"
+            ))
+            .header("authorization", reader())
+            .header("prefer", "IdType=\"ImmutableId\"")
+            .body(Body::empty())
+            .expect("request"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let v = r.json();
+    let mut counts: Vec<usize> = v["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .map(|m| m["attachments"].as_array().map_or(0, Vec::len))
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts, [1, 2], "{v}");
+}
