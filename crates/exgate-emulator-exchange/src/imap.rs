@@ -409,8 +409,76 @@ fn folders(st: &Inner, i: u32) -> Vec<(Folder, String)> {
     v
 }
 
+/// Modified UTF-7 (RFC 3501 5.1.3), as mailbox names travel: printable ASCII as itself (`&` as
+/// `&-`), anything else as `&` + base64 of its UTF-16 (`,` for `/`, no padding) + `-`.
+pub(crate) fn utf7_encode(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    let mut run: Vec<u16> = Vec::new();
+    let flush = |run: &mut Vec<u16>, out: &mut String| {
+        if run.is_empty() {
+            return;
+        }
+        let bytes: Vec<u8> = run.iter().flat_map(|u| u.to_be_bytes()).collect();
+        out.push('&');
+        out.push_str(
+            &base64::engine::general_purpose::STANDARD_NO_PAD
+                .encode(bytes)
+                .replace('/', ","),
+        );
+        out.push('-');
+        run.clear();
+    };
+    for c in name.chars() {
+        if (' '..='~').contains(&c) {
+            flush(&mut run, &mut out);
+            if c == '&' {
+                out.push_str("&-");
+            } else {
+                out.push(c);
+            }
+        } else {
+            let mut buf = [0u16; 2];
+            run.extend_from_slice(c.encode_utf16(&mut buf));
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+/// A mailbox name in modified UTF-7, decoded; `None` when it is not valid modified UTF-7.
+pub(crate) fn utf7_decode(name: &str) -> Option<String> {
+    let mut out = String::with_capacity(name.len());
+    let mut rest = name;
+    while let Some(k) = rest.find('&') {
+        out.push_str(&rest[..k]);
+        let after = &rest[k + 1..];
+        let end = after.find('-')?;
+        let coded = &after[..end];
+        if coded.is_empty() {
+            out.push('&');
+        } else {
+            let bytes = base64::engine::general_purpose::STANDARD_NO_PAD
+                .decode(coded.replace(',', "/"))
+                .ok()?;
+            if bytes.len() % 2 != 0 {
+                return None;
+            }
+            let units: Vec<u16> = bytes
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            out.push_str(&String::from_utf16(&units).ok()?);
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// The folder an IMAP name (modified UTF-7, `/` between levels) names.
 fn find_folder(st: &Inner, i: u32, name: &str) -> Option<Folder> {
-    let name = name.trim_end_matches('/');
+    let decoded = utf7_decode(name);
+    let name = decoded.as_deref().unwrap_or(name).trim_end_matches('/');
     folders(st, i)
         .into_iter()
         .find(|(_, n)| n.eq_ignore_ascii_case(name))
@@ -433,7 +501,10 @@ fn make_path(st: &Inner, i: u32, path: &str) -> Result<Folder, FolderChange> {
         };
         parent = match find_folder(st, i, &full) {
             Some(f) => f,
-            None => st.create_folder(i, parent, level)?,
+            None => {
+                let level = utf7_decode(level).ok_or(FolderChange::InvalidName)?;
+                st.create_folder(i, parent, &level)?
+            }
         };
         prefix = full;
     }
@@ -1387,7 +1458,10 @@ impl Session {
                     },
                     None => (Folder::MsgFolderRoot, target),
                 };
-                outcome(st.rename_folder(i, f, parent, leaf))
+                let Some(leaf) = utf7_decode(leaf) else {
+                    return outcome(Err(FolderChange::InvalidName));
+                };
+                outcome(st.rename_folder(i, f, parent, &leaf))
             }
             _ => match find_folder(st, i, &texts[0]) {
                 None => not_found(),
@@ -1478,7 +1552,7 @@ impl Session {
         }
         Step::Reply(format!(
             "* STATUS {} ({})\r\n{tag} OK STATUS completed.\r\n",
-            quote(&imap_name(st, i, folder)),
+            quote(&utf7_encode(&imap_name(st, i, folder))),
             parts.join(" ")
         ))
     }
@@ -1499,7 +1573,8 @@ impl Session {
             let all = folders(st, i);
             for (f, n) in &all {
                 let f = *f;
-                if !wildcard(&full, n.as_bytes()) || (name == "LSUB" && !st.subscribed(i, f)) {
+                let wire = utf7_encode(n);
+                if !wildcard(&full, wire.as_bytes()) || (name == "LSUB" && !st.subscribed(i, f)) {
                     continue;
                 }
                 let below = format!("{}/", n.to_ascii_lowercase());
@@ -1515,7 +1590,7 @@ impl Session {
                 out.push_str(&line(&format!(
                     "* {name} ({}) \"/\" {}",
                     attrs.join(" "),
-                    quote(n)
+                    quote(&wire)
                 )));
             }
         }
@@ -2189,6 +2264,32 @@ mod tests {
     }
 
     const MIXED: &str = "From: a@b.cd\r\nSubject: s\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed;\r\n\tboundary=\"_b_\"\r\n\r\n--_b_\r\nContent-Type: text/plain; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 7bit\r\n\r\nHello\r\n--_b_\r\nContent-Type: text/csv; name=\"q3.csv\"\r\nContent-Disposition: attachment; filename=\"q3.csv\"; size=8\r\nContent-Transfer-Encoding: base64\r\n\r\nYSxiCjEsMgo=\r\n--_b_--\r\n";
+
+    /// RFC 3501 5.1.3's own example, `&` itself, and names that are not modified UTF-7.
+    #[test]
+    fn mailbox_names_in_modified_utf7() {
+        let name = "~peter/mail/\u{53f0}\u{5317}/\u{65e5}\u{672c}\u{8a9e}";
+        assert_eq!(utf7_encode(name), "~peter/mail/&U,BTFw-/&ZeVnLIqe-");
+        assert_eq!(
+            utf7_decode("~peter/mail/&U,BTFw-/&ZeVnLIqe-").as_deref(),
+            Some(name)
+        );
+        assert_eq!(utf7_encode("R&D"), "R&-D");
+        assert_eq!(utf7_decode("R&-D").as_deref(), Some("R&D"));
+        assert_eq!(utf7_encode("Entw\u{fc}rfe"), "Entw&APw-rfe");
+        for bad in ["&", "&ZeVn", "&Z-", "&2D0-"] {
+            assert_eq!(utf7_decode(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn utf7_round_trips_and_never_panics(name in "\\PC{0,30}", wire in "\\PC{0,30}") {
+            proptest::prop_assert_eq!(utf7_decode(&utf7_encode(&name)), Some(name.clone()));
+            proptest::prop_assert!(utf7_encode(&name).bytes().all(|b| (0x20..0x7f).contains(&b)));
+            let _ = utf7_decode(&wire);
+        }
+    }
 
     /// An enclosed message is described with its envelope and structure (RFC 3501
     /// body-type-msg); nesting deeper than the limit is described as opaque, without

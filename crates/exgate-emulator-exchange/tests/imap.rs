@@ -819,3 +819,40 @@ async fn a_refused_delete_keeps_the_selection_and_case_renames_work() {
     );
     assert!(c.cmd("g LIST \"\" NOTES").await.contains("\"/\" NOTES\r\n"));
 }
+
+/// Folder names outside ASCII travel in modified UTF-7 (RFC 3501 5.1.3): a folder created
+/// through IMAP as `&ZeVnLIqe-` is 日本語 in Graph, and selected by its encoded name.
+#[tokio::test]
+async fn folder_names_travel_in_modified_utf7() {
+    let (_s, mut c, h, graph) = adele_with_graph().await;
+    assert_eq!(
+        c.cmd("b CREATE \"INBOX/&ZeVnLIqe-\"").await,
+        "b OK CREATE completed.\r\n"
+    );
+    let v = h
+        .get(
+            "/v1.0/users/adele@contoso.com/mailFolders/inbox/childFolders",
+            Some(&graph),
+        )
+        .await
+        .json();
+    let names: Vec<&str> = v["value"]
+        .as_array()
+        .expect("value")
+        .iter()
+        .filter_map(|f| f["displayName"].as_str())
+        .collect();
+    assert!(names.contains(&"\u{65e5}\u{672c}\u{8a9e}"), "{v}");
+    let r = c.cmd("c LIST \"\" \"INBOX/*\"").await;
+    assert!(r.contains("\"/\" INBOX/&ZeVnLIqe-\r\n"), "{r}");
+    assert!(
+        c.cmd("d SELECT \"INBOX/&ZeVnLIqe-\"")
+            .await
+            .contains("d OK [READ-WRITE]")
+    );
+    assert_eq!(
+        c.cmd("e CREATE \"&ZeVn\"").await,
+        "e NO CREATE failed.\r\n",
+        "not modified UTF-7"
+    );
+}
