@@ -366,3 +366,52 @@ def test_file_attachment_added_to_a_draft(emulator):
     assert got.content_bytes == content  # contentBytes is base64 on the wire; the SDK decodes it
     assert expanded.has_attachments is True
     assert [a.id for a in expanded.attachments] == [added.id]
+
+
+def test_large_attachment_through_an_upload_session(emulator):
+    """The SDK's createUploadSession, then the parts PUT in order as "Attach large files to
+    Outlook messages or events" shows (4 MB each, Content-Range, no Authorization header).
+    msgraph-core's LargeFileUploadTask is not used: it fails on the single "{start}" value Outlook
+    gives in nextExpectedRanges (msgraph-sdk-python-core issue 691, open)."""
+    from msgraph.generated.models.attachment_item import AttachmentItem
+    from msgraph.generated.models.attachment_type import AttachmentType
+    from msgraph.generated.users.item.messages.item.attachments.create_upload_session.create_upload_session_post_request_body import (
+        CreateUploadSessionPostRequestBody,
+    )
+
+    subject = f"large attachment {uuid.uuid4()}"
+    content = bytes(k % 251 for k in range(5_000_000))
+    part = 4 * 1024 * 1024
+
+    async def main(client):
+        created = await draft(client, WRITER, subject)
+        message = client.users.by_user_id(WRITER).messages.by_message_id(created.id)
+        body = CreateUploadSessionPostRequestBody(
+            attachment_item=AttachmentItem(
+                attachment_type=AttachmentType.File, name="big.bin", size=len(content)
+            )
+        )
+        session = await message.attachments.create_upload_session.post(body)
+        answers = []
+        async with httpx.AsyncClient(verify=ssl.create_default_context(cafile=emulator.ca_file)) as http:
+            start = 0
+            while start < len(content):
+                chunk = content[start : start + part]
+                r = await http.put(
+                    session.upload_url,
+                    content=chunk,
+                    headers={"Content-Range": f"bytes {start}-{start + len(chunk) - 1}/{len(content)}"},
+                )
+                answers.append((r.status_code, r.headers.get("location"), r.text))
+                start += len(chunk)
+        listed = await message.attachments.get()
+        got = await message.attachments.by_attachment_id(listed.value[0].id).get()
+        return session, answers, listed.value, got
+
+    session, answers, listed, got = run(emulator, main)
+    assert session.upload_url and session.next_expected_ranges == ["0"]
+    assert answers[0][0] == 200 and f'"{part}"' in answers[0][2], answers[0]
+    assert answers[-1][0] == 201 and "/attachments('" in (answers[-1][1] or ""), answers[-1]
+    assert [a.name for a in listed] == ["big.bin"]
+    assert got.size == len(content)
+    assert got.content_bytes == content

@@ -615,6 +615,67 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
         }
         ["messages", tail @ ..]
             if *method == axum::http::Method::POST
+                && tail.len() >= 2
+                && tail.get(tail.len() - 2).copied() == Some("attachments")
+                && matches!(
+                    tail.last().copied(),
+                    Some("createuploadsession" | "microsoft.graph.createuploadsession")
+                ) =>
+        {
+            let id = match message_key(tail) {
+                Some((id, skip)) if tail.len() == skip + 2 => id,
+                _ => return Err(not_found()),
+            };
+            let msg = message_by_id(st, i, m, &id)?;
+            let v = request_json(body)?;
+            let item = v.get("attachmentItem").cloned().unwrap_or(Value::Null);
+            let item = camel_keys(item);
+            let bad = |text: &str| gerr(StatusCode::BAD_REQUEST, "ErrorInvalidRequest", text);
+            let size = item
+                .get("size")
+                .and_then(Value::as_u64)
+                .filter(|n| (1..=crate::graph_upload::MAX_SIZE).contains(n))
+                .ok_or_else(|| bad("The attachment's 'size' must be from 1 byte to 150 MB."))?;
+            if item
+                .get("attachmentType")
+                .and_then(Value::as_str)
+                .is_some_and(|t| !t.eq_ignore_ascii_case("file"))
+            {
+                return Err(bad("Only 'file' attachments are supported."));
+            }
+            let attachment = Attachment::new(
+                item.get("name").and_then(Value::as_str).unwrap_or_default(),
+                item.get("contentType").and_then(Value::as_str),
+                Vec::new(),
+                item.get("isInline")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                item.get("contentId").and_then(Value::as_str),
+            )
+            .map_err(|_| bad("The attachment's name, contentType or contentId is not valid."))?;
+            let token = st.uploads.open(crate::graph_upload::Session {
+                mailbox: i,
+                folder: msg.folder,
+                n: msg.n,
+                attachment,
+                size,
+                data: Vec::new(),
+                touched: std::time::Instant::now(),
+                message_url: format!("{origin}/v1.0/{user_path}/messages('{id}')"),
+            });
+            let expires = OffsetDateTime::now_utc() + time::Duration::minutes(15);
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "@odata.context": format!("{CONTEXT}#microsoft.graph.uploadSession"),
+                    "uploadUrl": format!("{origin}/api/gv2.0/attachmentSessions/{token}"),
+                    "expirationDateTime": iso(expires),
+                    "nextExpectedRanges": ["0"],
+                }),
+            ))
+        }
+        ["messages", tail @ ..]
+            if *method == axum::http::Method::POST
                 && tail.last().copied() == Some("attachments") =>
         {
             let id = match message_key(tail) {

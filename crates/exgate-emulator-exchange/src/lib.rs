@@ -19,6 +19,7 @@ pub mod config;
 pub mod directory;
 mod ews;
 mod graph;
+mod graph_upload;
 mod imap;
 mod imap_search;
 mod line_auth;
@@ -357,6 +358,31 @@ async fn graph_handler(
     )
 }
 
+/// `PUT` of one part of a Graph attachment upload session (the URL is its authority).
+async fn upload_put(
+    State(s): State<ExchangeState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+    req: axum::extract::Request,
+) -> Response {
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, graph_upload::MAX_PART + 1).await else {
+        return (StatusCode::PAYLOAD_TOO_LARGE, "").into_response();
+    };
+    graph_upload::put(&s.inner, &token, &parts.headers, &bytes)
+}
+
+/// `DELETE` of a Graph attachment upload session.
+async fn upload_delete(
+    State(s): State<ExchangeState>,
+    axum::extract::Path(token): axum::extract::Path<String>,
+) -> Response {
+    if s.inner.uploads.cancel(&token) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        StatusCode::NOT_FOUND.into_response()
+    }
+}
+
 /// All Exchange routes, relative to the emulator's base URL:
 ///
 /// - `POST /EWS/Exchange.asmx` (Exchange Online) and `/onprem/{server}/EWS/Exchange.asmx`
@@ -407,6 +433,10 @@ pub fn router(state: ExchangeState) -> Router {
             get(json_path_onprem),
         );
     }
-    r.route("/v1.0/{*path}", any(graph_handler))
-        .with_state(state)
+    r.route(
+        "/api/gv2.0/attachmentSessions/{token}",
+        axum::routing::put(upload_put).delete(upload_delete),
+    )
+    .route("/v1.0/{*path}", any(graph_handler))
+    .with_state(state)
 }

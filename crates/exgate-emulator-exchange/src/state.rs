@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     pub imap_disabled: std::collections::HashSet<u32>,
     /// Mailboxes with POP3 off (`Set-CASMailbox -PopEnabled $false`).
     pub pop_disabled: std::collections::HashSet<u32>,
+    /// Graph attachment upload sessions in progress, by their token.
+    pub uploads: crate::graph_upload::Sessions,
 }
 
 /// The Exchange plane's state; cheap to clone (an `Arc` inside).
@@ -372,6 +374,7 @@ impl ExchangeState {
                 orgs,
                 scopes,
                 overlay: Overlay::default(),
+                uploads: crate::graph_upload::Sessions::default(),
                 throttle: Throttle {
                     window,
                     used: Mutex::new(HashMap::new()),
