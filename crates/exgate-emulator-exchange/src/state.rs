@@ -770,22 +770,10 @@ impl Inner {
     }
 
     /// Stores a new message in a folder.
-    pub(crate) fn store(&self, mut msg: Message) -> Option<Message> {
+    pub(crate) fn store(&self, msg: Message) -> Option<Message> {
         let m = self.mailbox(msg.mailbox)?;
         let base = self.generated_count(m, msg.folder);
-        let mut attachments = std::mem::take(&mut msg.attachments);
-        for (k, a) in attachments.iter_mut().enumerate() {
-            a.seq = u32::try_from(k).unwrap_or(u32::MAX);
-        }
-        let mut stored = self.overlay.push(base, msg)?;
-        if !attachments.is_empty() {
-            self.overlay
-                .edit_attachments(stored.mailbox, stored.folder, stored.n, |e| {
-                    e.next = u32::try_from(attachments.len()).unwrap_or(u32::MAX);
-                    e.list = attachments.clone();
-                });
-        }
-        stored.attachments = attachments;
+        let stored = self.overlay.push(base, msg)?;
         Counters::bump(&self.counters.created);
         Some(stored)
     }

@@ -1004,11 +1004,30 @@ impl Overlay {
 
     /// Appends a message; `base` is the number of generated messages in the folder. Returns the
     /// stored message with its position set.
+    /// Its attachments (numbered from 0) are in place before the item can be seen: the items'
+    /// lock is held while they are set (the only place both locks are held, always in this
+    /// order).
     pub(crate) fn push(&self, base: u32, mut msg: Message) -> Option<Message> {
         let mut map = self.items.lock().ok()?;
         let list = map.entry((msg.mailbox, msg.folder)).or_default();
         msg.n = base.checked_add(list.len() as u32)?;
-        list.push(msg.clone());
+        for (k, a) in msg.attachments.iter_mut().enumerate() {
+            a.seq = u32::try_from(k).unwrap_or(u32::MAX);
+        }
+        if !msg.attachments.is_empty() {
+            let mut all = self.attachments.lock().ok()?;
+            all.insert(
+                (msg.mailbox, msg.folder, msg.n),
+                Attachments {
+                    next: u32::try_from(msg.attachments.len()).unwrap_or(u32::MAX),
+                    list: msg.attachments.clone(),
+                },
+            );
+        }
+        // The list keeps the fields only; attachments are read from their own map.
+        let mut kept = msg.clone();
+        kept.attachments = Vec::new();
+        list.push(kept);
         Some(msg)
     }
 }
