@@ -401,8 +401,10 @@ impl Message {
         change_key(&mbx.address, self.folder, self.n)
     }
 
+    /// The length of [`Message::mime`], without encoding the attachments to measure them.
     pub(crate) fn size(&self) -> usize {
-        self.mime().len()
+        let (text, left_out) = self.render(false);
+        text.len() + left_out
     }
 
     /// Plain-text preview (first 255 characters).
@@ -413,6 +415,13 @@ impl Message {
     /// The RFC 5322 message: one text or HTML part, or `multipart/mixed` with the body first
     /// and then each attachment (base64), as Exchange writes a message with attachments.
     pub(crate) fn mime(&self) -> String {
+        self.render(true).0
+    }
+
+    /// The MIME text; with `contents` false the base64 of the attachments is left out and its
+    /// length returned beside the text instead.
+    fn render(&self, contents: bool) -> (String, usize) {
+        let mut left_out = 0;
         let mut out = String::with_capacity(512 + self.body.len());
         let people = |v: &[Person]| {
             v.iter()
@@ -440,7 +449,7 @@ impl Message {
         out.push_str("MIME-Version: 1.0\r\n");
         if self.attachments.is_empty() {
             self.body_part(&mut out);
-            return out;
+            return (out, 0);
         }
         let boundary = format!("_exgate_{:08x}_", self.key);
         out.push_str(&format!(
@@ -474,11 +483,15 @@ impl Message {
                 }
             } else {
                 out.push_str("Content-Transfer-Encoding: base64\r\n\r\n");
-                push_base64_lines(&mut out, &a.content);
+                if contents {
+                    push_base64_lines(&mut out, &a.content);
+                } else {
+                    left_out += base64_lines_len(a.content.len());
+                }
             }
         }
         out.push_str(&format!("--{boundary}--\r\n"));
-        out
+        (out, left_out)
     }
 
     /// The body's `Content-Type` and `Content-Transfer-Encoding` fields, a blank line and the
@@ -539,6 +552,12 @@ pub(crate) fn guess_type(name: &str) -> &'static str {
         "eml" => "message/rfc822",
         _ => "application/octet-stream",
     }
+}
+
+/// The length [`push_base64_lines`] writes for `n` bytes.
+fn base64_lines_len(n: usize) -> usize {
+    let encoded = n.div_ceil(3) * 4;
+    encoded + 2 * encoded.div_ceil(76)
 }
 
 /// Base64 of `data` in lines of 76 characters, each ended by CRLF.
@@ -1050,6 +1069,44 @@ mod tests {
         fn attachment_ids_decode_or_are_refused(id in "\\PC{0,60}") {
             let _ = decode_attachment_id(&id);
             let _ = decode_id(&id);
+        }
+    }
+
+    proptest::proptest! {
+        /// The size is the MIME's length, measured without encoding the attachments.
+        #[test]
+        fn the_size_is_the_length_of_the_mime(
+            sizes in proptest::collection::vec(0usize..500, 0..4),
+            body in "\\PC{0,80}",
+        ) {
+            let mbx = Mailbox {
+                address: "adele@contoso.com".into(),
+                display_name: "Adele".into(),
+                tenant_id: "t".into(),
+                aliases: Vec::new(),
+                provisioned: true,
+                licensed: true,
+                license: crate::config::LicenseKind::default(),
+                ews_enabled: true,
+                smtp_auth_enabled: true,
+                server: None,
+                groups: Vec::new(),
+                inbox: 1,
+                sent: 0,
+                extra_folders: 0,
+                extra_folder_messages: 0,
+                routing_address: None,
+            };
+            let mut msg = generated_message(0, &mbx, Folder::Inbox, 0);
+            msg.body = body;
+            msg.attachments = sizes
+                .iter()
+                .enumerate()
+                .filter_map(|(k, n)| {
+                    Attachment::new(&format!("f{k}.bin"), None, vec![7u8; *n], false, None).ok()
+                })
+                .collect();
+            proptest::prop_assert_eq!(msg.size(), msg.mime().len());
         }
     }
 
