@@ -530,6 +530,14 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
             (None, []) => None,
         }
     };
+    // `messages/{id}` followed by exactly `after` more segments: the id, else Graph's answer
+    // for a segment it does not know.
+    let message_id_before = |tail: &[&str], after: usize| -> Result<String, GraphError> {
+        match message_key(tail) {
+            Some((id, skip)) if tail.len() == skip + after => Ok(id),
+            _ => Err(not_found()),
+        }
+    };
     match names.as_slice() {
         ["sendmail"] if *method == axum::http::Method::POST && is_text_plain(headers) => {
             send_mime(st, i, body)
@@ -558,10 +566,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
                 ) =>
         {
             // `{id}/action`: exactly one segment after the id.
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip + 1 => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 1)?;
             let msg = message_by_id(st, i, m, &id)?;
             if st.delete(i, msg.folder, msg.n).is_none() {
                 return Err(item_not_found());
@@ -576,10 +581,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
                 ) =>
         {
             // `{id}/action`: exactly one segment after the id.
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip + 1 => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 1)?;
             let moving = tail.last().is_some_and(|a| a.ends_with("move"));
             let v: Value = serde_json::from_slice(body).map(camel_keys).map_err(|e| {
                 gerr(
@@ -622,10 +624,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
                     Some("createuploadsession" | "microsoft.graph.createuploadsession")
                 ) =>
         {
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip + 2 => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 2)?;
             let msg = message_by_id(st, i, m, &id)?;
             let v = request_json(body)?;
             let item = v.get("attachmentItem").cloned().unwrap_or(Value::Null);
@@ -678,10 +677,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
             if *method == axum::http::Method::POST
                 && tail.last().copied() == Some("attachments") =>
         {
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip + 1 => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 1)?;
             let msg = message_by_id(st, i, m, &id)?;
             let att = attachment_from_json(&request_json(body)?)?;
             let (msg, att) = st
@@ -700,10 +696,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
                 && tail.len() >= 2
                 && tail.get(tail.len() - 2).copied() == Some("attachments") =>
         {
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip + 2 => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 2)?;
             let key = raw_segs.last().cloned().unwrap_or_default();
             let msg = message_by_id(st, i, m, &id)?;
             let att = attachment_of(&msg, m, &key)?;
@@ -713,10 +706,7 @@ fn dispatch(call: &Call<'_>) -> Result<Response, GraphError> {
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         ["messages", tail @ ..] if *method == axum::http::Method::DELETE => {
-            let id = match message_key(tail) {
-                Some((id, skip)) if tail.len() == skip => id,
-                _ => return Err(not_found()),
-            };
+            let id = message_id_before(tail, 0)?;
             let msg = message_by_id(st, i, m, &id)?;
             let Some(mut deleted) = st.delete(i, msg.folder, msg.n) else {
                 return Err(item_not_found());
@@ -1177,8 +1167,7 @@ fn message_json(msg: &Message, m: &Mailbox, select: Option<&[String]>, text: boo
         "categories": [],
         "receivedDateTime": iso(msg.received),
         "sentDateTime": iso(msg.sent),
-        // Graph: "doesn't include inline attachments" (message resource, hasAttachments).
-        "hasAttachments": msg.attachments.iter().any(|a| !a.is_inline),
+        "hasAttachments": msg.has_attachments(),
         "internetMessageId": msg.internet_message_id,
         "subject": msg.subject,
         "bodyPreview": msg.preview(),

@@ -473,9 +473,9 @@ impl Inner {
     /// Whether the mailbox has this folder.
     pub(crate) fn folder_exists(&self, i: u32, folder: Folder) -> bool {
         match (self.mailbox(i), folder) {
-            (Some(m), Folder::Custom(k)) => {
-                custom_folder(m, &self.overlay.folder_edits(i), k).is_some()
-            }
+            (Some(m), Folder::Custom(k)) => self
+                .overlay
+                .read_folders(i, |e| custom_folder(m, e, k).is_some()),
             (Some(_), _) => true,
             (None, _) => false,
         }
@@ -487,13 +487,9 @@ impl Inner {
         let Some(m) = self.mailbox(i) else {
             return Vec::new();
         };
-        let edits = self.overlay.folder_edits(i);
+        let customs = self.overlay.read_folders(i, |e| custom_folders(m, e));
         let mut v = Folder::WELL_KNOWN.to_vec();
-        v.extend(
-            custom_folders(m, &edits)
-                .into_iter()
-                .map(|(k, ..)| Folder::Custom(k)),
-        );
+        v.extend(customs.into_iter().map(|(k, ..)| Folder::Custom(k)));
         v
     }
 
@@ -502,13 +498,13 @@ impl Inner {
         let Some(m) = self.mailbox(i) else {
             return Vec::new();
         };
-        let edits = self.overlay.folder_edits(i);
+        let customs = self.overlay.read_folders(i, |e| custom_folders(m, e));
         let mut v: Vec<(Folder, String, Option<Folder>)> = Folder::WELL_KNOWN
             .iter()
             .map(|f| (*f, f.display_name().into_owned(), f.parent()))
             .collect();
         v.extend(
-            custom_folders(m, &edits)
+            customs
                 .into_iter()
                 .map(|(k, n, p)| (Folder::Custom(k), n, Some(p))),
         );
@@ -518,7 +514,9 @@ impl Inner {
     /// A folder's display name (a generated or created folder's as it now is).
     pub(crate) fn folder_name(&self, i: u32, f: Folder) -> String {
         match (f, self.mailbox(i)) {
-            (Folder::Custom(k), Some(m)) => custom_folder(m, &self.overlay.folder_edits(i), k)
+            (Folder::Custom(k), Some(m)) => self
+                .overlay
+                .read_folders(i, |e| custom_folder(m, e, k))
                 .map_or_else(|| f.display_name().into_owned(), |(n, _)| n),
             _ => f.display_name().into_owned(),
         }
@@ -527,9 +525,10 @@ impl Inner {
     /// A folder's parent (a generated or created folder's as it now is).
     pub(crate) fn folder_parent(&self, i: u32, f: Folder) -> Option<Folder> {
         match (f, self.mailbox(i)) {
-            (Folder::Custom(k), Some(m)) => {
-                custom_folder(m, &self.overlay.folder_edits(i), k).map(|(_, p)| p)
-            }
+            (Folder::Custom(k), Some(m)) => self
+                .overlay
+                .read_folders(i, |e| custom_folder(m, e, k))
+                .map(|(_, p)| p),
             _ => f.parent(),
         }
     }
@@ -539,14 +538,14 @@ impl Inner {
         let Some(m) = self.mailbox(i) else {
             return Vec::new();
         };
-        let edits = self.overlay.folder_edits(i);
+        let customs = self.overlay.read_folders(i, |e| custom_folders(m, e));
         let mut v: Vec<Folder> = Folder::WELL_KNOWN
             .iter()
             .copied()
             .filter(|c| c.parent() == Some(f))
             .collect();
         v.extend(
-            custom_folders(m, &edits)
+            customs
                 .into_iter()
                 .filter(|(_, _, p)| *p == f)
                 .map(|(k, ..)| Folder::Custom(k)),
@@ -640,9 +639,7 @@ impl Inner {
     pub(crate) fn subscribed(&self, i: u32, f: Folder) -> bool {
         !self
             .overlay
-            .folder_edits(i)
-            .unsubscribed
-            .contains(&f.code())
+            .read_folders(i, |e| e.unsubscribed.contains(&f.code()))
     }
 
     /// IMAP SUBSCRIBE / UNSUBSCRIBE.

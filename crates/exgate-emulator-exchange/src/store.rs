@@ -407,6 +407,12 @@ impl Message {
         text.len() + left_out
     }
 
+    /// Whether the message has attachments that are not inline (Graph's `hasAttachments`
+    /// "doesn't include inline attachments"; EWS `HasAttachments` alike).
+    pub(crate) fn has_attachments(&self) -> bool {
+        self.attachments.iter().any(|a| !a.is_inline)
+    }
+
     /// Plain-text preview (first 255 characters).
     pub(crate) fn preview(&self) -> String {
         self.body.chars().take(255).collect()
@@ -946,12 +952,15 @@ impl Overlay {
     }
 
     /// The folder changes of a mailbox.
-    pub(crate) fn folder_edits(&self, mailbox: u32) -> FolderEdits {
-        self.folders
-            .lock()
-            .ok()
-            .and_then(|f| f.get(&mailbox).cloned())
-            .unwrap_or_default()
+    /// Reads the folder changes of a mailbox with `f`, under the lock and without copying them
+    /// (every item lookup in a generated or created folder asks whether it still exists).
+    pub(crate) fn read_folders<T>(&self, mailbox: u32, f: impl FnOnce(&FolderEdits) -> T) -> T {
+        static NONE: std::sync::LazyLock<FolderEdits> =
+            std::sync::LazyLock::new(FolderEdits::default);
+        match self.folders.lock() {
+            Ok(all) => f(all.get(&mailbox).unwrap_or(&NONE)),
+            Err(_) => f(&NONE),
+        }
     }
 
     /// Changes the folder tree of a mailbox with `f` (under one lock, so checks and changes are

@@ -4,21 +4,13 @@ use super::*;
 
 /// An attachment id of the caller's mailbox: the item's mailbox, folder and position, and the
 /// attachment's number. Exchange's `ErrorInvalidAttachmentId` for an id that does not decode.
-pub(super) fn resolve_attachment_id(
-    ctx: &Ctx<'_>,
-    id: &str,
-) -> Result<(u32, Folder, u32, u32), (&'static str, String)> {
-    let (raw, seq) = decode_attachment_id(id).ok_or((
-        "ErrorInvalidAttachmentId",
-        "The attachment id is invalid.".to_owned(),
-    ))?;
+pub(super) fn resolve_attachment_id(ctx: &Ctx<'_>, id: &str) -> AttachmentRef {
+    let (raw, seq) = decode_attachment_id(id)
+        .ok_or(("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID.to_owned()))?;
     ctx.st
         .mailbox(raw.mailbox)
         .filter(|m| raw.verify(&m.address))
-        .ok_or((
-            "ErrorInvalidAttachmentId",
-            "The attachment id is invalid.".to_owned(),
-        ))?;
+        .ok_or(("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID.to_owned()))?;
     if ctx.mbx != Some(raw.mailbox) {
         return Err((
             "ErrorAccessDenied",
@@ -112,23 +104,29 @@ pub(super) fn file_attachments(list: Option<&Element>) -> Result<Vec<Attachment>
     Ok(out)
 }
 
-/// The `t:AttachmentId` elements of an operation's `m:AttachmentIds`.
-pub(super) fn attachment_ids(op: &Element) -> Vec<Option<&str>> {
-    op.child("AttachmentIds")
-        .map(|p| p.children.iter().map(|e| e.attr("Id")).collect())
-        .unwrap_or_default()
+/// Exchange's answer for an id that does not name an attachment.
+const INVALID_ATTACHMENT_ID: &str = "The attachment id is invalid.";
+
+/// An attachment an id names: its item (mailbox, folder, position) and its number, or the code
+/// and text to answer.
+type AttachmentRef = Result<(u32, Folder, u32, u32), (&'static str, String)>;
+
+/// The attachments an operation's `m:AttachmentIds` name, one per `t:AttachmentId`.
+fn attachment_refs(ctx: &Ctx<'_>, op: &Element) -> Vec<AttachmentRef> {
+    entries(op, "AttachmentIds")
+        .iter()
+        .map(|e| {
+            e.attr("Id")
+                .ok_or(("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID.to_owned()))
+                .and_then(|id| resolve_attachment_id(ctx, id))
+        })
+        .collect()
 }
 
 /// GetAttachment: each file attachment with its content.
 pub(super) fn get_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
     let mut msgs = Vec::new();
-    for id in attachment_ids(op) {
-        let found = id
-            .ok_or((
-                "ErrorInvalidAttachmentId",
-                "The attachment id is invalid.".to_owned(),
-            ))
-            .and_then(|id| resolve_attachment_id(ctx, id));
+    for found in attachment_refs(ctx, op) {
         msgs.push(match found {
             Ok((i, f, n, seq)) => {
                 let msg = ctx.st.message(i, f, n);
@@ -139,7 +137,7 @@ pub(super) fn get_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
                             "<m:Attachments>{}</m:Attachments>",
                             file_attachment_xml(a, &m, mbx, true)
                         )),
-                        None => err("ErrorInvalidAttachmentId", "The attachment id is invalid."),
+                        None => err("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID),
                     },
                     _ => err(
                         "ErrorItemNotFound",
@@ -208,13 +206,7 @@ pub(super) fn create_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
 /// DeleteAttachment: each attachment removed; the answer names its item.
 pub(super) fn delete_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
     let mut msgs = Vec::new();
-    for id in attachment_ids(op) {
-        let found = id
-            .ok_or((
-                "ErrorInvalidAttachmentId",
-                "The attachment id is invalid.".to_owned(),
-            ))
-            .and_then(|id| resolve_attachment_id(ctx, id));
+    for found in attachment_refs(ctx, op) {
         msgs.push(match found {
             Ok((i, f, n, seq)) if ctx.st.delete_attachment(i, f, n, seq) => {
                 match (ctx.st.message(i, f, n), ctx.st.mailbox(i)) {
@@ -229,7 +221,7 @@ pub(super) fn delete_attachment(ctx: &Ctx<'_>, op: &Element) -> String {
                     ),
                 }
             }
-            Ok(_) => err("ErrorInvalidAttachmentId", "The attachment id is invalid."),
+            Ok(_) => err("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID),
             Err((code, text)) => err(code, text),
         });
     }

@@ -216,35 +216,18 @@ pub(super) fn message_xml(m: &Message, mbx: &Mailbox, shape: &Shape) -> String {
             iso(m.received)
         );
     }
-    if shape.want("item:DisplayCc") {
-        let _ = write!(
-            o,
-            "<t:DisplayCc>{}</t:DisplayCc>",
-            esc(&m
-                .cc
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join("; "))
-        );
-    }
-    if shape.want("item:DisplayTo") {
-        let _ = write!(
-            o,
-            "<t:DisplayTo>{}</t:DisplayTo>",
-            esc(&m
-                .to
-                .iter()
-                .map(|p| p.name.as_str())
-                .collect::<Vec<_>>()
-                .join("; "))
-        );
+    // DisplayCc and DisplayTo: the names, separated by "; ".
+    for (tag, people) in [("DisplayCc", &m.cc), ("DisplayTo", &m.to)] {
+        if shape.want(&format!("item:{tag}")) {
+            let names: Vec<&str> = people.iter().map(|p| p.name.as_str()).collect();
+            let _ = write!(o, "<t:{tag}>{}</t:{tag}>", esc(&names.join("; ")));
+        }
     }
     if shape.want("item:HasAttachments") {
         let _ = write!(
             o,
             "<t:HasAttachments>{}</t:HasAttachments>",
-            m.attachments.iter().any(|a| !a.is_inline)
+            m.has_attachments()
         );
     }
     // Extended properties come after HasAttachments in the schema's order; the tag is echoed as
