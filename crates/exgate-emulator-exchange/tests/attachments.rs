@@ -29,6 +29,19 @@ fn enc(id: &str) -> String {
 
 const USER: &str = "/v1.0/users/adele@contoso.com";
 
+/// A request without a body, with this `Authorization`.
+async fn bare(h: &Harness, method: &str, path: String, auth: &str) -> Resp {
+    h.send(
+        Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", auth)
+            .body(Body::empty())
+            .expect("request"),
+    )
+    .await
+}
+
 /// Bytes that are not text (a NUL and 0xFF), so a lossy text path would change them.
 const BYTES: &[u8] = b"exgate attachment \x00\x01\xff";
 
@@ -107,18 +120,17 @@ async fn graph_attachments_are_added_listed_read_and_deleted() {
         .expect("base64");
     assert_eq!(bytes, BYTES);
     // `$value`: the raw bytes with the attachment's type.
-    let raw = h
-        .send(
-            Request::get(format!(
-                "{USER}/messages/{}/attachments/{}/$value",
-                enc(&id),
-                enc(&first)
-            ))
-            .header("authorization", reader())
-            .body(Body::empty())
-            .expect("request"),
-        )
-        .await;
+    let raw = bare(
+        &h,
+        "GET",
+        format!(
+            "{USER}/messages/{}/attachments/{}/$value",
+            enc(&id),
+            enc(&first)
+        ),
+        &reader(),
+    )
+    .await;
     assert_eq!(raw.status, StatusCode::OK);
     assert_eq!(raw.header("content-type"), "application/octet-stream");
 
@@ -161,18 +173,13 @@ async fn graph_attachments_are_added_listed_read_and_deleted() {
     assert!(mime.contains(&STANDARD.encode(BYTES)), "{mime}");
 
     // Deleted: gone from the list; its id is then not found.
-    let r = h
-        .send(
-            Request::delete(format!(
-                "{USER}/messages/{}/attachments/{}",
-                enc(&id),
-                enc(&second)
-            ))
-            .header("authorization", writer())
-            .body(Body::empty())
-            .expect("request"),
-        )
-        .await;
+    let r = bare(
+        &h,
+        "DELETE",
+        format!("{USER}/messages/{}/attachments/{}", enc(&id), enc(&second)),
+        &writer(),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let r = h
         .get(
@@ -440,14 +447,7 @@ async fn a_removed_attachments_id_never_names_another() {
     let path = format!("{USER}/messages/{}/attachments", enc(&id));
     let list = h.get(&path, Some(&reader())).await.json();
     let b = list["value"][1]["id"].as_str().expect("id").to_owned();
-    let r = h
-        .send(
-            Request::delete(format!("{path}/{}", enc(&b)))
-                .header("authorization", writer())
-                .body(Body::empty())
-                .expect("request"),
-        )
-        .await;
+    let r = bare(&h, "DELETE", format!("{path}/{}", enc(&b)), &writer()).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
     let c = h
         .graph_post(&path, &writer(), &file("c.txt", b"c"))
@@ -544,18 +544,17 @@ async fn an_upload_session_attaches_a_large_file() {
     );
     let aid = list["value"][0]["id"].as_str().expect("id").to_owned();
     assert!(location.contains(&aid), "{location} names {aid}");
-    let raw = h
-        .send(
-            Request::get(format!(
-                "{USER}/messages/{}/attachments/{}/$value",
-                enc(&id),
-                enc(&aid)
-            ))
-            .header("authorization", reader())
-            .body(Body::empty())
-            .expect("request"),
-        )
-        .await;
+    let raw = bare(
+        &h,
+        "GET",
+        format!(
+            "{USER}/messages/{}/attachments/{}/$value",
+            enc(&id),
+            enc(&aid)
+        ),
+        &reader(),
+    )
+    .await;
     // (The harness keeps bodies as text: compare the same way.)
     assert!(
         raw.body == String::from_utf8_lossy(&data),

@@ -110,6 +110,26 @@ fn ntlm(password: &str) -> NtlmCredentials {
     NtlmCredentials::new("CONTOSO\\copier", SecretString::from(password.to_owned()))
 }
 
+fn imap_options(host: &str, addr: std::net::SocketAddr, ca: Vec<u8>) -> ImapOptions {
+    ImapOptions {
+        host: host.into(),
+        port: addr.port(),
+        connect_to: Some(addr),
+        extra_root_pem: Some(ca),
+        timeout: Duration::from_secs(10),
+    }
+}
+
+fn pop_options(host: &str, addr: std::net::SocketAddr, ca: Vec<u8>) -> PopOptions {
+    PopOptions {
+        host: host.into(),
+        port: addr.port(),
+        connect_to: Some(addr),
+        extra_root_pem: Some(ca),
+        timeout: Duration::from_secs(10),
+    }
+}
+
 fn onprem_smtp(bed: &Bed) -> SmtpOptions {
     SmtpOptions {
         host: "mail.contoso.com".into(),
@@ -170,13 +190,7 @@ async fn the_onprem_server_takes_ntlm_on_smtp_imap_and_pop() {
     assert_eq!(reply.code, 535, "{reply:?}");
 
     let imap = exgate_mail::imap::check(
-        &ImapOptions {
-            host: "mail.contoso.com".into(),
-            port: bed.imap.port(),
-            connect_to: Some(bed.imap),
-            extra_root_pem: Some(bed.emulator_ca.clone()),
-            timeout: Duration::from_secs(10),
-        },
+        &imap_options("mail.contoso.com", bed.imap, bed.emulator_ca.clone()),
         &ImapAuth::Ntlm(ntlm("CANARY-ntlm-upstream-pw")),
         "INBOX",
     )
@@ -186,13 +200,7 @@ async fn the_onprem_server_takes_ntlm_on_smtp_imap_and_pop() {
     // At Exchange Online's name the same server offers no NTLM: the tagged refusal is the
     // step's answer (a refusal to explain), not a transport error.
     let refused = exgate_mail::imap::check(
-        &ImapOptions {
-            host: "localhost".into(),
-            port: bed.imap.port(),
-            connect_to: Some(bed.imap),
-            extra_root_pem: Some(bed.emulator_ca.clone()),
-            timeout: Duration::from_secs(10),
-        },
+        &imap_options("localhost", bed.imap, bed.emulator_ca.clone()),
         &ImapAuth::Ntlm(ntlm("CANARY-ntlm-upstream-pw")),
         "INBOX",
     )
@@ -207,13 +215,7 @@ async fn the_onprem_server_takes_ntlm_on_smtp_imap_and_pop() {
         "{refused:?}"
     );
     let pop = exgate_mail::pop::check(
-        &PopOptions {
-            host: "mail.contoso.com".into(),
-            port: bed.pop.port(),
-            connect_to: Some(bed.pop),
-            extra_root_pem: Some(bed.emulator_ca.clone()),
-            timeout: Duration::from_secs(10),
-        },
+        &pop_options("mail.contoso.com", bed.pop, bed.emulator_ca.clone()),
         &PopAuth::Ntlm(ntlm("CANARY-ntlm-upstream-pw")),
     )
     .await;
@@ -259,13 +261,7 @@ async fn the_gateway_passes_a_device_through_with_ntlm_upstream() {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let t = exgate_mail::imap::check(
-            &ImapOptions {
-                host: "localhost".into(),
-                port: imaps.port(),
-                connect_to: Some(imaps),
-                extra_root_pem: Some(device_ca.clone()),
-                timeout: Duration::from_secs(10),
-            },
+            &imap_options("localhost", imaps, device_ca.clone()),
             &ImapAuth::Login {
                 user: "copier".into(),
                 password: SecretString::from(DEVICE_PW.to_owned()),
@@ -282,13 +278,7 @@ async fn the_gateway_passes_a_device_through_with_ntlm_upstream() {
     }
     let pop3s = gw.addresses().pop3s[0];
     let pop = exgate_mail::pop::check(
-        &PopOptions {
-            host: "localhost".into(),
-            port: pop3s.port(),
-            connect_to: Some(pop3s),
-            extra_root_pem: Some(device_ca),
-            timeout: Duration::from_secs(10),
-        },
+        &pop_options("localhost", pop3s, device_ca),
         &PopAuth::Login {
             user: "copier".into(),
             password: SecretString::from(DEVICE_PW.to_owned()),

@@ -4,7 +4,7 @@ use super::*;
 
 /// An attachment id of the caller's mailbox: the item's mailbox, folder and position, and the
 /// attachment's number. Exchange's `ErrorInvalidAttachmentId` for an id that does not decode.
-pub(super) fn resolve_attachment_id(ctx: &Ctx<'_>, id: &str) -> AttachmentRef {
+fn resolve_attachment_id(ctx: &Ctx<'_>, id: &str) -> AttachmentRef {
     let (raw, seq) = decode_attachment_id(id)
         .ok_or(("ErrorInvalidAttachmentId", INVALID_ATTACHMENT_ID.to_owned()))?;
     ctx.st
