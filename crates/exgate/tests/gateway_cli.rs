@@ -610,16 +610,13 @@ profile = "app"
         "alice@contoso.com",
     );
     assert!(sent, "the gateway accepted the message");
-    while queued(d) > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "not delivered: {}",
-            std::fs::read_to_string(d.join("gw.log")).unwrap_or_default()
-        );
+    // The spool records the delivery before the gateway logs it: wait for both.
+    let log = |d: &Path| std::fs::read_to_string(d.join("gw.log")).unwrap_or_default();
+    while queued(d) > 0 || !log(d).contains("delivered") {
+        assert!(Instant::now() < deadline, "not delivered: {}", log(d));
         std::thread::sleep(Duration::from_millis(100));
     }
-    let log = std::fs::read_to_string(d.join("gw.log")).unwrap();
-    assert!(log.contains("delivered"), "{log}");
+    let log = log(d);
     assert!(!log.contains("device-code sign-in is needed"), "{log}");
     let _ = child.kill();
     let _ = child.wait();
