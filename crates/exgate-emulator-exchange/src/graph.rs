@@ -212,6 +212,14 @@ const USER_ROLES: &[&str] = &[
     "Directory.ReadWrite.All",
 ];
 
+fn method_not_allowed() -> GraphError {
+    gerr(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "BadRequest",
+        "Method not allowed.",
+    )
+}
+
 fn access_denied() -> GraphError {
     gerr(
         StatusCode::FORBIDDEN,
@@ -343,11 +351,7 @@ fn route(
     }
     if rest.is_empty() {
         if *method != axum::http::Method::GET {
-            return Err(gerr(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BadRequest",
-                "Method not allowed.",
-            ));
+            return Err(method_not_allowed());
         }
         let allowed = match &principal {
             Principal::App { roles, .. } => has_any(roles, USER_ROLES),
@@ -377,11 +381,7 @@ fn route(
         [(n, None)] if n == "translateexchangeids" || n == "microsoft.graph.translateexchangeids"
     ) {
         if *method != axum::http::Method::POST {
-            return Err(gerr(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "BadRequest",
-                "Method not allowed.",
-            ));
+            return Err(method_not_allowed());
         }
         // Delegated only (Graph's reference: application permissions are not supported).
         let permitted = match &principal {
@@ -1012,13 +1012,6 @@ fn change_folder(
         ),
     };
     let name = v.get("displayName").and_then(Value::as_str);
-    let unsupported = || {
-        gerr(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "BadRequest",
-            "Method not allowed.",
-        )
-    };
     match (method, folder, tail) {
         (&Method::POST, None, []) | (&Method::POST, Some(_), ["childfolders"]) => {
             let parent = folder.unwrap_or(Folder::MsgFolderRoot);
@@ -1065,7 +1058,7 @@ fn change_folder(
             st.delete_folder(i, f).map_err(fail)?;
             Ok(None)
         }
-        _ => Err(unsupported()),
+        _ => Err(method_not_allowed()),
     }
 }
 
